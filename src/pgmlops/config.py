@@ -1,0 +1,168 @@
+"""Settings: `pgmlops.yaml`, overridden by `PGMLOPS_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from pgmlops.domain.drift import DriftPolicy
+from pgmlops.domain.gates import PromotionPolicy
+from pgmlops.domain.schema import Task
+from pgmlops.domain.threshold import ThresholdPolicy
+from pgmlops.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "pgmlops.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainingConfig(_Section):
+    """How a model is trained; every field can also come from a CLI flag."""
+
+    task: Task | None = None
+    estimator: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    features: str | None = None
+    drop: list[str] = Field(default_factory=list)
+    test_size: float = Field(0.2, gt=0.0, lt=0.9)
+    validation_size: float = Field(0.2, gt=0.0, lt=0.9)
+    seed: int = 0
+    cv_folds: int = Field(0, ge=0, le=20)
+    imbalance: Literal["none", "class_weight", "smote"] = "none"
+    outliers: Literal["none", "clip", "remove"] = "none"
+    iqr_factor: float = Field(1.5, gt=0.0)
+    positive_class: str | None = None
+    threshold: ThresholdPolicy = Field(default_factory=ThresholdPolicy)
+    onnx: bool = True
+
+    @field_validator("features")
+    @classmethod
+    def _module_function(cls, v: str | None) -> str | None:
+        if v is not None and (":" not in v or v.startswith(":") or v.endswith(":")):
+            raise ValueError("must look like 'package.module:function'")
+        return v
+
+
+class ServingConfig(_Section):
+    """The HTTP service."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_batch: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    reload_poll_seconds: float = Field(2.0, gt=0.0)
+    unknown_categories: Literal["reject", "flag"] = "reject"
+    extra_fields: Literal["reject", "ignore"] = "reject"
+    risk_bands: dict[str, float] = Field(
+        default_factory=lambda: {"low": 0.0, "medium": 0.4, "high": 0.7}
+    )
+    log_queue_size: int = Field(100_000, ge=100)
+    log_batch_size: int = Field(1_000, ge=1)
+    log_flush_seconds: float = Field(0.5, gt=0.0)
+    spill_dir: str = ".pgmlops/spill"
+
+
+class MonitoringConfig(_Section):
+    """Drift, confidence and performance checks and the triggers that start retraining."""
+
+    drift: DriftPolicy = Field(default_factory=DriftPolicy)
+    window: int = Field(5_000, ge=1)
+    confidence_drop: float = Field(0.10, ge=0.0, le=1.0)
+    performance_drop: float = Field(0.05, ge=0.0, le=1.0)
+    min_labels: int = Field(200, ge=1)
+    new_rows_trigger: int | None = Field(None, ge=1)
+    schedule_seconds: float | None = Field(None, gt=0.0)
+
+
+class Settings(BaseSettings):
+    """Everything configurable; see README 'Configuration'."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PGMLOPS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    database_url: str = "sqlite:///.pgmlops/pgmlops.db"
+    artifact_root: str = ".pgmlops/artifacts"
+    model_name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    api_key: SecretStr | None = None
+    predict_api_key: SecretStr | None = None
+    mlflow_tracking_uri: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file: the file is passed in as init values, below env.
+        return (env_settings, init_settings)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"config file {path} is not valid YAML{at}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    return data
+
+
+def describe_validation_error(exc: PydanticValidationError, source: str) -> str:
+    """Turn pydantic's report into one line naming the key."""
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(root)"
+    more = len(exc.errors()) - 1
+    suffix = f" (+{more} more)" if more else ""
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown setting {key!r}{suffix}"
+    return f"{source}: {key}: {first['msg']}{suffix}"
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings:
+    """Build settings from a YAML file (explicit, $PGMLOPS_CONFIG, or ./pgmlops.yaml) and env."""
+    explicit = config_file or os.environ.get("PGMLOPS_CONFIG")
+    path = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
+    if explicit and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    values = _read_yaml(path) if path.is_file() else {}
+    source = f"settings (file {path} + PGMLOPS_* environment)" if path.is_file() else "settings"
+    try:
+        return Settings(**values)
+    except PydanticValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, source)) from exc
+
+
+@lru_cache(maxsize=8)
+def get_settings(config_file: str | None = None) -> Settings:
+    """The process-wide settings, read once per config file."""
+    return load_settings(config_file)

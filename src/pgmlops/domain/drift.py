@@ -1,0 +1,419 @@
+"""Drift detection: a current window against a reference profile, never the raw reference.
+
+Per feature a two-sample test gives a p-value (KS for numbers, chi-square for categories),
+p-values are corrected for testing many features at once (Benjamini-Hochberg or Bonferroni),
+and a feature only counts as drifted when its corrected p-value is below ``alpha`` AND an
+effect size passes a floor: with a million rows every harmless wobble is "significant", and
+the floors keep those quiet. Missing values take part in the tests as a value of their own,
+so a column that suddenly goes blank is drift too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.special import kolmogorov, rel_entr
+from scipy.stats import chi2
+
+from pgmlops.domain.profile import (
+    OTHER_CATEGORY,
+    CategoricalProfile,
+    NumericProfile,
+    OutputKind,
+    ReferenceProfile,
+    build_profile,
+    category_counts,
+    float_values,
+    map_columns,
+    numeric_distance,
+    output_values,
+    population_stability_index,
+    profile_frame,
+    select_columns,
+)
+from pgmlops.domain.schema import MISSING_CATEGORY, FeatureSchema, Kind
+from pgmlops.errors import DataError
+
+__all__ = [
+    "DriftPolicy",
+    "DriftReport",
+    "FeatureDrift",
+    "OutputDrift",
+    "ReferenceProfile",
+    "benjamini_hochberg",
+    "bonferroni",
+    "build_profile",
+    "compare",
+    "detect_drift",
+]
+
+# Chi-square needs expected counts of about 5; rarer categories are pooled for the test.
+_MIN_EXPECTED = 5.0
+
+
+class DriftPolicy(BaseModel):
+    """When a feature, the dataset and the model output count as drifted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="significance after correction")
+    correction: Literal["bh", "bonferroni"] = "bh"
+    psi_floor: float = Field(0.1, ge=0.0, description="PSI that counts as a real change")
+    wasserstein_floor: float = Field(0.1, ge=0.0, description="Wasserstein-1 / reference std")
+    js_floor: float = Field(0.1, ge=0.0, le=1.0, description="Jensen-Shannon distance, base 2")
+    drift_share: float = Field(0.5, gt=0.0, le=1.0, description="share of drifted features")
+    critical_features: list[str] = Field(default_factory=list, description="any drift alarms")
+    min_rows: int = Field(200, ge=1, description="fewest rows a window may have")
+
+
+class FeatureDrift(BaseModel):
+    """One column's test, effect sizes and verdict."""
+
+    name: str
+    kind: Kind
+    test: Literal["ks", "chi2"]
+    statistic: float
+    p_value: float
+    p_adjusted: float
+    wasserstein_norm: float | None = Field(None, description="numeric: W1 / reference std (or W1)")
+    js: float | None = Field(None, description="categorical: Jensen-Shannon distance, base 2")
+    psi: float
+    missing_rate_reference: float
+    missing_rate_current: float
+    unseen_categories: list[str] = Field(default_factory=list)
+    drifted: bool
+    reason: str
+
+
+class OutputDrift(FeatureDrift):
+    """Drift of the model's outputs (scores, classes or predictions) and of its confidence."""
+
+    output: OutputKind
+    mean_confidence_reference: float | None = None
+    mean_confidence_current: float | None = None
+
+
+class DriftReport(BaseModel):
+    """Every feature's verdict and the dataset-level one."""
+
+    n_reference: int
+    n_current: int
+    features: list[FeatureDrift]
+    drifted_features: list[str]
+    share_drifted: float
+    dataset_drift: bool
+    reason: str
+    output: OutputDrift | None = None
+    policy: DriftPolicy
+
+    def feature(self, name: str) -> FeatureDrift:
+        """The result for one feature; KeyError when it was not tested."""
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+@dataclass
+class _Raw:
+    """A test result before multiple-testing correction."""
+
+    test: Literal["ks", "chi2"]
+    statistic: float
+    p_value: float
+    psi: float
+    missing_rate_current: float
+    wasserstein_norm: float | None = None
+    js: float | None = None
+    unseen: list[str] = field(default_factory=list)
+
+
+def benjamini_hochberg(p: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (controls the false discovery rate), input order."""
+    values = _p_values(p)
+    m = values.size
+    if m == 0:
+        return values
+    order = np.argsort(values, kind="stable")
+    scaled = values[order] * m / np.arange(1, m + 1)
+    # Step-up: each adjusted value is the smallest scaled value at its rank or above.
+    monotone = np.minimum.accumulate(scaled[::-1])[::-1]
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(monotone, 1.0)
+    return adjusted
+
+
+def bonferroni(p: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Bonferroni adjusted p-values (controls the family-wise error rate)."""
+    values = _p_values(p)
+    return np.minimum(values * values.size, 1.0)
+
+
+def detect_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    policy: DriftPolicy | None = None,
+) -> DriftReport:
+    """Compare two frames directly: profile ``reference`` once, then test ``current`` on it."""
+    overlap = sorted(set(numeric) & set(categorical))
+    if overlap:
+        raise DataError(f"columns listed as both numeric and categorical: {', '.join(overlap)}")
+    if not numeric and not categorical:
+        raise DataError("detect_drift needs at least one numeric or categorical column")
+    columns: list[tuple[str, Kind]] = [(n, "numeric") for n in numeric]
+    columns += [(c, "categorical") for c in categorical]
+    profile = profile_frame(reference, columns)
+    return compare(profile, current, policy)
+
+
+def compare(
+    profile: ReferenceProfile,
+    current: pd.DataFrame,
+    policy: DriftPolicy | None = None,
+    *,
+    scores: np.ndarray | None = None,
+    schema: FeatureSchema | None = None,
+) -> DriftReport:
+    """Test a current window against a reference profile.
+
+    Numeric features: two-sample KS between the window's ECDF and the reference's, read at
+    the profile's quantile grid (so exact to about 1/1000), p-value from the asymptotic
+    Kolmogorov distribution with n = n_ref * n_cur / (n_ref + n_cur); effects are
+    Wasserstein-1 over the reference std and PSI. Categorical features: chi-square on the
+    2 x k table of counts, categories the reference never saw pooled into one bucket (and
+    listed); effects are Jensen-Shannon distance (base 2) and PSI. A feature drifts when its
+    corrected p-value is below ``policy.alpha`` and one of its effects reaches its floor.
+
+    ``scores`` are the model's outputs on the window (conventions of ``build_profile``) and
+    add output drift, tested alone. With ``schema``, every schema feature must be in the
+    profile and only those are tested. Raises DataError for a window or reference with fewer
+    than ``policy.min_rows`` rows and for features the window lacks.
+    """
+    policy = policy or DriftPolicy()
+    specs = _features_to_test(profile, schema)
+    _check_sizes(profile, current, policy)
+    unknown = sorted(set(policy.critical_features) - {s.name for s in specs})
+    if unknown:
+        raise DataError(f"critical_features names feature(s) not monitored: {', '.join(unknown)}")
+    cols = select_columns(current, [s.name for s in specs], "the current window")
+    raws = map_columns(lambda i: _test_column(specs[i], cols[i]), range(len(specs)), len(current))
+    p = np.array([r.p_value for r in raws])
+    adjusted = benjamini_hochberg(p) if policy.correction == "bh" else bonferroni(p)
+    results = [
+        _verdict(spec, raw, float(p_adj), policy)
+        for spec, raw, p_adj in zip(specs, raws, adjusted, strict=True)
+    ]
+    drifted = [r.name for r in results if r.drifted]
+    share = len(drifted) / len(results) if results else 0.0
+    critical = [name for name in policy.critical_features if name in drifted]
+    dataset_drift = share >= policy.drift_share or bool(critical)
+    reason = (
+        f"{len(drifted)} of {len(results)} features drifted ({share:.0%}); "
+        f"dataset drift needs {policy.drift_share:.0%}"
+    )
+    if critical:
+        reason += f" or a critical feature, and {', '.join(critical)} drifted"
+    output = _output_drift(profile, scores, policy) if scores is not None else None
+    return DriftReport(
+        n_reference=profile.n_rows,
+        n_current=len(current),
+        features=results,
+        drifted_features=drifted,
+        share_drifted=share,
+        dataset_drift=dataset_drift,
+        reason=reason,
+        output=output,
+        policy=policy,
+    )
+
+
+def _features_to_test(
+    profile: ReferenceProfile, schema: FeatureSchema | None
+) -> list[NumericProfile | CategoricalProfile]:
+    if schema is None:
+        return list(profile.features)
+    absent = [name for name in schema.names if name not in profile.names]
+    if absent:
+        raise DataError(
+            f"the reference profile has no feature {', '.join(map(repr, absent))} from the schema"
+        )
+    return [profile.feature(name) for name in schema.names]
+
+
+def _check_sizes(profile: ReferenceProfile, current: pd.DataFrame, policy: DriftPolicy) -> None:
+    if len(current) < policy.min_rows:
+        raise DataError(
+            f"the current window has {len(current)} rows; drift tests need at least "
+            f"{policy.min_rows} (min_rows)"
+        )
+    if profile.n_rows < policy.min_rows:
+        raise DataError(
+            f"the reference profile has {profile.n_rows} rows; drift tests need at least "
+            f"{policy.min_rows} (min_rows)"
+        )
+
+
+def _test_column(spec: NumericProfile | CategoricalProfile, col: pd.Series) -> _Raw:
+    if isinstance(spec, NumericProfile):
+        return _numeric_test(spec, float_values(col))
+    return _categorical_test(spec, category_counts(col))
+
+
+def _numeric_test(ref: NumericProfile, values: np.ndarray) -> _Raw:
+    """Two-sample KS with the asymptotic Kolmogorov p-value, plus the effect sizes."""
+    dist = numeric_distance(ref, values)
+    return _Raw(
+        test="ks",
+        statistic=dist.ks,
+        p_value=float(kolmogorov(math.sqrt(dist.n_effective) * dist.ks)),
+        psi=dist.psi,
+        missing_rate_current=dist.missing_rate,
+        wasserstein_norm=dist.wasserstein_norm,
+    )
+
+
+def _categorical_test(ref: CategoricalProfile, counts: dict[str, int]) -> _Raw:
+    """Chi-square homogeneity on counts; unseen categories pool into one "other" bucket."""
+    names = list(ref.counts)
+    ref_c = np.array([ref.counts[k] for k in names], dtype=np.float64)
+    cur_c = np.array([counts.get(k, 0) for k in names], dtype=np.float64)
+    new_missing = float(counts.get(MISSING_CATEGORY, 0)) if MISSING_CATEGORY not in names else 0.0
+    unseen = sorted(k for k in counts if k not in ref.counts and k != MISSING_CATEGORY)
+    pooled = float(sum(counts[k] for k in unseen))
+    if pooled and OTHER_CATEGORY in ref.counts:
+        cur_c[names.index(OTHER_CATEGORY)] += pooled
+        pooled = 0.0
+    # Buckets the reference never filled hold 0 there; the two-sample test is still defined
+    # because expected counts come from the pooled column totals.
+    extra = [c for c in (pooled, new_missing) if c]
+    ref_c = np.append(ref_c, np.zeros(len(extra)))
+    cur_c = np.append(cur_c, extra)
+    statistic, p_value = _chi2_homogeneity(ref_c, cur_c)
+    ref_p, cur_p = ref_c / ref_c.sum(), cur_c / cur_c.sum()
+    return _Raw(
+        test="chi2",
+        statistic=statistic,
+        p_value=p_value,
+        psi=population_stability_index(ref_p, cur_p),
+        missing_rate_current=counts.get(MISSING_CATEGORY, 0) / cur_c.sum(),
+        js=_js_distance(ref_p, cur_p),
+        unseen=unseen,
+    )
+
+
+def _chi2_homogeneity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Two-sample chi-square on a 2 x k table; cells expected below 5 are pooled first."""
+    keep = (a + b) > 0
+    a, b = a[keep], b[keep]
+    total = a + b
+    share_a = a.sum() / total.sum()
+    rare = np.minimum(total * share_a, total * (1.0 - share_a)) < _MIN_EXPECTED
+    if np.count_nonzero(rare) >= 2:
+        a = np.append(a[~rare], a[rare].sum())
+        b = np.append(b[~rare], b[rare].sum())
+        total = a + b
+    if len(a) < 2:
+        return 0.0, 1.0
+    expected_a, expected_b = total * share_a, total * (1.0 - share_a)
+    statistic = float(
+        np.sum((a - expected_a) ** 2 / expected_a + (b - expected_b) ** 2 / expected_b)
+    )
+    return statistic, float(chi2.sf(statistic, len(a) - 1))
+
+
+def _js_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon distance in base 2: 0 for equal distributions, 1 for disjoint ones."""
+    m = 0.5 * (p + q)
+    divergence = 0.5 * (np.sum(rel_entr(p, m)) + np.sum(rel_entr(q, m))) / math.log(2.0)
+    return float(math.sqrt(max(divergence, 0.0)))
+
+
+def _verdict(
+    spec: NumericProfile | CategoricalProfile, raw: _Raw, p_adjusted: float, policy: DriftPolicy
+) -> FeatureDrift:
+    significant = p_adjusted < policy.alpha
+    effects = _effects(raw, policy)
+    passed = [
+        f"{name} {value:.3g} >= {floor:g}" for name, value, floor in effects if value >= floor
+    ]
+    if significant and passed:
+        reason = f"p_adj {p_adjusted:.2g} < {policy.alpha:g} and {' or '.join(passed)}"
+    elif significant:
+        small = ", ".join(f"{name} {value:.3g} < {floor:g}" for name, value, floor in effects)
+        reason = f"p_adj {p_adjusted:.2g} < {policy.alpha:g} but the effect is small ({small})"
+    else:
+        reason = f"no significant difference (p_adj {p_adjusted:.2g} >= {policy.alpha:g})"
+    if raw.unseen:
+        shown = ", ".join(raw.unseen[:5]) + (", ..." if len(raw.unseen) > 5 else "")
+        reason += f"; {len(raw.unseen)} unseen categories pooled as other ({shown})"
+    return FeatureDrift(
+        name=spec.name,
+        kind=spec.kind,
+        test=raw.test,
+        statistic=raw.statistic,
+        p_value=raw.p_value,
+        p_adjusted=p_adjusted,
+        wasserstein_norm=raw.wasserstein_norm,
+        js=raw.js,
+        psi=raw.psi,
+        missing_rate_reference=spec.missing_rate,
+        missing_rate_current=raw.missing_rate_current,
+        unseen_categories=raw.unseen,
+        drifted=significant and bool(passed),
+        reason=reason,
+    )
+
+
+def _effects(raw: _Raw, policy: DriftPolicy) -> list[tuple[str, float, float]]:
+    """(name, value, floor) of each effect size that can make a significant test count."""
+    effects = [("psi", raw.psi, policy.psi_floor)]
+    if raw.wasserstein_norm is not None:
+        effects.insert(0, ("wasserstein_norm", raw.wasserstein_norm, policy.wasserstein_floor))
+    if raw.js is not None:
+        effects.insert(0, ("js", raw.js, policy.js_floor))
+    return effects
+
+
+def _output_drift(
+    profile: ReferenceProfile, scores: np.ndarray, policy: DriftPolicy
+) -> OutputDrift:
+    """Test the model's outputs on the window against the reference outputs (one test)."""
+    output = profile.output
+    if output is None:
+        raise DataError("scores were given but the reference profile has no output profile")
+    if len(scores) < policy.min_rows:
+        raise DataError(
+            f"scores cover {len(scores)} rows; drift tests need at least {policy.min_rows}"
+        )
+    values, confidence = output_values(scores, output.kind, output.classes)
+    spec = output.distribution
+    if isinstance(spec, NumericProfile) and isinstance(values, np.ndarray):
+        raw = _numeric_test(spec, values)
+    elif isinstance(spec, CategoricalProfile) and isinstance(values, dict):
+        raw = _categorical_test(spec, values)
+    else:
+        raise DataError(f"scores do not match the reference output profile ({output.kind})")
+    verdict = _verdict(spec, raw, raw.p_value, policy)
+    current_conf = float(np.nanmean(confidence)) if confidence is not None else None
+    return OutputDrift(
+        **verdict.model_dump(),
+        output=output.kind,
+        mean_confidence_reference=output.mean_confidence,
+        mean_confidence_current=current_conf,
+    )
+
+
+def _p_values(p: np.ndarray | Sequence[float]) -> np.ndarray:
+    values = np.asarray(p, dtype=np.float64).ravel()
+    if np.any(~np.isfinite(values)) or np.any((values < 0.0) | (values > 1.0)):
+        raise DataError("p-values must be numbers between 0 and 1")
+    return values

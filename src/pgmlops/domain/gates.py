@@ -1,0 +1,358 @@
+"""Champion/challenger promotion gates: a decision with every gate's numbers and reasons."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pgmlops.domain.metrics import (
+    LOWER_IS_BETTER,
+    PRIMARY_METRIC,
+    Scores,
+    check_metric,
+    evaluate,
+    improvement,
+    resampled_metric,
+)
+from pgmlops.domain.schema import Task
+from pgmlops.errors import ConfigError
+
+# Comparisons allow this much float noise, so a drop of exactly the tolerance still passes.
+_SLACK = 1e-12
+# Bootstrap resamples are drawn in blocks of about this many cells to bound memory.
+_BLOCK_CELLS = 2_000_000
+
+
+class PromotionPolicy(BaseModel):
+    """The `promotion` section of pgmlops.yaml: which gates a candidate must pass."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    primary_metric: str | None = None
+    min_delta: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    guard_metrics: dict[str, float] | None = None
+    floors: dict[str, float] = Field(default_factory=dict)
+    baseline_margin: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    bootstrap: bool = False
+    bootstrap_rounds: int = Field(default=1000, ge=100, le=100_000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    seed: int = Field(default=0, ge=0)
+
+    @field_validator("guard_metrics")
+    @classmethod
+    def _tolerances_are_drops(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for name, tolerance in (value or {}).items():
+            if not math.isfinite(tolerance) or tolerance < 0:
+                raise ValueError(
+                    f"tolerance for {name!r} must be a finite number >= 0 (the largest "
+                    f"allowed drop), got {tolerance}"
+                )
+        return value
+
+    @field_validator("floors")
+    @classmethod
+    def _floors_are_finite(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, floor in value.items():
+            if not math.isfinite(floor):
+                raise ValueError(f"floor for {name!r} must be a finite number, got {floor}")
+        return value
+
+    @classmethod
+    def from_config(
+        cls, raw: Mapping[str, Any] | None, section: str = "promotion"
+    ) -> PromotionPolicy:
+        """Build from a config mapping, turning validation errors into a one-line ConfigError."""
+        try:
+            return cls.model_validate(dict(raw or {}))
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in (section, *first["loc"]))
+            message = first["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"{where}: {message} (got {first.get('input')!r})") from None
+
+    def primary_for(self, task: Task) -> str:
+        """The metric promotion turns on for this task."""
+        return self.primary_metric or PRIMARY_METRIC[task]
+
+    def guards_for(self, task: Task) -> dict[str, float]:
+        """Metric -> largest allowed drop; by default binary models may not lose recall."""
+        if self.guard_metrics is not None:
+            return dict(self.guard_metrics)
+        return {"recall": 0.02} if task == "binary" else {}
+
+    def check(self, task: Task) -> None:
+        """Raise ConfigError when a metric named in the policy does not exist for the task."""
+        check_metric(self.primary_for(task), task, "promotion.primary_metric")
+        for name in self.guards_for(task):
+            check_metric(name, task, f"promotion.guard_metrics.{name}")
+        for name in self.floors:
+            check_metric(name, task, f"promotion.floors.{name}")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's verdict, a human line with the numbers, and the numbers themselves."""
+
+    name: str
+    passed: bool
+    detail: str
+    numbers: dict[str, float | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (nan -> None)."""
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "detail": self.detail,
+            "numbers": _json_safe(self.numbers),
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether the candidate may replace production, and why."""
+
+    approved: bool
+    primary_metric: str
+    gates: tuple[GateResult, ...]
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+    baseline: dict[str, float] | None
+
+    def failed(self) -> list[GateResult]:
+        """The gates that said no."""
+        return [g for g in self.gates if not g.passed]
+
+    def summary(self) -> str:
+        """One line: approved, or refused with each failed gate's reason."""
+        if self.approved:
+            return f"approved: passed {len(self.gates)} gate(s) on {self.primary_metric}"
+        return "refused: " + "; ".join(f"{g.name}: {g.detail}" for g in self.failed())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form for the audit trail and the API (nan -> None)."""
+        return {
+            "approved": self.approved,
+            "primary_metric": self.primary_metric,
+            "gates": [g.to_dict() for g in self.gates],
+            "failed": [g.name for g in self.failed()],
+            "candidate": _json_safe(self.candidate),
+            "champion": _json_safe(self.champion),
+            "baseline": _json_safe(self.baseline),
+        }
+
+
+def decide(
+    candidate: Scores,
+    champion: Scores | None,
+    baseline: Scores | None,
+    policy: PromotionPolicy,
+) -> Decision:
+    """Run every applicable gate on scores computed on the same holdout rows.
+
+    With a champion: primary, one guard per guarded metric, floors, and the bootstrap when
+    enabled. Without one: the candidate must beat the dummy baseline (when given) and
+    meet the floors. Any metric that is nan on these rows fails its gate: no evidence, no
+    promotion. With no champion, no baseline and no floors there is nothing to refuse on.
+    """
+    task = candidate.task
+    policy.check(task)
+    for other, role in ((champion, "champion"), (baseline, "baseline")):
+        if other is not None:
+            _require_same_rows(candidate, other, role)
+    primary = policy.primary_for(task)
+    cand = evaluate(candidate)
+    champ = evaluate(champion) if champion is not None else None
+    base = evaluate(baseline) if baseline is not None else None
+    gates: list[GateResult] = []
+    if champ is not None:
+        gates.append(_primary_gate(primary, cand[primary], champ[primary], policy.min_delta))
+        for name, tolerance in policy.guards_for(task).items():
+            gates.append(_guard_gate(name, cand[name], champ[name], tolerance))
+    elif base is not None:
+        gates.append(_baseline_gate(primary, cand[primary], base[primary], policy.baseline_margin))
+    for name, floor in policy.floors.items():
+        gates.append(_floor_gate(name, cand[name], floor))
+    if champion is not None and policy.bootstrap:
+        gates.append(_bootstrap_gate(primary, candidate, champion, policy))
+    return Decision(
+        approved=all(g.passed for g in gates),
+        primary_metric=primary,
+        gates=tuple(gates),
+        candidate=cand,
+        champion=champ,
+        baseline=base,
+    )
+
+
+def paired_bootstrap(
+    metric: str,
+    candidate: Scores,
+    champion: Scores,
+    *,
+    rounds: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float, float]:
+    """(low, mean, high) of the improvement on `metric` (positive = better) over resamples.
+
+    Both models are scored on the same resampled rows in each round, so the interval
+    reflects the difference between them rather than the noise of the holdout itself.
+    Resamples where the metric is undefined (e.g. one class drawn) are skipped; all nan
+    when none is left.
+    """
+    check_metric(metric, candidate.task)
+    _require_same_rows(candidate, champion, "champion")
+    if rounds < 1 or not 0 < confidence < 1:
+        raise ValueError(f"need rounds >= 1 and 0 < confidence < 1, got {rounds}, {confidence}")
+    n = len(candidate)
+    rng = np.random.default_rng(seed)
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    block = max(1, _BLOCK_CELLS // n)
+    diffs: list[np.ndarray] = []
+    for start in range(0, rounds, block):
+        size = min(block, rounds - start)
+        drawn = rng.integers(0, n, size=(size, n))
+        # Row counts per resample: offsetting each round's indices lets one bincount do all.
+        drawn += (np.arange(size) * n)[:, None]
+        counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n).astype(float)
+        cand = resampled_metric(metric, candidate, counts)
+        champ = resampled_metric(metric, champion, counts)
+        diffs.append(sign * (cand - champ))
+    values = np.concatenate(diffs)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return (math.nan, math.nan, math.nan)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(values, [tail, 1 - tail])
+    return (float(low), float(values.mean()), float(high))
+
+
+def _require_same_rows(candidate: Scores, other: Scores, role: str) -> None:
+    if other.task != candidate.task:
+        raise ValueError(f"{role} is a {other.task} model but the candidate is {candidate.task}")
+    if len(other) != len(candidate):
+        raise ValueError(
+            f"{role} was scored on {len(other)} rows and the candidate on {len(candidate)}; "
+            "both must be scored on the same holdout rows"
+        )
+    if other.classes != candidate.classes:
+        raise ValueError(
+            f"{role} classes {other.classes} differ from the candidate's {candidate.classes}"
+        )
+    if candidate.task == "regression":
+        same = np.allclose(other.y_true, candidate.y_true, equal_nan=True)
+    else:
+        same = np.array_equal(other.y_true, candidate.y_true)
+    if not same:
+        raise ValueError(f"{role} and candidate scores hold different true values for the rows")
+
+
+def _primary_gate(name: str, cand: float, champ: float, min_delta: float) -> GateResult:
+    numbers = {"candidate": cand, "champion": champ, "min_delta": min_delta}
+    if _missing(cand, champ):
+        return GateResult("primary", False, _undefined(name, numbers), numbers)
+    gain = improvement(name, cand, champ)
+    passed = gain >= min_delta - _SLACK
+    detail = (
+        f"{name} {cand:.4f} vs champion {champ:.4f}: improvement {gain:+.4f}, "
+        f"{'meets' if passed else 'below'} the required {min_delta:+.4f}"
+    )
+    return GateResult("primary", passed, detail, {**numbers, "improvement": gain})
+
+
+def _guard_gate(name: str, cand: float, champ: float, tolerance: float) -> GateResult:
+    numbers = {"candidate": cand, "champion": champ, "tolerance": tolerance}
+    if _missing(cand, champ):
+        return GateResult(f"guard:{name}", False, _undefined(name, numbers), numbers)
+    drop = -improvement(name, cand, champ)
+    passed = drop <= tolerance + _SLACK
+    verdict = "within" if passed else "exceeds"
+    detail = (
+        f"{name} {cand:.4f} vs champion {champ:.4f}: worse by {max(drop, 0.0):.4f}, "
+        f"{verdict} the allowed {tolerance:.4f}"
+    )
+    return GateResult(f"guard:{name}", passed, detail, {**numbers, "drop": drop})
+
+
+def _floor_gate(name: str, cand: float, floor: float) -> GateResult:
+    numbers = {"candidate": cand, "floor": floor}
+    if _missing(cand):
+        return GateResult(f"floor:{name}", False, _undefined(name, numbers), numbers)
+    if name in LOWER_IS_BETTER:
+        passed, bound = cand <= floor + _SLACK, "at most"
+    else:
+        passed, bound = cand >= floor - _SLACK, "at least"
+    detail = f"{name} {cand:.4f} must be {bound} {floor:.4f}"
+    return GateResult(f"floor:{name}", passed, detail, numbers)
+
+
+def _baseline_gate(name: str, cand: float, base: float, margin: float) -> GateResult:
+    numbers = {"candidate": cand, "baseline": base, "margin": margin}
+    if _missing(cand, base):
+        return GateResult("baseline", False, _undefined(name, numbers), numbers)
+    gain = improvement(name, cand, base)
+    passed = gain > margin
+    detail = (
+        f"{name} {cand:.4f} vs dummy baseline {base:.4f}: improvement {gain:+.4f}, "
+        f"{'more than' if passed else 'not more than'} the margin {margin:.4f}"
+    )
+    return GateResult("baseline", passed, detail, {**numbers, "improvement": gain})
+
+
+def _bootstrap_gate(
+    name: str, candidate: Scores, champion: Scores, policy: PromotionPolicy
+) -> GateResult:
+    low, mean, high = paired_bootstrap(
+        name,
+        candidate,
+        champion,
+        rounds=policy.bootstrap_rounds,
+        confidence=policy.confidence,
+        seed=policy.seed,
+    )
+    numbers = {
+        "low": low,
+        "mean": mean,
+        "high": high,
+        "confidence": policy.confidence,
+        "rounds": float(policy.bootstrap_rounds),
+    }
+    if _missing(low, high):
+        return GateResult("bootstrap", False, _undefined(name, numbers), numbers)
+    passed = low > 0
+    where = "excludes zero" if passed else ("is below zero" if high < 0 else "includes zero")
+    detail = (
+        f"{name} improvement {mean:+.4f}, {policy.confidence:.0%} interval "
+        f"[{low:+.4f}, {high:+.4f}] {where}"
+    )
+    return GateResult("bootstrap", passed, detail, numbers)
+
+
+def _missing(*values: float) -> bool:
+    return any(v is None or math.isnan(v) for v in values)
+
+
+def _undefined(name: str, numbers: Mapping[str, float | None]) -> str:
+    shown = ", ".join(f"{k} {v}" for k, v in numbers.items())
+    return f"{name} is undefined on these rows ({shown}); cannot judge, so refusing"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value

@@ -1,0 +1,163 @@
+"""Estimated performance without labels (confidence-based performance estimation, CBPE).
+
+If the model's probabilities are calibrated, each prediction is right with the calibrated
+probability, so the expected confusion matrix — and every metric derived from it — follows
+from the probabilities alone. Calibration is fitted on the validation split at training
+time and stored as isotonic breakpoints in the model card.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel
+from sklearn.isotonic import IsotonicRegression
+
+from pgmlops.domain.schema import Task
+
+
+class Calibration(BaseModel):
+    """Per-class isotonic maps, raw to calibrated probability (binary: one map on P(positive))."""
+
+    kind: Literal["binary", "multiclass"]
+    classes: list[str]
+    x: list[list[float]]
+    y: list[list[float]]
+
+
+def fit_calibration(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> Calibration:
+    """Fit isotonic calibration on labelled validation rows (binary positive = classes[1])."""
+    labels = np.asarray(y_true).astype(str)
+    classes = [str(c) for c in classes]
+    kind: Literal["binary", "multiclass"] = "binary" if len(classes) == 2 else "multiclass"
+    if len(classes) < 2:
+        raise ValueError(f"calibration needs at least 2 classes, got {classes}")
+    raw = _as_matrix(np.asarray(proba, dtype=float), kind, len(classes))
+    if raw.shape[0] != labels.shape[0]:
+        raise ValueError(f"{labels.shape[0]} labels for {raw.shape[0]} probability rows")
+    columns = [1] if kind == "binary" else range(len(classes))
+    xs, ys = [], []
+    for k in columns:
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        iso.fit(raw[:, k], (labels == classes[k]).astype(float))
+        xs.append([float(v) for v in iso.X_thresholds_])
+        ys.append([float(v) for v in iso.y_thresholds_])
+    return Calibration(kind=kind, classes=classes, x=xs, y=ys)
+
+
+def calibrate(cal: Calibration, proba: np.ndarray) -> np.ndarray:
+    """Calibrated probabilities in the input's shape ((n,) binary, (n, k) multiclass)."""
+    raw = _as_matrix(np.asarray(proba, dtype=float), cal.kind, len(cal.classes))
+    if cal.kind == "binary":
+        return np.interp(raw[:, 1], cal.x[0], cal.y[0])
+    out = np.column_stack(
+        [np.interp(raw[:, k], cal.x[k], cal.y[k]) for k in range(len(cal.classes))]
+    )
+    total = out.sum(axis=1, keepdims=True)
+    # A row every map sends to 0 carries no information: spread it evenly.
+    return np.divide(out, total, out=np.full_like(out, 1 / out.shape[1]), where=total > 0)
+
+
+def estimate_performance(
+    cal: Calibration, proba: np.ndarray, threshold: float | None
+) -> dict[str, float]:
+    """Expected metrics on unlabelled rows from the model's raw probabilities.
+
+    Predictions are made exactly as the model makes them (binary: raw P(positive) >= the
+    threshold, 0.5 when None; multiclass: the most probable class); the calibrated
+    probabilities then say how likely each prediction is to be right. Keys match the
+    labelled metrics: binary accuracy, precision, recall, f1, roc_auc; multiclass accuracy,
+    f1_macro, f1_weighted, roc_auc_ovr. Empty input gives nan everywhere.
+    """
+    raw = _as_matrix(np.asarray(proba, dtype=float), cal.kind, len(cal.classes))
+    if cal.kind == "binary":
+        keys = ("accuracy", "precision", "recall", "f1", "roc_auc")
+        if raw.shape[0] == 0:
+            return dict.fromkeys(keys, float("nan"))
+        p = calibrate(cal, raw)
+        cut = 0.5 if threshold is None else threshold
+        return _binary_estimate(raw[:, 1] >= cut, p, raw[:, 1])
+    keys = ("accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr")
+    if raw.shape[0] == 0:
+        return dict.fromkeys(keys, float("nan"))
+    return _multiclass_estimate(raw, calibrate(cal, raw))
+
+
+def confidence(proba: np.ndarray, task: Task) -> np.ndarray:
+    """Per-row confidence in [0, 1]: binary |p - 0.5| * 2, multiclass the top probability."""
+    if task == "regression":
+        raise ValueError("confidence needs class probabilities; a regression model has none")
+    values = np.asarray(proba, dtype=float)
+    if task == "binary":
+        positive = values[:, 1] if values.ndim == 2 else values
+        return np.abs(positive - 0.5) * 2
+    return values.max(axis=1)
+
+
+def expected_auc(score: np.ndarray, p: np.ndarray) -> float:
+    """AUC of `score` if row i is positive with probability p[i], independently.
+
+    Every ordered pair (i, j), i != j, is a (positive, negative) pair with weight
+    p_i * (1 - p_j); the AUC is the weighted share of those pairs the score orders
+    correctly (ties count half). Sorting once makes it O(n log n).
+    """
+    order = np.argsort(score, kind="stable")
+    s, q = score[order], p[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    pos = np.add.reduceat(q, starts)
+    neg = np.add.reduceat(1 - q, starts)
+    neg_below = np.cumsum(neg) - neg
+    # A row is never paired with itself; within its tie group it was counted at half weight.
+    self_pairs = float(np.sum(q * (1 - q)))
+    wins = float(np.sum(pos * (neg_below + 0.5 * neg))) - 0.5 * self_pairs
+    pairs = float(pos.sum() * neg.sum()) - self_pairs
+    return wins / pairs if pairs > 0 else float("nan")
+
+
+def _binary_estimate(predicted: np.ndarray, p: np.ndarray, raw: np.ndarray) -> dict[str, float]:
+    tp = float(p[predicted].sum())
+    fp = float((1 - p[predicted]).sum())
+    fn = float(p[~predicted].sum())
+    tn = float((1 - p[~predicted]).sum())
+    return {
+        "accuracy": (tp + tn) / len(p),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "roc_auc": expected_auc(raw, p),
+    }
+
+
+def _multiclass_estimate(raw: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    n, k = raw.shape
+    predicted = raw.argmax(axis=1)
+    chosen = np.zeros_like(p, dtype=bool)
+    chosen[np.arange(n), predicted] = True
+    tp = (p * chosen).sum(axis=0)
+    fp = ((1 - p) * chosen).sum(axis=0)
+    fn = (p * ~chosen).sum(axis=0)
+    support = p.sum(axis=0)  # expected number of true members of each class
+    f1 = np.array([_ratio(2 * tp[c], 2 * tp[c] + fp[c] + fn[c]) for c in range(k)])
+    aucs = [expected_auc(raw[:, c], p[:, c]) for c in range(k)]
+    return {
+        "accuracy": float(p[np.arange(n), predicted].mean()),
+        "f1_macro": float(f1.mean()),
+        "f1_weighted": float((f1 * support).sum() / support.sum()),
+        "roc_auc_ovr": float(np.nanmean(aucs)) if not np.isnan(aucs).all() else float("nan"),
+    }
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    # Matches the labelled metrics' zero_division=0.
+    return numerator / denominator if denominator > 0 else 0.0
+
+
+def _as_matrix(proba: np.ndarray, kind: str, k: int) -> np.ndarray:
+    """Probabilities as (n, k); a binary (n,) vector is P(positive)."""
+    if kind == "binary" and proba.ndim == 1:
+        return np.column_stack([1 - proba, proba])
+    if proba.ndim != 2 or proba.shape[1] != k:
+        expected = "(n,) or (n, 2)" if kind == "binary" else f"(n, {k})"
+        raise ValueError(f"probabilities have shape {proba.shape}, expected {expected}")
+    return proba

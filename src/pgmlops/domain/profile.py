@@ -1,0 +1,434 @@
+"""Reference profiles: the training data summarised once, so monitoring never re-reads it.
+
+A profile keeps, per numeric feature, a fine quantile grid with the exact reference counts at
+each grid point (enough for KS and Wasserstein), coarse quantile bins for PSI, moments and a
+small seeded sample; per categorical feature, the counts of every category. Missing values
+are counted, never dropped. Profiles are pydantic models and round-trip through JSON.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Annotated, Literal, TypeVar
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from pgmlops.domain.schema import MISSING_CATEGORY, FeatureSchema, Kind
+from pgmlops.errors import DataError
+
+PROFILE_VERSION = 1
+# Categories past the most frequent ones, and unseen categories at compare time, pool here.
+OTHER_CATEGORY = "__other__"
+GRID_POINTS = 1001
+PSI_BINS = 20
+DEFAULT_SAMPLE_SIZE = 1000
+MAX_SAMPLE_SIZE = 5000
+MAX_CATEGORIES = 1000
+# Binary scores are profiled on fixed bins of P(positive) rather than quantiles.
+SCORE_GRID = np.linspace(0.0, 1.0, 101)
+SCORE_PSI_EDGES = np.linspace(0.1, 0.9, 9)
+# Stored grid values are rounded to about a millionth of the column's spread: JSON stays
+# small, and the reference counts are taken at the rounded values, so nothing gets inexact.
+_SPREAD_DIGITS = 6
+# Proportions are floored here before PSI so an empty bin does not make it infinite.
+PSI_EPSILON = 1e-4
+# Sorting and Arrow value counts release the GIL, so large frames go column-parallel.
+_PARALLEL_ROWS = 100_000
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class NumericProfile(BaseModel):
+    """A numeric column: counts at a quantile grid, PSI bins, moments and a sample."""
+
+    kind: Literal["numeric"] = "numeric"
+    name: str
+    n: int = Field(description="rows, missing ones included")
+    n_missing: int
+    mean: float | None = None
+    std: float | None = None
+    grid: list[float] = Field(description="ascending distinct values (quantiles or fixed)")
+    grid_counts: list[int] = Field(description="reference values <= each grid value")
+    psi_edges: list[float] = Field(description="inner edges of the PSI bins, ascending")
+    psi_counts: list[int] = Field(description="reference values per PSI bin, missing excluded")
+    sample: list[float] = Field(default_factory=list, description="seeded random values")
+
+    @property
+    def missing_rate(self) -> float:
+        return self.n_missing / self.n if self.n else 0.0
+
+
+class CategoricalProfile(BaseModel):
+    """A categorical column: the count of every category, missing as ``MISSING_CATEGORY``."""
+
+    kind: Literal["categorical"] = "categorical"
+    name: str
+    n: int
+    counts: dict[str, int]
+
+    @property
+    def missing_rate(self) -> float:
+        return self.counts.get(MISSING_CATEGORY, 0) / self.n if self.n else 0.0
+
+
+ColumnProfile = Annotated[NumericProfile | CategoricalProfile, Field(discriminator="kind")]
+
+
+class OutputProfile(BaseModel):
+    """Model outputs on reference data: P(positive), predicted classes or predicted values."""
+
+    kind: Literal["probability", "class", "prediction"]
+    distribution: ColumnProfile
+    classes: list[str] | None = Field(None, description="column order of class probabilities")
+    mean_confidence: float | None = None
+
+
+class ReferenceProfile(BaseModel):
+    """Everything drift monitoring needs about the reference data, in one JSON document."""
+
+    version: int = PROFILE_VERSION
+    n_rows: int
+    seed: int = 0
+    features: list[ColumnProfile]
+    output: OutputProfile | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def feature(self, name: str) -> NumericProfile | CategoricalProfile:
+        """The profile of one feature; DataError when the profile does not have it."""
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise DataError(f"the reference profile has no feature {name!r}")
+
+
+def build_profile(
+    x: pd.DataFrame,
+    schema: FeatureSchema,
+    scores: np.ndarray | None = None,
+    confidence: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+) -> ReferenceProfile:
+    """Summarise reference rows (and optionally model outputs on them) for later drift checks.
+
+    ``scores`` follows ``schema.task``: binary P(positive) of shape (n,) or (n, 2); multiclass
+    predicted labels (n,) or probabilities (n, k) in ``schema.classes`` order; regression
+    predictions (n,). Scores and ``confidence`` may come from other rows than ``x`` (e.g. a
+    holdout). Without ``confidence``, classifiers use the probability of the predicted class.
+    """
+    columns = [(spec.name, spec.kind) for spec in schema.features]
+    profile = profile_frame(x, columns, seed=seed, sample_size=sample_size)
+    if scores is not None:
+        output = profile_output(scores, schema, confidence, seed=seed)
+        profile = profile.model_copy(update={"output": output})
+    return profile
+
+
+def profile_frame(
+    x: pd.DataFrame,
+    columns: Sequence[tuple[str, Kind]],
+    *,
+    seed: int = 0,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+) -> ReferenceProfile:
+    """Profile the named columns of ``x``, each as "numeric" or "categorical"."""
+    if not 0 <= sample_size <= MAX_SAMPLE_SIZE:
+        raise DataError(f"sample_size must be between 0 and {MAX_SAMPLE_SIZE}, got {sample_size}")
+    if len(x) == 0:
+        raise DataError("the reference data has no rows to profile")
+    cols = select_columns(x, [name for name, _ in columns], "the reference data")
+
+    def one(i: int) -> NumericProfile | CategoricalProfile:
+        name, kind = columns[i]
+        if kind == "numeric":
+            rng = np.random.default_rng([seed, i])
+            return numeric_profile(name, float_values(cols[i]), rng, sample_size)
+        return categorical_profile(name, category_counts(cols[i]))
+
+    features = map_columns(one, range(len(columns)), len(x))
+    return ReferenceProfile(n_rows=len(x), seed=seed, features=features)
+
+
+def select_columns(frame: pd.DataFrame, names: Sequence[str], what: str) -> list[pd.Series]:
+    """The named columns, each exactly once; DataError naming any absent or duplicated one."""
+    absent = [name for name in names if name not in frame.columns]
+    if absent:
+        raise DataError(f"{what} has no column for feature(s): {', '.join(absent)}")
+    twice = sorted({name for name in names if np.count_nonzero(frame.columns == name) > 1})
+    if twice:
+        raise DataError(f"{what} has more than one column named {', '.join(twice)}")
+    return [frame[name] for name in names]
+
+
+def map_columns(fn: Callable[[_T], _R], items: Sequence[_T], n_rows: int) -> list[_R]:
+    """``[fn(item) for item in items]``, on a thread pool when the frame is large."""
+    workers = min(len(items), os.cpu_count() or 1, 4)
+    if n_rows < _PARALLEL_ROWS or workers < 2:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def float_values(col: pd.Series) -> np.ndarray:
+    """A column as float64 with NaN for missing; DataError when it holds text."""
+    try:
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"column {col.name!r} must be numeric for drift statistics") from exc
+
+
+def sorted_present(values: np.ndarray, name: str) -> tuple[np.ndarray, int]:
+    """The non-missing values sorted ascending, and how many were missing."""
+    ordered = np.sort(values)  # NaN sorts last
+    n_missing = int(len(ordered) - np.searchsorted(ordered, np.nan))
+    present = ordered[: len(ordered) - n_missing]
+    if len(present) and not (np.isfinite(present[0]) and np.isfinite(present[-1])):
+        raise DataError(f"column {name!r} has infinite values; drift statistics need finite ones")
+    return present, n_missing
+
+
+def numeric_profile(
+    name: str,
+    values: np.ndarray,
+    rng: np.random.Generator,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    *,
+    grid: np.ndarray | None = None,
+    psi_edges: np.ndarray | None = None,
+) -> NumericProfile:
+    """Profile float values; ``grid``/``psi_edges`` replace the quantile-based ones if given."""
+    present, n_missing = sorted_present(values, name)
+    n_present = len(present)
+    if n_present == 0:
+        empty: list[float] = []
+        return NumericProfile(
+            name=name, n=len(values), n_missing=n_missing, grid=empty, grid_counts=[],
+            psi_edges=empty, psi_counts=[0], sample=empty,
+        )  # fmt: skip
+    decimals = _decimals(float(present[-1] - present[0]))
+    if grid is None:
+        grid = _round(_quantiles(present, np.linspace(0.0, 1.0, GRID_POINTS)), decimals)
+    if psi_edges is None:
+        inner = np.arange(1, PSI_BINS) / PSI_BINS
+        psi_edges = _round(_quantiles(present, inner), decimals)
+    grid, psi_edges = np.unique(grid), np.unique(psi_edges)
+    grid_counts = np.searchsorted(present, grid, side="right")
+    psi_counts = np.diff(
+        np.searchsorted(present, psi_edges, side="right"), prepend=0, append=n_present
+    )
+    take = min(sample_size, n_present)
+    sample = (
+        np.sort(present[rng.choice(n_present, size=take, replace=False)]) if take else present[:0]
+    )
+    return NumericProfile(
+        name=name,
+        n=len(values),
+        n_missing=n_missing,
+        mean=float(np.mean(present)),
+        std=float(np.std(present)),
+        grid=grid.tolist(),
+        grid_counts=grid_counts.tolist(),
+        psi_edges=psi_edges.tolist(),
+        psi_counts=psi_counts.tolist(),
+        sample=_round(sample, decimals).tolist(),
+    )
+
+
+@dataclass(frozen=True)
+class NumericDistance:
+    """How a window's numeric column differs from its reference profile."""
+
+    ks: float  # sup |F_ref - F_cur| at the grid points, missing counted above every number
+    n_effective: float  # n_ref * n_cur / (n_ref + n_cur), for the KS p-value
+    psi: float  # over the reference quantile bins plus a missing bin
+    wasserstein_norm: float | None  # W1 / reference std; None when a side has no values
+    missing_rate: float
+
+
+def numeric_distance(ref: NumericProfile, values: np.ndarray) -> NumericDistance:
+    """Compare window values with a profile: ECDF distance, PSI and Wasserstein-1."""
+    present, n_missing = sorted_present(values, ref.name)
+    n_cur, n_ref = len(values), ref.n
+    grid = np.asarray(ref.grid, dtype=np.float64)
+    ref_le = np.asarray(ref.grid_counts, dtype=np.float64)
+    cur_le = np.searchsorted(present, grid, side="right")
+    cur_below = float(np.searchsorted(present, grid[0], side="left")) if len(grid) else 0.0
+    # ECDFs over all rows with missing as a value above every number: the last point compares
+    # the shares of present values, so a jump in missingness moves the statistic too.
+    f_ref = np.concatenate(([0.0], ref_le, [n_ref - ref.n_missing])) / n_ref
+    f_cur = np.concatenate(([cur_below], cur_le, [len(present)])) / n_cur
+    edges = np.asarray(ref.psi_edges, dtype=np.float64)
+    cur_bins = np.diff(
+        np.searchsorted(present, edges, side="right"), prepend=0, append=len(present)
+    )
+    psi = population_stability_index(
+        np.append(np.asarray(ref.psi_counts, dtype=np.float64), ref.n_missing) / n_ref,
+        np.append(cur_bins.astype(np.float64), n_missing) / n_cur,
+    )
+    return NumericDistance(
+        ks=float(np.max(np.abs(f_ref - f_cur))),
+        n_effective=n_ref * n_cur / (n_ref + n_cur),
+        psi=psi,
+        wasserstein_norm=_wasserstein_norm(ref, grid, ref_le, cur_le, present),
+        missing_rate=n_missing / n_cur,
+    )
+
+
+def _wasserstein_norm(
+    ref: NumericProfile,
+    grid: np.ndarray,
+    ref_le: np.ndarray,
+    cur_le: np.ndarray,
+    present: np.ndarray,
+) -> float | None:
+    """W1 = integral of |F_ref - F_cur|, over the reference std.
+
+    The reference is a step function on its grid; the window is used exactly, through
+    per-interval sums of its sorted values, so the wide tail intervals stay accurate.
+    """
+    n_ref_present, n_cur = ref.n - ref.n_missing, len(present)
+    if n_ref_present == 0 or n_cur == 0 or len(grid) == 0:
+        return None
+    cumulative = np.concatenate(([0.0], np.cumsum(present)))
+    below = np.searchsorted(present, grid, side="left")  # window values < each grid value
+    width = np.diff(grid)
+    f_ref = ref_le[:-1] / n_ref_present
+    start, end = cur_le[:-1] / n_cur, below[1:] / n_cur  # F_cur at g_k and just before g_k+1
+    inner_sum = cumulative[below[1:]] - cumulative[cur_le[:-1]]
+    area_cur = start * width + ((below[1:] - cur_le[:-1]) * grid[1:] - inner_sum) / n_cur
+    one_sided = np.where(f_ref >= end, f_ref * width - area_cur, area_cur - f_ref * width)
+    # Where the window's ECDF crosses the reference step, take it as linear in the interval.
+    crossing = (start < f_ref) & (f_ref < end)
+    t = np.divide(f_ref - start, end - start, out=np.zeros_like(f_ref), where=crossing)
+    crossed = width * ((f_ref - start) * t + (end - f_ref) * (1.0 - t)) / 2.0
+    inside = float(np.sum(np.where(crossing, crossed, one_sided)))
+    # Beyond the reference range F_ref is 0 (below) or 1 (above): integrate the window exactly.
+    n_low, n_high = int(below[0]), int(cur_le[-1])
+    low = grid[0] * n_low - cumulative[n_low]
+    high = (cumulative[-1] - cumulative[n_high]) - grid[-1] * (n_cur - n_high)
+    w1 = inside + (low + high) / n_cur
+    return w1 / ref.std if ref.std else w1
+
+
+def population_stability_index(ref_p: np.ndarray, cur_p: np.ndarray) -> float:
+    """PSI over matching bins, with proportions floored at ``PSI_EPSILON``."""
+    r, c = np.maximum(ref_p, PSI_EPSILON), np.maximum(cur_p, PSI_EPSILON)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def category_counts(col: pd.Series) -> dict[str, int]:
+    """Count every category as text, missing cells under ``MISSING_CATEGORY``."""
+    counts: dict[str, int] = {}
+    for key, count in col.value_counts(dropna=False, sort=False).items():
+        label = MISSING_CATEGORY if _is_missing(key) else str(key)
+        counts[label] = counts.get(label, 0) + int(count)
+    return counts
+
+
+def categorical_profile(name: str, counts: dict[str, int]) -> CategoricalProfile:
+    """Keep the ``MAX_CATEGORIES`` most frequent categories; the rest pool in ``OTHER_CATEGORY``."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = dict(ranked[:MAX_CATEGORIES])
+    rest = sum(c for _, c in ranked[MAX_CATEGORIES:])
+    if rest:
+        kept[OTHER_CATEGORY] = kept.get(OTHER_CATEGORY, 0) + rest
+    return CategoricalProfile(name=name, n=sum(counts.values()), counts=kept)
+
+
+OutputKind = Literal["probability", "class", "prediction"]
+OUTPUT_KINDS: dict[str, OutputKind] = {
+    "binary": "probability",
+    "multiclass": "class",
+    "regression": "prediction",
+}
+
+
+def profile_output(
+    scores: np.ndarray,
+    schema: FeatureSchema,
+    confidence: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+) -> OutputProfile:
+    """Profile model outputs as the task defines them (see ``build_profile``)."""
+    kind = OUTPUT_KINDS[schema.task]
+    values, derived = output_values(scores, kind, schema.classes)
+    if isinstance(values, dict):
+        distribution: NumericProfile | CategoricalProfile = categorical_profile("class", values)
+    elif kind == "probability":
+        rng = np.random.default_rng([seed, 1_000_003])
+        distribution = numeric_profile(
+            "score", values, rng, grid=SCORE_GRID, psi_edges=SCORE_PSI_EDGES
+        )
+    else:
+        distribution = numeric_profile("prediction", values, np.random.default_rng([seed, 1]))
+    conf = derived if confidence is None else _as_float_array(confidence, "confidence")
+    mean_conf = float(np.nanmean(conf)) if conf is not None and conf.size else None
+    return OutputProfile(
+        kind=kind, distribution=distribution, classes=schema.classes, mean_confidence=mean_conf
+    )
+
+
+def output_values(
+    scores: np.ndarray, kind: OutputKind, classes: list[str] | None
+) -> tuple[np.ndarray | dict[str, int], np.ndarray | None]:
+    """Model outputs as float values or class counts, plus each row's confidence if implied."""
+    arr = np.asarray(scores)
+    if arr.ndim not in (1, 2) or len(arr) == 0:
+        raise DataError(f"scores must be a non-empty 1-D or 2-D array, got shape {arr.shape}")
+    if kind == "prediction":
+        return _as_float_array(arr.reshape(len(arr), -1)[:, 0], "regression predictions"), None
+    if kind == "probability":
+        p = _as_float_array(arr[:, -1] if arr.ndim == 2 else arr, "binary scores")
+        if np.nanmin(p) < 0.0 or np.nanmax(p) > 1.0:
+            raise DataError("binary scores must be probabilities between 0 and 1")
+        return p, np.maximum(p, 1.0 - p)
+    if arr.ndim == 1:
+        return category_counts(pd.Series(arr)), None
+    proba = _as_float_array(arr, "class probabilities")
+    names = classes or [str(i) for i in range(arr.shape[1])]
+    if len(names) != arr.shape[1]:
+        raise DataError(
+            f"scores have {arr.shape[1]} probability columns but there are {len(names)} classes"
+        )
+    labels = pd.Series(np.asarray(names, dtype=object)[np.argmax(proba, axis=1)])
+    return category_counts(labels), proba.max(axis=1)
+
+
+def _as_float_array(arr: np.ndarray, what: str) -> np.ndarray:
+    try:
+        return np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what} must be numbers") from exc
+
+
+def _quantiles(present: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Inverted-CDF quantiles of sorted values: always observed values, never interpolated."""
+    idx = np.clip(np.ceil(probs * len(present)).astype(np.int64) - 1, 0, len(present) - 1)
+    return present[idx]
+
+
+def _decimals(spread: float) -> int | None:
+    """Decimal places resolving ``_SPREAD_DIGITS`` digits of the spread (None: keep all)."""
+    if spread <= 0.0 or not math.isfinite(spread):
+        return None
+    decimals = _SPREAD_DIGITS - math.floor(math.log10(spread))
+    return decimals if decimals <= 15 else None
+
+
+def _round(values: np.ndarray, decimals: int | None) -> np.ndarray:
+    return values if decimals is None else np.round(values, decimals)
+
+
+def _is_missing(key: object) -> bool:
+    return key is None or key is pd.NA or (isinstance(key, float) and math.isnan(key))

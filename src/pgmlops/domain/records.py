@@ -1,0 +1,115 @@
+"""Plain records the store hands out: no ORM object ever leaves the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pgmlops.domain.card import ModelCard
+
+PRODUCTION = "production"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """Where an artifact lives and the digest it must have when read back."""
+
+    uri: str
+    sha256: str
+    size: int
+
+    def to_dict(self) -> dict[str, str | int]:
+        return {"uri": self.uri, "sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StoredFile:
+        return cls(uri=str(data["uri"]), sha256=str(data["sha256"]), size=int(data["size"]))
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version: its files, its card and the aliases that point at it."""
+
+    model_name: str
+    version: int
+    status: str
+    files: dict[str, StoredFile]
+    card: ModelCard
+    created_by: str
+    created_at: datetime
+    source: dict[str, Any] | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def artifact(self) -> StoredFile:
+        return self.files["model"]
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    """One move of an alias: append-only history."""
+
+    id: int
+    model_name: str
+    alias: str
+    action: str
+    previous_version: int | None
+    new_version: int | None
+    actor: str
+    reason: str | None
+    created_at: datetime
+    promotion_event_id: int | None = None
+
+
+@dataclass(frozen=True)
+class PromotionEvent:
+    """A promotion decision with every gate's numbers."""
+
+    id: int
+    model_name: str
+    candidate_version: int
+    champion_version: int | None
+    decision: str
+    primary_metric: str
+    details: dict[str, Any]
+    actor: str
+    reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """A registered model with its versions, newest first."""
+
+    name: str
+    created_at: datetime
+    versions: list[ModelVersion] = field(default_factory=list)
+    aliases: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One logged prediction, as the background writer stores it."""
+
+    id: str
+    model_name: str
+    version: int
+    created_at: datetime
+    features: dict[str, Any]
+    prediction: str
+    probability: float | None
+    confidence: float | None
+    output: dict[str, Any] | None
+    latency_ms: float
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """A true label for a logged prediction; a newer one supersedes, both are kept."""
+
+    prediction_id: str
+    label: str
+    created_at: datetime
+    superseded_at: datetime | None = None

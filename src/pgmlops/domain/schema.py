@@ -1,0 +1,263 @@
+"""Feature schema: what columns a model takes, of which type, in which range, inferred once."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from pgmlops.errors import DataError
+
+Task = Literal["binary", "multiclass", "regression"]
+Kind = Literal["numeric", "categorical"]
+
+MISSING_CATEGORY = "__missing__"
+# A text column converts to numbers when at least this share of its non-blank cells parse.
+_NUMERIC_TEXT_SHARE = 0.98
+# A numeric target with at most this many distinct values is treated as classes.
+_MAX_CLASSES = 20
+_MAX_CATEGORIES = 200
+
+
+class FeatureSpec(BaseModel):
+    """One input column as the model saw it at training time."""
+
+    name: str
+    kind: Kind
+    categories: list[str] | None = None
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    missing_rate: float = 0.0
+
+
+class FeatureSchema(BaseModel):
+    """The whole input contract of a model version."""
+
+    task: Task
+    target: str
+    features: list[FeatureSpec]
+    classes: list[str] | None = None
+    dropped: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "numeric"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "categorical"]
+
+    def feature(self, name: str) -> FeatureSpec:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+def _blank_to_nan(col: pd.Series) -> pd.Series:
+    as_text = col.astype("string").str.strip()
+    return as_text.mask(as_text == "", pd.NA)
+
+
+def _as_numeric_text(col: pd.Series) -> pd.Series | None:
+    """Return the column as floats when it is numbers stored as text (blanks allowed)."""
+    stripped = _blank_to_nan(col).dropna()
+    if stripped.empty:
+        return None
+    parsed = pd.to_numeric(stripped, errors="coerce")
+    if parsed.notna().mean() < _NUMERIC_TEXT_SHARE:
+        return None
+    bad = stripped[parsed.isna()]
+    if not bad.empty:
+        # Nearly all numbers with a few words is a data error, not a categorical column.
+        raise DataError(
+            f"column {col.name!r} is numeric but {len(bad)} row(s) hold text, "
+            f"e.g. {bad.iloc[0]!r} at row {bad.index[0]}; fix or blank those cells, or --drop it"
+        )
+    return pd.to_numeric(_blank_to_nan(col), errors="coerce").astype("float64")
+
+
+def as_float32_grid(values: pd.Series) -> pd.Series:
+    """Numbers rounded to float32 precision, stored as float64.
+
+    Serving may run the ONNX copy, which computes in float32; rounding every numeric input at
+    this boundary (training, promotion and serving alike) means the pipeline and the ONNX copy
+    see the very same numbers, so tree splits cannot fall differently between them.
+    """
+    return values.astype("float64").astype("float32").astype("float64")
+
+
+def _is_numeric(col: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+
+def infer_task(y: pd.Series) -> Task:
+    """Binary for two classes, multiclass for a few, regression for many numeric values."""
+    values = y.dropna()
+    n_unique = values.nunique()
+    if n_unique < 2:
+        raise DataError(
+            f"target column {y.name!r} has {n_unique} distinct value(s); it needs at least 2"
+        )
+    if n_unique == 2:
+        return "binary"
+    if _is_numeric(values):
+        integral = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
+        if integral and n_unique <= _MAX_CLASSES:
+            return "multiclass"
+        return "regression"
+    return "multiclass"
+
+
+def prepare_training_frame(
+    df: pd.DataFrame,
+    target: str,
+    task: Task | None = None,
+    drop: list[str] | tuple[str, ...] = (),
+) -> tuple[pd.DataFrame, pd.Series, FeatureSchema]:
+    """Clean a raw frame into (features, target, schema); unusable columns are dropped."""
+    if df.empty or len(df.columns) == 0:
+        raise DataError("the dataset is empty: it has no rows")
+    if target not in df.columns:
+        shown = ", ".join(map(str, list(df.columns)[:12]))
+        raise DataError(f"target column {target!r} is not in the dataset (columns: {shown})")
+    unknown = [c for c in drop if c not in df.columns]
+    if unknown:
+        raise DataError(f"--drop names columns that are not in the dataset: {', '.join(unknown)}")
+    df = df.copy()
+    df.columns = [str(c) for c in df.columns]
+    y_raw = df.pop(target)
+    keep = y_raw.notna() & (y_raw.astype("string").str.strip() != "")
+    if not keep.all():
+        df, y_raw = df[keep.to_numpy()], y_raw[keep]
+    if df.empty:
+        raise DataError(f"the dataset has no rows with a value in target column {target!r}")
+    numeric_target = _as_numeric_text(y_raw) if y_raw.dtype == object else None
+    if numeric_target is not None:
+        y_raw = numeric_target
+    task = task or infer_task(y_raw)
+    if task == "regression":
+        if not _is_numeric(y_raw):
+            raise DataError(f"target column {target!r} is not numeric; regression needs numbers")
+        y = y_raw.astype("float64")
+        classes = None
+    else:
+        y = _labels_as_text(y_raw)
+        classes = sorted(y.unique().tolist())
+        if len(classes) < 2:
+            raise DataError(f"target column {target!r} has one class ({classes[0]!r}); need 2+")
+        if task == "binary" and len(classes) != 2:
+            raise DataError(f"task 'binary' needs 2 classes, target has {len(classes)}")
+    dropped: dict[str, str] = {c: "dropped by request (--drop)" for c in drop}
+    df = df.drop(columns=list(drop))
+    features: list[FeatureSpec] = []
+    out: dict[str, pd.Series] = {}
+    n = len(df)
+    for name in df.columns:
+        col = df[name]
+        if not _is_numeric(col):
+            converted = _as_numeric_text(col)
+            if converted is not None:
+                col = converted
+        if col.isna().all():
+            dropped[name] = "all values are empty"
+            continue
+        if col.nunique(dropna=False) <= 1:
+            dropped[name] = "constant: a single value in every row"
+            continue
+        if _is_numeric(col):
+            raw = col.astype("float64")
+            if n > 50 and raw.nunique() == n and _looks_like_identifier(raw):
+                dropped[name] = "identifier: a distinct integer in every row"
+                continue
+            values = as_float32_grid(raw)
+            out[name] = values
+            features.append(_numeric_spec(name, values))
+        else:
+            text = col.astype("string")
+            if n > 50 and text.nunique() == n:
+                dropped[name] = "identifier: a distinct value in every row"
+                continue
+            cats = text.fillna(MISSING_CATEGORY).astype(object)
+            uniques = sorted(str(v) for v in cats.unique())
+            if len(uniques) > _MAX_CATEGORIES and len(uniques) > 0.5 * n:
+                dropped[name] = f"high-cardinality text ({len(uniques)} distinct values)"
+                continue
+            out[name] = cats
+            features.append(
+                FeatureSpec(
+                    name=name,
+                    kind="categorical",
+                    categories=uniques,
+                    missing_rate=float(text.isna().mean()),
+                )
+            )
+    if not features:
+        raise DataError("no usable feature columns remain after dropping: " + _fmt(dropped))
+    x = pd.DataFrame(out, index=df.index)
+    schema = FeatureSchema(
+        task=task, target=target, features=features, classes=classes, dropped=dropped
+    )
+    return x.reset_index(drop=True), y.reset_index(drop=True), schema
+
+
+def _fmt(dropped: dict[str, str]) -> str:
+    return "; ".join(f"{k} ({v})" for k, v in dropped.items()) or "none"
+
+
+def _looks_like_identifier(values: pd.Series) -> bool:
+    arr = values.to_numpy()
+    return bool(np.all(np.mod(arr, 1) == 0))
+
+
+def _labels_as_text(y: pd.Series) -> pd.Series:
+    if _is_numeric(y) and np.all(np.mod(y.to_numpy(dtype=float), 1) == 0):
+        return y.astype("int64").astype(str)
+    return y.astype(str).str.strip()
+
+
+def _numeric_spec(name: str, values: pd.Series) -> FeatureSpec:
+    finite = values.dropna()
+    return FeatureSpec(
+        name=name,
+        kind="numeric",
+        min=float(finite.min()),
+        max=float(finite.max()),
+        mean=float(finite.mean()),
+        std=float(finite.std(ddof=0)),
+        missing_rate=float(values.isna().mean()),
+    )
+
+
+def coerce_features(df: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """Shape new rows exactly as training saw them: same columns, order, types, missing tokens."""
+    missing = [n for n in schema.names if n not in df.columns]
+    if missing:
+        raise DataError(f"missing feature column(s): {', '.join(missing)}")
+    out: dict[str, pd.Series] = {}
+    for spec in schema.features:
+        col = df[spec.name]
+        if spec.kind == "numeric":
+            if not _is_numeric(col):
+                parsed = pd.to_numeric(_blank_to_nan(col), errors="coerce")
+                bad = parsed.isna() & _blank_to_nan(col).notna()
+                if bad.any():
+                    example = col[bad].iloc[0]
+                    raise DataError(
+                        f"column {spec.name!r} must be numeric; found text {example!r} "
+                        f"in {int(bad.sum())} row(s)"
+                    )
+                col = parsed
+            out[spec.name] = as_float32_grid(col)
+        else:
+            text = col.astype("string")
+            out[spec.name] = text.fillna(MISSING_CATEGORY).astype(object)
+    return pd.DataFrame(out, index=df.index)

@@ -1,0 +1,83 @@
+"""Every error pgmlops raises on purpose.
+
+Our exceptions::
+
+    PgmlopsError
+    ├── ConfigError            a setting, flag or config file is wrong
+    ├── DataError              a dataset cannot be read or cannot train this model
+    ├── TrainingError          the estimator could not be built or fitted
+    ├── StoreError             the database is unreachable or in the wrong state
+    │   └── SchemaOutdatedError  the database needs `pgmlops db upgrade`
+    ├── ArtifactError          an artifact is missing, unreadable or fails its sha256
+    ├── NotFoundError          a model, version, alias or prediction does not exist
+    ├── PromotionRefused       the gates said no (carries the decision)
+    ├── ConflictError          a concurrent change won, or a lock is held
+    └── ValidationError        a request or record does not match the model's schema
+
+Library errors are translated where they cross into our code
+(``raise StoreError(...) from exc``); the CLI and the HTTP API map these classes to
+exit codes and status codes in one table each (``cli.EXIT_CODES``, ``api.errors``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PgmlopsError(Exception):
+    """Base class: the message is one line a user can act on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PgmlopsError):
+    """A setting, CLI flag or config file has a bad value."""
+
+
+class DataError(PgmlopsError):
+    """A dataset is missing, unreadable, or unfit for the requested training."""
+
+
+class TrainingError(PgmlopsError):
+    """The estimator could not be built or fitted."""
+
+
+class StoreError(PgmlopsError):
+    """The database is unreachable or refused an operation."""
+
+
+class SchemaOutdatedError(StoreError):
+    """The database schema is older than this version of pgmlops."""
+
+
+class ArtifactError(PgmlopsError):
+    """An artifact is missing, unreadable, or does not match its recorded sha256."""
+
+
+class NotFoundError(PgmlopsError):
+    """A model, version, alias or prediction does not exist."""
+
+
+class ConflictError(PgmlopsError):
+    """A concurrent change won the race, or a lock is held by someone else."""
+
+
+class ValidationError(PgmlopsError):
+    """A record does not match the model's feature schema."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class PromotionRefused(PgmlopsError):
+    """The promotion gates refused the candidate; ``decision`` holds every gate's numbers."""
+
+    def __init__(self, message: str, decision: Any) -> None:
+        super().__init__(message)
+        self.decision = decision

@@ -1,0 +1,168 @@
+"""Use cases shared by the CLI and the HTTP API; each returns JSON-ready data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from pgmlops.config import TrainingConfig, describe_validation_error
+from pgmlops.domain.pipeline import parse_params
+from pgmlops.domain.records import PRODUCTION, ModelVersion
+from pgmlops.errors import ConfigError
+from pgmlops.services.context import Context
+from pgmlops.services.datasets import load_dataset
+from pgmlops.services.promotion import production_at, promote, rollback
+from pgmlops.services.training import Progress, train_model
+
+KEY_METRICS = {
+    "binary": ["roc_auc", "pr_auc", "recall", "precision", "f1"],
+    "multiclass": ["f1_macro", "accuracy", "roc_auc_ovr"],
+    "regression": ["rmse", "mae", "r2"],
+}
+
+
+def training_config(base: TrainingConfig, overrides: dict[str, Any]) -> TrainingConfig:
+    """Settings' training section with CLI flags on top, validated as one."""
+    merged = {**base.model_dump(), **overrides}
+    try:
+        return TrainingConfig.model_validate(merged)
+    except PydanticValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, "training options")) from exc
+
+
+def version_summary(v: ModelVersion) -> dict[str, Any]:
+    card = v.card
+    return {
+        "model_name": v.model_name,
+        "version": v.version,
+        "aliases": list(v.aliases),
+        "task": card.task,
+        "estimator": card.estimator,
+        "metrics": {k: card.metrics.get(k) for k in KEY_METRICS[card.task] if k in card.metrics},
+        "threshold": card.threshold,
+        "onnx": card.onnx.present,
+        "rows": card.data.rows,
+        "data_sha256": card.data.sha256,
+        "created_at": v.created_at.isoformat(),
+        "created_by": v.created_by,
+    }
+
+
+def train_command(
+    ctx: Context,
+    *,
+    data: str,
+    target: str,
+    model_name: str | None,
+    query: str | None = None,
+    params: list[str] = (),  # type: ignore[assignment]
+    drop: list[str] = (),  # type: ignore[assignment]
+    overrides: dict[str, Any] | None = None,
+    onnx: bool = True,
+    actor: str,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Load data, train with settings + flags, register a candidate."""
+    base = ctx.settings.training
+    extra: dict[str, Any] = dict(overrides or {})
+    if params:
+        extra["params"] = {**base.params, **parse_params(list(params))}
+    if drop:
+        extra["drop"] = [*base.drop, *drop]
+    if not onnx:
+        extra["onnx"] = False
+    cfg = training_config(base, extra)
+    name = model_name or ctx.settings.model_name
+    if progress:
+        progress(f"reading {data}")
+    dataset = load_dataset(data, query)
+    result = train_model(ctx, dataset, target, cfg, model_name=name, actor=actor, progress=progress)
+    summary = version_summary(result.version)
+    summary["warnings"] = result.warnings
+    summary["seconds"] = round(result.seconds, 2)
+    summary["all_metrics"] = result.version.card.metrics
+    summary["onnx_detail"] = result.version.card.onnx.model_dump()
+    summary["dropped_columns"] = result.version.card.feature_schema.dropped
+    return summary
+
+
+def promote_command(
+    ctx: Context,
+    *,
+    model_name: str | None,
+    version: int | None,
+    force: bool,
+    reason: str | None,
+    actor: str,
+) -> dict[str, Any]:
+    name = model_name or ctx.settings.model_name
+    result = promote(ctx, name, version, actor=actor, force=force, reason=reason)
+    return {
+        "model_name": name,
+        "candidate_version": result.candidate,
+        "previous_version": result.champion,
+        "action": result.event.action,
+        "decision": result.decision.to_dict() if result.decision else None,
+        "actor": result.event.actor,
+        "reason": result.event.reason,
+        "at": result.event.created_at.isoformat(),
+    }
+
+
+def rollback_command(
+    ctx: Context, *, model_name: str | None, reason: str | None, actor: str
+) -> dict[str, Any]:
+    name = model_name or ctx.settings.model_name
+    event = rollback(ctx, name, actor=actor, reason=reason)
+    return {
+        "model_name": name,
+        "previous_version": event.previous_version,
+        "new_version": event.new_version,
+        "actor": event.actor,
+        "reason": event.reason,
+        "at": event.created_at.isoformat(),
+    }
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--at {text!r} is not an ISO time like 2026-11-23T17:00:00Z") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def models_command(
+    ctx: Context, *, model_name: str | None, history: bool = False, at: str | None = None
+) -> dict[str, Any]:
+    """Registered models, their versions and (optionally) the production history."""
+    models = ctx.registry.list_models(model_name)
+    out: dict[str, Any] = {"models": []}
+    for m in models:
+        entry: dict[str, Any] = {
+            "name": m.name,
+            "aliases": m.aliases,
+            "versions": [version_summary(v) for v in m.versions],
+        }
+        if history or at:
+            events = ctx.registry.alias_history(m.name, PRODUCTION)
+            entry["history"] = [
+                {
+                    "at": e.created_at.isoformat(),
+                    "action": e.action,
+                    "from": e.previous_version,
+                    "to": e.new_version,
+                    "actor": e.actor,
+                    "reason": e.reason,
+                }
+                for e in events
+            ]
+            if at:
+                entry["production_at"] = {
+                    "at": at,
+                    "version": production_at(events, _parse_time(at)),
+                }
+        out["models"].append(entry)
+    return out

@@ -1,0 +1,28 @@
+"""What every service needs: settings, the database, the registry and the artifact store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pgmlops.config import Settings
+from pgmlops.store.artifacts import ArtifactStore
+from pgmlops.store.db import Database
+from pgmlops.store.registry import RegistryStore
+
+
+@dataclass
+class Context:
+    """Built once per process (CLI command, API worker) and passed to services."""
+
+    settings: Settings
+    db: Database = field(init=False)
+    artifacts: ArtifactStore = field(init=False)
+    registry: RegistryStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.db = Database(self.settings.database_url)
+        self.artifacts = ArtifactStore(self.settings.artifact_root)
+        self.registry = RegistryStore(self.db)
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,212 @@
+"""Champion/challenger promotion, forced promotion and rollback, each audited."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from pgmlops.domain.gates import Decision, decide
+from pgmlops.domain.predict import baseline_scores, to_scores
+from pgmlops.domain.records import PRODUCTION, AliasEvent, ModelVersion
+from pgmlops.domain.schema import coerce_features
+from pgmlops.errors import ConfigError, DataError, NotFoundError, PromotionRefused
+from pgmlops.services.context import Context
+from pgmlops.services.inference import PipelineEngine, load_pipeline
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """What happened: the alias move (if any) and the decision behind it."""
+
+    model_name: str
+    candidate: int
+    champion: int | None
+    decision: Decision | None
+    event: AliasEvent
+    forced: bool
+
+
+def version_engine(ctx: Context, version: ModelVersion) -> PipelineEngine:
+    """Load a version's pipeline after checking its sha256."""
+    data = ctx.artifacts.get(
+        version.artifact, f"model artifact of {version.model_name} v{version.version}"
+    )
+    return PipelineEngine(load_pipeline(data), version.card)
+
+
+def read_holdout(ctx: Context, version: ModelVersion) -> pd.DataFrame:
+    """The holdout rows stored with a version at training time."""
+    if "holdout" not in version.files:
+        raise DataError(f"version {version.version} has no stored holdout to score on")
+    data = ctx.artifacts.get(version.files["holdout"], f"holdout of v{version.version}")
+    return pd.read_parquet(io.BytesIO(data))
+
+
+def _score(ctx: Context, version: ModelVersion, holdout: pd.DataFrame, target: str) -> Any:
+    card = version.card
+    try:
+        x = coerce_features(holdout, card.feature_schema)
+    except DataError as exc:
+        raise DataError(
+            f"version {version.version} cannot score the candidate's holdout ({exc}); "
+            "use --force --reason to promote across a schema change"
+        ) from exc
+    engine = version_engine(ctx, version)
+    return to_scores(card, engine.predict_frame(x), holdout[target].to_numpy())
+
+
+def evaluation_rows(
+    ctx: Context, candidate: ModelVersion, champion: ModelVersion | None
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The candidate's holdout plus the champion's: rows neither model trained on.
+
+    The content-hash split puts a row on the same side in every dataset, so the champion's
+    holdout is fresh for the candidate too; including it means a candidate trained on bad
+    labels cannot win by being judged only on its own bad labels.
+    """
+    own = read_holdout(ctx, candidate)
+    sizes = {"candidate_holdout": len(own), "champion_holdout": 0}
+    if champion is None:
+        return own, {**sizes, "rows": len(own)}
+    theirs = read_holdout(ctx, champion)
+    needed = [*candidate.card.feature_schema.names, candidate.card.target]
+    if champion.card.target == candidate.card.target and all(c in theirs.columns for c in needed):
+        sizes["champion_holdout"] = len(theirs)
+        both = pd.concat([own[needed], theirs[needed]], ignore_index=True).drop_duplicates()
+        return both.reset_index(drop=True), {**sizes, "rows": len(both)}
+    return own, {**sizes, "rows": len(own)}
+
+
+def evaluate_challenge(
+    ctx: Context, candidate: ModelVersion, champion: ModelVersion | None
+) -> tuple[Decision, dict[str, int]]:
+    """Score champion and challenger on the same fresh rows; the gates decide."""
+    card = candidate.card
+    rows, sizes = evaluation_rows(ctx, candidate, champion)
+    target = card.target
+    cand_scores = _score(ctx, candidate, rows, target)
+    champ_scores = None
+    if champion is not None:
+        if champion.card.task != card.task:
+            raise ConfigError(
+                f"v{champion.version} is {champion.card.task} and v{candidate.version} is "
+                f"{card.task}: they cannot be compared; use --force --reason"
+            )
+        champ_scores = _score(ctx, champion, rows, target)
+    y_true = rows[target].to_numpy()
+    # The baseline's prior comes from the evaluation rows themselves: the best constant
+    # predictor there, a slightly stricter bar than the training prior.
+    base = baseline_scores(card.task, y_true, y_true, card.classes)
+    return decide(cand_scores, champ_scores, base, ctx.settings.promotion), sizes
+
+
+def _candidate(ctx: Context, name: str, version: int | None) -> ModelVersion:
+    return ctx.registry.get_version(name, version) if version else ctx.registry.latest_version(name)
+
+
+def promote(
+    ctx: Context,
+    name: str,
+    version: int | None = None,
+    *,
+    actor: str,
+    force: bool = False,
+    reason: str | None = None,
+) -> PromotionResult:
+    """Move `production` to the candidate if the gates approve (or if forced, with a reason)."""
+    if force and not (reason and reason.strip()):
+        raise ConfigError("--force needs --reason TEXT: a forced promotion must say why")
+    candidate = _candidate(ctx, name, version)
+    current = ctx.registry.alias_version(name, PRODUCTION)
+    if current == candidate.version:
+        raise ConfigError(f"{name} v{candidate.version} is already production")
+    champion = ctx.registry.get_version(name, current) if current is not None else None
+    decision: Decision | None = None
+    sizes: dict[str, int] = {}
+    try:
+        decision, sizes = evaluate_challenge(ctx, candidate, champion)
+    except (DataError, ConfigError):
+        if not force:
+            raise
+    record = {**_decision_record(candidate.version, current, decision, force), "evaluation": sizes}
+    if decision is not None and not decision.approved and not force:
+        ctx.registry.record_refusal(name, record, actor)
+        failed = "; ".join(g.detail for g in decision.failed())
+        raise PromotionRefused(
+            f"promotion of {name} v{candidate.version} refused: {failed}", decision
+        )
+    event = ctx.registry.move_alias(
+        name,
+        PRODUCTION,
+        new_version=candidate.version,
+        expected_version=current,
+        action="force" if force and not (decision and decision.approved) else "promote",
+        actor=actor,
+        reason=reason,
+        decision=record,
+    )
+    return PromotionResult(name, candidate.version, current, decision, event, force)
+
+
+def _decision_record(
+    candidate: int, champion: int | None, decision: Decision | None, force: bool
+) -> dict[str, Any]:
+    approved = decision is not None and decision.approved
+    return {
+        "candidate_version": candidate,
+        "champion_version": champion,
+        "decision": "approved" if approved else ("forced" if force else "refused"),
+        "primary_metric": decision.primary_metric if decision else "n/a",
+        **({"gates": decision.to_dict()} if decision else {"gates": None}),
+    }
+
+
+def production_stack(events: list[AliasEvent]) -> list[int]:
+    """Replay the alias history: promotions push a version, rollbacks pop one."""
+    stack: list[int] = []
+    for e in events:
+        if e.action == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != e.new_version:
+                stack.append(e.new_version)  # type: ignore[arg-type]
+        elif e.new_version is not None:
+            stack.append(e.new_version)
+    return stack
+
+
+def rollback(ctx: Context, name: str, *, actor: str, reason: str | None = None) -> AliasEvent:
+    """Move `production` back to the version that held it before the current one."""
+    history = ctx.registry.alias_history(name, PRODUCTION)
+    current = ctx.registry.alias_version(name, PRODUCTION)
+    if current is None:
+        raise NotFoundError(f"model {name!r} has no production version to roll back")
+    stack = production_stack(history)
+    if len(stack) < 2:
+        raise NotFoundError(
+            f"{name} v{current} is the first production version: nothing to roll back to"
+        )
+    target = stack[-2]
+    return ctx.registry.move_alias(
+        name,
+        PRODUCTION,
+        new_version=target,
+        expected_version=current,
+        action="rollback",
+        actor=actor,
+        reason=reason or f"rollback from v{current}",
+    )
+
+
+def production_at(events: list[AliasEvent], when: Any) -> int | None:
+    """Which version held the alias at a moment, from the append-only history."""
+    holder = None
+    for e in events:
+        if e.created_at <= when:
+            holder = e.new_version
+        else:
+            break
+    return holder

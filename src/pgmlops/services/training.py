@@ -1,0 +1,337 @@
+"""Train, evaluate and register a candidate version from a dataset and a training config."""
+
+from __future__ import annotations
+
+import io
+import logging
+import platform
+import subprocess
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pgmlops.config import TrainingConfig
+from pgmlops.domain.card import DataFingerprint, ModelCard, SplitInfo
+from pgmlops.domain.metrics import PRIMARY_METRIC, confusion, evaluate
+from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
+from pgmlops.domain.predict import baseline_scores, predict_outputs, to_scores
+from pgmlops.domain.records import ModelVersion, StoredFile
+from pgmlops.domain.schema import FeatureSchema, prepare_training_frame
+from pgmlops.domain.split import split_rows
+from pgmlops.domain.threshold import tune_threshold
+from pgmlops.errors import DataError, TrainingError
+from pgmlops.services.context import Context
+from pgmlops.services.datasets import Dataset
+from pgmlops.services.inference import dump_pipeline
+from pgmlops.services.onnx_export import export_onnx
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The registered version and what training noticed on the way."""
+
+    version: ModelVersion
+    warnings: list[str]
+    seconds: float
+
+
+def _library_versions() -> dict[str, str]:
+    import onnxruntime
+    import sklearn
+
+    from pgmlops import __version__
+
+    return {
+        "python": platform.python_version(),
+        "pgmlops": __version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _outlier_mask(x: pd.DataFrame, numeric: list[str], factor: float) -> tuple[pd.DataFrame, dict]:
+    q1, q3 = x[numeric].quantile(0.25), x[numeric].quantile(0.75)
+    iqr = q3 - q1
+    return pd.DataFrame({"low": q1 - factor * iqr, "high": q3 + factor * iqr}), {}
+
+
+def handle_outliers(
+    x: pd.DataFrame, y: pd.Series, schema: FeatureSchema, cfg: TrainingConfig
+) -> tuple[pd.DataFrame, pd.Series, str | None]:
+    """IQR clipping or removal on the training split only; serving never sees this step."""
+    numeric = schema.numeric
+    if cfg.outliers == "none" or not numeric:
+        return x, y, None
+    bounds, _ = _outlier_mask(x, numeric, cfg.iqr_factor)
+    if cfg.outliers == "clip":
+        x = x.copy()
+        x[numeric] = x[numeric].clip(bounds["low"], bounds["high"], axis=1)
+        return x, y, f"outliers clipped to Q1/Q3 ± {cfg.iqr_factor}·IQR in training rows"
+    values = x[numeric]
+    outside = ((values < bounds["low"]) | (values > bounds["high"])).any(axis=1)
+    kept = ~outside.to_numpy()
+    if kept.sum() < max(10, 0.5 * len(x)):
+        return x, y, "outlier removal skipped: it would remove more than half of the rows"
+    return (
+        x[kept].reset_index(drop=True),
+        y[kept].reset_index(drop=True),
+        f"{int(outside.sum())} training rows removed as outliers (IQR × {cfg.iqr_factor})",
+    )
+
+
+def _order_classes(schema: FeatureSchema, positive: str | None) -> FeatureSchema:
+    if schema.task != "binary" or positive is None:
+        return schema
+    classes = schema.classes or []
+    if positive not in classes:
+        raise DataError(f"positive_class {positive!r} is not a class of the target ({classes})")
+    negative = next(c for c in classes if c != positive)
+    return schema.model_copy(update={"classes": [negative, positive]})
+
+
+def _fit(pipeline: Any, x: pd.DataFrame, y: pd.Series) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            pipeline.fit(x, y)
+        snap_thresholds_to_float32(pipeline)
+        return pipeline
+    except MemoryError as exc:
+        raise TrainingError("training ran out of memory") from exc
+    except (ValueError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TrainingError(f"estimator failed to fit: {first}") from exc
+
+
+def _cross_validate(
+    cfg: TrainingConfig, x: pd.DataFrame, y: pd.Series, schema, est_factory
+) -> dict:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    splitter = (
+        KFold(cfg.cv_folds, shuffle=True, random_state=cfg.seed)
+        if schema.task == "regression"
+        else StratifiedKFold(cfg.cv_folds, shuffle=True, random_state=cfg.seed)
+    )
+    folds: list[dict[str, float]] = []
+    for train_idx, test_idx in splitter.split(x, y):
+        pipe = build_pipeline(
+            x, est_factory(), features=cfg.features, imbalance=cfg.imbalance, seed=cfg.seed
+        )
+        _fit(pipe, x.iloc[train_idx], y.iloc[train_idx])
+        card_like = _ScoringCard(schema, None)
+        out = predict_outputs(pipe, card_like, x.iloc[test_idx])
+        folds.append(evaluate(to_scores(card_like, out, y.iloc[test_idx].to_numpy())))
+    return {k: float(np.nanmean([f[k] for f in folds])) for k in folds[0]}
+
+
+class _ScoringCard:
+    """The few card fields scoring needs, before the real card exists."""
+
+    def __init__(self, schema: FeatureSchema, threshold: float | None) -> None:
+        self.task = schema.task
+        self.classes = schema.classes
+        self.threshold = threshold
+        self.feature_schema = schema
+
+
+def train_model(
+    ctx: Context,
+    dataset: Dataset,
+    target: str,
+    cfg: TrainingConfig,
+    *,
+    model_name: str,
+    actor: str,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Fit a pipeline, tune, evaluate on the holdout, store artifacts and register a candidate."""
+    step = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    step("preparing data")
+    x, y, schema = prepare_training_frame(dataset.frame, target, cfg.task, cfg.drop)
+    schema = _order_classes(schema, cfg.positive_class)
+    notes = [f"column {c!r} left out: {why}" for c, why in schema.dropped.items()]
+    for note in notes:
+        log.warning(note)
+    split = split_rows(
+        x,
+        y,
+        schema.task,
+        test_size=cfg.test_size,
+        validation_size=cfg.validation_size,
+        seed=cfg.seed,
+    )
+    x_train, y_train = (
+        x.iloc[split.train].reset_index(drop=True),
+        y.iloc[split.train].reset_index(drop=True),
+    )
+    x_val, y_val = x.iloc[split.validation], y.iloc[split.validation].to_numpy()
+    x_hold, y_hold = x.iloc[split.holdout], y.iloc[split.holdout].to_numpy()
+    x_train, y_train, outlier_note = handle_outliers(x_train, y_train, schema, cfg)
+    if outlier_note:
+        notes.append(outlier_note)
+
+    def new_estimator() -> Any:
+        return make_estimator(cfg.estimator, dict(cfg.params), schema.task, cfg.seed)
+
+    estimator = new_estimator()
+    pipeline = build_pipeline(
+        x_train, estimator, features=cfg.features, imbalance=cfg.imbalance, seed=cfg.seed
+    )
+    step(f"fitting {type(estimator).__name__} on {len(x_train):,} rows")
+    _fit(pipeline, x_train, y_train)
+
+    threshold = None
+    calibration = None
+    scoring = _ScoringCard(schema, None)
+    if schema.task != "regression":
+        step("tuning threshold and calibration on the validation split")
+        val_out = predict_outputs(pipeline, scoring, x_val)
+        from pgmlops.domain.performance import fit_calibration
+
+        if schema.task == "binary":
+            positive = (schema.classes or [])[1]
+            threshold = tune_threshold(y_val == positive, val_out.proba, cfg.threshold)
+        calibration = fit_calibration(y_val.astype(str), val_out.proba, schema.classes or [])
+    scoring.threshold = threshold
+
+    step(f"evaluating on {len(x_hold):,} holdout rows")
+    hold_out = predict_outputs(pipeline, scoring, x_hold)
+    hold_scores = to_scores(scoring, hold_out, y_hold)
+    metrics = evaluate(hold_scores)
+    baseline = _baseline_metrics(schema, y_train, y_hold, threshold)
+    cv_metrics = None
+    if cfg.cv_folds >= 2:
+        step(f"{cfg.cv_folds}-fold cross-validation")
+        x_cv = pd.concat([x_train, x.iloc[split.validation]], ignore_index=True)
+        y_cv = pd.concat([y_train, y.iloc[split.validation]], ignore_index=True)
+        cv_metrics = _cross_validate(cfg, x_cv, y_cv, schema, new_estimator)
+
+    from pgmlops.domain.performance import confidence
+
+    hold_conf = confidence(hold_out.proba, schema.task) if hold_out.proba is not None else None
+    card = ModelCard(
+        model_name=model_name,
+        task=schema.task,
+        target=target,
+        feature_schema=schema,
+        classes=schema.classes,
+        positive_class=(schema.classes or [None, None])[1] if schema.task == "binary" else None,
+        threshold=threshold,
+        estimator=f"{type(estimator).__module__}.{type(estimator).__name__}",
+        params=_jsonable(estimator.get_params(deep=False)),
+        training=cfg.model_dump(mode="json"),
+        metrics=_clean(metrics),
+        confusion_matrix=confusion(hold_scores) if schema.task != "regression" else None,
+        cv_metrics=_clean(cv_metrics) if cv_metrics else None,
+        baseline_metrics=_clean(baseline),
+        calibration=calibration.model_dump(mode="json") if calibration else None,
+        reference_confidence=float(np.mean(hold_conf)) if hold_conf is not None else None,
+        data=DataFingerprint(
+            sha256=dataset.sha256,
+            rows=len(dataset.frame),
+            columns=[str(c) for c in dataset.frame.columns],
+            source=dataset.description,
+        ),
+        split=SplitInfo(
+            method="content-hash, stratified",
+            test_size=cfg.test_size,
+            validation_size=cfg.validation_size,
+            train_rows=len(x_train),
+            validation_rows=len(split.validation),
+            holdout_rows=len(split.holdout),
+        ),
+        onnx={"present": False},
+        libraries=_library_versions(),
+        git_commit=_git_commit(),
+        warnings=notes,
+        created_at=datetime.now(UTC),
+    )
+    files: dict[str, StoredFile] = {}
+    if cfg.onnx:
+        step("converting to ONNX and checking it against the pipeline")
+        onnx_bytes, info = export_onnx(pipeline, card, x_hold)
+        card = card.model_copy(update={"onnx": info})
+        if onnx_bytes is not None:
+            files["onnx"] = ctx.artifacts.put(onnx_bytes)
+    else:
+        card = card.model_copy(update={"onnx": {"present": False, "reason": "disabled in config"}})
+
+    step("profiling the reference data for drift monitoring")
+    from pgmlops.domain.profile import build_profile
+
+    profile = build_profile(
+        x_train,
+        schema,
+        scores=_score_vector(hold_out, schema.task),
+        confidence=hold_conf,
+        seed=cfg.seed,
+    )
+    holdout_frame = x_hold.assign(**{target: y_hold}).reset_index(drop=True)
+    step("storing artifacts and registering the version")
+    files["model"] = ctx.artifacts.put(dump_pipeline(pipeline))
+    files["holdout"] = ctx.artifacts.put(_parquet(holdout_frame))
+    files["reference"] = ctx.artifacts.put(profile.model_dump_json().encode())
+    seconds = time.perf_counter() - started
+    card = card.model_copy(update={"training_seconds": round(seconds, 3)})
+    version = ctx.registry.create_version(model_name, files, card, actor, dataset.source)
+    return TrainResult(version=version, warnings=notes, seconds=seconds)
+
+
+def _score_vector(out: Any, task: str) -> np.ndarray:
+    if task == "binary" or task == "regression":
+        return np.asarray(out.proba if task == "binary" else out.predicted, dtype=float)
+    return np.asarray(out.predicted)
+
+
+def _baseline_metrics(
+    schema: FeatureSchema, y_train: pd.Series, y_hold: np.ndarray, threshold: float | None
+) -> dict[str, float]:
+    """What a model that ignores the features scores on the same holdout."""
+    return evaluate(baseline_scores(schema.task, y_train.to_numpy(), y_hold, schema.classes))
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def _clean(metrics: dict[str, float] | None) -> dict[str, float | None]:
+    return {
+        k: (None if v is None or not np.isfinite(v) else float(v))
+        for k, v in (metrics or {}).items()
+    }
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in params.items():
+        out[k] = v if isinstance(v, str | int | float | bool | type(None)) else repr(v)
+    return out
+
+
+def primary_metric(task: str, configured: str | None) -> str:
+    return configured or PRIMARY_METRIC[task]  # type: ignore[index]

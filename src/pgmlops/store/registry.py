@@ -1,0 +1,331 @@
+"""Model registry repository: versions, aliases and their append-only history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from pgmlops.domain.card import ModelCard
+from pgmlops.domain.records import (
+    AliasEvent,
+    ModelSummary,
+    ModelVersion,
+    PromotionEvent,
+    StoredFile,
+)
+from pgmlops.errors import ConflictError, NotFoundError, StoreError
+from pgmlops.store.db import Database
+from pgmlops.store.tables import (
+    AliasEventRow,
+    ModelAliasRow,
+    ModelVersionRow,
+    PromotionEventRow,
+    RegisteredModelRow,
+    utcnow,
+)
+
+ALIAS_CHANNEL = "pgmlops_alias"
+
+
+def _version(row: ModelVersionRow, name: str, aliases: tuple[str, ...]) -> ModelVersion:
+    return ModelVersion(
+        model_name=name,
+        version=row.version,
+        status=row.status,
+        files={k: StoredFile.from_dict(v) for k, v in row.files.items()},
+        card=ModelCard.model_validate(row.card),
+        created_by=row.created_by,
+        created_at=row.created_at,
+        source=row.source,
+        aliases=aliases,
+    )
+
+
+def _alias_event(row: AliasEventRow, name: str) -> AliasEvent:
+    return AliasEvent(
+        id=row.id,
+        model_name=name,
+        alias=row.alias,
+        action=row.action,
+        previous_version=row.previous_version,
+        new_version=row.new_version,
+        actor=row.actor,
+        reason=row.reason,
+        created_at=row.created_at,
+        promotion_event_id=row.promotion_event_id,
+    )
+
+
+class RegistryStore:
+    """Every method is one transaction; what it returns is plain records."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- models and versions -------------------------------------------------------------
+
+    def _model(self, s: Session, name: str, *, lock: bool = False) -> RegisteredModelRow:
+        stmt = select(RegisteredModelRow).where(RegisteredModelRow.name == name)
+        if lock and self.db.is_postgres:
+            stmt = stmt.with_for_update()
+        row = s.scalars(stmt).one_or_none()
+        if row is None:
+            raise NotFoundError(
+                f"model {name!r} is not registered (train one with `pgmlops train`)"
+            )
+        return row
+
+    def _aliases_of(self, s: Session, model_id: int) -> dict[int, tuple[str, ...]]:
+        out: dict[int, list[str]] = {}
+        for a in s.scalars(select(ModelAliasRow).where(ModelAliasRow.model_id == model_id)):
+            out.setdefault(a.version, []).append(a.alias)
+        return {k: tuple(sorted(v)) for k, v in out.items()}
+
+    def create_version(
+        self,
+        name: str,
+        files: dict[str, StoredFile],
+        card: ModelCard,
+        created_by: str,
+        source: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Register a new candidate version; its artifacts must already be stored."""
+        if "model" not in files:
+            raise StoreError("a version needs its 'model' artifact before it can be registered")
+        with self.db.session() as s:
+            model = s.scalars(
+                select(RegisteredModelRow).where(RegisteredModelRow.name == name)
+            ).one_or_none()
+            if model is None:
+                model = RegisteredModelRow(name=name, created_at=utcnow())
+                s.add(model)
+                try:
+                    s.flush()
+                except IntegrityError:
+                    raise ConflictError(f"model {name!r} was created concurrently; retry") from None
+            model = self._model(s, name, lock=True)
+            latest = s.scalars(
+                select(ModelVersionRow.version)
+                .where(ModelVersionRow.model_id == model.id)
+                .order_by(ModelVersionRow.version.desc())
+                .limit(1)
+            ).first()
+            number = (latest or 0) + 1
+            card = card.model_copy(update={"model_name": name})
+            row = ModelVersionRow(
+                model_id=model.id,
+                version=number,
+                status="candidate",
+                artifact_uri=files["model"].uri,
+                artifact_sha256=files["model"].sha256,
+                files={k: v.to_dict() for k, v in files.items()},
+                card=card.model_dump(mode="json"),
+                source=source,
+                created_by=created_by,
+                created_at=utcnow(),
+            )
+            s.add(row)
+            s.flush()
+            return _version(row, name, ())
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        with self.db.session() as s:
+            model = self._model(s, name)
+            row = s.scalars(
+                select(ModelVersionRow).where(
+                    ModelVersionRow.model_id == model.id, ModelVersionRow.version == version
+                )
+            ).one_or_none()
+            if row is None:
+                raise NotFoundError(f"model {name!r} has no version {version}")
+            return _version(row, name, self._aliases_of(s, model.id).get(version, ()))
+
+    def latest_version(self, name: str) -> ModelVersion:
+        with self.db.session() as s:
+            model = self._model(s, name)
+            row = s.scalars(
+                select(ModelVersionRow)
+                .where(ModelVersionRow.model_id == model.id)
+                .order_by(ModelVersionRow.version.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                raise NotFoundError(f"model {name!r} has no versions")
+            return _version(row, name, self._aliases_of(s, model.id).get(row.version, ()))
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """The version an alias points at now, or None."""
+        with self.db.session() as s:
+            return self._alias_version(s, name, alias)
+
+    def _alias_version(self, s: Session, name: str, alias: str) -> int | None:
+        return s.scalars(
+            select(ModelAliasRow.version)
+            .join(RegisteredModelRow, RegisteredModelRow.id == ModelAliasRow.model_id)
+            .where(RegisteredModelRow.name == name, ModelAliasRow.alias == alias)
+        ).one_or_none()
+
+    def model_names(self) -> list[str]:
+        with self.db.session() as s:
+            return list(
+                s.scalars(select(RegisteredModelRow.name).order_by(RegisteredModelRow.name))
+            )
+
+    def list_models(self, name: str | None = None) -> list[ModelSummary]:
+        """Registered models with versions (newest first) and their aliases."""
+        with self.db.session() as s:
+            stmt = select(RegisteredModelRow).order_by(RegisteredModelRow.name)
+            if name is not None:
+                stmt = stmt.where(RegisteredModelRow.name == name)
+            models = list(s.scalars(stmt))
+            if name is not None and not models:
+                raise NotFoundError(f"model {name!r} is not registered")
+            out = []
+            for m in models:
+                aliases = self._aliases_of(s, m.id)
+                rows = s.scalars(
+                    select(ModelVersionRow)
+                    .where(ModelVersionRow.model_id == m.id)
+                    .order_by(ModelVersionRow.version.desc())
+                )
+                versions = [_version(r, m.name, aliases.get(r.version, ())) for r in rows]
+                by_alias = {a: v for v, names in aliases.items() for a in names}
+                out.append(ModelSummary(m.name, m.created_at, versions, by_alias))
+            return out
+
+    # -- aliases -------------------------------------------------------------------------
+
+    def move_alias(
+        self,
+        name: str,
+        alias: str,
+        *,
+        new_version: int,
+        expected_version: int | None,
+        action: str,
+        actor: str,
+        reason: str | None,
+        decision: dict[str, Any] | None = None,
+    ) -> AliasEvent:
+        """Point `alias` at `new_version` if it still points at `expected_version`.
+
+        The alias row, the alias event and (when given) the promotion decision are written
+        in one transaction; if another writer moved the alias first, nothing is written.
+        """
+        with self.db.session() as s:
+            model = self._model(s, name, lock=True)
+            current_row = s.get(ModelAliasRow, (model.id, alias))
+            current = current_row.version if current_row else None
+            if current != expected_version:
+                raise ConflictError(
+                    f"{name!r} alias {alias!r} moved to version {current} while this change was "
+                    f"being decided (expected {expected_version}); nothing was changed, re-run it"
+                )
+            exists = s.scalars(
+                select(ModelVersionRow.id).where(
+                    ModelVersionRow.model_id == model.id, ModelVersionRow.version == new_version
+                )
+            ).one_or_none()
+            if exists is None:
+                raise NotFoundError(f"model {name!r} has no version {new_version}")
+            now = utcnow()
+            promotion_id = None
+            if decision is not None:
+                promotion_id = self._add_promotion(s, model.id, decision, actor, reason, now)
+            if current_row is None:
+                s.add(
+                    ModelAliasRow(
+                        model_id=model.id, alias=alias, version=new_version, updated_at=now
+                    )
+                )
+            else:
+                current_row.version = new_version
+                current_row.updated_at = now
+            event = AliasEventRow(
+                model_id=model.id,
+                alias=alias,
+                action=action,
+                previous_version=current,
+                new_version=new_version,
+                promotion_event_id=promotion_id,
+                actor=actor,
+                reason=reason,
+                created_at=now,
+            )
+            s.add(event)
+            s.flush()
+            if self.db.is_postgres:
+                # Delivered at commit, so listeners never see a move that was rolled back.
+                s.execute(
+                    text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": ALIAS_CHANNEL, "payload": f"{name}:{alias}:{new_version}"},
+                )
+            return _alias_event(event, name)
+
+    def _add_promotion(
+        self,
+        s: Session,
+        model_id: int,
+        decision: dict[str, Any],
+        actor: str,
+        reason: str | None,
+        now: datetime,
+    ) -> int:
+        row = PromotionEventRow(
+            model_id=model_id,
+            candidate_version=decision["candidate_version"],
+            champion_version=decision.get("champion_version"),
+            decision=decision["decision"],
+            primary_metric=decision["primary_metric"],
+            details=decision,
+            actor=actor,
+            reason=reason,
+            created_at=now,
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+    def record_refusal(self, name: str, decision: dict[str, Any], actor: str) -> int:
+        """Keep a refused decision in the audit trail; aliases are untouched."""
+        with self.db.session() as s:
+            model = self._model(s, name)
+            return self._add_promotion(s, model.id, decision, actor, None, utcnow())
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        """Every alias move, oldest first."""
+        with self.db.session() as s:
+            model = self._model(s, name)
+            stmt = select(AliasEventRow).where(AliasEventRow.model_id == model.id)
+            if alias is not None:
+                stmt = stmt.where(AliasEventRow.alias == alias)
+            return [_alias_event(r, name) for r in s.scalars(stmt.order_by(AliasEventRow.id))]
+
+    def promotion_events(self, name: str) -> list[PromotionEvent]:
+        """Every promotion decision, oldest first."""
+        with self.db.session() as s:
+            model = self._model(s, name)
+            rows = s.scalars(
+                select(PromotionEventRow)
+                .where(PromotionEventRow.model_id == model.id)
+                .order_by(PromotionEventRow.id)
+            )
+            return [
+                PromotionEvent(
+                    id=r.id,
+                    model_name=name,
+                    candidate_version=r.candidate_version,
+                    champion_version=r.champion_version,
+                    decision=r.decision,
+                    primary_metric=r.primary_metric,
+                    details=r.details,
+                    actor=r.actor,
+                    reason=r.reason,
+                    created_at=r.created_at,
+                )
+                for r in rows
+            ]

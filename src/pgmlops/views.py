@@ -1,0 +1,111 @@
+"""Terminal rendering for the CLI (rich); no logic beyond layout."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def say(message: str) -> None:
+    console.print(message)
+
+
+def step_printer() -> Callable[[str], None]:
+    """Print each training step with the time the previous one took."""
+    state = {"t": time.perf_counter(), "msg": None}
+
+    def step(message: str) -> None:
+        now = time.perf_counter()
+        if state["msg"] is not None:
+            err_console.print(f"[dim]  done in {now - state['t']:.1f}s[/dim]")
+        err_console.print(f"[cyan]›[/cyan] {message}")
+        state["t"], state["msg"] = now, message
+
+    return step
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def print_trained(result: dict[str, Any]) -> None:
+    for warning in result.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/yellow] {warning}")
+    console.print(
+        f"registered [bold]{result['model_name']} v{result['version']}[/bold] "
+        f"({result['task']}, {result['estimator'].rsplit('.', 1)[-1]}) in {result['seconds']:.1f}s"
+    )
+    metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in result["all_metrics"].items())
+    console.print(f"holdout: {metrics}")
+    onnx = result["onnx_detail"]
+    if onnx["present"]:
+        console.print(f"ONNX copy stored (max |diff| {onnx['max_abs_diff']:.1e} vs pipeline)")
+    else:
+        console.print(f"no ONNX copy: {onnx.get('reason')}")
+    console.print(
+        f"next: pgmlops promote --model-name {result['model_name']} --version {result['version']}"
+    )
+
+
+def print_promotion(result: dict[str, Any]) -> None:
+    decision = result.get("decision")
+    if decision:
+        for gate in decision["gates"]:
+            mark = "[green]PASS[/green]" if gate["passed"] else "[red]FAIL[/red]"
+            console.print(f"  {mark} {gate['name']}: {gate['detail']}")
+    verb = "forced to" if result["action"] == "force" else "promoted to"
+    console.print(
+        f"{result['model_name']} v{result['candidate_version']} {verb} production "
+        f"(was {('v' + str(result['previous_version'])) if result['previous_version'] else 'none'})"
+    )
+
+
+def print_models(result: dict[str, Any]) -> None:
+    for model in result["models"]:
+        table = Table(title=f"{model['name']}", title_justify="left")
+        for col in ("version", "aliases", "task", "key metrics", "onnx", "rows", "created"):
+            table.add_column(col)
+        for v in model["versions"]:
+            metrics = " ".join(f"{k}={_fmt(x)}" for k, x in v["metrics"].items())
+            table.add_row(
+                str(v["version"]),
+                ",".join(v["aliases"]),
+                v["task"],
+                metrics,
+                "yes" if v["onnx"] else "no",
+                str(v["rows"]),
+                v["created_at"][:19],
+            )
+        console.print(table)
+        if "history" in model:
+            hist = Table(title="production history", title_justify="left")
+            for col in ("at", "action", "from", "to", "actor", "reason"):
+                hist.add_column(col)
+            for e in model["history"]:
+                hist.add_row(
+                    e["at"][:19],
+                    e["action"],
+                    _fmt(e["from"]),
+                    _fmt(e["to"]),
+                    e["actor"],
+                    e["reason"] or "",
+                )
+            console.print(hist)
+        if "production_at" in model:
+            p = model["production_at"]
+            console.print(
+                f"production at {p['at']}: v{p['version']}"
+                if p["version"]
+                else f"no production at {p['at']}"
+            )

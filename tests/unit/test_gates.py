@@ -1,0 +1,289 @@
+"""Promotion gates: a worse model is refused, a better one approved, always with reasons."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.dummy import DummyClassifier, DummyRegressor
+
+from pgmlops.domain.gates import Decision, PromotionPolicy, decide, paired_bootstrap
+from pgmlops.domain.metrics import Scores, metric_value
+from pgmlops.errors import ConfigError
+
+CLASSES = ("no", "yes")
+N = 4000
+
+
+@pytest.fixture(scope="module")
+def truth() -> np.ndarray:
+    return np.random.default_rng(0).random(N) < 0.3
+
+
+def model(truth: np.ndarray, skill: float, threshold: float = 0.5, seed: int = 1) -> Scores:
+    """A binary model whose scores separate the classes by `skill` standard deviations."""
+    rng = np.random.default_rng(seed)
+    logit = skill * (truth - 0.5) * 2 + rng.normal(size=truth.size) - 0.8
+    proba = 1 / (1 + np.exp(-logit))
+    labels = np.where(truth, "yes", "no")
+    return Scores("binary", labels, np.where(proba >= threshold, "yes", "no"), proba, CLASSES)
+
+
+def dummy_baseline(truth: np.ndarray) -> Scores:
+    """What the caller builds for a first model: a prior-probability DummyClassifier."""
+    labels = np.where(truth, "yes", "no")
+    x = np.zeros((truth.size, 1))
+    dummy = DummyClassifier(strategy="prior").fit(x, labels)
+    return Scores("binary", labels, dummy.predict(x), dummy.predict_proba(x), CLASSES)
+
+
+def regression(y: np.ndarray, noise: float, seed: int) -> Scores:
+    rng = np.random.default_rng(seed)
+    return Scores("regression", y, y + rng.normal(scale=noise, size=y.size))
+
+
+def gate(decision: Decision, name: str):
+    return next(g for g in decision.gates if g.name == name)
+
+
+def test_approves_clear_improvement(truth):
+    champion = model(truth, skill=0.6, seed=1)
+    candidate = model(truth, skill=1.2, seed=2)
+    decision = decide(candidate, champion, None, PromotionPolicy())
+    assert decision.approved
+    assert [g.name for g in decision.gates] == ["primary", "guard:recall"]
+    assert decision.failed() == []
+    assert gate(decision, "primary").numbers["improvement"] > 0.1
+    assert decision.summary().startswith("approved")
+
+
+def test_refuses_promotion_when_recall_drops(truth):
+    champion = model(truth, skill=1.0, threshold=0.3, seed=1)
+    candidate = model(truth, skill=1.2, threshold=0.6, seed=2)  # better AUC, stricter cut-off
+    decision = decide(candidate, champion, None, PromotionPolicy())
+    assert not decision.approved
+    assert gate(decision, "primary").passed
+    assert [g.name for g in decision.failed()] == ["guard:recall"]
+    guard = gate(decision, "guard:recall")
+    assert guard.numbers["drop"] > 0.02
+    assert "recall" in guard.detail and "exceeds" in guard.detail
+    assert "guard:recall" in decision.summary()
+
+
+def test_recall_drop_within_the_tolerance_is_allowed(truth):
+    champion = model(truth, skill=1.0, threshold=0.3, seed=1)
+    candidate = model(truth, skill=1.2, threshold=0.6, seed=2)
+    drop = metric_value("recall", champion) - metric_value("recall", candidate)
+    decision = decide(candidate, champion, None, PromotionPolicy(guard_metrics={"recall": drop}))
+    assert decision.approved
+
+
+def test_refuses_when_primary_improvement_below_min_delta(truth):
+    champion = model(truth, skill=1.0, seed=1)
+    candidate = model(truth, skill=1.05, seed=2)
+    gain = gate(decide(candidate, champion, None, PromotionPolicy()), "primary").numbers
+    assert 0 < gain["improvement"] < 0.05
+    decision = decide(candidate, champion, None, PromotionPolicy(min_delta=0.05))
+    assert not decision.approved
+    assert [g.name for g in decision.failed()] == ["primary"]
+    assert "below the required +0.0500" in gate(decision, "primary").detail
+
+
+def test_refuses_a_worse_candidate(truth):
+    decision = decide(model(truth, 0.6, seed=2), model(truth, 1.2, seed=1), None, PromotionPolicy())
+    assert not decision.approved
+    assert gate(decision, "primary").numbers["improvement"] < 0
+
+
+def test_lower_rmse_is_an_improvement_for_regression():
+    y = np.random.default_rng(3).normal(10, 3, size=1000)
+    better, worse = regression(y, noise=1.0, seed=1), regression(y, noise=2.0, seed=2)
+    approved = decide(better, worse, None, PromotionPolicy())
+    assert approved.approved
+    assert approved.primary_metric == "rmse"
+    assert [g.name for g in approved.gates] == ["primary"]  # no default guard for regression
+    assert gate(approved, "primary").numbers["improvement"] > 0.5
+    refused = decide(worse, better, None, PromotionPolicy())
+    assert not refused.approved
+
+
+def test_guard_on_a_lower_is_better_metric_refuses_a_rise():
+    y = np.random.default_rng(3).normal(10, 3, size=2000)
+    rng = np.random.default_rng(5)
+    steady = Scores("regression", y, y + rng.normal(scale=1.0, size=y.size))
+    # Errors of constant size 0.9: smaller squared error than N(0, 1), larger absolute error.
+    even = Scores("regression", y, y + 0.9 * rng.choice([-1.0, 1.0], size=y.size))
+    strict = PromotionPolicy(primary_metric="r2", guard_metrics={"mae": 0.0})
+    decision = decide(even, steady, None, strict)
+    assert gate(decision, "primary").passed
+    assert [g.name for g in decision.failed()] == ["guard:mae"]
+    assert gate(decision, "guard:mae").numbers["drop"] > 0.05
+    lenient = PromotionPolicy(primary_metric="r2", guard_metrics={"mae": 0.2})
+    assert decide(even, steady, None, lenient).approved
+
+
+def test_first_model_must_beat_the_dummy_baseline(truth):
+    baseline = dummy_baseline(truth)
+    good = decide(model(truth, 1.0), None, baseline, PromotionPolicy(baseline_margin=0.05))
+    assert good.approved
+    assert [g.name for g in good.gates] == ["baseline"]
+    assert good.baseline is not None and good.baseline["roc_auc"] == pytest.approx(0.5)
+    assert good.champion is None
+    useless = model(truth, skill=0.0)
+    refused = decide(useless, None, baseline, PromotionPolicy(baseline_margin=0.05))
+    assert not refused.approved
+    assert "not more than the margin 0.0500" in gate(refused, "baseline").detail
+
+
+def test_first_regression_model_must_beat_predicting_the_mean():
+    y = np.random.default_rng(3).normal(10, 3, size=500)
+    x = np.zeros((y.size, 1))
+    baseline = Scores("regression", y, DummyRegressor(strategy="mean").fit(x, y).predict(x))
+    assert decide(regression(y, 1.0, seed=1), None, baseline, PromotionPolicy()).approved
+    assert not decide(regression(y, 5.0, seed=1), None, baseline, PromotionPolicy()).approved
+
+
+def test_refuses_a_candidate_below_a_floor(truth):
+    candidate = model(truth, skill=1.0)
+    precision = metric_value("precision", candidate)
+    policy = PromotionPolicy(floors={"precision": precision + 0.01, "roc_auc": 0.6})
+    decision = decide(candidate, None, dummy_baseline(truth), policy)
+    assert [g.name for g in decision.gates] == ["baseline", "floor:precision", "floor:roc_auc"]
+    assert [g.name for g in decision.failed()] == ["floor:precision"]
+    assert "must be at least" in gate(decision, "floor:precision").detail
+
+
+def test_a_floor_on_rmse_is_a_maximum():
+    y = np.random.default_rng(3).normal(10, 3, size=500)
+    candidate = regression(y, 1.0, seed=1)
+    rmse = metric_value("rmse", candidate)
+    assert decide(candidate, None, None, PromotionPolicy(floors={"rmse": rmse + 0.1})).approved
+    refused = decide(candidate, None, None, PromotionPolicy(floors={"rmse": rmse - 0.1}))
+    assert not refused.approved
+    assert "must be at most" in refused.gates[0].detail
+
+
+def test_refuses_when_the_primary_metric_cannot_be_computed(truth):
+    labels = np.where(truth, "yes", "no")
+    no_proba = Scores("binary", labels, labels, None, CLASSES)  # perfect labels, no scores
+    decision = decide(no_proba, model(truth, 1.0), None, PromotionPolicy())
+    assert not decision.approved
+    assert "undefined" in gate(decision, "primary").detail
+
+
+def test_bootstrap_gate_passes_when_the_interval_excludes_zero(truth):
+    champion, candidate = model(truth, 0.8, seed=1), model(truth, 1.2, seed=2)
+    policy = PromotionPolicy(bootstrap=True, bootstrap_rounds=500, seed=1)
+    decision = decide(candidate, champion, None, policy)
+    boot = gate(decision, "bootstrap")
+    assert boot.passed
+    assert 0 < boot.numbers["low"] < boot.numbers["mean"] < boot.numbers["high"]
+    assert "excludes zero" in boot.detail
+    assert decision.approved
+
+
+def test_bootstrap_gate_refuses_when_the_interval_includes_zero(truth):
+    # Equally skilled models: the candidate wins on this holdout by luck alone.
+    champion, candidate = model(truth, 1.0, seed=1), model(truth, 1.0, seed=4)
+    policy = PromotionPolicy(bootstrap=True, bootstrap_rounds=500, guard_metrics={})
+    decision = decide(candidate, champion, None, policy)
+    assert gate(decision, "primary").passed
+    boot = gate(decision, "bootstrap")
+    assert boot.numbers["low"] < 0 < boot.numbers["high"]
+    assert not boot.passed and "includes zero" in boot.detail
+    assert [g.name for g in decision.failed()] == ["bootstrap"]
+
+
+def test_bootstrap_interval_below_zero_for_a_degraded_copy(truth):
+    champion = model(truth, 1.0, seed=1)
+    assert champion.proba is not None
+    noise = np.random.default_rng(9).normal(scale=0.02, size=N)
+    degraded = Scores(
+        "binary", champion.y_true, champion.predicted, champion.proba + noise, CLASSES
+    )
+    low, mean, high = paired_bootstrap(
+        "roc_auc", degraded, champion, rounds=500, confidence=0.95, seed=0
+    )
+    # Pairing cancels the holdout's own noise, so even a tiny loss is resolved.
+    assert low < mean < high < 0
+    assert high - low < 0.005  # vs ~0.025 between two independently noisy models
+
+
+def test_paired_bootstrap_mean_tracks_the_observed_improvement_and_is_reproducible(truth):
+    champion, candidate = model(truth, 0.8, seed=1), model(truth, 1.0, seed=2)
+    observed = metric_value("roc_auc", candidate) - metric_value("roc_auc", champion)
+    first = paired_bootstrap("roc_auc", candidate, champion, rounds=400, confidence=0.9, seed=4)
+    again = paired_bootstrap("roc_auc", candidate, champion, rounds=400, confidence=0.9, seed=4)
+    assert first == again
+    low, mean, high = first
+    assert mean == pytest.approx(observed, abs=0.005)
+    assert low < observed < high
+
+
+def test_paired_bootstrap_reports_rmse_improvement_as_positive():
+    y = np.random.default_rng(3).normal(10, 3, size=800)
+    low, _, high = paired_bootstrap(
+        "rmse", regression(y, 1.0, 1), regression(y, 1.5, 2), rounds=300, confidence=0.95, seed=0
+    )
+    assert 0 < low < high
+
+
+def test_scores_from_different_rows_are_refused(truth):
+    short = model(truth[:100], 1.0)
+    with pytest.raises(ValueError, match="same holdout rows"):
+        decide(short, model(truth, 1.0), None, PromotionPolicy())
+    shuffled = model(np.roll(truth, 1), 1.0)
+    with pytest.raises(ValueError, match="different true values"):
+        decide(shuffled, model(truth, 1.0), None, PromotionPolicy())
+
+
+def test_unknown_metric_in_the_policy_is_a_config_error_naming_the_key(truth):
+    champion, candidate = model(truth, 1.0, seed=1), model(truth, 1.1, seed=2)
+    with pytest.raises(ConfigError, match=r"promotion\.guard_metrics\.recal: unknown metric"):
+        decide(candidate, champion, None, PromotionPolicy(guard_metrics={"recal": 0.01}))
+    with pytest.raises(ConfigError, match=r"promotion\.primary_metric: .*'rmse'.*binary"):
+        decide(candidate, champion, None, PromotionPolicy(primary_metric="rmse"))
+    with pytest.raises(ConfigError, match=r"promotion\.floors\.auc"):
+        decide(candidate, champion, None, PromotionPolicy(floors={"auc": 0.7}))
+
+
+def test_policy_from_config_turns_bad_values_into_one_line_config_errors():
+    policy = PromotionPolicy.from_config({"min_delta": 0.01, "guard_metrics": {"f1": 0.05}})
+    assert policy.min_delta == 0.01 and policy.guards_for("binary") == {"f1": 0.05}
+    cases = [
+        ({"min_delta": -1}, "promotion.min_delta: Input should be greater than or equal to 0"),
+        ({"min_detla": 0.1}, "promotion.min_detla: Extra inputs are not permitted"),
+        ({"guard_metrics": {"recall": -0.1}}, "promotion.guard_metrics: tolerance for 'recall'"),
+        ({"confidence": 1.5}, "promotion.confidence: Input should be less than 1"),
+    ]
+    for raw, message in cases:
+        with pytest.raises(ConfigError) as err:
+            PromotionPolicy.from_config(raw)
+        assert str(err.value).startswith(message)
+        assert "\n" not in str(err.value)
+
+
+def test_default_guards_protect_recall_for_binary_models_only():
+    policy = PromotionPolicy()
+    assert policy.guards_for("binary") == {"recall": 0.02}
+    assert policy.guards_for("multiclass") == {}
+    assert policy.guards_for("regression") == {}
+    assert PromotionPolicy(guard_metrics={}).guards_for("binary") == {}
+
+
+def test_decision_to_dict_is_json_serialisable(truth):
+    labels = np.where(truth, "yes", "no")
+    no_proba = Scores("binary", labels, labels, None, CLASSES)  # nan probability metrics
+    policy = PromotionPolicy(bootstrap=True, bootstrap_rounds=100, floors={"f1": 0.5})
+    decision = decide(no_proba, model(truth, 1.0), None, policy)
+    as_dict = decision.to_dict()
+    text = json.dumps(as_dict, allow_nan=False)
+    restored = json.loads(text)
+    assert restored["approved"] is False
+    assert restored["candidate"]["roc_auc"] is None
+    assert restored["candidate"]["accuracy"] == 1.0
+    assert restored["failed"] == ["primary", "bootstrap"]
+    assert [g["name"] for g in restored["gates"]] == [
+        "primary", "guard:recall", "floor:f1", "bootstrap"
+    ]  # fmt: skip
