@@ -27,7 +27,9 @@ def _admin_engine():
 
     from pgmlops.store.db import normalize_url
 
-    return create_engine(normalize_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+    return create_engine(
+        normalize_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT", pool_pre_ping=True
+    )
 
 
 def _pg_url(dbname: str) -> str:
@@ -114,9 +116,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     engine = _admin_engine()
     with engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    engine.dispose()
     try:
         yield _pg_url(name)
     finally:
+        # A fresh engine: the test may have restarted the server in between.
+        engine = _admin_engine()
         with engine.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         engine.dispose()

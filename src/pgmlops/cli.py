@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -310,18 +309,79 @@ def demo(
     name = run_demo(ctx, rows=rows, actor=actor(), say=views.say)
     views.print_models(models_command(ctx, model_name=name, history=True, at=None))
     if serve:
-        serve_command_hook(ctx)
-
-
-def serve_command_hook(ctx: Context) -> None:
-    """Start the HTTP service when the API package is installed."""
-    try:
         from pgmlops.api.server import run_server
-    except ImportError:
-        typer.echo("(the HTTP service is not available in this build)")
+
+        s = ctx.settings.serving
+        run_server(
+            ctx.settings,
+            host=s.host,
+            port=s.port,
+            workers=s.workers,
+            model_name=name,
+            config_file=str(config) if config else None,
+            demo=True,
+        )
+
+
+@app.command()
+@handled
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
+    model_name: ModelOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the production version over HTTP (also: uvicorn pgmlops.api:app)."""
+    from pgmlops.api.server import run_server
+    from pgmlops.config import load_settings
+
+    settings = load_settings(config)
+    s = settings.serving
+    if port is not None and not 1 <= port <= 65535:
+        raise errors.ConfigError(f"--port {port} is not a TCP port (1-65535)")
+    if workers is not None and not 1 <= workers <= 64:
+        raise errors.ConfigError(f"--workers {workers} must be between 1 and 64")
+    check = _context(config)  # fail early on a bad database URL or an old schema
+    check.db.ensure_schema()
+    check.close()
+    run_server(
+        settings,
+        host=host or s.host,
+        port=port or s.port,
+        workers=workers or s.workers,
+        model_name=model_name,
+        config_file=str(config) if config else None,
+    )
+
+
+@app.command()
+@handled
+def feedback(
+    file: Annotated[Path, typer.Option("--file", help="CSV with prediction_id and label columns.")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load true labels for logged predictions from a CSV file."""
+    from pgmlops.services.feedback_files import load_feedback_file
+
+    result = load_feedback_file(_context(config), file)
+    if as_json:
+        _print_json(result)
         return
-    s = ctx.settings.serving
-    run_server(ctx.settings, host=s.host, port=s.port, workers=s.workers, demo=True)
+    typer.echo(
+        f"stored {result['stored']} label(s); {result['replaced']} replaced an earlier label"
+    )
+
+
+def _register_commands() -> None:
+    from pgmlops import cli_monitor, cli_retrain
+
+    cli_monitor.register(app)
+    cli_retrain.register(app)
+
+
+_register_commands()
 
 
 def main() -> None:
@@ -330,4 +390,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

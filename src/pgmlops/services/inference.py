@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from pgmlops.domain.card import ModelCard
-from pgmlops.domain.predict import Outputs, class_columns, labels_from_proba, predict_outputs
-from pgmlops.domain.schema import MISSING_CATEGORY, FeatureSchema
+from pgmlops.domain.predict import Outputs, class_columns, predict_outputs
+from pgmlops.domain.schema import MISSING_CATEGORY, FeatureSchema, coerce_features
 from pgmlops.errors import ArtifactError
 
 
@@ -22,6 +22,8 @@ class Engine(Protocol):
     def predict_frame(self, x: pd.DataFrame) -> Outputs: ...
 
     def predict_columns(self, columns: dict[str, np.ndarray]) -> Outputs: ...
+
+    def predict_row(self, row: dict[str, Any]) -> Outputs: ...
 
 
 def load_pipeline(data: bytes) -> Any:
@@ -57,7 +59,11 @@ class PipelineEngine:
         return predict_outputs(self.pipeline, self.card, x)
 
     def predict_columns(self, columns: dict[str, np.ndarray]) -> Outputs:
-        return self.predict_frame(pd.DataFrame(columns, columns=self.card.feature_schema.names))
+        frame = pd.DataFrame(columns, columns=self.card.feature_schema.names)
+        return self.predict_frame(coerce_features(frame, self.card.feature_schema))
+
+    def predict_row(self, row: dict[str, Any]) -> Outputs:
+        return self.predict_columns({k: [v] for k, v in row.items()})
 
 
 def onnx_feeds(schema: FeatureSchema, columns: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -66,12 +72,27 @@ def onnx_feeds(schema: FeatureSchema, columns: dict[str, Any]) -> dict[str, np.n
     for spec in schema.features:
         values = np.asarray(columns[spec.name])
         if spec.kind == "numeric":
+            if values.dtype == object:
+                values = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
             feeds[spec.name] = values.astype(np.float32).reshape(-1, 1)
         else:
             arr = values.astype(object).reshape(-1, 1)
             feeds[spec.name] = (
                 np.where(pd.isna(arr), MISSING_CATEGORY, arr).astype(str).astype(object)
             )
+    return feeds
+
+
+def onnx_row_feeds(schema: FeatureSchema, row: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The single-record fast path: (1, 1) tensors straight from a validated dict."""
+    feeds: dict[str, np.ndarray] = {}
+    for spec in schema.features:
+        value = row.get(spec.name)
+        if spec.kind == "numeric":
+            feeds[spec.name] = np.array([[np.nan if value is None else value]], dtype=np.float32)
+        else:
+            text = MISSING_CATEGORY if value is None else str(value)
+            feeds[spec.name] = np.array([[text]], dtype=object)
     return feeds
 
 
@@ -87,6 +108,7 @@ class OnnxEngine:
         # One thread per session: the server runs one process per core already.
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
             self.session = ort.InferenceSession(
                 model_bytes, sess_options=opts, providers=["CPUExecutionProvider"]
@@ -98,6 +120,9 @@ class OnnxEngine:
         self._output = "variable" if card.task == "regression" else "probabilities"
         if self._output not in outputs:
             self._output = outputs[-1]
+        self._task = card.task
+        self._classes = np.array(card.classes or [], dtype=object)
+        self._threshold = 0.5 if card.threshold is None else card.threshold
         self._order = None
         if card.task != "regression":
             # skl2onnx writes class labels in the estimator's order; reorder to the card's.
@@ -112,15 +137,23 @@ class OnnxEngine:
     def predict_frame(self, x: pd.DataFrame) -> Outputs:
         return self.predict_columns({c: x[c].to_numpy() for c in x.columns})
 
+    def predict_row(self, row: dict[str, Any]) -> Outputs:
+        return self._outputs(onnx_row_feeds(self.card.feature_schema, row))
+
     def predict_columns(self, columns: dict[str, np.ndarray]) -> Outputs:
-        feeds = onnx_feeds(self.card.feature_schema, columns)
+        return self._outputs(onnx_feeds(self.card.feature_schema, columns))
+
+    def _outputs(self, feeds: dict[str, np.ndarray]) -> Outputs:
         (out,) = self.session.run([self._output], feeds)
-        if self.card.task == "regression":
-            values = np.asarray(out, dtype=float).reshape(-1)
-            return Outputs(predicted=values, proba=None)
+        if self._task == "regression":
+            return Outputs(predicted=np.asarray(out, dtype=float).reshape(-1), proba=None)
         proba = np.asarray(out, dtype=float)
         if self._order is not None:
             proba = proba[:, self._order]
-        if self.card.task == "binary":
-            proba = proba[:, 1]
-        return Outputs(predicted=labels_from_proba(self.card, proba), proba=proba)
+        if self._task == "binary":
+            p = proba[:, 1]
+            return Outputs(
+                predicted=np.where(p >= self._threshold, self._classes[1], self._classes[0]),
+                proba=p,
+            )
+        return Outputs(predicted=self._classes[np.argmax(proba, axis=1)], proba=proba)

@@ -1,0 +1,139 @@
+"""Health, readiness, metrics, the model list and the admin routes (reload, promote, rollback)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from pgmlops.api.deps import get_ctx, require_admin
+from pgmlops.api.errors import json_response
+from pgmlops.services.commands import models_command, promote_command, rollback_command
+
+router = APIRouter()
+admin = APIRouter(dependencies=[Depends(require_admin)])
+
+
+class PromoteBody(BaseModel):
+    """What to promote; gates decide unless forced with a reason."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_name: str | None = None
+    version: int | None = Field(None, ge=1)
+    force: bool = False
+    reason: str | None = Field(None, max_length=2000)
+
+
+class RollbackBody(BaseModel):
+    """Why production goes back one step."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_name: str | None = None
+    reason: str | None = Field(None, max_length=2000)
+
+
+def _actor(request: Request) -> str:
+    client = request.client.host if request.client else "unknown"
+    return f"api@{client}"
+
+
+def serving_info(request: Request) -> dict[str, Any]:
+    holder = request.app.state.holder
+    model = holder.current
+    return {
+        "model": holder.model_name,
+        "version": model.version if model else None,
+        "engine": model.engine.name if model else None,
+        "loaded_at": model.loaded_at.isoformat() if model else None,
+        "error": holder.last_error,
+        "reloads": holder.reloads,
+    }
+
+
+@router.get("/health", summary="Liveness, with the loaded version, database and log queue")
+async def health(request: Request) -> Response:
+    state = request.app.state
+    db_ok = await run_in_threadpool(state.ctx.db.ping)
+    model = serving_info(request)
+    status = "ok" if db_ok and model["version"] is not None and not model["error"] else "degraded"
+    return json_response(
+        200,
+        {
+            "status": status,
+            "model": model,
+            "database": {"reachable": db_ok, "url": state.ctx.db.describe()},
+            "prediction_log": state.writer.stats(),
+            "alias_watch": "listen/notify" if state.watcher.listening else "polling",
+        },
+    )
+
+
+@router.get("/ready", summary="200 once a production model is loaded, 503 with a reason before")
+async def ready(request: Request) -> Response:
+    holder = request.app.state.holder
+    if holder.current is None:
+        reason = holder.last_error or "no production model loaded yet"
+        return json_response(503, {"ready": False, "reason": reason})
+    return json_response(
+        200, {"ready": True, "model": holder.model_name, "version": holder.current.version}
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    body, ctype = request.app.state.metrics.render()
+    return Response(body, media_type=ctype)
+
+
+@router.get("/models", summary="Registered versions, aliases, metrics and production history")
+async def models(request: Request, model_name: str | None = None) -> Response:
+    ctx = get_ctx(request)
+    name = model_name or request.app.state.holder.model_name
+    result = await run_in_threadpool(models_command, ctx, model_name=name, history=True)
+    result["serving"] = serving_info(request)
+    model = request.app.state.holder.current
+    if model is not None and model.name == name:
+        result["card"] = model.card.model_dump(mode="json")
+    return json_response(200, result)
+
+
+@admin.post("/reload", summary="Reload the production version now")
+async def reload(request: Request) -> Response:
+    holder = request.app.state.holder
+    await run_in_threadpool(holder.refresh, force=True)
+    info = serving_info(request)
+    return json_response(200 if not info["error"] else 409, info)
+
+
+@admin.post("/promote", summary="Promote a version if the gates approve (or force with a reason)")
+async def promote(request: Request, body: PromoteBody) -> Response:
+    ctx = get_ctx(request)
+    result = await run_in_threadpool(
+        promote_command,
+        ctx,
+        model_name=body.model_name or request.app.state.holder.model_name,
+        version=body.version,
+        force=body.force,
+        reason=body.reason,
+        actor=_actor(request),
+    )
+    await run_in_threadpool(request.app.state.holder.refresh)
+    return json_response(200, result)
+
+
+@admin.post("/rollback", summary="Move production back to the previous production version")
+async def rollback(request: Request, body: RollbackBody | None = None) -> Response:
+    body = body or RollbackBody()
+    ctx = get_ctx(request)
+    result = await run_in_threadpool(
+        rollback_command,
+        ctx,
+        model_name=body.model_name or request.app.state.holder.model_name,
+        reason=body.reason,
+        actor=_actor(request),
+    )
+    await run_in_threadpool(request.app.state.holder.refresh)
+    return json_response(200, result)

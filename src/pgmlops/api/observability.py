@@ -1,0 +1,182 @@
+"""Request ids, structured JSON logs and Prometheus metrics for the HTTP service."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+KNOWN_ROUTES = frozenset(
+    {
+        "/predict",
+        "/feedback",
+        "/health",
+        "/ready",
+        "/metrics",
+        "/models",
+        "/reload",
+        "/promote",
+        "/rollback",
+        "/retrain",
+        "/retrain/status",
+        "/monitoring/drift",
+        "/monitoring/history",
+        "/",
+    }
+)
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the request id of the request being served."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": request_id_var.get(),
+            "pid": record.process,
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(level: str) -> None:
+    """Route our loggers and uvicorn's through the JSON formatter on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # Migrations narrate every step at INFO; only their warnings matter in service logs.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@dataclass
+class Metrics:
+    """The service's Prometheus metrics; one set per process."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    predictions: Counter
+    reloads: Counter
+    log_records: Counter
+    model_info: Gauge
+
+    def render(self) -> tuple[bytes, str]:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def build_metrics() -> Metrics:
+    registry = CollectorRegistry(auto_describe=True)
+    return Metrics(
+        registry=registry,
+        requests=Counter(
+            "pgmlops_http_requests_total",
+            "HTTP requests",
+            ["route", "status", "version"],
+            registry=registry,
+        ),
+        latency=Histogram(
+            "pgmlops_http_request_seconds",
+            "HTTP request latency",
+            ["route", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        predictions=Counter(
+            "pgmlops_predictions_total",
+            "Predictions served",
+            ["model", "version", "prediction"],
+            registry=registry,
+        ),
+        reloads=Counter(
+            "pgmlops_model_reloads_total", "Model reload attempts", ["result"], registry=registry
+        ),
+        log_records=Counter(
+            "pgmlops_prediction_log_records_total",
+            "Prediction-log writer events",
+            ["event"],
+            registry=registry,
+        ),
+        model_info=Gauge(
+            "pgmlops_model_info",
+            "The model version being served (value 1)",
+            ["model", "version", "engine"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        ),
+    )
+
+
+class RequestContextMiddleware:
+    """Pure ASGI middleware: request id in and out, latency and status per route and version."""
+
+    def __init__(self, app: Any, metrics: Metrics, version_of: Any) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.version_of = version_of
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                rid = value.decode("latin-1")[:64]
+                break
+        rid = rid or uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        started = time.perf_counter()
+        status = 500
+        header = (b"x-request-id", rid.encode())
+
+        async def send_wrapper(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            path = scope["path"]
+            route = path if path in KNOWN_ROUTES else "other"
+            version = self.version_of()
+            self.metrics.requests.labels(route, str(status), version).inc()
+            self.metrics.latency.labels(route, version).observe(time.perf_counter() - started)
+            request_id_var.reset(token)

@@ -1,0 +1,128 @@
+"""POST /predict and POST /feedback: parse, validate against the schema, call the services."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import ValidationError as PydanticValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from pgmlops.api.deps import check_key, get_ctx
+from pgmlops.api.errors import HTTPProblem, pydantic_errors
+from pgmlops.errors import ValidationError
+from pgmlops.services.feedback import record_feedback
+from pgmlops.services.serving import LoadedModel, predict_records
+
+router = APIRouter()
+# Batches above this size are predicted off the event loop so small requests keep flowing.
+_THREADPOOL_ROWS = 256
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, refusing wrong content types (415) and oversized bodies (413)."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("application/json"):
+        raise HTTPProblem(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPProblem(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPProblem(413, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise HTTPProblem(422, "empty body: send a JSON object or a list of objects")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            # orjson refuses NaN/Infinity outright; the stdlib reads them so that schema
+            # validation can answer with the field that holds one.
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise HTTPProblem(422, f"malformed JSON: {exc}") from None
+
+
+def _validate(model: LoadedModel, payload: Any, max_batch: int) -> tuple[list[dict], bool]:
+    """Rows as plain dicts and whether the request was a list."""
+    try:
+        if isinstance(payload, dict):
+            return [model.single.validate_python(payload).__dict__], False
+        if isinstance(payload, list):
+            if not payload:
+                raise ValidationError("empty list: send at least one record")
+            if len(payload) > max_batch:
+                raise ValidationError(
+                    f"{len(payload)} records exceed the maximum batch of {max_batch}"
+                )
+            return [r.__dict__ for r in model.batch.validate_python(payload)], True
+    except PydanticValidationError as exc:
+        message, detail = pydantic_errors(exc.errors(include_url=False, include_input=False))
+        raise ValidationError(message, detail) from None
+    raise ValidationError("body must be a JSON object (one record) or a list of records")
+
+
+@router.post(
+    "/predict",
+    summary="Predict one record or a list of records with the production model",
+    response_description="A prediction per record",
+)
+async def predict(request: Request) -> Response:
+    started = time.perf_counter()
+    state = request.app.state
+    serving = state.ctx.settings.serving
+    if state.predict_key:
+        check_key(request, state.predict_key, "/predict", "PGMLOPS_PREDICT_API_KEY")
+    payload = await read_json(request, serving.max_body_bytes)
+    model = state.holder.current
+    if model is None:
+        raise HTTPProblem(503, state.holder.last_error or "no production model is loaded")
+    rows, many = _validate(model, payload, serving.max_batch)
+    rid = request.headers.get("x-request-id")
+    if len(rows) > _THREADPOOL_ROWS:
+        items, records = await run_in_threadpool(
+            predict_records, model, rows, serving, request_id=rid, started=started
+        )
+    else:
+        items, records = predict_records(model, rows, serving, request_id=rid, started=started)
+    state.writer.submit(records)
+    counts = (
+        Counter(str(item["prediction"]) for item in items)
+        if model.task != "regression"
+        else {"value": len(items)}
+    )
+    version = str(model.version)
+    for label, n in counts.items():
+        state.metrics.predictions.labels(model.name, version, label).inc(n)
+    body = (
+        {"model": model.name, "version": model.version, "predictions": items} if many else items[0]
+    )
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.post("/feedback", summary="Record true labels for earlier predictions")
+async def feedback(request: Request) -> Response:
+    state = request.app.state
+    payload = await read_json(request, state.ctx.settings.serving.max_body_bytes)
+    items = payload if isinstance(payload, list) else [payload]
+    pairs = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "prediction_id" not in item or "label" not in item:
+            raise ValidationError(f"item {i}: expected an object with prediction_id and label")
+        extra = set(item) - {"prediction_id", "label"}
+        if extra:
+            raise ValidationError(f"item {i}: unexpected field(s) {sorted(extra)}")
+        pairs.append((item["prediction_id"], item["label"]))
+    result = await run_in_threadpool(
+        record_feedback, get_ctx(request), pairs, flush=lambda: state.writer.flush(5.0)
+    )
+    return Response(orjson.dumps(result), media_type="application/json")

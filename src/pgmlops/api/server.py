@@ -1,0 +1,57 @@
+"""Run the HTTP service with uvicorn, one process per worker."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+
+from pgmlops.config import Settings
+
+
+def run_server(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    model_name: str | None = None,
+    config_file: str | None = None,
+    demo: bool = False,
+) -> None:
+    """Serve `create_app` in `workers` processes; settings reach them through the environment."""
+    import uvicorn
+
+    if config_file:
+        os.environ["PGMLOPS_CONFIG"] = str(config_file)
+    if model_name:
+        os.environ["PGMLOPS_MODEL_NAME"] = model_name
+    if demo and settings.api_key is None and not os.environ.get("PGMLOPS_API_KEY"):
+        os.environ["PGMLOPS_API_KEY"] = secrets.token_urlsafe(24)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metrics to files here; /metrics sums them across workers.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pgmlops-metrics-")
+    if demo:
+        key = os.environ.get("PGMLOPS_API_KEY") or (
+            settings.api_key.get_secret_value() if settings.api_key else ""
+        )
+        base = f"http://{host}:{port}"
+        print(f"\nserving on {base}  (web page: {base}/   API docs: {base}/docs)")
+        print(f"admin API key: {key}")
+        print(
+            f"try: curl -s {base}/predict -H 'Content-Type: application/json' -d "
+            '\'{"CreditScore": 600, "Geography": "Germany", "Gender": "Female", '
+            '"Age": 52, "Tenure": 3, "Balance": 120000, "NumOfProducts": 1, '
+            '"HasCrCard": 1, "IsActiveMember": 0, "EstimatedSalary": 90000}\'\n',
+            flush=True,
+        )
+    uvicorn.run(
+        "pgmlops.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

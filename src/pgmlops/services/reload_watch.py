@@ -1,0 +1,66 @@
+"""Follow the production alias: LISTEN/NOTIFY on PostgreSQL, polling everywhere as a fallback."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from pgmlops.services.serving import ModelHolder
+from pgmlops.store.db import Database
+from pgmlops.store.registry import ALIAS_CHANNEL
+
+log = logging.getLogger(__name__)
+
+
+class AliasWatcher:
+    """A daemon thread that calls `holder.refresh()` when production may have moved."""
+
+    def __init__(self, holder: ModelHolder, db: Database, poll_seconds: float) -> None:
+        self.holder = holder
+        self.db = db
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.listening = False
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="alias-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.poll_seconds + 2)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.db.is_postgres:
+                try:
+                    self._listen()
+                except Exception as exc:
+                    self.listening = False
+                    log.warning("alias LISTEN connection lost (%s); polling", exc)
+            self._refresh()
+            self._stop.wait(self.poll_seconds)
+
+    def _refresh(self) -> None:
+        try:
+            self.holder.refresh()
+        except Exception:
+            log.exception("refreshing the production model failed")
+
+    def _listen(self) -> None:
+        import psycopg
+
+        url = self.db.engine.url.set(drivername="postgresql").render_as_string(False)
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"LISTEN {ALIAS_CHANNEL}")
+            self.listening = True
+            # Catch a move made between startup and LISTEN.
+            self._refresh()
+            while not self._stop.is_set():
+                # A timeout doubles as the polling interval, so a lost NOTIFY is still seen.
+                for note in conn.notifies(timeout=self.poll_seconds, stop_after=1):
+                    if note.payload.startswith(f"{self.holder.model_name}:"):
+                        self._refresh()
+                self._refresh()

@@ -1,0 +1,245 @@
+"""The serving side of a model: load the production version, validate records, predict.
+
+`ModelHolder.current` is one immutable `LoadedModel`; a reload builds the next one aside and
+swaps the reference, so a request that read `current` once answers entirely from one version.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+
+from pgmlops.config import ServingConfig
+from pgmlops.domain.card import ModelCard
+from pgmlops.domain.records import PRODUCTION, ModelVersion, PredictionRecord
+from pgmlops.domain.schema import FeatureSchema
+from pgmlops.errors import ArtifactError, NotFoundError, PgmlopsError
+from pgmlops.services.context import Context
+from pgmlops.services.inference import Engine, OnnxEngine, PipelineEngine, load_pipeline
+
+log = logging.getLogger(__name__)
+
+
+def record_model(schema: FeatureSchema, serving: ServingConfig) -> type[BaseModel]:
+    """A pydantic model whose fields ARE the feature schema (typed, enums for categories)."""
+    fields: dict[str, Any] = {}
+    for spec in schema.features:
+        if spec.kind == "numeric":
+            hint = f"training range {spec.min:g} .. {spec.max:g}" if spec.min is not None else None
+            fields[spec.name] = (
+                float | None,
+                Field(..., description=hint, allow_inf_nan=False, examples=[spec.mean]),
+            )
+        else:
+            cats = [c for c in spec.categories or [] if c != "__missing__"]
+            if serving.unknown_categories == "reject" and cats:
+                kind: Any = Literal[tuple(cats)]  # type: ignore[valid-type]
+            else:
+                kind = str
+            fields[spec.name] = (kind | None, Field(..., examples=cats[:1] or None))
+    extra = "forbid" if serving.extra_fields == "reject" else "ignore"
+    return create_model(  # type: ignore[call-overload]
+        "Record",
+        __config__=ConfigDict(extra=extra, title="Record"),
+        **fields,
+    )
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One version ready to serve; never mutated after it is built."""
+
+    name: str
+    version: int
+    card: ModelCard
+    engine: Engine
+    record: type[BaseModel]
+    single: TypeAdapter
+    batch: TypeAdapter
+    sha256: str
+    loaded_at: datetime
+    categories: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.card.task
+
+
+def load_version(ctx: Context, version: ModelVersion) -> LoadedModel:
+    """Verify and load a version's engine: ONNX when validated, else the pipeline."""
+    card = version.card
+    what = f"{version.model_name} v{version.version}"
+    model_bytes = ctx.artifacts.get(version.artifact, f"model artifact of {what}")
+    engine: Engine
+    if card.onnx.present and "onnx" in version.files:
+        onnx_bytes = ctx.artifacts.get(version.files["onnx"], f"ONNX artifact of {what}")
+        engine = OnnxEngine(onnx_bytes, card)
+    else:
+        engine = PipelineEngine(load_pipeline(model_bytes), card)
+    serving = ctx.settings.serving
+    record = record_model(card.feature_schema, serving)
+    return LoadedModel(
+        name=version.model_name,
+        version=version.version,
+        card=card,
+        engine=engine,
+        record=record,
+        single=TypeAdapter(record),
+        batch=TypeAdapter(list[record], config=None),  # type: ignore[valid-type]
+        sha256=version.artifact.sha256,
+        loaded_at=datetime.now(UTC),
+        categories={
+            f.name: frozenset(f.categories or [])
+            for f in card.feature_schema.features
+            if f.kind == "categorical"
+        },
+    )
+
+
+class ModelHolder:
+    """Holds the production version of one model and swaps it atomically on change."""
+
+    def __init__(self, ctx: Context, model_name: str) -> None:
+        self.ctx = ctx
+        self.model_name = model_name
+        self.current: LoadedModel | None = None
+        self.last_error: str | None = None
+        self.last_check: float | None = None
+        self.reloads = 0
+        self._lock = threading.Lock()
+        self.on_reload: list[Any] = []
+
+    def refresh(self, *, force: bool = False) -> LoadedModel | None:
+        """Load production if it changed; a version that fails to load is refused."""
+        with self._lock:
+            self.last_check = time.time()
+            try:
+                wanted = self.ctx.registry.alias_version(self.model_name, PRODUCTION)
+            except NotFoundError:
+                wanted = None
+            except PgmlopsError as exc:
+                self.last_error = f"cannot read the registry: {exc}"
+                return self.current
+            if wanted is None:
+                if self.current is None:
+                    self.last_error = f"model {self.model_name!r} has no production version yet"
+                return self.current
+            if not force and self.current is not None and self.current.version == wanted:
+                return self.current
+            try:
+                version = self.ctx.registry.get_version(self.model_name, wanted)
+                loaded = load_version(self.ctx, version)
+            except (ArtifactError, PgmlopsError) as exc:
+                self.last_error = (
+                    f"v{wanted} refused, still serving "
+                    + (f"v{self.current.version}" if self.current else "nothing")
+                    + f": {exc}"
+                )
+                log.error(self.last_error)
+                self._notify("failed", wanted)
+                return self.current
+            self.current = loaded
+            self.last_error = None
+            self.reloads += 1
+            log.info("serving %s v%d with %s", self.model_name, wanted, loaded.engine.name)
+            self._notify("ok", wanted)
+            return loaded
+
+    def _notify(self, result: str, version: int) -> None:
+        for callback in self.on_reload:
+            callback(result, version)
+
+
+def risk_level(p: float, bands: dict[str, float]) -> str:
+    """The highest band whose lower bound is at or below p."""
+    level = None
+    for name, lower in sorted(bands.items(), key=lambda kv: kv[1]):
+        if p >= lower:
+            level = name
+    return level or min(bands, key=bands.get)  # type: ignore[arg-type]
+
+
+def predict_records(
+    model: LoadedModel,
+    rows: list[dict[str, Any]],
+    serving: ServingConfig,
+    *,
+    request_id: str | None,
+    started: float,
+) -> tuple[list[dict[str, Any]], list[PredictionRecord]]:
+    """Predict validated rows; return the response items and the log records."""
+    if len(rows) == 1:
+        out = model.engine.predict_row(rows[0])
+    else:
+        names = model.card.feature_schema.names
+        out = model.engine.predict_columns(
+            {n: np.asarray([r.get(n) for r in rows], dtype=object) for n in names}
+        )
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    now = datetime.now(UTC)
+    task = model.card.task
+    classes = model.card.classes or []
+    items: list[dict[str, Any]] = []
+    records: list[PredictionRecord] = []
+    predicted = out.predicted.tolist()
+    proba = out.proba
+    for i, row in enumerate(rows):
+        pid = str(uuid.uuid4())
+        item: dict[str, Any] = {
+            "prediction_id": pid,
+            "model": model.name,
+            "version": model.version,
+            "prediction": predicted[i],
+        }
+        probability = conf = None
+        output = None
+        if task == "binary":
+            probability = float(proba[i])  # type: ignore[index]
+            conf = abs(probability - 0.5) * 2.0
+            item["probability"] = probability
+            item["confidence"] = conf
+            item["risk_level"] = risk_level(probability, serving.risk_bands)
+        elif task == "multiclass":
+            probs = {c: float(p) for c, p in zip(classes, proba[i], strict=True)}  # type: ignore[index]
+            conf = max(probs.values())
+            item["probability"] = probs
+            item["confidence"] = conf
+            item["risk_level"] = risk_level(conf, serving.risk_bands)
+            output = {"probabilities": probs}
+        unknown = _unknown_categories(model, row)
+        if unknown:
+            item["flags"] = {"unknown_categories": unknown}
+            output = {**(output or {}), "unknown_categories": unknown}
+        items.append(item)
+        records.append(
+            PredictionRecord(
+                id=pid,
+                model_name=model.name,
+                version=model.version,
+                created_at=now,
+                features=row,
+                prediction=str(predicted[i]),
+                probability=probability,
+                confidence=conf,
+                output=output,
+                latency_ms=latency_ms,
+                request_id=request_id,
+            )
+        )
+    return items, records
+
+
+def _unknown_categories(model: LoadedModel, row: dict[str, Any]) -> list[str]:
+    return [
+        name
+        for name, cats in model.categories.items()
+        if row.get(name) is not None and row[name] not in cats
+    ]

@@ -1,0 +1,310 @@
+"""The HTTP service as a user meets it: a real server process on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from pgmlops.domain.demo_data import make_churn
+from pgmlops.domain.records import PRODUCTION
+from pgmlops.store.predictions import PredictionStore
+from tests.e2e.serverproc import start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+
+def records(n: int, seed: int = 0) -> list[dict]:
+    frame = make_churn(n, seed=seed).drop(columns=["CustomerId", "Exited"])
+    return frame.to_dict(orient="records")
+
+
+def wait_for_log(ctx, n: int, timeout: float = 15.0) -> int:
+    store = PredictionStore(ctx.db)
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        count = store.count("churn")
+        if count >= n:
+            return count
+        time.sleep(0.2)
+    return count
+
+
+def test_predicts_one_record_and_logs_it(server, ctx) -> None:
+    with server.client() as http:
+        resp = http.post("/predict", json=records(1)[0])
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["model"] == "churn" and body["version"] == 1
+    assert body["prediction"] in ("0", "1")
+    assert 0.0 <= body["probability"] <= 1.0
+    assert body["confidence"] == pytest.approx(abs(body["probability"] - 0.5) * 2)
+    assert body["risk_level"] in ("low", "medium", "high")
+    uuid.UUID(body["prediction_id"])
+    assert resp.headers["x-request-id"]
+    assert wait_for_log(ctx, 1) == 1
+
+
+def test_predicts_a_batch_with_one_version(server, ctx) -> None:
+    with server.client() as http:
+        resp = http.post("/predict", json=records(500, seed=1))
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["version"] == 1 and len(body["predictions"]) == 500
+    assert len({p["prediction_id"] for p in body["predictions"]}) == 500
+    assert wait_for_log(ctx, 500) == 500
+
+
+def test_feedback_is_validated_and_a_second_label_replaces_the_first(server, ctx) -> None:
+    with server.client() as http:
+        pid = http.post("/predict", json=records(1)[0]).json()["prediction_id"]
+        first = http.post("/feedback", json={"prediction_id": pid, "label": 1})
+        assert first.status_code == 200, first.text
+        assert first.json() == {"stored": 1, "replaced": 0}
+        second = http.post("/feedback", json=[{"prediction_id": pid, "label": "0"}])
+        assert second.json() == {"stored": 1, "replaced": 1}
+        unknown = http.post("/feedback", json={"prediction_id": str(uuid.uuid4()), "label": 1})
+        assert unknown.status_code == 404 and "unknown prediction_id" in unknown.json()["error"]
+        wrong = http.post("/feedback", json={"prediction_id": pid, "label": "maybe"})
+        assert wrong.status_code == 422 and "not one of the classes" in wrong.json()["error"]
+    history = PredictionStore(ctx.db).feedback_history(pid)
+    assert [h.label for h in history] == ["1", "0"]
+    assert history[0].superseded_at is not None and history[1].superseded_at is None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "field"),
+    [
+        (lambda r: r.pop("Age"), 422, "Age"),
+        (lambda r: r.update(Age="old"), 422, "Age"),
+        (lambda r: r.update(Geography="Atlantis"), 422, "Geography"),
+        (lambda r: r.update(Colour="red"), 422, "Colour"),
+        (lambda r: r.update(Balance=float("inf")), 422, "Balance"),
+    ],
+    ids=["missing-field", "wrong-type", "unknown-category", "extra-field", "infinity"],
+)
+def test_bad_records_get_a_4xx_naming_the_field(server, mutate, status, field) -> None:
+    record = records(1)[0]
+    mutate(record)
+    body = orjson.dumps(record).replace(b'"Balance":null', b'"Balance":Infinity')
+    with server.client() as http:
+        resp = http.post("/predict", content=body, headers={"Content-Type": "application/json"})
+        assert resp.status_code == status, resp.text
+        assert field in resp.json()["error"]
+        assert http.get("/ready").status_code == 200
+
+
+def test_malformed_bodies_are_refused_and_the_server_keeps_serving(server) -> None:
+    json_type = {"Content-Type": "application/json"}
+    with server.client() as http:
+        assert http.post("/predict", content=b"{not json", headers=json_type).status_code == 422
+        assert http.post("/predict", content=b"NaN", headers=json_type).status_code == 422
+        assert http.post("/predict", json=[]).status_code == 422
+        assert http.post("/predict", json=42).status_code == 422
+        plain = http.post("/predict", content=b"a=1", headers={"Content-Type": "text/plain"})
+        assert plain.status_code == 415
+        assert http.post("/predict", json=records(1)[0]).status_code == 200
+
+
+def test_batch_and_body_limits(ctx, trained, tmp_path: Path) -> None:
+    srv = start_server(
+        ctx.settings,
+        tmp_path,
+        PGMLOPS_SERVING__MAX_BATCH="5",
+        PGMLOPS_SERVING__MAX_BODY_BYTES="4096",
+    )
+    try:
+        with srv.client() as http:
+            too_many = http.post("/predict", json=records(6))
+            assert too_many.status_code == 422 and "maximum batch of 5" in too_many.json()["error"]
+            huge = http.post("/predict", json=[records(1)[0]] * 40)
+            assert huge.status_code == 413
+            assert http.post("/predict", json=records(5)).status_code == 200
+    finally:
+        stop_server(srv)
+
+
+def test_admin_routes_need_the_key(server) -> None:
+    with server.client() as http:
+        assert http.post("/reload").status_code == 401
+        assert http.post("/reload", headers={"X-API-Key": "wrong"}).status_code == 401
+        ok = http.post("/reload", headers={"Authorization": "Bearer test-admin-key"})
+        assert ok.status_code == 200 and ok.json()["version"] == 1
+
+
+def test_admin_routes_are_disabled_without_a_configured_key(ctx, trained, tmp_path) -> None:
+    srv = start_server(ctx.settings, tmp_path, PGMLOPS_API_KEY="")
+    try:
+        with srv.client() as http:
+            resp = http.post("/reload", headers={"X-API-Key": "anything"})
+            assert resp.status_code == 403 and "PGMLOPS_API_KEY" in resp.json()["error"]
+    finally:
+        stop_server(srv)
+
+
+def test_serves_without_a_production_model_and_is_not_ready(ctx, tmp_path) -> None:
+    srv = start_server(ctx.settings, tmp_path)
+    try:
+        with srv.client() as http:
+            ready = http.get("/ready")
+            assert ready.status_code == 503 and "no production version" in ready.json()["reason"]
+            assert http.post("/predict", json={"a": 1}).status_code == 503
+            assert http.get("/health").status_code == 200
+    finally:
+        stop_server(srv)
+
+
+def test_reload_under_load_never_fails_a_request(server, ctx, trained) -> None:
+    record = records(1)[0]
+    seen: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with server.client() as http:
+            while not stop.is_set():
+                resp = http.post("/predict", json=record)
+                if resp.status_code != 200:
+                    failures.append(f"{resp.status_code} {resp.text[:200]}")
+                else:
+                    seen.append(resp.json()["version"])
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    current = trained["v1"]
+    for _ in range(10):
+        target = trained["v2"] if current == trained["v1"] else trained["v1"]
+        ctx.registry.move_alias(
+            "churn",
+            PRODUCTION,
+            new_version=target,
+            expected_version=current,
+            action="force",
+            actor="test",
+            reason="flip",
+        )
+        current = target
+        time.sleep(0.7)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert set(seen) == {trained["v1"], trained["v2"]}
+    assert len(seen) > 50
+
+
+def test_tampered_artifact_is_refused_and_the_old_version_keeps_serving(
+    server, ctx, trained
+) -> None:
+    v2 = ctx.registry.get_version("churn", trained["v2"])
+    for stored in v2.files.values():
+        path = Path(stored.uri)
+        path.write_bytes(b"tampered" + path.read_bytes()[8:])
+    ctx.registry.move_alias(
+        "churn",
+        PRODUCTION,
+        new_version=trained["v2"],
+        expected_version=trained["v1"],
+        action="force",
+        actor="test",
+        reason="tamper test",
+    )
+    with server.client() as http:
+        resp = http.post("/reload", headers=server.admin_headers())
+        assert resp.status_code == 409
+        assert "integrity" in resp.json()["error"]
+        assert http.post("/predict", json=records(1)[0]).json()["version"] == trained["v1"]
+        health = http.get("/health").json()
+        assert health["status"] == "degraded" and "v2 refused" in health["model"]["error"]
+
+
+def test_two_workers_follow_a_promotion_within_five_seconds(ctx, trained, tmp_path) -> None:
+    srv = start_server(ctx.settings, tmp_path, workers=2)
+    try:
+        record = records(1)[0]
+
+        def versions(n: int) -> list[int]:
+            # A fresh connection per request, so the kernel spreads them over both workers.
+            close = {"Connection": "close"}
+            return [
+                httpx.post(f"{srv.url}/predict", json=record, headers=close).json()["version"]
+                for _ in range(n)
+            ]
+
+        assert set(versions(20)) == {trained["v1"]}
+        ctx.registry.move_alias(
+            "churn",
+            PRODUCTION,
+            new_version=trained["v2"],
+            expected_version=trained["v1"],
+            action="force",
+            actor="test",
+            reason="workers",
+        )
+        time.sleep(5)
+        assert set(versions(60)) == {trained["v2"]}
+        pids = httpx.get(f"{srv.url}/metrics").text
+        assert "pgmlops_predictions_total" in pids
+    finally:
+        stop_server(srv)
+
+
+def _pg_cluster(action: str) -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, "-m", "fast"]
+        if action == "stop"
+        else ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def test_postgres_restart_under_load_loses_no_prediction_log_row(server, ctx) -> None:
+    if not ctx.db.is_postgres:
+        pytest.skip("restarts the PostgreSQL cluster: PostgreSQL half only")
+    if not os.path.isdir("/etc/postgresql") or shutil.which("pg_ctlcluster") is None:
+        pytest.skip("no local PostgreSQL cluster to restart")
+    record = records(1)[0]
+    ids: list[str] = []
+    failures: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with server.client() as http:
+            while not stop.is_set():
+                resp = http.post("/predict", json=record)
+                if resp.status_code == 200:
+                    ids.append(resp.json()["prediction_id"])
+                else:
+                    failures.append(resp.status_code)
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        _pg_cluster("stop")
+        time.sleep(3.0)
+    finally:
+        _pg_cluster("start")
+    time.sleep(2.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert wait_for_log(ctx, len(ids), timeout=60) == len(ids)
+    with server.client() as http:
+        log = http.get("/health").json()["prediction_log"]
+    assert log["spilled"] > 0 and log["replayed"] == log["spilled"]
