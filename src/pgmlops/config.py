@@ -12,11 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from pgmlops.domain.drift import DriftPolicy
-from pgmlops.domain.gates import PromotionPolicy
-from pgmlops.domain.schema import Task
-from pgmlops.domain.threshold import ThresholdPolicy
+from pgmlops.domain.kinds import Task
+from pgmlops.domain.policies import DriftPolicy, PromotionPolicy, ThresholdPolicy
 from pgmlops.errors import ConfigError
+from pgmlops.retraining_config import RetrainingConfig
 
 DEFAULT_CONFIG_FILE = "pgmlops.yaml"
 
@@ -66,6 +65,7 @@ class ServingConfig(_Section):
     risk_bands: dict[str, float] = Field(
         default_factory=lambda: {"low": 0.0, "medium": 0.4, "high": 0.7}
     )
+    log_predictions: bool = True
     log_queue_size: int = Field(100_000, ge=100)
     log_batch_size: int = Field(1_000, ge=1)
     log_flush_seconds: float = Field(0.5, gt=0.0)
@@ -76,10 +76,21 @@ class MonitoringConfig(_Section):
     """Drift, confidence and performance checks and the triggers that start retraining."""
 
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
-    window: int = Field(5_000, ge=1)
-    confidence_drop: float = Field(0.10, ge=0.0, le=1.0)
-    performance_drop: float = Field(0.05, ge=0.0, le=1.0)
-    min_labels: int = Field(200, ge=1)
+    window: int = Field(
+        5_000, ge=1, description="rows `pgmlops monitor` reads without --last/--since"
+    )
+    confidence_drop: float = Field(
+        0.10, ge=0.0, le=1.0, description="degraded when mean confidence falls by this fraction"
+    )
+    performance_drop: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="degraded when the primary metric is worse by this fraction of its reference",
+    )
+    min_labels: int = Field(
+        200, ge=1, description="labelled rows needed before labelled performance can alarm"
+    )
     new_rows_trigger: int | None = Field(None, ge=1)
     schedule_seconds: float | None = Field(None, gt=0.0)
 
@@ -105,6 +116,7 @@ class Settings(BaseSettings):
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,75 @@
+"""Retraining routes: enqueue a retrain (a worker trains, never the API) and report runs.
+
+Handlers are plain functions so FastAPI runs their database work on its thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from pgmlops.api.deps import get_ctx, require_admin
+from pgmlops.services.retraining import enqueue_retrain, retrain_status
+
+router = APIRouter(tags=["retraining"], dependencies=[Depends(require_admin)])
+
+
+class RetrainBody(BaseModel):
+    """What to retrain; with `if_needed` the worker lets the triggers decide."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_name: str | None = Field(None, max_length=128)
+    if_needed: bool = False
+    force: bool = Field(False, description="Retrain even when there is nothing new to learn.")
+    allow_feedback_only: bool = Field(
+        False, description="Train from feedback alone if the recorded source is gone."
+    )
+
+
+class Queued(BaseModel):
+    job_id: int
+    status: str = "queued"
+    created: bool = Field(description="False when an identical job was already waiting.")
+
+
+def _actor(request: Request) -> str:
+    client = request.client.host if request.client else "unknown"
+    return f"api@{client}"
+
+
+@router.post(
+    "/retrain",
+    status_code=202,
+    response_model=Queued,
+    summary="Queue a retraining job for the worker",
+)
+def post_retrain(request: Request, body: RetrainBody | None = None) -> Any:
+    """202 with the job id; an identical job already waiting is returned instead of a new one."""
+    body = body or RetrainBody()
+    job_id, created = enqueue_retrain(
+        get_ctx(request),
+        body.model_name,
+        force=body.force,
+        if_needed=body.if_needed,
+        allow_feedback_only=body.allow_feedback_only,
+        actor=_actor(request),
+    )
+    return JSONResponse(
+        status_code=202, content={"job_id": job_id, "status": "queued", "created": created}
+    )
+
+
+@router.get("/retrain/status", summary="Latest retraining runs and unfinished jobs")
+def get_retrain_status(
+    request: Request,
+    model_name: Annotated[
+        str | None, Query(description="Registered model name (default: the configured one).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Newest runs to return.")] = 10,
+) -> dict[str, Any]:
+    """Runs newest first (a run whose process died is marked failed first) and queued jobs."""
+    ctx = get_ctx(request)
+    return retrain_status(ctx, model_name or ctx.settings.model_name, limit)

@@ -1,0 +1,108 @@
+"""The `retraining:` settings section: triggers, schedule, lock, live SQL source, retention."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TriggerSwitches(_Section):
+    """Which signals may start a retraining run under `--if-needed` (any that fires is enough)."""
+
+    drift: bool = True
+    confidence: bool = True
+    estimated_performance: bool = True
+    labelled_performance: bool = True
+    # New labelled rows (feedback + live source) since the last training; None = off.
+    new_labels: int | None = Field(None, ge=1)
+
+    @property
+    def monitoring(self) -> bool:
+        return (
+            self.drift
+            or self.confidence
+            or self.estimated_performance
+            or (self.labelled_performance)
+        )
+
+
+class LiveSourceConfig(_Section):
+    """A SQL table that keeps receiving labelled rows, read incrementally past a watermark."""
+
+    url: str
+    query: str | None = None
+    table: str | None = Field(None, pattern=_IDENTIFIER)
+    id_column: str | None = Field(None, pattern=_IDENTIFIER)
+    timestamp_column: str | None = Field(None, pattern=_IDENTIFIER)
+    # Name of the label column in the live table; defaults to the model's target.
+    label_column: str | None = Field(None, pattern=_IDENTIFIER)
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Self:
+        if (self.query is None) == (self.table is None):
+            raise ValueError("give exactly one of 'query' or 'table'")
+        if (self.id_column is None) == (self.timestamp_column is None):
+            raise ValueError("give exactly one of 'id_column' or 'timestamp_column'")
+        return self
+
+    @property
+    def order_column(self) -> str:
+        return self.id_column or self.timestamp_column  # type: ignore[return-value]
+
+
+class RetentionConfig(_Section):
+    """What `pgmlops gc` keeps."""
+
+    keep: int = Field(5, ge=0, le=10_000)
+    # Versions that served predictions within this many days are never deleted.
+    recent_days: float = Field(7.0, ge=0.0)
+
+
+class RetrainingConfig(_Section):
+    """Triggers, schedule and safety rails for retraining; see README 'Retraining'."""
+
+    triggers: TriggerSwitches = Field(default_factory=TriggerSwitches)
+    # A schedule trigger: seconds between runs (e.g. 86400) or a cron string ("0 3 * * *", UTC).
+    schedule: float | str | None = None
+    # How often `pgmlops worker` evaluates the triggers of each model.
+    check_seconds: float = Field(3600.0, gt=0.0)
+    # How often the worker looks for queued jobs.
+    poll_seconds: float = Field(5.0, gt=0.0)
+    # Models the worker checks; None = every registered model with a production version.
+    models: list[str] | None = None
+    lock_lease_seconds: float = Field(600.0, ge=1.0)
+    allow_feedback_only: bool = False
+    live_source: LiveSourceConfig | None = None
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: float | str | None) -> float | str | None:
+        if v is None:
+            return None
+        if isinstance(v, str):
+            text = v.strip()
+            try:
+                v = float(text)
+            except ValueError:
+                return _check_cron(text)
+        if not v > 0:
+            raise ValueError("an interval schedule must be a positive number of seconds")
+        return float(v)
+
+
+def _check_cron(text: str) -> str:
+    from croniter import croniter
+
+    if len(text.split()) != 5 or not croniter.is_valid(text):
+        raise ValueError(
+            f"{text!r} is neither seconds nor a 5-field cron expression like '0 3 * * *'"
+        )
+    return text

@@ -1,0 +1,204 @@
+"""Should a model be retrained now? Each configured trigger answers with a reason.
+
+A check that cannot be evaluated (too few logged rows, no production version, live source
+down) does not fire and says why; it never stops the other checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pgmlops.errors import PgmlopsError
+from pgmlops.services.context import Context
+from pgmlops.store.labels import LabelStore
+from pgmlops.store.retraining import RetrainingRunStore
+
+
+@dataclass(frozen=True)
+class Check:
+    """One trigger's verdict and the line that explains it."""
+
+    name: str
+    fired: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "fired": self.fired, "detail": self.detail}
+
+
+@dataclass
+class TriggerReport:
+    """Every check run for a model; `reasons` are the lines of those that fired."""
+
+    model_name: str
+    checks: list[Check] = field(default_factory=list)
+    monitoring_run_id: int | None = None
+
+    @property
+    def fired(self) -> list[Check]:
+        return [c for c in self.checks if c.fired]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [c.detail for c in self.fired]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "fired": bool(self.fired),
+            "reasons": self.reasons,
+            "checks": [c.to_dict() for c in self.checks],
+            "monitoring_run_id": self.monitoring_run_id,
+        }
+
+
+def last_training(ctx: Context, name: str) -> datetime | None:
+    """When the model's newest version was registered."""
+    try:
+        return ctx.registry.latest_version(name).created_at
+    except PgmlopsError:
+        return None
+
+
+def next_due(schedule: float | str, after: datetime) -> datetime:
+    """The first scheduled moment after `after` (interval seconds, or cron in UTC)."""
+    if isinstance(schedule, int | float):
+        return after + timedelta(seconds=float(schedule))
+    from croniter import croniter
+
+    return croniter(schedule, after.astimezone(UTC)).get_next(datetime)
+
+
+def schedule_anchor(ctx: Context, name: str) -> datetime | None:
+    """The later of the last retraining run's start and the newest version's registration."""
+    moments = [
+        m
+        for m in (RetrainingRunStore(ctx.db).last_started(name), last_training(ctx, name))
+        if m is not None
+    ]
+    return max(moments) if moments else None
+
+
+def _percent(count: int, needed: int) -> str:
+    return f"{count:,} of {needed:,} ({count / needed:.1%})"
+
+
+def new_labels_check(ctx: Context, name: str, needed: int) -> Check:
+    """Labelled rows since the last training: feedback plus live rows past the watermark."""
+    since = last_training(ctx, name)
+    count = LabelStore(ctx.db).count_since(name, since)
+    where = "feedback"
+    live_cfg = ctx.settings.retraining.live_source
+    if live_cfg is not None:
+        from pgmlops.services.live_source import LiveSource
+
+        try:
+            count += LiveSource(ctx, name, live_cfg).count_new()
+            where = "feedback + live source"
+        except PgmlopsError as exc:
+            where = f"feedback only; live source not counted: {exc}"
+    fired = count >= needed
+    verb = "reached" if fired else "not yet"
+    return Check(
+        "new_labels",
+        fired,
+        f"new labelled rows since the last training: {_percent(count, needed)} — {verb} ({where})",
+    )
+
+
+def schedule_check(ctx: Context, name: str, now: datetime) -> Check | None:
+    schedule = ctx.settings.retraining.schedule
+    if schedule is None:
+        return None
+    anchor = schedule_anchor(ctx, name)
+    if anchor is None:
+        return Check("schedule", False, "schedule: the model has never been trained")
+    due = next_due(schedule, anchor)
+    if now >= due:
+        return Check("schedule", True, f"schedule ({schedule}): retraining due since {due:%c} UTC")
+    return Check("schedule", False, f"schedule ({schedule}): next retraining at {due:%c} UTC")
+
+
+def monitoring_checks(ctx: Context, name: str, report: TriggerReport) -> None:
+    """Run monitoring once (stored as a monitoring run) and read each enabled signal."""
+    switches = ctx.settings.retraining.triggers
+    enabled = [
+        ("drift", switches.drift),
+        ("confidence", switches.confidence),
+        ("estimated_performance", switches.estimated_performance),
+        ("labelled_performance", switches.labelled_performance),
+    ]
+    wanted = [key for key, on in enabled if on]
+    if not wanted:
+        return
+    try:
+        from pgmlops.services.monitoring import run_monitor
+
+        result = run_monitor(ctx, name, store_run=True)
+    except PgmlopsError as exc:
+        signals = ", ".join(_label(key) for key in wanted)
+        report.checks.append(Check("monitoring", False, f"{signals}: not evaluated: {exc}"))
+        return
+    report.monitoring_run_id = getattr(result, "run_id", None)
+    reasons: list[str] = list(result.reasons)
+    for key in wanted:
+        fired = _degraded(result, key)
+        why = next((r for r in reasons if r.startswith(_PREFIX[key])), None)
+        if fired:
+            detail = why or f"{_label(key)}: degraded"
+        else:
+            detail = f"{_label(key)}: {_steady(result, key)}"
+        report.checks.append(Check(key, fired, detail))
+
+
+_PREFIX = {
+    "drift": "data drift",
+    "confidence": "confidence decay",
+    "estimated_performance": "estimated performance",
+    "labelled_performance": "labelled performance",
+}
+
+
+def _label(key: str) -> str:
+    return _PREFIX[key]
+
+
+def _degraded(result: Any, key: str) -> bool:
+    if key == "drift":
+        return bool(result.dataset_drift)
+    part = getattr(result, key, None) or {}
+    return bool(part.get("degraded"))
+
+
+def _steady(result: Any, key: str) -> str:
+    rows = (getattr(result, "window", None) or {}).get("rows")
+    scope = f" over the last {rows:,} predictions" if rows else ""
+    if key == "drift":
+        return f"no dataset drift{scope}"
+    part = getattr(result, key, None) or {}
+    if part.get("note"):
+        return str(part["note"])
+    if key == "labelled_performance" and part.get("n_labels", 0) < part.get("min_labels", 0):
+        return f"not judged: {part.get('n_labels', 0):,} labels, needs {part['min_labels']:,}"
+    return f"within limits{scope}"
+
+
+def evaluate_triggers(ctx: Context, name: str, *, now: datetime | None = None) -> TriggerReport:
+    """Every configured trigger for `name`; nothing is changed except a stored monitoring run."""
+    now = now or datetime.now(UTC)
+    cfg = ctx.settings.retraining
+    report = TriggerReport(name)
+    needed = cfg.triggers.new_labels or ctx.settings.monitoring.new_rows_trigger
+    if needed:
+        report.checks.append(new_labels_check(ctx, name, needed))
+    scheduled = schedule_check(ctx, name, now)
+    if scheduled is not None:
+        report.checks.append(scheduled)
+    monitoring_checks(ctx, name, report)
+    if not report.checks:
+        report.checks.append(
+            Check("none", False, "no retraining trigger is configured (retraining.triggers)")
+        )
+    return report

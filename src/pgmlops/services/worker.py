@@ -1,0 +1,192 @@
+"""`pgmlops worker`: run queued jobs and the configured schedule until told to stop.
+
+Each tick claims queued jobs ("retrain", "monitor") one at a time, then, for every watched
+model whose check is due, runs `retrain --if-needed` (the triggers decide) and, when
+`monitoring.schedule_seconds` is set, a stored monitoring run. `stop()` (SIGTERM) lets the
+job in hand finish and then exits; a worker killed outright leaves its run and job to be
+marked failed by the next worker or retrain that starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pgmlops.domain.records import PRODUCTION
+from pgmlops.errors import PgmlopsError
+from pgmlops.services.context import Context
+from pgmlops.services.retraining import recover_stale_runs, retrain
+from pgmlops.services.triggers import next_due, schedule_anchor
+from pgmlops.store.jobs import Job, JobStore, worker_identity
+from pgmlops.store.locks import holder_gone
+
+log = logging.getLogger(__name__)
+Say = Callable[[str], None]
+KINDS = ("retrain", "monitor")
+
+
+@dataclass
+class WorkerStats:
+    """What one worker process did."""
+
+    jobs_succeeded: int = 0
+    jobs_failed: int = 0
+    trigger_checks: int = 0
+    monitor_runs: int = 0
+    recovered_runs: list[int] = field(default_factory=list)
+    recovered_jobs: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Worker:
+    """One worker loop; several may run against the same database."""
+
+    def __init__(self, ctx: Context, *, say: Say | None = None) -> None:
+        self.ctx = ctx
+        self.say = say or (lambda msg: log.info("%s", msg))
+        self.identity = worker_identity()
+        self.jobs = JobStore(ctx.db)
+        self.stats = WorkerStats()
+        self._stop = threading.Event()
+        self._next_check: dict[str, datetime] = {}
+        self._next_monitor: dict[str, datetime] = {}
+
+    # -- control ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Finish the job in hand, then leave the loop."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, *, once: bool = False) -> WorkerStats:
+        """Loop until stopped; with `once`, drain the queue and run due checks a single time."""
+        self.recover()
+        cfg = self.ctx.settings.retraining
+        while not self.stopping:
+            self.tick()
+            if once:
+                break
+            self._stop.wait(cfg.poll_seconds)
+        return self.stats
+
+    def recover(self) -> None:
+        """Mark runs and jobs left behind by dead processes as failed."""
+        self.stats.recovered_runs += recover_stale_runs(self.ctx)
+        self.stats.recovered_jobs += self.jobs.fail_abandoned(holder_gone)
+        for run_id in self.stats.recovered_runs:
+            self.say(f"run {run_id} was left running by a dead process: marked failed")
+        for job_id in self.stats.recovered_jobs:
+            self.say(f"job {job_id} was left running by a dead worker: marked failed")
+
+    def tick(self, now: datetime | None = None) -> None:
+        while not self.stopping:
+            job = self.jobs.claim(KINDS, self.identity)
+            if job is None:
+                break
+            self.run_job(job)
+        if not self.stopping:
+            self.scheduled(now or datetime.now(UTC))
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def run_job(self, job: Job) -> None:
+        self.say(f"job {job.id}: {job.kind} {job.model_name}")
+        try:
+            result = self._dispatch(job)
+        except PgmlopsError as exc:
+            self.jobs.fail(job.id, exc.message)
+            self.stats.jobs_failed += 1
+            self.say(f"job {job.id} failed: {exc.message}")
+            return
+        except Exception as exc:
+            log.exception("job %s crashed", job.id)
+            self.jobs.fail(job.id, f"{type(exc).__name__}: {exc}")
+            self.stats.jobs_failed += 1
+            return
+        self.jobs.finish(job.id, result)
+        self.stats.jobs_succeeded += 1
+        self.say(f"job {job.id} done: {result.get('message', 'ok')}")
+
+    def _dispatch(self, job: Job) -> dict[str, Any]:
+        if job.kind == "retrain":
+            outcome = retrain(
+                self.ctx,
+                job.model_name,
+                mode=job.payload.get("mode", "manual"),
+                allow_feedback_only=bool(job.payload.get("allow_feedback_only", False)),
+                actor=str(job.payload.get("actor") or f"worker {self.identity}"),
+            )
+            run = outcome.run
+            return {
+                "status": outcome.status,
+                "message": outcome.message,
+                "run_id": run.id if run else None,
+                "candidate_version": run.candidate_version if run else None,
+            }
+        if job.kind == "monitor":
+            return self._monitor(job.model_name, job.payload.get("last"))
+        raise PgmlopsError(f"unknown job kind {job.kind!r} (expected one of {', '.join(KINDS)})")
+
+    def _monitor(self, name: str, last: int | None = None) -> dict[str, Any]:
+        from pgmlops.services.monitoring import run_monitor
+
+        result = run_monitor(self.ctx, name, last=last, store_run=True)
+        self.stats.monitor_runs += 1
+        return {
+            "run_id": result.run_id,
+            "dataset_drift": result.dataset_drift,
+            "reasons": list(result.reasons),
+            "message": "; ".join(result.reasons) or "no degradation",
+        }
+
+    # -- schedule --------------------------------------------------------------------------
+
+    def watched_models(self) -> list[str]:
+        cfg = self.ctx.settings.retraining
+        if cfg.models is not None:
+            return list(cfg.models)
+        names = self.ctx.registry.model_names()
+        return [n for n in names if self.ctx.registry.alias_version(n, PRODUCTION) is not None]
+
+    def scheduled(self, now: datetime) -> None:
+        cfg = self.ctx.settings.retraining
+        monitor_every = self.ctx.settings.monitoring.schedule_seconds
+        for name in self.watched_models():
+            if self.stopping:
+                return
+            if now >= self._next_check.get(name, now):
+                self._check(name)
+                self._next_check[name] = self._after_check(name, now, cfg.check_seconds)
+            if monitor_every and now >= self._next_monitor.get(name, now):
+                try:
+                    self._monitor(name)
+                except PgmlopsError as exc:
+                    self.say(f"{name}: scheduled monitoring skipped: {exc}")
+                self._next_monitor[name] = now + timedelta(seconds=monitor_every)
+
+    def _after_check(self, name: str, now: datetime, every: float) -> datetime:
+        nxt = now + timedelta(seconds=every)
+        schedule = self.ctx.settings.retraining.schedule
+        anchor = schedule_anchor(self.ctx, name) if schedule is not None else None
+        if schedule is not None and anchor is not None:
+            soonest = now + timedelta(seconds=self.ctx.settings.retraining.poll_seconds)
+            nxt = min(nxt, max(next_due(schedule, anchor), soonest))
+        return nxt
+
+    def _check(self, name: str) -> None:
+        self.stats.trigger_checks += 1
+        try:
+            outcome = retrain(self.ctx, name, mode="if-needed", actor=f"worker {self.identity}")
+        except PgmlopsError as exc:
+            self.say(f"{name}: scheduled retrain check failed: {exc}")
+            return
+        self.say(f"{name}: {outcome.message}")
