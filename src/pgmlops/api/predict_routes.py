@@ -94,7 +94,8 @@ async def predict(request: Request) -> Response:
         )
     else:
         items, records = predict_records(model, rows, serving, request_id=rid, started=started)
-    state.writer.submit(records)
+    if serving.log_predictions:
+        state.writer.submit(records)
     counts = (
         Counter(str(item["prediction"]) for item in items)
         if model.task != "regression"

@@ -17,10 +17,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from scipy.special import kolmogorov, rel_entr
 from scipy.stats import chi2
 
+from pgmlops.domain.policies import DriftPolicy as DriftPolicy
 from pgmlops.domain.profile import (
     OTHER_CATEGORY,
     CategoricalProfile,
@@ -55,21 +56,6 @@ __all__ = [
 
 # Chi-square needs expected counts of about 5; rarer categories are pooled for the test.
 _MIN_EXPECTED = 5.0
-
-
-class DriftPolicy(BaseModel):
-    """When a feature, the dataset and the model output count as drifted."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="significance after correction")
-    correction: Literal["bh", "bonferroni"] = "bh"
-    psi_floor: float = Field(0.1, ge=0.0, description="PSI that counts as a real change")
-    wasserstein_floor: float = Field(0.1, ge=0.0, description="Wasserstein-1 / reference std")
-    js_floor: float = Field(0.1, ge=0.0, le=1.0, description="Jensen-Shannon distance, base 2")
-    drift_share: float = Field(0.5, gt=0.0, le=1.0, description="share of drifted features")
-    critical_features: list[str] = Field(default_factory=list, description="any drift alarms")
-    min_rows: int = Field(200, ge=1, description="fewest rows a window may have")
 
 
 class FeatureDrift(BaseModel):

@@ -8,91 +8,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pgmlops.domain.metrics import (
     LOWER_IS_BETTER,
-    PRIMARY_METRIC,
     Scores,
     check_metric,
     evaluate,
     improvement,
     resampled_metric,
 )
-from pgmlops.domain.schema import Task
-from pgmlops.errors import ConfigError
+from pgmlops.domain.policies import PromotionPolicy as PromotionPolicy
 
 # Comparisons allow this much float noise, so a drop of exactly the tolerance still passes.
 _SLACK = 1e-12
 # Bootstrap resamples are drawn in blocks of about this many cells to bound memory.
 _BLOCK_CELLS = 2_000_000
-
-
-class PromotionPolicy(BaseModel):
-    """The `promotion` section of pgmlops.yaml: which gates a candidate must pass."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    primary_metric: str | None = None
-    min_delta: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
-    guard_metrics: dict[str, float] | None = None
-    floors: dict[str, float] = Field(default_factory=dict)
-    baseline_margin: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
-    bootstrap: bool = False
-    bootstrap_rounds: int = Field(default=1000, ge=100, le=100_000)
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
-    seed: int = Field(default=0, ge=0)
-
-    @field_validator("guard_metrics")
-    @classmethod
-    def _tolerances_are_drops(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        for name, tolerance in (value or {}).items():
-            if not math.isfinite(tolerance) or tolerance < 0:
-                raise ValueError(
-                    f"tolerance for {name!r} must be a finite number >= 0 (the largest "
-                    f"allowed drop), got {tolerance}"
-                )
-        return value
-
-    @field_validator("floors")
-    @classmethod
-    def _floors_are_finite(cls, value: dict[str, float]) -> dict[str, float]:
-        for name, floor in value.items():
-            if not math.isfinite(floor):
-                raise ValueError(f"floor for {name!r} must be a finite number, got {floor}")
-        return value
-
-    @classmethod
-    def from_config(
-        cls, raw: Mapping[str, Any] | None, section: str = "promotion"
-    ) -> PromotionPolicy:
-        """Build from a config mapping, turning validation errors into a one-line ConfigError."""
-        try:
-            return cls.model_validate(dict(raw or {}))
-        except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in (section, *first["loc"]))
-            message = first["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"{where}: {message} (got {first.get('input')!r})") from None
-
-    def primary_for(self, task: Task) -> str:
-        """The metric promotion turns on for this task."""
-        return self.primary_metric or PRIMARY_METRIC[task]
-
-    def guards_for(self, task: Task) -> dict[str, float]:
-        """Metric -> largest allowed drop; by default binary models may not lose recall."""
-        if self.guard_metrics is not None:
-            return dict(self.guard_metrics)
-        return {"recall": 0.02} if task == "binary" else {}
-
-    def check(self, task: Task) -> None:
-        """Raise ConfigError when a metric named in the policy does not exist for the task."""
-        check_metric(self.primary_for(task), task, "promotion.primary_metric")
-        for name in self.guards_for(task):
-            check_metric(name, task, f"promotion.guard_metrics.{name}")
-        for name in self.floors:
-            check_metric(name, task, f"promotion.floors.{name}")
 
 
 @dataclass(frozen=True)

@@ -8,30 +8,14 @@ from typing import get_args
 import numpy as np
 from sklearn import metrics as skm
 
+# The names live with the policies (no scikit-learn there); they are part of this API too.
+from pgmlops.domain.policies import _METRICS, metric_names
+from pgmlops.domain.policies import LOWER_IS_BETTER as LOWER_IS_BETTER
+from pgmlops.domain.policies import PRIMARY_METRIC as PRIMARY_METRIC
+from pgmlops.domain.policies import check_metric as check_metric
 from pgmlops.domain.schema import Task
 from pgmlops.errors import ConfigError
 
-PRIMARY_METRIC: dict[Task, str] = {
-    "binary": "roc_auc",
-    "multiclass": "f1_macro",
-    "regression": "rmse",
-}
-LOWER_IS_BETTER: frozenset[str] = frozenset({"rmse", "mae", "log_loss", "brier"})
-
-_METRICS: dict[Task, tuple[str, ...]] = {
-    "binary": (
-        "roc_auc",
-        "pr_auc",
-        "recall",
-        "precision",
-        "f1",
-        "accuracy",
-        "log_loss",
-        "brier",
-    ),
-    "multiclass": ("accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr", "log_loss"),
-    "regression": ("rmse", "mae", "r2"),
-}
 _ALL_METRICS: frozenset[str] = frozenset(m for names in _METRICS.values() for m in names)
 _NEEDS_PROBA: frozenset[str] = frozenset({"roc_auc", "pr_auc", "log_loss", "brier", "roc_auc_ovr"})
 
@@ -121,23 +105,6 @@ class Scores:
             predicted=self.predicted[rows],
             proba=None if self.proba is None else self.proba[rows],
             classes=self.classes,
-        )
-
-
-def metric_names(task: Task) -> list[str]:
-    """Every metric pgmlops reports for a task, in display order."""
-    if task not in _METRICS:
-        raise ConfigError(f"task must be one of {list(_METRICS)}, got {task!r}")
-    return list(_METRICS[task])
-
-
-def check_metric(name: str, task: Task, field: str = "metric") -> None:
-    """Raise ConfigError unless `name` is a metric of `task`; `field` names the setting."""
-    valid = metric_names(task)
-    if name not in valid:
-        raise ConfigError(
-            f"{field}: unknown metric {name!r} for a {task} model; expected one of "
-            + ", ".join(valid)
         )
 
 

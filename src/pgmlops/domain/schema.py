@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from pgmlops.domain.kinds import Kind, Task
 from pgmlops.errors import DataError
-
-Task = Literal["binary", "multiclass", "regression"]
-Kind = Literal["numeric", "categorical"]
 
 MISSING_CATEGORY = "__missing__"
 # A text column converts to numbers when at least this share of its non-blank cells parse.

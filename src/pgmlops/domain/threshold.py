@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import precision_recall_curve, roc_curve
+
+from pgmlops.domain.policies import ThresholdPolicy as ThresholdPolicy
 
 # Used whenever the data cannot inform a choice (a single class in the validation rows).
 DEFAULT_THRESHOLD = 0.5
-
-
-class ThresholdPolicy(BaseModel):
-    """How to pick the cut-off on P(positive); a row is predicted positive when p >= threshold."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    objective: Literal["f1", "youden", "precision_at_recall", "fixed"] = "f1"
-    min_recall: float = Field(default=0.8, gt=0.0, le=1.0)
-    value: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
 def tune_threshold(

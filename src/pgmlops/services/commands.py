@@ -85,6 +85,7 @@ def train_command(
     summary["all_metrics"] = result.version.card.metrics
     summary["onnx_detail"] = result.version.card.onnx.model_dump()
     summary["dropped_columns"] = result.version.card.feature_schema.dropped
+    summary["mlflow_run_id"] = result.mlflow_run_id
     return summary
 
 

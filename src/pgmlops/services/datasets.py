@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,8 +108,20 @@ def load_dataset(data: str, query: str | None = None) -> Dataset:
     return load_file(data.removeprefix("file://"))
 
 
+SOURCE_URL_ENV = "PGMLOPS_SOURCE_DATABASE_URL"
+
+
 def load_source(source: dict[str, Any]) -> Dataset:
     """Read a recorded training source again (used by retraining)."""
     if source.get("kind") == "sql":
-        return load_query(source["url"], source["query"])
+        url = source["url"]
+        if "***" in url:
+            # The registry never stores a password; the operator supplies the full URL.
+            url = os.environ.get(SOURCE_URL_ENV, "")
+            if not url:
+                raise ConfigError(
+                    f"the training source {source['url']} needs its password: set "
+                    f"{SOURCE_URL_ENV} to the full database URL"
+                )
+        return load_query(url, source["query"])
     return load_file(source["path"])

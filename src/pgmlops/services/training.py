@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pgmlops.config import TrainingConfig
-from pgmlops.domain.card import DataFingerprint, ModelCard, SplitInfo
+from pgmlops.domain.card import DataFingerprint, ModelCard, OnnxInfo, SplitInfo
 from pgmlops.domain.metrics import PRIMARY_METRIC, confusion, evaluate
 from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
 from pgmlops.domain.predict import baseline_scores, predict_outputs, to_scores
@@ -42,6 +42,7 @@ class TrainResult:
     version: ModelVersion
     warnings: list[str]
     seconds: float
+    mlflow_run_id: str | None = None
 
 
 def _library_versions() -> dict[str, str]:
@@ -169,6 +170,10 @@ def train_model(
     """Fit a pipeline, tune, evaluate on the holdout, store artifacts and register a candidate."""
     step = progress or (lambda _msg: None)
     started = time.perf_counter()
+    if ctx.settings.mlflow_tracking_uri:
+        from pgmlops.services.mlflow_sync import require_mlflow
+
+        require_mlflow()
     step("preparing data")
     x, y, schema = prepare_training_frame(dataset.frame, target, cfg.task, cfg.drop)
     schema = _order_classes(schema, cfg.positive_class)
@@ -263,7 +268,7 @@ def train_model(
             validation_rows=len(split.validation),
             holdout_rows=len(split.holdout),
         ),
-        onnx={"present": False},
+        onnx=OnnxInfo(present=False, reason="not converted yet"),
         libraries=_library_versions(),
         git_commit=_git_commit(),
         warnings=notes,
@@ -277,7 +282,9 @@ def train_model(
         if onnx_bytes is not None:
             files["onnx"] = ctx.artifacts.put(onnx_bytes)
     else:
-        card = card.model_copy(update={"onnx": {"present": False, "reason": "disabled in config"}})
+        card = card.model_copy(
+            update={"onnx": OnnxInfo(present=False, reason="disabled in config")}
+        )
 
     step("profiling the reference data for drift monitoring")
     from pgmlops.domain.profile import build_profile
@@ -297,7 +304,17 @@ def train_model(
     seconds = time.perf_counter() - started
     card = card.model_copy(update={"training_seconds": round(seconds, 3)})
     version = ctx.registry.create_version(model_name, files, card, actor, dataset.source)
-    return TrainResult(version=version, warnings=notes, seconds=seconds)
+    mlflow_run = None
+    if ctx.settings.mlflow_tracking_uri:
+        step("logging the run to MLflow")
+        from pgmlops.services.mlflow_sync import log_version
+
+        try:
+            mlflow_run = log_version(ctx.settings.mlflow_tracking_uri, version, pipeline)
+        except Exception as exc:  # the version is registered; the MLflow mirror is extra
+            notes.append(f"MLflow logging failed, the version is registered anyway: {exc}")
+            log.warning(notes[-1])
+    return TrainResult(version=version, warnings=notes, seconds=seconds, mlflow_run_id=mlflow_run)
 
 
 def _score_vector(out: Any, task: str) -> np.ndarray:
