@@ -12,91 +12,186 @@ _PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
 body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
-header{background:#1d2330;color:#fff;padding:12px 24px;display:flex;gap:16px;align-items:baseline}
+header{background:#1d2330;color:#fff;padding:12px 24px;display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline}
 header h1{font-size:20px;margin:0} header span{opacity:.8}
-main{display:grid;grid-template-columns:minmax(320px,1fr) minmax(320px,1fr);gap:20px;padding:20px}
-section{background:#fff;border-radius:8px;padding:16px 20px;box-shadow:0 1px 3px #0002}
+main{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,340px),1fr));gap:20px;padding:20px;
+max-width:1200px;margin:0 auto}
+section{background:#fff;border-radius:8px;padding:16px 20px;box-shadow:0 1px 3px #0002;min-width:0}
 h2{font-size:16px;margin:0 0 12px}
 label{display:block;font-size:13px;margin:8px 0 2px;font-weight:600}
-input,select{width:100%;padding:6px;box-sizing:border-box;border:1px solid #bbc;border-radius:4px}
+input,select{width:100%;padding:6px;box-sizing:border-box;border:1px solid #bbc;border-radius:4px;font:inherit}
 small{color:#667;font-weight:normal}
 button{margin-top:14px;padding:8px 18px;background:#2957d6;color:#fff;border:0;border-radius:4px;
 cursor:pointer;font-size:15px}
-#result{margin-top:14px;padding:12px;border-radius:6px;background:#eef2ff;display:none}
-#result.error{background:#fde8e8}
+button:disabled{opacity:.6;cursor:progress}
+#result{margin-top:14px;padding:12px;border-radius:6px;background:#eef2ff;display:none;overflow-wrap:anywhere}
+#result.error{background:#fde8e8;color:#7a1a14}
+#result .note{margin-top:6px;color:#1d2330}
+.table{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:13px}
-td,th{border-bottom:1px solid #e3e5ea;padding:4px 6px;text-align:left}
+td,th{border-bottom:1px solid #e3e5ea;padding:4px 6px;text-align:left;vertical-align:top;overflow-wrap:break-word}
+th{white-space:nowrap}
 .ok{color:#137333}.bad{color:#b3261e}
 </style></head>
 <body>
 <header><h1>pgmlops</h1><span id="headline">loading…</span></header>
 <main>
-<section><h2>Predict</h2><form id="form"></form><div id="result" role="status"></div></section>
-<section><h2>Model card</h2><div id="card"></div>
-<h2 style="margin-top:18px">Promotion history</h2><div id="history"></div>
+<section><h2>Predict</h2><form id="form" novalidate></form><div id="result" role="status"></div></section>
+<section><h2>Model card</h2><div id="card" class="table"></div>
+<h2 style="margin-top:18px">Promotion history</h2><div id="history" class="table"></div>
 <h2 style="margin-top:18px">Monitoring</h2><div id="monitoring">no monitoring run yet</div></section>
 </main>
 <script>
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
-const fmt = (v) => typeof v === "number" ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(4)) : (v ?? "-");
+// Integers as they are, large numbers without decimals, small ones to four significant digits.
+const fmt = (v) => {
+  if (typeof v !== "number") return v ?? "-";
+  if (Number.isInteger(v) || Math.abs(v) >= 1000) return v.toFixed(0);
+  return String(Number(v.toPrecision(Math.abs(v) >= 1 ? 6 : 4)));
+};
+const when = (iso) => iso ? iso.slice(0, 19).replace("T", " ") + " UTC" : "-";
+// The version (and schema) the form was built for; a prediction from another version means
+// production moved while the page was open.
+let shown = null;
 
-function buildForm(schema) {
+async function getJSON(url, options) {
+  let resp;
+  try {
+    resp = await fetch(url, options);
+  } catch (err) {
+    return {ok: false, status: 0, body: {error: `could not reach the server (${err.message})`}};
+  }
+  const text = await resp.text();
+  try {
+    return {ok: resp.ok, status: resp.status, body: JSON.parse(text)};
+  } catch (err) {
+    const snippet = text.replace(/<[^>]*>/g, " ").replace(/\\s+/g, " ").trim().slice(0, 200);
+    return {ok: false, status: resp.status,
+      body: {error: `HTTP ${resp.status} ${resp.statusText}: ${snippet || "not a JSON answer"}`}};
+  }
+}
+
+function defaultValue(f) {
+  if (typeof f.mean !== "number") return "";
+  // Features with whole-number ranges (counts, flags) default to a whole number.
+  if (Number.isInteger(f.min) && Number.isInteger(f.max)) return String(Math.round(f.mean));
+  return String(Number(f.mean.toPrecision(4)));
+}
+
+function buildForm(schema, keep) {
   const form = $("form");
   form.innerHTML = "";
   for (const f of schema.features) {
     const id = "f_" + f.name;
     let html = `<label for="${esc(id)}">${esc(f.name)} `;
     if (f.kind === "numeric") {
-      html += `<small>(${fmt(f.min)} … ${fmt(f.max)})</small></label>` +
+      const range = typeof f.min === "number" ? `${fmt(f.min)} … ${fmt(f.max)}` : "";
+      html += `<small>${range ? "(" + esc(range) + ")" : ""}</small></label>` +
         `<input id="${esc(id)}" name="${esc(f.name)}" type="number" step="any" ` +
-        `value="${f.mean !== null ? Number(f.mean.toPrecision(4)) : ""}" ` +
-        `placeholder="${fmt(f.min)} … ${fmt(f.max)}">`;
+        `value="${esc(defaultValue(f))}" placeholder="${esc(range || "empty = missing")}">`;
     } else {
       const opts = (f.categories || []).filter(c => c !== "__missing__")
         .map(c => `<option value="${esc(c)}">${esc(c)}</option>`).join("");
       html += `</label><select id="${esc(id)}" name="${esc(f.name)}">${opts}</select>`;
     }
     form.insertAdjacentHTML("beforeend", html);
+    const el = $(id);
+    const old = keep && keep[f.name];
+    if (old !== undefined && old !== null && old !== "" &&
+        (el.tagName !== "SELECT" || [...el.options].some(o => o.value === old))) el.value = old;
   }
   form.insertAdjacentHTML("beforeend", '<button type="submit" id="predict">Predict</button>');
-  form.onsubmit = async (ev) => {
-    ev.preventDefault();
-    const record = {};
-    for (const f of schema.features) {
-      const raw = $("f_" + f.name).value;
-      record[f.name] = f.kind === "numeric" ? (raw === "" ? null : Number(raw)) : raw;
+  form.onsubmit = (ev) => { ev.preventDefault(); predict(schema); };
+}
+
+function formValues() {
+  const values = {};
+  for (const el of $("form").querySelectorAll("input,select")) values[el.name] = el.value;
+  return values;
+}
+
+function showResult(html, isError) {
+  const box = $("result");
+  box.style.display = "block";
+  box.className = isError ? "error" : "";
+  box.innerHTML = html;
+}
+
+async function predict(schema) {
+  const record = {};
+  for (const f of schema.features) {
+    const el = $("f_" + f.name);
+    if (f.kind === "numeric") {
+      // A number input holding text that is not a number reads as "": say so, do not send null.
+      if (el.validity.badInput) {
+        showResult(`${esc(f.name)}: not a number (leave it empty for a missing value)`, true);
+        el.focus();
+        return;
+      }
+      record[f.name] = el.value === "" ? null : Number(el.value);
+    } else {
+      record[f.name] = el.value;
     }
-    const box = $("result");
-    box.style.display = "block";
-    const resp = await fetch("predict", {method: "POST",
+  }
+  const button = $("predict");
+  button.disabled = true;
+  button.textContent = "Predicting…";
+  try {
+    const {ok, body} = await getJSON("predict", {method: "POST",
       headers: {"Content-Type": "application/json"}, body: JSON.stringify(record)});
-    const body = await resp.json();
-    if (!resp.ok) { box.className = "error"; box.textContent = body.error; return; }
-    box.className = "";
-    let html = `<div id="prediction"><b>Prediction:</b> ${esc(body.prediction)}</div>`;
-    if (typeof body.probability === "number")
-      html += `<div><b>Probability:</b> ${body.probability.toFixed(3)} · <b>risk:</b> ${esc(body.risk_level)}</div>`;
-    else if (body.probability)
-      html += "<div>" + Object.entries(body.probability).map(([k, v]) => `${esc(k)}: ${v.toFixed(3)}`).join(" · ") + "</div>";
-    html += `<div><small>v${body.version} · id ${esc(body.prediction_id)}</small></div>`;
-    box.innerHTML = html;
-  };
+    if (!ok) {
+      const error = body.error || body.reason || "the server refused the request";
+      showResult(esc(error), true);
+      // A refusal may come from a form built for a version that is no longer in production.
+      const before = shown && shown.version;
+      await refresh(true);
+      if (shown && before !== null && shown.version !== before)
+        $("result").insertAdjacentHTML("beforeend", `<div class="note">Production changed from ` +
+          `v${esc(before)} to v${esc(shown.version)} while this page was open: the form now ` +
+          `follows v${esc(shown.version)}. Check the values and predict again.</div>`);
+      return;
+    }
+    let html = `<div id="prediction"><b>Prediction:</b> ${esc(fmt(body.prediction))}</div>`;
+    if (typeof body.probability === "number") {
+      const card = shown && shown.card;
+      const of = card && card.positive_class != null ? ` of ${esc(card.target)} = ${esc(card.positive_class)}` : "";
+      const cut = card && typeof card.threshold === "number" ? ` (threshold ${esc(fmt(card.threshold))})` : "";
+      html += `<div><b>Probability${of}:</b> ${body.probability.toFixed(3)}${cut}` +
+        (body.risk_level ? ` · <b>risk:</b> ${esc(body.risk_level)}` : "") + "</div>";
+    } else if (body.probability) {
+      html += "<div>" + Object.entries(body.probability).map(([k, v]) =>
+        `${esc(k)}: ${v.toFixed(3)}`).join(" · ") + "</div>";
+    }
+    const unknown = (body.flags || {}).unknown_categories;
+    if (unknown && unknown.length)
+      html += `<div><small>unknown categories, treated as missing: ${esc(unknown.join(", "))}</small></div>`;
+    html += `<div><small>${esc(body.model)} v${esc(body.version)} · id ${esc(body.prediction_id)}</small></div>`;
+    showResult(html, false);
+    if (shown && body.version !== shown.version) await refresh(true);
+  } finally {
+    const again = $("predict");
+    if (again) { again.disabled = false; again.textContent = "Predict"; }
+  }
 }
 
 function showCard(data) {
   const card = data.card;
   const s = data.serving;
   $("headline").textContent = `${s.model} v${s.version} · ${s.engine} engine`;
-  const rows = [["version", s.version], ["task", card.task], ["estimator", card.estimator],
-    ["trained", card.created_at.slice(0, 19).replace("T", " ")], ["rows", card.data.rows],
-    ["threshold", card.threshold], ...Object.entries(card.metrics)];
+  const estimator = String(card.estimator);
+  const rows = [["version", s.version], ["task", card.task], ["target", card.target],
+    ["estimator", estimator.split(".").pop()], ["trained", when(card.created_at)],
+    ["rows", card.data.rows], ["threshold", card.threshold],
+    // Metrics in name order: the stored card's key order differs between databases.
+    ...Object.entries(card.metrics).sort(([a], [b]) => a.localeCompare(b))];
   $("card").innerHTML = "<table>" + rows.map(([k, v]) =>
-    `<tr><th>${esc(k)}</th><td>${esc(fmt(v))}</td></tr>`).join("") + "</table>";
+    `<tr><th>${esc(k)}</th><td${k === "estimator" ? ` title="${esc(estimator)}"` : ""}>` +
+    `${esc(fmt(v))}</td></tr>`).join("") + "</table>";
   const hist = (data.models[0] || {}).history || [];
   $("history").innerHTML = hist.length ? "<table><tr><th>when</th><th>action</th><th>from</th>" +
     "<th>to</th><th>who</th><th>why</th></tr>" + hist.slice().reverse().map(h =>
-    `<tr><td>${esc(h.at.slice(0, 19).replace("T", " "))}</td><td>${esc(h.action)}</td>` +
+    `<tr><td>${esc(when(h.at))}</td><td>${esc(h.action)}</td>` +
     `<td>${esc(h.from ?? "-")}</td><td>${esc(h.to)}</td><td>${esc(h.actor)}</td>` +
     `<td>${esc(h.reason ?? "")}</td></tr>`).join("") + "</table>" : "none";
 }
@@ -112,15 +207,15 @@ function sparkline(values, label) {
 }
 
 async function showMonitoring() {
-  const latest = await fetch("monitoring/drift");
+  const latest = await getJSON("monitoring/drift");
   if (!latest.ok) return;
-  const run = await latest.json();
+  const run = latest.body;
   const drift = run.dataset_drift;
   let html = `<div class="${drift ? "bad" : "ok"}"><b>${drift ? "Data drift detected" : "No dataset drift"}</b></div>`;
   if (run.reasons && run.reasons.length) html += "<ul>" + run.reasons.map(r => `<li>${esc(r)}</li>`).join("") + "</ul>";
-  const hist = await fetch("monitoring/history");
+  const hist = await getJSON("monitoring/history");
   if (hist.ok) {
-    const series = await hist.json();
+    const series = hist.body;
     const runs = series.runs || series;
     if (Array.isArray(runs)) {
       const col = (k) => runs.map(r => r[k]);
@@ -133,18 +228,23 @@ async function showMonitoring() {
   $("monitoring").innerHTML = html;
 }
 
-async function main() {
-  const resp = await fetch("models");
-  const data = await resp.json();
-  if (!resp.ok || !data.card) {
-    $("headline").textContent = data.error || (data.serving && data.serving.error) || "no production model";
+// Load (or reload) the served version: headline, card, history and, when the version changed,
+// the form (keeping the values of fields that still exist).
+async function refresh(keepValues) {
+  const {ok, body} = await getJSON("models");
+  if (!ok || !body.card) {
+    $("headline").textContent = body.error || (body.serving && body.serving.error) || "no production model";
     return;
   }
-  buildForm(data.card.feature_schema);
-  showCard(data);
-  showMonitoring().catch(() => {});
+  const version = body.serving.version;
+  if (!shown || shown.version !== version) {
+    buildForm(body.card.feature_schema, keepValues && shown ? formValues() : null);
+    shown = {version, card: body.card};
+  }
+  showCard(body);
 }
-main();
+
+refresh(false).then(() => showMonitoring()).catch(() => {});
 </script></body></html>
 """
 

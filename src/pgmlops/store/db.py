@@ -9,10 +9,16 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
-from pgmlops.errors import ConfigError, SchemaOutdatedError, StoreError
+from pgmlops.errors import ConfigError, SchemaOutdatedError, StoreError, ValidationError
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -93,6 +99,10 @@ class Database:
             raise StoreError(
                 f"database {self.describe()} is unreachable: {_first_line(exc)}"
             ) from exc
+        except DataError as exc:
+            # The database refused a value we were given (e.g. a NUL character in text on
+            # PostgreSQL): bad input, not a broken database.
+            raise ValidationError(f"invalid value: {_first_line(exc)}") from exc
         except SQLAlchemyError as exc:
             raise StoreError(f"database error: {_first_line(exc)}") from exc
 
