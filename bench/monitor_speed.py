@@ -1,0 +1,214 @@
+"""End-to-end time of monitoring 1,000,000 logged predictions in PostgreSQL.
+
+Run: ``python bench/monitor_speed.py [--rows N] [--repeats R] [--keep]``. Creates a fresh
+database (``pgmlops_bench_monitor`` on PGMLOPS_BENCH_POSTGRES_URL, default
+postgres@127.0.0.1:5432), trains and promotes a churn model, logs N predictions of it (with
+a mild numeric shift, and feedback labels on 2% of them) through the prediction store's COPY
+path, then times ``run_monitor`` over the whole window (median of R, each run stored) and the
+``pgmlops monitor --json`` command once as a user would run it. Prints the breakdown, the
+peak RSS and the verdicts; drops the database at the end unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from pgmlops.config import Settings
+from pgmlops.domain.demo_data import make_churn
+from pgmlops.domain.records import PredictionRecord
+from pgmlops.domain.schema import coerce_features
+from pgmlops.services.commands import promote_command, train_command
+from pgmlops.services.context import Context
+from pgmlops.services.monitoring import run_monitor
+from pgmlops.services.promotion import version_engine
+from pgmlops.store.db import normalize_url
+from pgmlops.store.monitoring import MonitoringStore
+from pgmlops.store.predictions import PredictionStore
+
+ADMIN_URL = os.environ.get(
+    "PGMLOPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+DB_NAME = "pgmlops_bench_monitor"
+CHUNK = 100_000
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _admin():
+    return create_engine(normalize_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
+
+
+def _db_url() -> str:
+    return make_url(normalize_url(ADMIN_URL)).set(database=DB_NAME).render_as_string(False)
+
+
+def _recreate_database() -> None:
+    engine = _admin()
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
+    engine.dispose()
+
+
+def _drop_database() -> None:
+    engine = _admin()
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def _train(ctx: Context, workdir: Path) -> int:
+    data = workdir / "churn.csv"
+    make_churn(20_000, seed=1).to_csv(data, index=False)
+    trained = train_command(
+        ctx, data=str(data), target="Exited", model_name="churn", actor="bench", onnx=False
+    )
+    promote_command(
+        ctx, model_name="churn", version=trained["version"], force=False, reason=None, actor="bench"
+    )
+    return int(trained["version"])
+
+
+def _log_predictions(ctx: Context, version: int, rows: int) -> None:
+    """Score demo customers and log them with times spread over the last day."""
+    mv = ctx.registry.get_version("churn", version)
+    card = mv.card
+    engine = version_engine(ctx, mv)
+    names = card.feature_schema.names
+    store = PredictionStore(ctx.db)
+    now = datetime.now(UTC)
+    labelled: list[tuple[str, str]] = []
+    for start in range(0, rows, CHUNK):
+        n = min(CHUNK, rows - start)
+        frame = make_churn(n, seed=100 + start // CHUNK, numeric_shift=0.3)
+        out = engine.predict_frame(coerce_features(frame, card.feature_schema))
+        proba = out.proba
+        predicted = out.predicted.tolist()
+        features = frame[names].astype(object).where(frame[names].notna(), None)
+        features = features.to_dict("records")
+        truth = frame["Exited"].astype(str).tolist()
+        records = []
+        for i in range(n):
+            p = float(proba[i])
+            pid = str(uuid.uuid4())
+            records.append(
+                PredictionRecord(
+                    id=pid,
+                    model_name="churn",
+                    version=version,
+                    created_at=now - timedelta(seconds=86_000 * (1 - (start + i) / rows)),
+                    features={k: _plain(v) for k, v in features[i].items()},
+                    prediction=str(predicted[i]),
+                    probability=p,
+                    confidence=abs(p - 0.5) * 2.0,
+                    output=None,
+                    latency_ms=1.0,
+                    request_id=None,
+                )
+            )
+            if i % 50 == 0:
+                labelled.append((pid, truth[i]))
+        store.write_batch(records)
+        print(f"  logged {start + n:,} predictions", flush=True)
+    for start in range(0, len(labelled), 5_000):
+        store.add_feedback(labelled[start : start + 5_000])
+    print(f"  {len(labelled):,} feedback labels", flush=True)
+    with ctx.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE predictions"))
+        conn.execute(text("VACUUM ANALYZE feedback"))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--reuse", action="store_true", help="reuse a kept database")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="pgmlops-bench-"))
+    artifacts = Path(os.environ.get("PGMLOPS_BENCH_ARTIFACTS", workdir / "artifacts"))
+    settings = Settings(database_url=_db_url(), artifact_root=str(artifacts), model_name="churn")
+    if not args.reuse:
+        _recreate_database()
+    ctx = Context(settings)
+    try:
+        if not args.reuse:
+            started = time.perf_counter()
+            version = _train(ctx, workdir)
+            print(f"trained and promoted churn v{version} in {time.perf_counter() - started:.1f} s")
+            started = time.perf_counter()
+            _log_predictions(ctx, version, args.rows)
+            print(f"logged {args.rows:,} predictions in {time.perf_counter() - started:.1f} s")
+        else:
+            version = ctx.registry.alias_version("churn", "production") or 1
+        _time_read(ctx, version, args.rows)
+        times = []
+        result = None
+        for run in range(args.repeats):
+            started = time.perf_counter()
+            result = run_monitor(ctx, "churn", last=args.rows)
+            times.append(time.perf_counter() - started)
+            print(f"run_monitor {run + 1}: {times[-1]:.2f} s ({result.window['rows']:,} rows)")
+        assert result is not None
+        print(f"run_monitor median: {statistics.median(times):.2f} s")
+        print(f"peak RSS of this process: {_peak_rss_mb():.0f} MB")
+        print(f"dataset drift: {result.dataset_drift} ({result.drift.reason})")
+        print(f"drifted: {', '.join(result.drift.drifted_features) or 'none'}")
+        print(f"labelled rows: {result.labelled_performance['n_labels']:,}")
+        for reason in result.reasons:
+            print(f"  reason: {reason}")
+        _time_cli(settings, args.rows, workdir)
+    finally:
+        ctx.close()
+        if not args.keep:
+            _drop_database()
+
+
+def _time_read(ctx: Context, version: int, rows: int) -> None:
+    card = ctx.registry.get_version("churn", version).card
+    columns = [(f.name, f.kind) for f in card.feature_schema.features]
+    started = time.perf_counter()
+    window = MonitoringStore(ctx.db).read_window("churn", version, columns, last=rows)
+    print(f"read_window alone: {time.perf_counter() - started:.2f} s for {len(window):,} rows")
+
+
+def _time_cli(settings: Settings, rows: int, workdir: Path) -> None:
+    env = {
+        **os.environ,
+        "PGMLOPS_DATABASE_URL": settings.database_url,
+        "PGMLOPS_ARTIFACT_ROOT": settings.artifact_root,
+    }
+    exe = Path(sys.executable).with_name("pgmlops")
+    cmd = [str(exe), "monitor", "--model-name", "churn", "--last", str(rows), "--json"]
+    started = time.perf_counter()
+    done = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()}"
+    print(f"`pgmlops monitor --last {rows} --json` end to end: {seconds:.2f} s ({status})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""CLI commands for monitoring (`pgmlops monitor`)."""
+
+# No `from __future__ import annotations`: typer reads the option types at definition time,
+# and they are names local to register().
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from pgmlops.services.monitoring import MonitoringResult
+
+
+def register(app: typer.Typer) -> None:
+    """Add the monitoring commands to the main app."""
+    # Imported here: cli.py calls register() once its own helpers exist.
+    from pgmlops.cli import ConfigOpt, JsonOpt, ModelOpt, _context, _print_json, handled
+
+    @app.command()
+    @handled
+    def monitor(
+        model_name: ModelOpt = None,
+        last: Annotated[
+            int | None,
+            typer.Option("--last", help="Window: the newest N logged predictions."),
+        ] = None,
+        since: Annotated[
+            str | None,
+            typer.Option("--since", help="Window: predictions of the last 30m, 24h, 7d, ..."),
+        ] = None,
+        version: Annotated[
+            int | None, typer.Option("--version", help="Version to monitor (default: production).")
+        ] = None,
+        html: Annotated[
+            Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
+        ] = None,
+        no_store: Annotated[
+            bool, typer.Option("--no-store", help="Do not record this run in monitoring_runs.")
+        ] = False,
+        config: ConfigOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Compare live traffic with the training reference: drift, confidence, performance."""
+        from pgmlops.errors import ConfigError
+        from pgmlops.services.monitoring import parse_duration, run_monitor
+
+        if last is not None and since is not None:
+            raise ConfigError("choose one window: --last N or --since DURATION, not both")
+        if last is not None and last < 1:
+            raise ConfigError(f"--last must be at least 1, got {last}")
+        if html is not None and not html.resolve().parent.is_dir():
+            raise ConfigError(f"--html: folder {html.resolve().parent} does not exist")
+        window = parse_duration(since) if since is not None else None
+        ctx = _context(config)
+        result = run_monitor(
+            ctx,
+            model_name,
+            last=last,
+            since=window,
+            version=version,
+            store_run=not no_store,
+        )
+        if html is not None:
+            _write_report(result, html)
+        if as_json:
+            _print_json(result.to_json())
+            if html is not None:
+                typer.echo(f"report written to {html}", err=True)
+            return
+        _print_result(result)
+        if html is not None:
+            typer.echo(f"report written to {html}")
+
+
+def _write_report(result: "MonitoringResult", path: Path) -> None:
+    from pgmlops.errors import ConfigError
+    from pgmlops.services.report import render_html
+
+    try:
+        path.write_text(render_html(result), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--html: cannot write {path}: {exc.strerror}") from exc
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value != 0 and abs(value) < 10 ** (-digits):
+            return f"{value:.1e}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _change(drop: float, down: str, up: str) -> str:
+    """A relative drop as words: '12.0% lower' or '1.5% higher'."""
+    return f"{drop:.1%} {down}" if drop >= 0 else f"{-drop:.1%} {up}"
+
+
+def _mark(flagged: bool, bad: str = "DEGRADED") -> str:
+    return f"[bold red]{bad}[/bold red]" if flagged else "[green]ok[/green]"
+
+
+def _print_result(result: "MonitoringResult") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    w = result.window
+    first, last = (str(w.get(k) or "-")[:19] for k in ("first_at", "last_at"))
+    table = Table(
+        title=(
+            f"{result.model_name} v{result.version}: {w['rows']:,} predictions "
+            f"({first} → {last}) vs {result.drift.n_reference:,} reference rows"
+        ),
+        title_justify="left",
+    )
+    for col in ("feature", "test", "statistic", "p-value", "corrected p", "effect size", "PSI"):
+        table.add_column(col, justify="left" if col in ("feature", "test") else "right")
+    table.add_column("verdict")
+    for f in result.drift.features:
+        effect = (
+            f"W/σ {_num(f.wasserstein_norm, 3)}"
+            if f.wasserstein_norm is not None
+            else f"JS {_num(f.js, 3)}"
+            if f.js is not None
+            else "-"
+        )
+        table.add_row(
+            f.name,
+            f.test,
+            _num(f.statistic),
+            _num(f.p_value),
+            _num(f.p_adjusted),
+            effect,
+            _num(f.psi, 3),
+            _mark(f.drifted, "DRIFT"),
+        )
+    console.print(table)
+    drift = result.drift
+    console.print(f"dataset: {_mark(result.dataset_drift, 'DRIFT')} — {drift.reason}")
+    if drift.output is not None:
+        out = drift.output
+        console.print(
+            f"prediction drift ({out.output}): {_mark(out.drifted, 'DRIFT')} — {out.test} "
+            f"{_num(out.statistic)}, p {_num(out.p_value)}, PSI {_num(out.psi, 3)}"
+        )
+    conf = result.confidence
+    if conf.get("current") is not None:
+        drop = conf.get("drop")
+        console.print(
+            f"confidence: {_mark(conf['degraded'])} — mean {_num(conf['current'], 3)} vs "
+            f"{_num(conf.get('reference'), 3)} at training"
+            + (
+                f", {_change(drop, 'lower', 'higher')} (limit {conf['limit']:.0%})"
+                if drop is not None
+                else ""
+            )
+        )
+    _print_performance(console, "estimated performance", result.estimated_performance)
+    _print_performance(console, "labelled performance", result.labelled_performance)
+    for reason in result.reasons:
+        console.print(f"[red]•[/red] {reason}")
+    if result.run_id is not None:
+        console.print(f"[dim]stored as monitoring run {result.run_id}[/dim]")
+
+
+def _print_performance(console: Any, title: str, perf: dict[str, Any]) -> None:
+    metric = perf.get("metric")
+    metrics = perf.get("metrics") or {}
+    labels = perf.get("n_labels")
+    count = f" on {labels:,} labels" if labels is not None else ""
+    if not metric or not metrics:
+        note = perf.get("note") or "no labelled rows in the window"
+        console.print(f"{title}: - {note}")
+        return
+    reference = (perf.get("reference") or {}).get(metric)
+    drop = perf.get("drop")
+    line = (
+        f"{title}: {_mark(perf['degraded'])} — {metric} {_num(metrics.get(metric), 3)}{count} "
+        f"vs {_num(reference, 3)} reference"
+    )
+    if drop is not None:
+        line += f", {_change(drop, 'worse', 'better')} (limit {perf['limit']:.0%})"
+    if labels is not None and labels < perf.get("min_labels", 0):
+        line += f"; needs {perf['min_labels']:,} labels to alarm"
+    console.print(line)
+    bad = perf.get("bad_labels") or {}
+    if bad.get("count"):
+        shown = ", ".join(repr(x) for x in bad.get("examples", []))
+        console.print(
+            f"  [yellow]{bad['count']:,} labels not usable for this model[/yellow] ({shown})"
+        )

@@ -1,0 +1,389 @@
+"""Monitoring: a version's live traffic against its training reference, without and with labels.
+
+One run reads a window of the prediction log and answers four questions, each with a
+verdict and the numbers behind it: did the inputs (or outputs) drift, did the model's
+confidence decay, does the model look worse judging by its own calibrated probabilities
+(CBPE), and — where feedback labels exist — is it measurably worse. Every run is stored in
+``monitoring_runs``; the retraining triggers read ``dataset_drift``, ``confidence``,
+``estimated_performance``, ``labelled_performance`` and ``reasons``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from pgmlops.domain.drift import DriftReport, compare
+from pgmlops.domain.kinds import Task
+from pgmlops.domain.profile import (
+    CategoricalProfile,
+    NumericProfile,
+    ReferenceProfile,
+    category_counts,
+)
+from pgmlops.domain.records import PRODUCTION, ModelVersion
+from pgmlops.domain.schema import as_float32_grid
+from pgmlops.errors import ArtifactError, ConfigError, DataError, NotFoundError
+from pgmlops.services.context import Context
+from pgmlops.services.monitoring_signals import (
+    confidence_signal,
+    estimated_performance,
+    finite,
+    labelled_performance,
+)
+from pgmlops.store.monitoring import MonitoringRun, MonitoringStore, PredictionWindow
+
+# Categorical plots show this many categories; the rest are pooled.
+_PLOT_CATEGORIES = 15
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class MonitoringResult(BaseModel):
+    """One monitoring run: every signal's numbers and verdict, and why anything is degraded."""
+
+    model_name: str
+    version: int
+    task: Task
+    run_id: int | None = None
+    created_at: datetime
+    window: dict[str, Any] = Field(description="rows, first_at, last_at, last, since, labelled")
+    drift: DriftReport
+    dataset_drift: bool
+    prediction_drift: bool | None = Field(None, description="None when outputs are not profiled")
+    confidence: dict[str, Any] = Field(description="reference, current, drop, limit, degraded")
+    estimated_performance: dict[str, Any] = Field(
+        description="metric, metrics, reference, drop, limit, degraded (classifiers only)"
+    )
+    labelled_performance: dict[str, Any] = Field(
+        description="n_labels, metric, metrics, reference, drop, limit, degraded, bad_labels"
+    )
+    distributions: dict[str, Any] = Field(
+        default_factory=dict, description="reference vs current shares per bin, for plots"
+    )
+    reasons: list[str] = Field(default_factory=list, description="one line per degraded signal")
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.reasons)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: NaN and infinities become null."""
+        return finite(self.model_dump(mode="json"))
+
+
+class HistoryPoint(BaseModel):
+    """One run reduced to the numbers a time series plots."""
+
+    run_id: int
+    created_at: datetime
+    version: int
+    rows: int
+    share_drifted: float | None
+    dataset_drift: bool
+    prediction_drift: bool | None
+    mean_confidence: float | None
+    primary_metric: str | None
+    estimated_primary: float | None
+    labelled_primary: float | None
+    n_labels: int
+    reasons: list[str]
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '15m', '24h', '7d' or '2w' as a timedelta; ConfigError otherwise."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise ConfigError(
+            f"--since {text!r} is not a duration; use a number and a unit, e.g. 30m, 24h or 7d"
+        )
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    if seconds <= 0:
+        raise ConfigError(f"--since {text!r} must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def run_monitor(
+    ctx: Context,
+    model_name: str | None = None,
+    *,
+    last: int | None = None,
+    since: timedelta | None = None,
+    version: int | None = None,
+    store_run: bool = True,
+) -> MonitoringResult:
+    """Monitor production (or ``version``) over its newest ``last`` rows or those ``since``."""
+    settings = ctx.settings.monitoring
+    name = model_name or ctx.settings.model_name
+    if last is not None and since is not None:
+        raise ConfigError("choose one window: --last N or --since DURATION, not both")
+    if last is not None and last < 1:
+        raise ConfigError(f"--last must be at least 1, got {last}")
+    if since is not None and since.total_seconds() <= 0:
+        raise ConfigError("--since must be a positive duration")
+    if last is None and since is None:
+        last = settings.window
+    mv = _monitored_version(ctx, name, version)
+    card, schema = mv.card, mv.card.feature_schema
+    profile = load_profile(ctx, mv)
+    start = datetime.now(UTC) - since if since is not None else None
+    store = MonitoringStore(ctx.db)
+    columns = [(f.name, f.kind) for f in schema.features]
+    window = store.read_window(
+        name,
+        mv.version,
+        columns,
+        classes=card.classes if card.task == "multiclass" else None,
+        last=last,
+        since=start,
+    )
+    policy = settings.drift
+    if len(window) < policy.min_rows:
+        scope = f"the last {last:,} rows" if last is not None else f"since {start:%Y-%m-%d %H:%M}Z"
+        raise DataError(
+            f"{name} v{mv.version} has {len(window):,} logged predictions ({scope}); "
+            f"monitoring needs at least {policy.min_rows:,} (monitoring.drift.min_rows)"
+        )
+    features = _model_inputs(window.features, schema.numeric)
+    scores = _output_scores(window, card.task) if profile.output is not None else None
+    drift = compare(profile, features, policy, scores=scores, schema=schema)
+    result = MonitoringResult(
+        model_name=name,
+        version=mv.version,
+        task=card.task,
+        created_at=datetime.now(UTC),
+        window={
+            "rows": len(window),
+            "first_at": window.first_at,
+            "last_at": window.last_at,
+            "last": last,
+            "since": start,
+            "labelled": int(window.outputs["label"].notna().sum()),
+        },
+        drift=drift,
+        dataset_drift=drift.dataset_drift,
+        prediction_drift=drift.output.drifted if drift.output is not None else None,
+        confidence=confidence_signal(window, card.reference_confidence, settings.confidence_drop),
+        estimated_performance=estimated_performance(ctx, mv, window, settings.performance_drop),
+        labelled_performance=labelled_performance(ctx, mv, window, settings),
+        distributions=distributions(profile, features, scores),
+        reasons=[],
+    )
+    result.reasons = _reasons(result)
+    if store_run:
+        run = store.add_run(
+            name,
+            mv.version,
+            finite(_jsonable(result.window)),
+            _stored(result),
+            result.dataset_drift,
+        )
+        result.run_id, result.created_at = run.id, run.created_at
+    return result
+
+
+def latest_run(ctx: Context, model_name: str | None = None) -> MonitoringResult | None:
+    """The newest stored run of a model, or None when it was never monitored."""
+    run = MonitoringStore(ctx.db).latest_run(model_name or ctx.settings.model_name)
+    return _from_run(run) if run is not None else None
+
+
+def run_history(ctx: Context, model_name: str | None = None, limit: int = 50) -> list[HistoryPoint]:
+    """The last ``limit`` runs as time-series points, oldest first."""
+    if limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
+    runs = MonitoringStore(ctx.db).list_runs(model_name or ctx.settings.model_name, limit)
+    return [_point(run) for run in reversed(runs)]
+
+
+def load_profile(ctx: Context, mv: ModelVersion) -> ReferenceProfile:
+    """A version's reference profile, read through its sha256 check."""
+    what = f"{mv.model_name} v{mv.version}"
+    if "reference" not in mv.files:
+        raise DataError(f"model {what} has no reference profile; retrain it")
+    data = ctx.artifacts.get(mv.files["reference"], f"reference profile of {what}")
+    try:
+        return ReferenceProfile.model_validate_json(data)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]["msg"]
+        raise ArtifactError(f"reference profile of {what} is unreadable: {first}") from exc
+
+
+# -- the version and its window ---------------------------------------------------------
+
+
+def _monitored_version(ctx: Context, name: str, version: int | None) -> ModelVersion:
+    if version is None:
+        version = ctx.registry.alias_version(name, PRODUCTION)
+        if version is None:
+            raise NotFoundError(
+                f"model {name!r} has no production version; promote one or pass --version"
+            )
+    return ctx.registry.get_version(name, version)
+
+
+def _model_inputs(features: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
+    # The reference was profiled on float32-rounded numbers, as the model sees them.
+    out = features.copy()
+    for name in numeric:
+        out[name] = as_float32_grid(out[name])
+    return out
+
+
+def _output_scores(window: PredictionWindow, task: Task) -> np.ndarray:
+    """The outputs as the reference profile holds them: P(positive), classes or values."""
+    out = window.outputs
+    if task == "binary":
+        return out["probability"].to_numpy(dtype=np.float64)
+    if task == "multiclass":
+        return out["prediction"].to_numpy(dtype=object)
+    return pd.to_numeric(out["prediction"], errors="coerce").to_numpy(dtype=np.float64)
+
+
+def _reasons(result: MonitoringResult) -> list[str]:
+    """One human line per degraded signal."""
+    lines = []
+    drift = result.drift
+    if result.dataset_drift:
+        shown = ", ".join(drift.drifted_features[:8])
+        lines.append(f"data drift: {drift.reason} ({shown})")
+    if result.prediction_drift and drift.output is not None:
+        what = {"probability": "score", "class": "predicted class", "prediction": "prediction"}
+        lines.append(
+            f"prediction drift: {what[drift.output.output]} distribution, {drift.output.reason}"
+        )
+    conf = result.confidence
+    if conf["degraded"]:
+        lines.append(
+            f"confidence decay: mean confidence {conf['current']:.3f} vs {conf['reference']:.3f} "
+            f"at training, a {conf['drop']:.1%} drop (limit {conf['limit']:.0%})"
+        )
+    for key, what in (("estimated_performance", "estimated"), ("labelled_performance", "labelled")):
+        perf = getattr(result, key)
+        if perf["degraded"]:
+            metric = perf["metric"]
+            count = f" on {perf['n_labels']:,} labels" if key == "labelled_performance" else ""
+            lines.append(
+                f"{what} performance: {metric} {perf['metrics'][metric]:.3f}{count} vs "
+                f"{perf['reference'][metric]:.3f} reference, {perf['drop']:.1%} worse "
+                f"(limit {perf['limit']:.0%})"
+            )
+    return lines
+
+
+# -- plots' data ------------------------------------------------------------------------
+
+
+def distributions(
+    profile: ReferenceProfile, features: pd.DataFrame, scores: np.ndarray | None
+) -> dict[str, Any]:
+    """Reference and current shares per bin (numeric) or category, per feature and output.
+
+    Numeric features use the profile's PSI bins plus a missing bin; categorical ones the
+    most visible categories. The output, when profiled, is under ``"__output__"``.
+    """
+    out: dict[str, Any] = {}
+    for spec in profile.features:
+        if spec.name in features.columns:
+            out[spec.name] = _shares(spec, features[spec.name])
+    if scores is not None and profile.output is not None:
+        out["__output__"] = _shares(profile.output.distribution, pd.Series(scores))
+    return out
+
+
+def _shares(spec: NumericProfile | CategoricalProfile, col: pd.Series) -> dict[str, Any]:
+    if isinstance(spec, NumericProfile):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        edges = np.asarray(spec.psi_edges, dtype=np.float64)
+        missing = np.isnan(values)
+        # Bin i holds (edge[i-1], edge[i]], as the profile's PSI counts do.
+        bins = np.bincount(
+            np.searchsorted(edges, values[~missing], side="left"), minlength=len(edges) + 1
+        )
+        ref = [*spec.psi_counts, spec.n_missing]
+        cur = [*bins.tolist(), int(missing.sum())]
+        return {
+            "kind": "numeric",
+            "edges": spec.psi_edges,
+            "reference": _normalise(ref),
+            "current": _normalise(cur),
+            "labels": [*_bin_labels(spec.psi_edges), "missing"],
+        }
+    current = category_counts(col)
+    ref_share = dict(zip(spec.counts, _normalise(list(spec.counts.values())), strict=True))
+    cur_share = dict(zip(current, _normalise(list(current.values())), strict=True))
+    ranked = sorted(
+        set(ref_share) | set(cur_share),
+        key=lambda k: (-max(ref_share.get(k, 0.0), cur_share.get(k, 0.0)), k),
+    )
+    shown, rest = ranked[:_PLOT_CATEGORIES], ranked[_PLOT_CATEGORIES:]
+    labels = list(shown)
+    ref = [ref_share.get(k, 0.0) for k in shown]
+    cur = [cur_share.get(k, 0.0) for k in shown]
+    if rest:
+        labels.append(f"{len(rest)} others")
+        ref.append(sum(ref_share.get(k, 0.0) for k in rest))
+        cur.append(sum(cur_share.get(k, 0.0) for k in rest))
+    return {"kind": "categorical", "labels": labels, "reference": ref, "current": cur}
+
+
+def _normalise(counts: list[int] | list[float]) -> list[float]:
+    total = float(sum(counts))
+    return [c / total if total else 0.0 for c in counts]
+
+
+def _bin_labels(edges: list[float]) -> list[str]:
+    if not edges:
+        return ["all"]
+    cuts = [f"{e:.4g}" for e in edges]
+    inner = [f"{a}–{b}" for a, b in itertools.pairwise(cuts)]
+    return [f"≤{cuts[0]}", *inner, f">{cuts[-1]}"]
+
+
+# -- stored runs ------------------------------------------------------------------------
+
+
+def _jsonable(window: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in window.items()}
+
+
+def _stored(result: MonitoringResult) -> dict[str, Any]:
+    report = result.to_json()
+    report.pop("run_id", None)
+    return report
+
+
+def _from_run(run: MonitoringRun) -> MonitoringResult:
+    return MonitoringResult.model_validate(
+        {**run.report, "run_id": run.id, "created_at": run.created_at}
+    )
+
+
+def _point(run: MonitoringRun) -> HistoryPoint:
+    report = run.report
+    drift = report.get("drift") or {}
+    estimated = report.get("estimated_performance") or {}
+    labelled = report.get("labelled_performance") or {}
+    metric = estimated.get("metric") or labelled.get("metric")
+    return HistoryPoint(
+        run_id=run.id,
+        created_at=run.created_at,
+        version=run.version,
+        rows=int((report.get("window") or {}).get("rows") or 0),
+        share_drifted=drift.get("share_drifted"),
+        dataset_drift=run.dataset_drift,
+        prediction_drift=report.get("prediction_drift"),
+        mean_confidence=(report.get("confidence") or {}).get("current"),
+        primary_metric=metric,
+        estimated_primary=(estimated.get("metrics") or {}).get(metric),
+        labelled_primary=(labelled.get("metrics") or {}).get(labelled.get("metric") or metric),
+        n_labels=int(labelled.get("n_labels") or 0),
+        reasons=list(report.get("reasons") or []),
+    )
