@@ -8,7 +8,7 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -89,6 +89,16 @@ class Metrics:
     log_records: Counter
     model_info: Gauge
 
+    _children: dict[tuple[str, int, str], Any] = field(default_factory=dict)
+
+    def count_prediction(self, model: str, version: int, label: str, n: int) -> None:
+        """Predictions by class; the labelled child is looked up once, then cached."""
+        key = (model, version, label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.predictions.labels(model, str(version), label)
+        child.inc(n)
+
     def render(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess
@@ -148,6 +158,20 @@ class RequestContextMiddleware:
         self.app = app
         self.metrics = metrics
         self.version_of = version_of
+        # labels() takes a lock and builds a key on every call; the children never change.
+        self._children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
+
+    def _observe(self, route: str, status: int, version: str, seconds: float) -> None:
+        key = (route, status, version)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.metrics.requests.labels(route, str(status), version),
+                self.metrics.latency.labels(route, version),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -176,7 +200,5 @@ class RequestContextMiddleware:
         finally:
             path = scope["path"]
             route = path if path in KNOWN_ROUTES else "other"
-            version = self.version_of()
-            self.metrics.requests.labels(route, str(status), version).inc()
-            self.metrics.latency.labels(route, version).observe(time.perf_counter() - started)
+            self._observe(route, status, self.version_of(), time.perf_counter() - started)
             request_id_var.reset(token)

@@ -30,15 +30,19 @@ async def read_json(request: Request, limit: int) -> Any:
     if not ctype.startswith("application/json"):
         raise HTTPProblem(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPProblem(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPProblem(413, f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    if declared and declared.isdigit():
+        if int(declared) > limit:
+            raise HTTPProblem(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
+        body = await request.body()
+    else:
+        # No declared length (chunked): count while reading so a huge body is cut off early.
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPProblem(413, f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
     if not body:
         raise HTTPProblem(422, "empty body: send a JSON object or a list of objects")
     try:
@@ -71,6 +75,18 @@ def _validate(model: LoadedModel, payload: Any, max_batch: int) -> tuple[list[di
     raise ValidationError("body must be a JSON object (one record) or a list of records")
 
 
+def count_predictions(metrics: Any, model: LoadedModel, items: list[dict[str, Any]]) -> None:
+    """Predictions by class (by count for regression)."""
+    if model.task == "regression":
+        counts: dict[str, int] = {"value": len(items)}
+    elif len(items) == 1:
+        counts = {str(items[0]["prediction"]): 1}
+    else:
+        counts = Counter(str(item["prediction"]) for item in items)
+    for label, n in counts.items():
+        metrics.count_prediction(model.name, model.version, label, n)
+
+
 @router.post(
     "/predict",
     summary="Predict one record or a list of records with the production model",
@@ -96,14 +112,7 @@ async def predict(request: Request) -> Response:
         items, records = predict_records(model, rows, serving, request_id=rid, started=started)
     if serving.log_predictions:
         state.writer.submit(records)
-    counts = (
-        Counter(str(item["prediction"]) for item in items)
-        if model.task != "regression"
-        else {"value": len(items)}
-    )
-    version = str(model.version)
-    for label, n in counts.items():
-        state.metrics.predictions.labels(model.name, version, label).inc(n)
+    count_predictions(state.metrics, model, items)
     body = (
         {"model": model.name, "version": model.version, "predictions": items} if many else items[0]
     )

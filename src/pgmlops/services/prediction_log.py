@@ -55,7 +55,9 @@ class PredictionLogWriter:
         self.spill_path = Path(spill_dir) / f"predictions-{os.getpid()}.jsonl"
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
-        self._queue: queue.Queue[PredictionRecord] = queue.Queue(maxsize=max_queue)
+        # One queue item per request (a list of records); the bound counts records.
+        self._queue: queue.SimpleQueue[list[PredictionRecord]] = queue.SimpleQueue()
+        self.max_queue = max_queue
         self._stop = threading.Event()
         # Records submitted but not yet written or spilled; flush() waits for zero.
         self._pending = 0
@@ -68,19 +70,15 @@ class PredictionLogWriter:
     # -- request path --------------------------------------------------------------------
 
     def submit(self, records: list[PredictionRecord]) -> None:
-        """Enqueue without blocking; a full queue drops (and counts) the overflow."""
-        put = self._queue.put_nowait
-        accepted = 0
-        for r in records:
-            try:
-                put(r)
-                accepted += 1
-            except queue.Full:
-                self._count("dropped", len(records) - accepted)
-                break
+        """Enqueue without blocking; records beyond the bound are dropped and counted."""
         with self._pending_lock:
-            self._pending += accepted
-        self._count("queued", accepted)
+            room = self.max_queue - self._pending
+            accepted = records if len(records) <= room else records[: max(room, 0)]
+            self._pending += len(accepted)
+        if accepted:
+            self._queue.put(accepted)
+        self._count("queued", len(accepted))
+        self._count("dropped", len(records) - len(accepted))
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -107,7 +105,7 @@ class PredictionLogWriter:
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        return self._pending
 
     def stats(self) -> dict[str, int | str | None]:
         pending = self.spill_path.stat().st_size if self.spill_path.exists() else 0
@@ -129,13 +127,13 @@ class PredictionLogWriter:
     def _take_batch(self) -> list[PredictionRecord]:
         batch: list[PredictionRecord] = []
         try:
-            batch.append(self._queue.get(timeout=self.flush_seconds))
+            batch.extend(self._queue.get(timeout=self.flush_seconds))
         except queue.Empty:
             return batch
         deadline = time.monotonic() + self.flush_seconds
         while len(batch) < self.batch_size:
             try:
-                batch.append(self._queue.get_nowait())
+                batch.extend(self._queue.get_nowait())
             except queue.Empty:
                 if time.monotonic() >= deadline or self._stop.is_set():
                     break

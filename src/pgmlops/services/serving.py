@@ -158,13 +158,12 @@ class ModelHolder:
             callback(result, version)
 
 
-def risk_level(p: float, bands: dict[str, float]) -> str:
-    """The highest band whose lower bound is at or below p."""
-    level = None
-    for name, lower in sorted(bands.items(), key=lambda kv: kv[1]):
-        if p >= lower:
-            level = name
-    return level or min(bands, key=bands.get)  # type: ignore[arg-type]
+def risk_levels(scores: np.ndarray, bands: dict[str, float]) -> list[str]:
+    """Per score, the highest band whose lower bound is at or below it (the lowest if none)."""
+    ordered = sorted(bands.items(), key=lambda kv: kv[1])
+    names = [name for name, _ in ordered]
+    index = np.searchsorted([lower for _, lower in ordered], scores, side="right") - 1
+    return [names[k] for k in np.maximum(index, 0).tolist()]
 
 
 def predict_records(
@@ -186,54 +185,76 @@ def predict_records(
     latency_ms = (time.perf_counter() - started) * 1000.0
     now = datetime.now(UTC)
     task = model.card.task
-    classes = model.card.classes or []
-    items: list[dict[str, Any]] = []
-    records: list[PredictionRecord] = []
+    n = len(rows)
+    ids = [str(uuid.uuid4()) for _ in range(n)]
     predicted = out.predicted.tolist()
-    proba = out.proba
-    for i, row in enumerate(rows):
-        pid = str(uuid.uuid4())
-        item: dict[str, Any] = {
-            "prediction_id": pid,
-            "model": model.name,
-            "version": model.version,
-            "prediction": predicted[i],
-        }
-        probability = conf = None
-        output = None
-        if task == "binary":
-            probability = float(proba[i])  # type: ignore[index]
-            conf = abs(probability - 0.5) * 2.0
-            item["probability"] = probability
-            item["confidence"] = conf
-            item["risk_level"] = risk_level(probability, serving.risk_bands)
-        elif task == "multiclass":
-            probs = {c: float(p) for c, p in zip(classes, proba[i], strict=True)}  # type: ignore[index]
-            conf = max(probs.values())
-            item["probability"] = probs
-            item["confidence"] = conf
-            item["risk_level"] = risk_level(conf, serving.risk_bands)
-            output = {"probabilities": probs}
-        unknown = _unknown_categories(model, row)
-        if unknown:
-            item["flags"] = {"unknown_categories": unknown}
-            output = {**(output or {}), "unknown_categories": unknown}
-        items.append(item)
-        records.append(
-            PredictionRecord(
-                id=pid,
-                model_name=model.name,
-                version=model.version,
-                created_at=now,
-                features=row,
-                prediction=str(predicted[i]),
-                probability=probability,
-                confidence=conf,
-                output=output,
-                latency_ms=latency_ms,
-                request_id=request_id,
-            )
+    probability: list[Any] = [None] * n
+    confidence: list[Any] = [None] * n
+    outputs: list[Any] = [None] * n
+    base = {"model": model.name, "version": model.version}
+    if task == "binary":
+        proba = np.asarray(out.proba)
+        probability = proba.tolist()
+        confidence = (np.abs(proba - 0.5) * 2.0).tolist()
+        risks = risk_levels(proba, serving.risk_bands)
+        items = [
+            {
+                "prediction_id": i,
+                **base,
+                "prediction": y,
+                "probability": p,
+                "confidence": c,
+                "risk_level": r,
+            }
+            for i, y, p, c, r in zip(ids, predicted, probability, confidence, risks, strict=True)
+        ]
+    elif task == "multiclass":
+        proba = np.asarray(out.proba)
+        classes = model.card.classes or []
+        probability = [dict(zip(classes, row, strict=True)) for row in proba.tolist()]
+        top = proba.max(axis=1)
+        confidence = top.tolist()
+        risks = risk_levels(top, serving.risk_bands)
+        outputs = [{"probabilities": p} for p in probability]
+        items = [
+            {
+                "prediction_id": i,
+                **base,
+                "prediction": y,
+                "probability": p,
+                "confidence": c,
+                "risk_level": r,
+            }
+            for i, y, p, c, r in zip(ids, predicted, probability, confidence, risks, strict=True)
+        ]
+    else:
+        items = [
+            {"prediction_id": i, **base, "prediction": y}
+            for i, y in zip(ids, predicted, strict=True)
+        ]
+    if serving.unknown_categories == "flag":
+        # In "reject" mode validation already refused unknown categories.
+        for k, row in enumerate(rows):
+            unknown = _unknown_categories(model, row)
+            if unknown:
+                items[k]["flags"] = {"unknown_categories": unknown}
+                outputs[k] = {**(outputs[k] or {}), "unknown_categories": unknown}
+    records = [
+        PredictionRecord(
+            id=ids[k],
+            model_name=model.name,
+            version=model.version,
+            created_at=now,
+            features=rows[k],
+            prediction=str(predicted[k]),
+            probability=probability[k] if task == "binary" else None,
+            confidence=confidence[k],
+            output=outputs[k],
+            latency_ms=latency_ms,
+            request_id=request_id,
         )
+        for k in range(n)
+    ]
     return items, records
 
 
