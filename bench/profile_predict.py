@@ -9,8 +9,8 @@ It drives the real ASGI app (`create_app`, lifespan started: model holder, predi
 writer, alias watcher) with synthetic requests -- no uvicorn, no network -- and reports CPU
 time per request (this thread, and the whole process including the writer thread) for:
 the app as shipped with logging on; logging off; the bare FastAPI + pydantic + onnxruntime app
-(bench/bare_app.py); and the pieces uvicorn adds outside the app (its access-log line, which
-pgmlops' logging set-up turns back on). CPU time, not wall time, so other work on a shared
+(bench/bare_app.py); and what uvicorn's access-log line would add outside the app (off unless
+``serving.access_log`` is set). CPU time, not wall time, so other work on a shared
 machine disturbs it much less. ``--cprofile N`` prints the top N functions of the shipped app
 by own time, in µs per request.
 """
@@ -163,7 +163,9 @@ def components() -> list[tuple[str, float]]:
     from pgmlops.domain.records import PredictionRecord
     from pgmlops.services.inference import onnx_row_feeds
     from pgmlops.services.prediction_log import PredictionLogWriter
-    from pgmlops.services.serving import _unknown_categories, predict_records, risk_level
+    import numpy as np
+
+    from pgmlops.services.serving import _unknown_categories, predict_records, risk_levels
 
     settings = load_settings()
     app = create_app(settings)
@@ -201,7 +203,7 @@ def components() -> list[tuple[str, float]]:
         item = {"prediction_id": pid, "model": model.name, "version": 1, "prediction": "1"}
         item["probability"] = p
         item["confidence"] = abs(p - 0.5) * 2.0
-        item["risk_level"] = risk_level(p, serving.risk_bands)
+        item["risk_level"] = risk_levels(np.asarray([p]), serving.risk_bands)[0]
         _unknown_categories(model, row)
         PredictionRecord(
             id=pid, model_name=model.name, version=1, created_at=now, features=row,

@@ -13,7 +13,8 @@ import pytest
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.errors import ArtifactError, ConflictError, NotFoundError, PromotionRefused
 from pgmlops.services.commands import models_command, promote_command, train_command
-from pgmlops.services.promotion import rollback, version_engine
+from pgmlops.services.promotion import read_holdout, rollback, version_engine
+from pgmlops.services.serving import load_version, predict_records, prediction_ids
 
 ACTOR = "tester"
 
@@ -152,9 +153,7 @@ def test_racing_promotions_leave_one_consistent_winner(ctx, churn_csv) -> None:
     assert current in (a["version"], b["version"])
     assert history[-1].new_version == current
     # Every move names the version it replaced: the chain has no gaps.
-    assert all(
-        h.previous_version == p.new_version for p, h in itertools.pairwise(history)
-    )
+    assert all(h.previous_version == p.new_version for p, h in itertools.pairwise(history))
 
 
 def test_rollback_without_history_says_so(ctx, churn_csv) -> None:
@@ -166,6 +165,50 @@ def test_rollback_without_history_says_so(ctx, churn_csv) -> None:
     )
     with pytest.raises(NotFoundError, match="nothing to roll back"):
         rollback(ctx, "churn", actor=ACTOR)
+
+
+def _assert_one_record_answers_match_the_pipeline(ctx, name: str, version: int) -> None:
+    """The server's single-record path (ONNX, plain Python) agrees with the pipeline."""
+    stored = ctx.registry.get_version(name, version)
+    loaded = load_version(ctx, stored)
+    assert loaded.engine.name == "onnx"
+    holdout = read_holdout(ctx, stored)[stored.card.feature_schema.names].head(40)
+    rows = [loaded.single.validate_python(r).__dict__ for r in holdout.to_dict("records")]
+    reference = version_engine(ctx, stored).predict_frame(holdout)
+    serving = ctx.settings.serving
+    batch, _ = predict_records(loaded, rows, serving, request_id=None, started=0.0)
+    for k, row in enumerate(rows):
+        (one,), (record,) = predict_records(loaded, [row], serving, request_id=None, started=0.0)
+        if stored.card.task == "regression":
+            # float32 sums may round differently for one row and for a batch
+            assert one["prediction"] == pytest.approx(batch[k]["prediction"], rel=1e-5)
+            assert one["prediction"] == pytest.approx(reference.predicted[k], rel=1e-4)
+            continue
+        assert one["prediction"] == batch[k]["prediction"]
+        assert str(one["prediction"]) == str(reference.predicted[k])
+        assert one["risk_level"] == batch[k]["risk_level"]
+        if stored.card.task == "binary":
+            assert one["probability"] == pytest.approx(reference.proba[k], abs=1e-4)
+            assert record.probability == one["probability"]
+        else:
+            expected = dict(zip(stored.card.classes, reference.proba[k], strict=True))
+            assert one["probability"] == pytest.approx(expected, abs=1e-4)
+            assert one["confidence"] == pytest.approx(max(expected.values()), abs=1e-4)
+
+
+def test_single_record_path_matches_the_pipeline_for_binary(ctx, churn_csv: Path) -> None:
+    trained = _train(ctx, churn_csv)
+    _assert_one_record_answers_match_the_pipeline(ctx, "churn", trained["version"])
+
+
+def test_prediction_ids_are_distinct_version_4_uuids() -> None:
+    import uuid
+
+    ids = prediction_ids(5000)
+    assert len(set(ids)) == 5000
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert [str(u) for u in parsed] == ids
 
 
 def test_multiclass_end_to_end(ctx, tmp_path: Path) -> None:
@@ -182,6 +225,7 @@ def test_multiclass_end_to_end(ctx, tmp_path: Path) -> None:
         ctx, model_name="iris", version=trained["version"], force=False, reason=None, actor=ACTOR
     )
     assert result["decision"]["primary_metric"] == "f1_macro"
+    _assert_one_record_answers_match_the_pipeline(ctx, "iris", trained["version"])
 
 
 def test_regression_end_to_end(ctx, tmp_path: Path) -> None:
@@ -210,6 +254,7 @@ def test_regression_end_to_end(ctx, tmp_path: Path) -> None:
         actor=ACTOR,
     )
     assert result["decision"]["primary_metric"] == "rmse"
+    _assert_one_record_answers_match_the_pipeline(ctx, "diabetes", trained["version"])
 
 
 def test_version_is_self_describing(ctx, churn_csv) -> None:

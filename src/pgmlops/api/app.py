@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,6 +37,17 @@ from pgmlops.store.predictions import PredictionStore
 log = logging.getLogger(__name__)
 
 
+def refreeze() -> None:
+    """Keep long-lived objects (libraries, the served model) out of the collector's passes.
+
+    A full collection over them takes 50-150 ms here, a stall for every request in flight.
+    After a reload the previous version's cycles must be freed first, hence unfreeze+collect.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     ctx = Context(settings)
     ctx.db.ensure_schema()
@@ -49,6 +62,7 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
             metrics.model_info.labels(settings.model_name, str(version), engine).set(1)
             # The request schema follows the served version: rebuild OpenAPI lazily.
             app.openapi_schema = None
+            refreeze()
 
     holder.on_reload.append(reloaded)
     writer = PredictionLogWriter(
@@ -57,7 +71,7 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
         max_queue=serving.log_queue_size,
         batch_size=serving.log_batch_size,
         flush_seconds=serving.log_flush_seconds,
-        on_count=lambda event, n: metrics.log_records.labels(event).inc(n),
+        on_count=metrics.count_log_event,
     )
     app.state.ctx = ctx
     app.state.holder = holder
@@ -73,6 +87,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.holder.refresh()
     state.writer.start()
     state.watcher.start()
+    refreeze()
+    # The log writer thread holds the GIL through a COPY batch (milliseconds); the default
+    # 5 ms switch interval would let it stall the event loop for that long, a p99 outlier.
+    sys.setswitchinterval(0.001)
     log.info(
         "pgmlops %s serving model %r from %s",
         __version__,
@@ -106,11 +124,25 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         body_schema = {
             "anyOf": [ref, {"type": "array", "items": ref, "minItems": 1, "maxItems": max_batch}]
         }
-        op = schema["paths"]["/predict"]["post"]
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": body_schema}},
-        }
+    else:
+        anything = {"type": "object"}
+        body_schema = {"anyOf": [anything, {"type": "array", "items": anything}]}
+    problem = {"content": {"application/json": {"schema": {"type": "object"}}}}
+    predict_op = {
+        "summary": "Predict one record or a list of records with the production model",
+        "operationId": "predict_predict_post",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
+        "responses": {
+            "200": {"description": "A prediction per record", **problem},
+            "401": {"description": "Missing or wrong predict key", **problem},
+            "413": {"description": "Body over the size limit", **problem},
+            "415": {"description": "Content-Type is not application/json", **problem},
+            "422": {"description": "A record does not fit the feature schema", **problem},
+            "503": {"description": "No production model is loaded", **problem},
+        },
+    }
+    # The route is a plain Starlette one; put it first, where users look for it.
+    schema["paths"] = {"/predict": {"post": predict_op}, **schema["paths"]}
     fb = schema["paths"]["/feedback"]["post"]
     item = {
         "type": "object",
@@ -136,12 +168,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for one process; the model loads in the lifespan, not here."""
     settings = settings or get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, access_log=settings.serving.access_log)
     app = FastAPI(
         title="pgmlops",
         version=__version__,
         description="Serve the production model, log every prediction, collect labels.",
         lifespan=lifespan,
+        # Off unless asked for: the bridge looks up the global providers on every request,
+        # and pgmlops already exports Prometheus metrics and request-id'd JSON logs.
+        telemetry=None
+        if settings.serving.opentelemetry
+        else {"tracing": False, "metrics": False, "logs": False},
     )
     metrics = build_metrics()
     app.state.metrics = metrics

@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +61,7 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, *, access_log: bool = False) -> None:
     """Route our loggers and uvicorn's through the JSON formatter on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -73,6 +72,9 @@ def configure_logging(level: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # uvicorn decides per connection from hasHandlers(): a propagating access logger would
+    # format and write a line for every request, which /predict cannot afford by default.
+    logging.getLogger("uvicorn.access").propagate = access_log
     # Migrations narrate every step at INFO; only their warnings matter in service logs.
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -90,6 +92,7 @@ class Metrics:
     model_info: Gauge
 
     _children: dict[tuple[str, int, str], Any] = field(default_factory=dict)
+    _log_children: dict[str, Any] = field(default_factory=dict)
 
     def count_prediction(self, model: str, version: int, label: str, n: int) -> None:
         """Predictions by class; the labelled child is looked up once, then cached."""
@@ -97,6 +100,13 @@ class Metrics:
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self.predictions.labels(model, str(version), label)
+        child.inc(n)
+
+    def count_log_event(self, event: str, n: int) -> None:
+        """Prediction-log writer events (queued, written, ...), children cached as above."""
+        child = self._log_children.get(event)
+        if child is None:
+            child = self._log_children[event] = self.log_records.labels(event)
         child.inc(n)
 
     def render(self) -> tuple[bytes, str]:
@@ -182,7 +192,7 @@ class RequestContextMiddleware:
             if key == b"x-request-id":
                 rid = value.decode("latin-1")[:64]
                 break
-        rid = rid or uuid.uuid4().hex
+        rid = rid or os.urandom(16).hex()
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status = 500

@@ -88,9 +88,9 @@ class ModelSummary:
     aliases: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PredictionRecord:
-    """One logged prediction, as the background writer stores it."""
+    """One logged prediction, as the background writer stores it (built per request: slots)."""
 
     id: str
     model_name: str

@@ -25,6 +25,8 @@ class Engine(Protocol):
 
     def predict_row(self, row: dict[str, Any]) -> Outputs: ...
 
+    def predict_one(self, row: dict[str, Any]) -> tuple[Any, Any]: ...
+
 
 def load_pipeline(data: bytes) -> Any:
     """Unpickle a pipeline whose bytes have already passed their sha256 check."""
@@ -65,34 +67,43 @@ class PipelineEngine:
     def predict_row(self, row: dict[str, Any]) -> Outputs:
         return self.predict_columns({k: [v] for k, v in row.items()})
 
+    def predict_one(self, row: dict[str, Any]) -> tuple[Any, Any]:
+        """(prediction, probability) of one record as plain Python values."""
+        out = self.predict_row(row)
+        return out.predicted.tolist()[0], None if out.proba is None else out.proba.tolist()[0]
 
-def onnx_feeds(schema: FeatureSchema, columns: dict[str, Any]) -> dict[str, np.ndarray]:
-    """One (n, 1) tensor per feature: float32 for numbers, strings for categories."""
+
+def onnx_feeds(
+    schema: FeatureSchema, columns: dict[str, Any], inputs: list[str] | None = None
+) -> dict[str, np.ndarray]:
+    """One (n, 1) tensor per feature, named as the graph's inputs (default: feature names)."""
     feeds: dict[str, np.ndarray] = {}
-    for spec in schema.features:
+    for k, spec in enumerate(schema.features):
+        key = inputs[k] if inputs else spec.name
         values = np.asarray(columns[spec.name])
         if spec.kind == "numeric":
             if values.dtype == object:
                 values = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-            feeds[spec.name] = values.astype(np.float32).reshape(-1, 1)
+            feeds[key] = values.astype(np.float32).reshape(-1, 1)
         else:
             arr = values.astype(object).reshape(-1, 1)
-            feeds[spec.name] = (
-                np.where(pd.isna(arr), MISSING_CATEGORY, arr).astype(str).astype(object)
-            )
+            feeds[key] = np.where(pd.isna(arr), MISSING_CATEGORY, arr).astype(str).astype(object)
     return feeds
 
 
-def onnx_row_feeds(schema: FeatureSchema, row: dict[str, Any]) -> dict[str, np.ndarray]:
+def onnx_row_feeds(
+    schema: FeatureSchema, row: dict[str, Any], inputs: list[str] | None = None
+) -> dict[str, np.ndarray]:
     """The single-record fast path: (1, 1) tensors straight from a validated dict."""
     feeds: dict[str, np.ndarray] = {}
-    for spec in schema.features:
+    for k, spec in enumerate(schema.features):
+        key = inputs[k] if inputs else spec.name
         value = row.get(spec.name)
         if spec.kind == "numeric":
-            feeds[spec.name] = np.array([[np.nan if value is None else value]], dtype=np.float32)
+            feeds[key] = np.array([[np.nan if value is None else value]], dtype=np.float32)
         else:
             text = MISSING_CATEGORY if value is None else str(value)
-            feeds[spec.name] = np.array([[text]], dtype=object)
+            feeds[key] = np.array([[text]], dtype=object)
     return feeds
 
 
@@ -116,6 +127,15 @@ class OnnxEngine:
         except Exception as exc:
             raise ArtifactError(f"ONNX artifact cannot be loaded: {exc}") from exc
         self.card = card
+        # skl2onnx turns names like "petal width (cm)" into identifiers; inputs keep the
+        # order of the feature schema, so feeds are named by position.
+        names = card.feature_schema.names
+        inputs = [i.name for i in self.session.get_inputs()]
+        if len(inputs) != len(names):
+            raise ArtifactError(
+                f"ONNX artifact has {len(inputs)} inputs, the feature schema {len(names)}"
+            )
+        self._inputs = None if inputs == names else inputs
         outputs = [o.name for o in self.session.get_outputs()]
         self._output = "variable" if card.task == "regression" else "probabilities"
         if self._output not in outputs:
@@ -128,6 +148,12 @@ class OnnxEngine:
             # skl2onnx writes class labels in the estimator's order; reorder to the card's.
             labels = self._labels()
             self._order = class_columns(labels, card.classes or []) if labels else None
+            if self._order is not None and (self._order == np.arange(len(self._order))).all():
+                self._order = None
+        # The single-record path answers in plain Python values.
+        self._labels_list = list(card.classes or [])
+        self._positive = 1 if self._order is None or card.task != "binary" else int(self._order[1])
+        self._order_list = None if self._order is None else self._order.tolist()
 
     def _labels(self) -> list[str] | None:
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -138,10 +164,23 @@ class OnnxEngine:
         return self.predict_columns({c: x[c].to_numpy() for c in x.columns})
 
     def predict_row(self, row: dict[str, Any]) -> Outputs:
-        return self._outputs(onnx_row_feeds(self.card.feature_schema, row))
+        return self._outputs(onnx_row_feeds(self.card.feature_schema, row, self._inputs))
 
     def predict_columns(self, columns: dict[str, np.ndarray]) -> Outputs:
-        return self._outputs(onnx_feeds(self.card.feature_schema, columns))
+        return self._outputs(onnx_feeds(self.card.feature_schema, columns, self._inputs))
+
+    def predict_one(self, row: dict[str, Any]) -> tuple[Any, Any]:
+        """(prediction, probability) of one record as plain Python values."""
+        feeds = onnx_row_feeds(self.card.feature_schema, row, self._inputs)
+        (out,) = self.session.run([self._output], feeds)
+        first = out[0].tolist()
+        if self._task == "regression":
+            return float(first[0] if isinstance(first, list) else first), None
+        if self._task == "binary":
+            p = first[self._positive]
+            return self._labels_list[1 if p >= self._threshold else 0], p
+        proba = first if self._order_list is None else [first[k] for k in self._order_list]
+        return self._labels_list[max(range(len(proba)), key=proba.__getitem__)], proba
 
     def _outputs(self, feeds: dict[str, np.ndarray]) -> Outputs:
         (out,) = self.session.run([self._output], feeds)

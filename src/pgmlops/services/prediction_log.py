@@ -127,17 +127,23 @@ class PredictionLogWriter:
     def _take_batch(self) -> list[PredictionRecord]:
         batch: list[PredictionRecord] = []
         try:
-            batch.extend(self._queue.get(timeout=self.flush_seconds))
+            # Idle: wake twice a second to notice stop() and spilled records to replay.
+            batch.extend(self._queue.get(timeout=max(self.flush_seconds, 0.5)))
         except queue.Empty:
             return batch
         deadline = time.monotonic() + self.flush_seconds
         while len(batch) < self.batch_size:
             try:
                 batch.extend(self._queue.get_nowait())
+                continue
             except queue.Empty:
-                if time.monotonic() >= deadline or self._stop.is_set():
-                    break
-                time.sleep(0.005)
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.is_set():
+                break
+            # Let requests accumulate between looks: a wake-up per request would cost the
+            # event loop the GIL far more often than one COPY per batch does.
+            self._stop.wait(min(remaining, 0.05))
         return batch
 
     def _run(self) -> None:

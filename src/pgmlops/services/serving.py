@@ -7,11 +7,14 @@ swaps the reference, so a request that read `current` once answers entirely from
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -158,12 +161,27 @@ class ModelHolder:
             callback(result, version)
 
 
-def risk_levels(scores: np.ndarray, bands: dict[str, float]) -> list[str]:
+def risk_levels(scores: list[float], bands: dict[str, float]) -> list[str]:
     """Per score, the highest band whose lower bound is at or below it (the lowest if none)."""
     ordered = sorted(bands.items(), key=lambda kv: kv[1])
     names = [name for name, _ in ordered]
-    index = np.searchsorted([lower for _, lower in ordered], scores, side="right") - 1
-    return [names[k] for k in np.maximum(index, 0).tolist()]
+    bounds = [lower for _, lower in ordered]
+    return [names[max(bisect_right(bounds, s) - 1, 0)] for s in scores]
+
+
+def prediction_ids(n: int) -> list[str]:
+    """n random (version 4) UUID strings from one read of the OS's random source."""
+    if n == 1:
+        return [str(uuid.uuid4())]
+    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.tobytes().hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-"
+        f"{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * n, 32)
+    ]
 
 
 def predict_records(
@@ -175,51 +193,58 @@ def predict_records(
     started: float,
 ) -> tuple[list[dict[str, Any]], list[PredictionRecord]]:
     """Predict validated rows; return the response items and the log records."""
-    if len(rows) == 1:
-        out = model.engine.predict_row(rows[0])
+    n = len(rows)
+    if n == 1:
+        # One record never touches a DataFrame or a vectorised post-processing step.
+        label, proba = model.engine.predict_one(rows[0])
+        predicted: list[Any] = [label]
+        probas: list[Any] = [proba]
     else:
-        names = model.card.feature_schema.names
+        # Numbers straight into float arrays (numpy reads None as NaN), categories as objects.
         out = model.engine.predict_columns(
-            {n: np.asarray([r.get(n) for r in rows], dtype=object) for n in names}
+            {
+                f.name: np.array(
+                    list(map(itemgetter(f.name), rows)),
+                    dtype=np.float64 if f.kind == "numeric" else object,
+                )
+                for f in model.card.feature_schema.features
+            }
         )
+        predicted = out.predicted.tolist()
+        probas = [None] * n if out.proba is None else out.proba.tolist()
     latency_ms = (time.perf_counter() - started) * 1000.0
     now = datetime.now(UTC)
     task = model.card.task
-    n = len(rows)
-    ids = [str(uuid.uuid4()) for _ in range(n)]
-    predicted = out.predicted.tolist()
-    probability: list[Any] = [None] * n
+    ids = prediction_ids(n)
+    name, version = model.name, model.version
     confidence: list[Any] = [None] * n
     outputs: list[Any] = [None] * n
-    base = {"model": model.name, "version": model.version}
     if task == "binary":
-        proba = np.asarray(out.proba)
-        probability = proba.tolist()
-        confidence = (np.abs(proba - 0.5) * 2.0).tolist()
-        risks = risk_levels(proba, serving.risk_bands)
+        confidence = [abs(p - 0.5) * 2.0 for p in probas]
+        risks = risk_levels(probas, serving.risk_bands)
         items = [
             {
                 "prediction_id": i,
-                **base,
+                "model": name,
+                "version": version,
                 "prediction": y,
                 "probability": p,
                 "confidence": c,
                 "risk_level": r,
             }
-            for i, y, p, c, r in zip(ids, predicted, probability, confidence, risks, strict=True)
+            for i, y, p, c, r in zip(ids, predicted, probas, confidence, risks, strict=True)
         ]
     elif task == "multiclass":
-        proba = np.asarray(out.proba)
         classes = model.card.classes or []
-        probability = [dict(zip(classes, row, strict=True)) for row in proba.tolist()]
-        top = proba.max(axis=1)
-        confidence = top.tolist()
-        risks = risk_levels(top, serving.risk_bands)
+        probability = [dict(zip(classes, p, strict=True)) for p in probas]
+        confidence = [max(p) for p in probas]
+        risks = risk_levels(confidence, serving.risk_bands)
         outputs = [{"probabilities": p} for p in probability]
         items = [
             {
                 "prediction_id": i,
-                **base,
+                "model": name,
+                "version": version,
                 "prediction": y,
                 "probability": p,
                 "confidence": c,
@@ -229,7 +254,7 @@ def predict_records(
         ]
     else:
         items = [
-            {"prediction_id": i, **base, "prediction": y}
+            {"prediction_id": i, "model": name, "version": version, "prediction": y}
             for i, y in zip(ids, predicted, strict=True)
         ]
     if serving.unknown_categories == "flag":
@@ -239,19 +264,20 @@ def predict_records(
             if unknown:
                 items[k]["flags"] = {"unknown_categories": unknown}
                 outputs[k] = {**(outputs[k] or {}), "unknown_categories": unknown}
+    binary = task == "binary"
     records = [
         PredictionRecord(
-            id=ids[k],
-            model_name=model.name,
-            version=model.version,
-            created_at=now,
-            features=rows[k],
-            prediction=str(predicted[k]),
-            probability=probability[k] if task == "binary" else None,
-            confidence=confidence[k],
-            output=outputs[k],
-            latency_ms=latency_ms,
-            request_id=request_id,
+            ids[k],
+            name,
+            version,
+            now,
+            rows[k],
+            str(predicted[k]),
+            probas[k] if binary else None,
+            confidence[k],
+            outputs[k],
+            latency_ms,
+            request_id,
         )
         for k in range(n)
     ]
