@@ -155,6 +155,7 @@ def components() -> list[tuple[str, float]]:
     from collections import Counter
     from datetime import UTC, datetime
 
+    import numpy as np
     from starlette.responses import Response
 
     from pgmlops.api.app import create_app
@@ -163,8 +164,6 @@ def components() -> list[tuple[str, float]]:
     from pgmlops.domain.records import PredictionRecord
     from pgmlops.services.inference import onnx_row_feeds
     from pgmlops.services.prediction_log import PredictionLogWriter
-    import numpy as np
-
     from pgmlops.services.serving import _unknown_categories, predict_records, risk_levels
 
     settings = load_settings()
