@@ -57,6 +57,8 @@ from typing import Any
 import httpx
 import orjson
 
+from pgmlops.domain import demo_data
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
@@ -68,18 +70,8 @@ ADMIN_URL = os.environ.get(
 DB_NAME = "pgmlops_bench_serve"
 MODEL = "default"
 CLK = os.sysconf("SC_CLK_TCK")
-FEATURES = (
-    "CreditScore",
-    "Geography",
-    "Gender",
-    "Age",
-    "Tenure",
-    "Balance",
-    "NumOfProducts",
-    "HasCrCard",
-    "IsActiveMember",
-    "EstimatedSalary",
-)
+# The demo data's feature columns: everything but the identifier and the target.
+FEATURES = tuple(c for c in demo_data.COLUMNS if c not in ("CustomerId", demo_data.TARGET))
 
 # Settings must come from this script only, not from the caller's shell.
 for _k in [k for k in os.environ if k.startswith("PGMLOPS_")]:
