@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 
 from pgmlops.domain.records import PRODUCTION
-from pgmlops.errors import ArtifactError, ConflictError, NotFoundError, PromotionRefused
+from pgmlops.errors import (
+    ArtifactError,
+    ConflictError,
+    NotFoundError,
+    PromotionRefused,
+    ValidationError,
+)
 from pgmlops.services.commands import models_command, promote_command, train_command
 from pgmlops.services.promotion import read_holdout, rollback, version_engine
 from pgmlops.services.serving import load_version, predict_records, prediction_ids
@@ -199,6 +205,12 @@ def _assert_one_record_answers_match_the_pipeline(ctx, name: str, version: int) 
 def test_single_record_path_matches_the_pipeline_for_binary(ctx, churn_csv: Path) -> None:
     trained = _train(ctx, churn_csv)
     _assert_one_record_answers_match_the_pipeline(ctx, "churn", trained["version"])
+
+
+def test_a_version_number_beyond_the_database_integer_is_bad_input(ctx, churn_csv) -> None:
+    _train(ctx, churn_csv)
+    with pytest.raises((ValidationError, NotFoundError)):
+        ctx.registry.get_version("churn", 2**128)
 
 
 def test_prediction_ids_are_distinct_version_4_uuids() -> None:

@@ -22,7 +22,7 @@ class PromoteBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model_name: str | None = None
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=2**31 - 1)
     force: bool = False
     reason: str | None = Field(None, max_length=2000)
 

@@ -103,6 +103,9 @@ class Database:
             # The database refused a value we were given (e.g. a NUL character in text on
             # PostgreSQL): bad input, not a broken database.
             raise ValidationError(f"invalid value: {_first_line(exc)}") from exc
+        except OverflowError as exc:
+            # sqlite3 refuses integers beyond 64 bits itself, before SQLAlchemy sees a DB error.
+            raise ValidationError(f"invalid value: {exc}") from exc
         except SQLAlchemyError as exc:
             raise StoreError(f"database error: {_first_line(exc)}") from exc
 
