@@ -195,7 +195,7 @@ def components() -> list[tuple[str, float]]:
         for label, k in counts.items():
             metrics.predictions.labels(model.name, "1", label).inc(k)
 
-    def record_bookkeeping() -> None:  # what predict_records adds around predict_row
+    def record_bookkeeping() -> None:  # what predict_records adds around predict_one
         pid = str(uuid.uuid4())
         now = datetime.now(UTC)
         p = 0.3
@@ -218,9 +218,9 @@ def components() -> list[tuple[str, float]]:
          _best_us(lambda: onnx_row_feeds(model.card.feature_schema, row))),
         ("session.run alone (feeds prebuilt)",
          _best_us(lambda: engine.session.run([out_name], feeds))),
-        ("OnnxEngine.predict_row (feeds + run + outputs)",
-         _best_us(lambda: engine.predict_row(row))),
-        ("predict_records, one row (predict_row + bookkeeping)",
+        ("OnnxEngine.predict_one (feeds + run + outputs)",
+         _best_us(lambda: engine.predict_one(row))),
+        ("predict_records, one row (predict_one + bookkeeping)",
          _best_us(lambda: predict_records(model, [row], serving, request_id=None, started=0.0))),
         ("  of which: uuid4, datetime.now, risk_level, unknown-category check, "
          "PredictionRecord", _best_us(record_bookkeeping)),
@@ -252,9 +252,8 @@ class _NoMetric:
 
 def _lean_predict_records(model, rows, serving, *, request_id, started):
     """predict_records minus its bookkeeping: what the bare app does, shaped the same way."""
-    out = model.engine.predict_row(rows[0])
-    p = float(out.proba[0])
-    item = {"model": model.name, "version": model.version, "prediction": out.predicted[0]}
+    label, p = model.engine.predict_one(rows[0])
+    item = {"model": model.name, "version": model.version, "prediction": label}
     item["probability"] = p
     return [item], []
 

@@ -399,19 +399,19 @@ def floor(setup: Setup, scale: float) -> dict[str, float]:
             ),
             n(20_000),
         ),
-        "engine_predict_row_us": _median_us(lambda: loaded.engine.predict_row(row), n(20_000)),
+        "engine_predict_one_us": _median_us(lambda: loaded.engine.predict_one(row), n(20_000)),
         "onnx_session_run_us": _median_us(lambda: session.run([out_name], feeds), n(50_000)),
         "sklearn_predict_proba_us": _median_us(lambda: pipeline.predict_proba(frame), n(2_000), 20),
         "sklearn_predict_proba_1t_us": _one_thread(
             _median_us, lambda: pipeline.predict_proba(frame), n(2_000), 20
         ),
-        "pipeline_engine_predict_row_us": _median_us(
-            lambda: pipe_engine.predict_row(row), n(1_000), 20
+        "pipeline_engine_predict_one_us": _median_us(
+            lambda: pipe_engine.predict_one(row), n(1_000), 20
         ),
     }
     out: dict[str, Any] = {k: round(v[0], 2) for k, v in result.items()}
     out.update({k.replace("_us", "_cpu_us"): round(v[1], 2) for k, v in result.items()})
-    onnx_p = float(loaded.engine.predict_row(row).proba[0])
+    onnx_p = float(loaded.engine.predict_one(row)[1])
     skl_p = float(pipeline.predict_proba(frame)[0, 1])
     out["onnx_vs_sklearn_abs_diff"] = abs(onnx_p - skl_p)
     return out
@@ -898,11 +898,11 @@ FLOOR_ROWS = (
     ("server_path", "**server path**: pydantic record model + `predict_records` (ONNX)"),
     ("validate", "├ pydantic validation of one record"),
     ("predict_records", "├ `predict_records` (feeds, session.run, response item, log record)"),
-    ("engine_predict_row", "└ `OnnxEngine.predict_row` alone (feeds, session.run, outputs)"),
+    ("engine_predict_one", "└ `OnnxEngine.predict_one` alone (feeds, session.run, outputs)"),
     ("onnx_session_run", "**raw onnxruntime** `session.run` on one row (feeds prebuilt)"),
     ("sklearn_predict_proba", "**scikit-learn** `pipeline.predict_proba` on a one-row DataFrame"),
     ("sklearn_predict_proba_1t", "└ the same with OpenMP limited to 1 thread (threadpoolctl)"),
-    ("pipeline_engine_predict_row", "`PipelineEngine.predict_row` (DataFrame + coerce + predict)"),
+    ("pipeline_engine_predict_one", "`PipelineEngine.predict_one` (DataFrame + coerce + predict)"),
 )
 
 

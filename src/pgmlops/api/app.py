@@ -87,7 +87,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.holder.refresh()
     state.writer.start()
     state.watcher.start()
-    refreeze()
+    if state.holder.current is None:
+        refreeze()  # a loaded version has been frozen by the reload callback already
     # The log writer thread holds the GIL through a COPY batch (milliseconds); the default
     # 5 ms switch interval would let it stall the event loop for that long, a p99 outlier.
     sys.setswitchinterval(0.001)

@@ -23,8 +23,6 @@ class Engine(Protocol):
 
     def predict_columns(self, columns: dict[str, np.ndarray]) -> Outputs: ...
 
-    def predict_row(self, row: dict[str, Any]) -> Outputs: ...
-
     def predict_one(self, row: dict[str, Any]) -> tuple[Any, Any]: ...
 
 
@@ -64,12 +62,9 @@ class PipelineEngine:
         frame = pd.DataFrame(columns, columns=self.card.feature_schema.names)
         return self.predict_frame(coerce_features(frame, self.card.feature_schema))
 
-    def predict_row(self, row: dict[str, Any]) -> Outputs:
-        return self.predict_columns({k: [v] for k, v in row.items()})
-
     def predict_one(self, row: dict[str, Any]) -> tuple[Any, Any]:
         """(prediction, probability) of one record as plain Python values."""
-        out = self.predict_row(row)
+        out = self.predict_columns({k: [v] for k, v in row.items()})
         return out.predicted.tolist()[0], None if out.proba is None else out.proba.tolist()[0]
 
 
@@ -150,10 +145,8 @@ class OnnxEngine:
             self._order = class_columns(labels, card.classes or []) if labels else None
             if self._order is not None and (self._order == np.arange(len(self._order))).all():
                 self._order = None
-        # The single-record path answers in plain Python values.
-        self._labels_list = list(card.classes or [])
+        # Column of the positive class, for the single-record path.
         self._positive = 1 if self._order is None or card.task != "binary" else int(self._order[1])
-        self._order_list = None if self._order is None else self._order.tolist()
 
     def _labels(self) -> list[str] | None:
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -162,9 +155,6 @@ class OnnxEngine:
 
     def predict_frame(self, x: pd.DataFrame) -> Outputs:
         return self.predict_columns({c: x[c].to_numpy() for c in x.columns})
-
-    def predict_row(self, row: dict[str, Any]) -> Outputs:
-        return self._outputs(onnx_row_feeds(self.card.feature_schema, row, self._inputs))
 
     def predict_columns(self, columns: dict[str, np.ndarray]) -> Outputs:
         return self._outputs(onnx_feeds(self.card.feature_schema, columns, self._inputs))
@@ -178,9 +168,9 @@ class OnnxEngine:
             return float(first[0] if isinstance(first, list) else first), None
         if self._task == "binary":
             p = first[self._positive]
-            return self._labels_list[1 if p >= self._threshold else 0], p
-        proba = first if self._order_list is None else [first[k] for k in self._order_list]
-        return self._labels_list[max(range(len(proba)), key=proba.__getitem__)], proba
+            return self._classes[1 if p >= self._threshold else 0], p
+        proba = first if self._order is None else [first[k] for k in self._order]
+        return self._classes[max(range(len(proba)), key=proba.__getitem__)], proba
 
     def _outputs(self, feeds: dict[str, np.ndarray]) -> Outputs:
         (out,) = self.session.run([self._output], feeds)
