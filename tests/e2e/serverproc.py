@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -75,13 +77,25 @@ def start_server(settings, tmp_path: Path, *, workers: int = 1, **extra: str) ->
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200 and (
+                _started_workers(log) >= workers
+            ):
                 return Server(url, process, env, log)
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"server did not start:\n{log.read_text()[-3000:]}")
+
+
+def _started_workers(log: Path) -> int:
+    """Workers whose uvicorn finished start-up (each then listens at once)."""
+    pids = set()
+    for line in log.read_text(errors="replace").splitlines():
+        if '"Application startup complete."' in line:
+            with contextlib.suppress(ValueError):
+                pids.add(json.loads(line)["pid"])
+    return len(pids)
 
 
 def stop_server(server: Server) -> None:

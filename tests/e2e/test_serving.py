@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,7 +21,7 @@ import pytest
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.store.predictions import PredictionStore
-from tests.e2e.serverproc import start_server, stop_server
+from tests.e2e.serverproc import server_env, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -257,6 +261,61 @@ def test_two_workers_follow_a_promotion_within_five_seconds(ctx, trained, tmp_pa
         assert "pgmlops_predictions_total" in pids
     finally:
         stop_server(srv)
+
+
+def test_two_workers_share_a_burst_of_keep_alive_connections(ctx, trained, tmp_path) -> None:
+    srv = start_server(ctx.settings, tmp_path, workers=2)
+    try:
+        # Opened together, as a load balancer's pool does: with one shared listening socket
+        # the first worker to wake could accept them all.
+        port = int(srv.url.rsplit(":", 1)[1])
+        socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+        pids = set()
+        for s in socks:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            body = b""
+            while chunk := s.recv(65536):
+                body += chunk
+            pids.add(orjson.loads(body.split(b"\r\n\r\n", 1)[1])["worker_pid"])
+            s.close()
+        assert len(pids) == 2
+    finally:
+        stop_server(srv)
+
+
+def test_a_worker_that_dies_is_replaced(ctx, trained, tmp_path) -> None:
+    srv = start_server(ctx.settings, tmp_path, workers=2)
+    try:
+        victim = httpx.get(f"{srv.url}/health").json()["worker_pid"]
+        os.kill(victim, signal.SIGKILL)
+        seen: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(seen - {victim}) < 2 and time.monotonic() < deadline:
+            close = {"Connection": "close"}
+            with contextlib.suppress(httpx.HTTPError):
+                seen.add(httpx.get(f"{srv.url}/health", headers=close).json()["worker_pid"])
+            time.sleep(0.05)
+        assert len(seen - {victim}) == 2
+        assert httpx.post(f"{srv.url}/predict", json=records(1)[0]).status_code == 200
+    finally:
+        stop_server(srv)
+
+
+def test_serve_with_workers_refuses_a_port_in_use(ctx, trained, tmp_path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "pgmlops.cli", "serve", "--port", str(port), "--workers", "2"],
+            env=server_env(ctx.settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def _pg_cluster(action: str) -> None:

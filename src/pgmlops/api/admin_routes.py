@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -63,6 +64,8 @@ async def health(request: Request) -> Response:
         200,
         {
             "status": status,
+            # Each worker keeps its own model, log queue and counters: say which one answered.
+            "worker_pid": os.getpid(),
             "model": model,
             "database": {"reachable": db_ok, "url": state.ctx.db.describe()},
             "prediction_log": state.writer.stats(),

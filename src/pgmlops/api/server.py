@@ -6,6 +6,7 @@ import os
 import secrets
 import tempfile
 
+from pgmlops.api.workers import WorkerPool, reuse_port_supported
 from pgmlops.config import Settings
 
 
@@ -45,13 +46,18 @@ def run_server(
             '"HasCrCard": 1, "IsActiveMember": 0, "EstimatedSalary": 90000}\'\n',
             flush=True,
         )
-    uvicorn.run(
-        "pgmlops.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    config = {
+        "app": "pgmlops.api.app:create_app",
+        "factory": True,
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers > 1 and reuse_port_supported():
+        code = WorkerPool(config, workers).run()
+        if code:
+            raise SystemExit(code)
+        return
+    uvicorn.run(**config, workers=workers)

@@ -1,0 +1,133 @@
+"""Several uvicorn servers on one port, each listening on its own SO_REUSEPORT socket.
+
+uvicorn's own ``--workers`` shares one listening socket between processes, and whichever
+worker wakes first accepts every connection that is waiting: a client that opens its
+keep-alive connections in a burst (a load balancer, a load generator) can land all of them
+on one worker while the others idle. With a socket per worker the kernel spreads new
+connections over the workers by a hash of the client's address and port.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+from pgmlops.errors import ConfigError
+
+log = logging.getLogger(__name__)
+# uvicorn's exit code for "the application failed to start": restarting would only spin.
+STARTUP_FAILURE = 3
+# A worker that died sooner than this after its start is restarted no faster than this.
+_RESTART_GAP_S = 1.0
+
+
+def reuse_port_supported() -> bool:
+    """True where the kernel balances connections over SO_REUSEPORT sockets (Linux)."""
+    return hasattr(socket, "SO_REUSEPORT") and os.uname().sysname == "Linux"
+
+
+def bind_reuse_port(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port that other processes of this user may bind too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def _forget_metrics_of(pid: int) -> None:
+    """Drop a dead worker's live gauges (model info) from the summed /metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+def _worker(config_kwargs: dict[str, Any]) -> None:
+    """One worker process: its own socket, one uvicorn server."""
+    import uvicorn
+
+    config = uvicorn.Config(**config_kwargs)
+    sock = bind_reuse_port(config.host, config.port)
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
+
+
+class WorkerPool:
+    """Starts the workers, restarts one that dies, stops them all on SIGINT or SIGTERM."""
+
+    def __init__(self, config_kwargs: dict[str, Any], workers: int) -> None:
+        self.config_kwargs = config_kwargs
+        self.workers = workers
+        self._ctx = multiprocessing.get_context("spawn")
+        self._procs: list[tuple[Any, float]] = []
+        self._stop = threading.Event()
+        self.exit_code = 0
+
+    def run(self) -> int:
+        host, port = self.config_kwargs["host"], self.config_kwargs["port"]
+        # Held, never listened on: a port in use fails here, once, with a clear message,
+        # and no connection is ever routed to this socket.
+        guard = bind_reuse_port(host, port)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self._stop.set())
+        try:
+            self._procs = [self._spawn() for _ in range(self.workers)]
+            log.info(
+                "serving on http://%s:%d with %d workers (one SO_REUSEPORT socket each)",
+                host,
+                port,
+                self.workers,
+            )
+            while not self._stop.wait(0.5):
+                self._replace_dead()
+        finally:
+            self._shutdown()
+            guard.close()
+        return self.exit_code
+
+    def _spawn(self) -> tuple[Any, float]:
+        proc = self._ctx.Process(target=_worker, args=(self.config_kwargs,), name="pgmlops-worker")
+        proc.start()
+        return proc, time.monotonic()
+
+    def _replace_dead(self) -> None:
+        for i, (proc, started) in enumerate(self._procs):
+            if proc.is_alive():
+                continue
+            if proc.exitcode == STARTUP_FAILURE:
+                log.error("worker %d failed to start; stopping", proc.pid)
+                self.exit_code = STARTUP_FAILURE
+                self._stop.set()
+                return
+            if time.monotonic() - started < _RESTART_GAP_S:
+                continue
+            log.warning("worker %d exited with code %s; starting another", proc.pid, proc.exitcode)
+            _forget_metrics_of(proc.pid)
+            self._procs[i] = self._spawn()
+
+    def _shutdown(self) -> None:
+        graceful = float(self.config_kwargs.get("timeout_graceful_shutdown") or 10)
+        for proc, _ in self._procs:
+            if proc.is_alive():
+                proc.terminate()
+        deadline = time.monotonic() + graceful + 5
+        for proc, _ in self._procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                log.warning("worker %d did not stop in time; killing it", proc.pid)
+                proc.kill()
+                proc.join(5)
