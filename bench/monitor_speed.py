@@ -3,8 +3,8 @@
 Run: ``python bench/monitor_speed.py [--rows N] [--repeats R] [--keep]``. Creates a fresh
 database (``pgmlops_bench_monitor`` on PGMLOPS_BENCH_POSTGRES_URL, default
 postgres@127.0.0.1:5432), trains and promotes a churn model, logs N predictions of it (with
-a mild numeric shift, and feedback labels on 2% of them) through the prediction store's COPY
-path, then times ``run_monitor`` over the whole window (median of R, each run stored) and the
+a mild numeric shift, and feedback labels on 2% of them) through the prediction store's batch
+write, then times ``run_monitor`` over the whole window (median of R, each run stored) and the
 ``pgmlops monitor --json`` command once as a user would run it. Prints the breakdown, the
 peak RSS and the verdicts; drops the database at the end unless ``--keep``.
 """

@@ -17,10 +17,12 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from sqlalchemy import select
 
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.tables import PredictionRow
 from tests.e2e.serverproc import server_env, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
@@ -56,6 +58,19 @@ def test_predicts_one_record_and_logs_it(server, ctx) -> None:
     uuid.UUID(body["prediction_id"])
     assert resp.headers["x-request-id"]
     assert wait_for_log(ctx, 1) == 1
+
+
+def test_logged_predictions_carry_the_request_id_of_the_response(server, ctx) -> None:
+    with server.client() as http:
+        ours = http.post("/predict", json=records(1)[0])
+        # Longer than the column: it must be cut, not make the log write fail.
+        theirs = http.post("/predict", json=records(1)[0], headers={"X-Request-Id": "r" * 200})
+    assert theirs.status_code == 200 and theirs.headers["x-request-id"] == "r" * 64
+    assert wait_for_log(ctx, 2) == 2
+    with ctx.db.session() as s:
+        logged = dict(s.execute(select(PredictionRow.id, PredictionRow.request_id)).all())
+    assert logged[uuid.UUID(ours.json()["prediction_id"])] == ours.headers["x-request-id"]
+    assert logged[uuid.UUID(theirs.json()["prediction_id"])] == "r" * 64
 
 
 def test_predicts_a_batch_with_one_version(server, ctx) -> None:

@@ -89,8 +89,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.watcher.start()
     if state.holder.current is None:
         refreeze()  # a loaded version has been frozen by the reload callback already
-    # The log writer thread holds the GIL through a COPY batch (milliseconds); the default
-    # 5 ms switch interval would let it stall the event loop for that long, a p99 outlier.
+    # Background threads (log writer, alias watcher) hold the GIL in stretches; the default
+    # 5 ms switch interval would let one stall the event loop for that long, a p99 outlier.
     sys.setswitchinterval(0.001)
     # Each request allocates a few dozen containers and the log keeps some alive for a moment;
     # collecting the young generation every 700 allocations cost ~25 µs per /predict.

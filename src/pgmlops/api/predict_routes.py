@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from pgmlops.api.deps import check_key, get_ctx
 from pgmlops.api.errors import HTTPProblem, pydantic_errors
+from pgmlops.api.observability import request_id_var
 from pgmlops.errors import ValidationError
 from pgmlops.services.feedback import record_feedback
 from pgmlops.services.serving import LoadedModel, predict_records
@@ -128,7 +129,8 @@ async def predict(request: Request) -> Response:
     if model is None:
         raise HTTPProblem(503, state.holder.last_error or "no production model is loaded")
     rows, many = _validate_body(model, body, serving.max_batch)
-    rid = request.headers.get("x-request-id")
+    # The id the response carries (the client's X-Request-Id, cut to 64 characters, or ours).
+    rid = request_id_var.get()
     if len(rows) > _THREADPOOL_ROWS:
         items, records = await run_in_threadpool(
             predict_records, model, rows, serving, request_id=rid, started=started

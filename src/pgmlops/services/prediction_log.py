@@ -93,6 +93,7 @@ class PredictionLogWriter:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout)
+        self.store.close()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far has been written or spilled."""
@@ -142,7 +143,7 @@ class PredictionLogWriter:
             if remaining <= 0 or self._stop.is_set():
                 break
             # Let requests accumulate between looks: a wake-up per request would cost the
-            # event loop the GIL far more often than one COPY per batch does.
+            # event loop the GIL far more often than one write per batch does.
             self._stop.wait(min(remaining, 0.05))
         return batch
 

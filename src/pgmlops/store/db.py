@@ -97,17 +97,17 @@ class Database:
                 yield session
         except OperationalError as exc:
             raise StoreError(
-                f"database {self.describe()} is unreachable: {_first_line(exc)}"
+                f"database {self.describe()} is unreachable: {first_line(exc)}"
             ) from exc
         except DataError as exc:
             # The database refused a value we were given (e.g. a NUL character in text on
             # PostgreSQL): bad input, not a broken database.
-            raise ValidationError(f"invalid value: {_first_line(exc)}") from exc
+            raise ValidationError(f"invalid value: {first_line(exc)}") from exc
         except OverflowError as exc:
             # sqlite3 refuses integers beyond 64 bits itself, before SQLAlchemy sees a DB error.
             raise ValidationError(f"invalid value: {exc}") from exc
         except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {_first_line(exc)}") from exc
+            raise StoreError(f"database error: {first_line(exc)}") from exc
 
     def ensure_schema(self) -> None:
         """Create the schema in an empty database; refuse a database left at an older revision."""
@@ -132,7 +132,7 @@ class Database:
                 return "registered_models" in inspect(conn).get_table_names()
         except OperationalError as exc:
             raise StoreError(
-                f"database {self.describe()} is unreachable: {_first_line(exc)}"
+                f"database {self.describe()} is unreachable: {first_line(exc)}"
             ) from exc
 
     def revisions(self) -> tuple[str | None, str]:
@@ -146,7 +146,7 @@ class Database:
                 current = MigrationContext.configure(conn).get_current_revision()
         except OperationalError as exc:
             raise StoreError(
-                f"database {self.describe()} is unreachable: {_first_line(exc)}"
+                f"database {self.describe()} is unreachable: {first_line(exc)}"
             ) from exc
         return current, head or ""
 
@@ -161,7 +161,7 @@ class Database:
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
             raise StoreError(
-                f"database {self.describe()} is unreachable: {_first_line(exc)}"
+                f"database {self.describe()} is unreachable: {first_line(exc)}"
             ) from exc
         self._checked = True
         return self.revisions()[0] or ""
@@ -186,6 +186,7 @@ class Database:
         self.engine.dispose()
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of a (database) error, for one-line messages."""
     orig = getattr(exc, "orig", None) or exc
     return (str(orig).strip().splitlines() or [type(orig).__name__])[0]

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pgmlops.domain.kinds import Kind
 from pgmlops.errors import StoreError
-from pgmlops.store.db import Database
+from pgmlops.store.db import Database, first_line
 from pgmlops.store.tables import FeedbackRow, MonitoringRunRow, PredictionRow, utcnow
 
 # Output columns of a window, beside the features (kept apart so no feature name can clash).
@@ -161,7 +161,7 @@ class MonitoringStore:
                             buffer.write(chunk)
                 raw.rollback()
         except (SQLAlchemyError, psycopg.Error, OSError) as exc:
-            raise StoreError(f"cannot read the prediction log: {_first_line(exc)}") from exc
+            raise StoreError(f"cannot read the prediction log: {first_line(exc)}") from exc
         names = _column_names(columns, classes)
         buffer.seek(0)
         frame = _read_csv(buffer, names, columns, classes)
@@ -292,11 +292,6 @@ def _window_query(picked: list[Any], where: list[Any]) -> Any:
         sql.SQL(" AND ").join(sql.SQL("w.") + c for c in where),
         sql.Literal(_NULL),
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
 
 
 # The window query returns created_at, the features, prediction, probability, confidence,
