@@ -63,6 +63,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 LUA = BENCH / "wrk_predict.lua"
+LUA_RATE = BENCH / "wrk_rate.lua"
 MLFLOW_VENV = BENCH / ".venv-mlflow"
 ADMIN_URL = os.environ.get(
     "PGMLOPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -664,9 +665,12 @@ def wrk(target: Target, duration: float, connections: int) -> dict[str, Any]:
         target.url + target.path,
     ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
-    text = out.stdout
     if out.returncode != 0:
-        raise RuntimeError(f"wrk failed: {out.stderr}\n{text}")
+        raise RuntimeError(f"wrk failed: {out.stderr}\n{out.stdout}")
+    return parse_wrk(out.stdout)
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
     res: dict[str, Any] = {"raw": text}
     m = re.search(r"(\d+) requests in ([\d.]+)(\w+),", text)
     res["requests"] = int(m.group(1)) if m else 0
@@ -679,6 +683,21 @@ def wrk(target: Target, duration: float, connections: int) -> dict[str, Any]:
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     res["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
     return res
+
+
+def wrk_rate(target: Target, rate: float, duration: float, connections: int) -> dict[str, Any]:
+    """wrk at a constant total rate (bench/wrk_rate.lua): C-timed latency from the send."""
+    env = {**os.environ, "WRK_BODY": target.body.decode(), "WRK_RATE": f"{rate:.3f}"}
+    cmd = [
+        "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "5s",
+        "-s", str(LUA_RATE), target.url + target.path,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed: {out.stderr}\n{out.stdout}")
+    r = parse_wrk(out.stdout)
+    r["target_rps"] = round(rate, 1)
+    return r
 
 
 class Quietness:
@@ -1001,6 +1020,28 @@ def markdown(res: dict[str, Any]) -> str:
             f"**{hp['p99_sched_ms']:.2f}** | | |",
             "",
         ]
+    hw = res.get("half_peak_wrk")
+    if hw:
+        lines += [
+            "The same load from `wrk` (C, epoll; bench/wrk_rate.lua): one shared schedule for "
+            "the 16 connections, request k due at start + k/rate, a free connection waiting for "
+            "the next due time (wrk's millisecond timer); latency measured by wrk from the send.",
+            "",
+            "| target req/s | achieved req/s | p50 ms | p75 ms | p90 ms | p99 ms | errors | "
+            "wrk cores |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in hw["runs"]:
+            lines.append(
+                f"| {r['target_rps']:,.0f} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
+                f"{r['p75_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | "
+                f"{r['non_2xx'] + r['socket_errors']} | {r['loadgen_cores']} |"
+            )
+        lines += [
+            f"| **median** | **{hw['rps']:,.0f}** | **{hw['p50_ms']:.2f}** | | | "
+            f"**{hw['p99_ms']:.2f}** | | |",
+            "",
+        ]
     b = res.get("batch")
     if b:
         lines += [
@@ -1032,25 +1073,42 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 on2["rps"] >= 4000,
             )
         )
-    hp = res.get("half_peak")
+    hp, hw = res.get("half_peak"), res.get("half_peak_wrk")
     if hp:
         out.append(
             (
-                "p99 < 10 ms at half of peak",
+                "p99 < 10 ms at half of peak (asyncio open-loop generator)",
                 f"p99 {hp['p99_ms']:.2f} ms at {hp['achieved_rps']:,.0f} req/s "
                 f"({hp['p99_sched_ms']:.2f} ms from schedule)",
                 hp["p99_ms"] < 10,
             )
         )
+    if hw:
+        out.append(
+            (
+                "p99 < 10 ms at half of peak (wrk at a constant rate)",
+                f"p99 {hw['p99_ms']:.2f} ms at {hw['rps']:,.0f} req/s",
+                hw["p99_ms"] < 10,
+            )
+        )
     for w in (1, 2):
         on, off = s.get(f"pgmlops_on_{w}w"), s.get(f"pgmlops_off_{w}w")
         if on and off:
+            # Medians of each configuration, and the median of the on/off ratio of the runs
+            # made back to back in the same round (a fast or slow spell of the machine hits
+            # both); met only if both are under 10%.
             cost = 1 - on["rps"] / off["rps"]
+            paired = 1 - statistics.median(
+                a / b for a, b in zip(on["rps_runs"], off["rps_runs"], strict=False)
+            )
+            cpu = on["server_cpu_us"] / off["server_cpu_us"] - 1
             out.append(
                 (
                     f"logging costs < 10% of throughput ({w} worker{'s' if w > 1 else ''})",
-                    f"{cost:.1%} ({on['rps']:,.0f} on vs {off['rps']:,.0f} off)",
-                    cost < 0.10,
+                    f"{cost:.1%} by medians ({on['rps']:,.0f} on vs {off['rps']:,.0f} off), "
+                    f"{paired:.1%} by the median of same-round ratios; CPU per request "
+                    f"{cpu:+.1%} ({on['server_cpu_us']:,.0f} vs {off['server_cpu_us']:,.0f} µs)",
+                    max(cost, paired) < 0.10,
                 )
             )
     bare = s.get("bare_2w")
@@ -1247,6 +1305,26 @@ def main() -> int:
             r = quiet.run(one_open_loop, "half peak")
             hp_runs.append(r)
             say(f"half peak: {r}")
+        wr_runs = []
+        for _ in range(args.runs):
+
+            def one_wrk_rate() -> dict[str, Any]:
+                counter.stable()
+                win = CpuWindow(on2.pids())
+                r = wrk_rate(on2, peak / 2, args.duration, args.connections)
+                r.update(win.close())
+                return r
+
+            r = quiet.run(one_wrk_rate, "half peak (wrk)")
+            r.pop("raw", None)
+            wr_runs.append(r)
+            say(f"half peak, wrk at a constant rate: {r}")
+        res["half_peak_wrk"] = {
+            "runs": wr_runs,
+            "rps": statistics.median(r["rps"] for r in wr_runs),
+            "p50_ms": statistics.median(r["p50_ms"] for r in wr_runs),
+            "p99_ms": statistics.median(r["p99_ms"] for r in wr_runs),
+        }
         res["half_peak"] = {
             "runs": hp_runs,
             "achieved_rps": statistics.median(r["achieved_rps"] for r in hp_runs),

@@ -74,9 +74,11 @@ class ServingConfig(_Section):
     )
     log_queue_size: int = Field(100_000, ge=100)
     # A batch costs the serving process ~0.6 ms of GIL time whatever its size, plus ~1 µs a
-    # row (one orjson call): few, large batches; a row reaches the table within 0.2 s.
-    log_batch_size: int = Field(1_000, ge=1)
-    log_flush_seconds: float = Field(0.2, gt=0.0)
+    # row (one orjson call), and PostgreSQL ~20 µs a row in one burst that takes a core from
+    # the workers: 1,000 rows every 0.2 s cost the least CPU but showed in p99 at half load
+    # (bench/serve_bench.py's wrk constant-rate runs); a row reaches the table within 0.1 s.
+    log_batch_size: int = Field(500, ge=1)
+    log_flush_seconds: float = Field(0.1, gt=0.0)
     spill_dir: str = ".pgmlops/spill"
 
 

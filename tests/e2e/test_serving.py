@@ -272,8 +272,15 @@ def test_two_workers_follow_a_promotion_within_five_seconds(ctx, trained, tmp_pa
         )
         time.sleep(5)
         assert set(versions(60)) == {trained["v2"]}
-        pids = httpx.get(f"{srv.url}/metrics").text
-        assert "pgmlops_predictions_total" in pids
+        metrics = httpx.get(f"{srv.url}/metrics").text
+        assert "pgmlops_predictions_total" in metrics
+        # Summed over both workers: the new version is shown, the replaced one is not.
+        info = {
+            line.split('version="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("pgmlops_model_info{")
+        }
+        assert info == {str(trained["v1"]): 0.0, str(trained["v2"]): 1.0}
     finally:
         stop_server(srv)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -213,13 +214,16 @@ def test_a_version_number_beyond_the_database_integer_is_bad_input(ctx, churn_cs
         ctx.registry.get_version("churn", 2**128)
 
 
-def test_prediction_ids_are_distinct_version_4_uuids() -> None:
+def test_prediction_ids_are_distinct_time_ordered_version_7_uuids() -> None:
     import uuid
 
-    ids = prediction_ids(5000)
-    assert len(set(ids)) == 5000
+    before = time.time_ns() // 1_000_000
+    ids = prediction_ids(5000) + [prediction_ids(1)[0] for _ in range(500)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == 5500
     parsed = [uuid.UUID(i) for i in ids]
-    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert all(before <= u.int >> 80 <= after for u in parsed)  # the first 48 bits: unix ms
     assert [str(u) for u in parsed] == ids
 
 

@@ -57,9 +57,8 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     def reloaded(result: str, version: int) -> None:
         metrics.reloads.labels(result).inc()
         if result == "ok":
-            metrics.model_info.clear()
             engine = holder.current.engine.name if holder.current else "none"
-            metrics.model_info.labels(settings.model_name, str(version), engine).set(1)
+            metrics.show_model(settings.model_name, version, engine)
             # The request schema follows the served version: rebuild OpenAPI lazily.
             app.openapi_schema = None
             refreeze()

@@ -93,6 +93,18 @@ class Metrics:
 
     _children: dict[tuple[str, int, str], Any] = field(default_factory=dict)
     _log_children: dict[str, Any] = field(default_factory=dict)
+    _model_labels: tuple[str, str, str] | None = None
+
+    def show_model(self, model: str, version: int, engine: str) -> None:
+        """pgmlops_model_info is 1 for the served version; the one it replaced drops to 0.
+
+        Set to 0 rather than removed: multi-process mode cannot remove a labelled series.
+        """
+        labels = (model, str(version), engine)
+        if self._model_labels and self._model_labels != labels:
+            self.model_info.labels(*self._model_labels).set(0)
+        self.model_info.labels(*labels).set(1)
+        self._model_labels = labels
 
     def count_prediction(self, model: str, version: int, label: str, n: int) -> None:
         """Predictions by class; the labelled child is looked up once, then cached."""

@@ -6,6 +6,7 @@ import os
 import secrets
 import tempfile
 
+from pgmlops.api.observability import configure_logging
 from pgmlops.api.workers import WorkerPool, reuse_port_supported
 from pgmlops.config import Settings
 
@@ -56,6 +57,8 @@ def run_server(
         "timeout_graceful_shutdown": 10,
     }
     if workers > 1 and reuse_port_supported():
+        # The pool's own lines (start, a worker replaced) in the workers' JSON format.
+        configure_logging(settings.log_level)
         code = WorkerPool(config, workers).run()
         if code:
             raise SystemExit(code)
