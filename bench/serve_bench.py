@@ -1292,33 +1292,26 @@ def main() -> int:
         on2 = next(t for t in servers if t.key == "pgmlops_on_2w")
         peak = res["servers"]["pgmlops_on_2w"]["rps"]
         say(f"half of peak: {peak / 2:,.0f} req/s open loop against {on2.key}")
-        hp_runs = []
-        for _ in range(args.runs):
 
-            def one_open_loop() -> dict[str, Any]:
-                counter.stable()
-                win = CpuWindow(on2.pids())
-                r = open_loop(on2, peak / 2, args.duration, args.connections)
-                r.update(win.close())
-                return r
+        def at_half_peak(load: Any, what: str) -> list[dict[str, Any]]:
+            runs = []
+            for _ in range(args.runs):
 
-            r = quiet.run(one_open_loop, "half peak")
-            hp_runs.append(r)
-            say(f"half peak: {r}")
-        wr_runs = []
-        for _ in range(args.runs):
+                def one() -> dict[str, Any]:
+                    counter.stable()
+                    win = CpuWindow(on2.pids())
+                    r = load(on2, peak / 2, args.duration, args.connections)
+                    r.update(win.close())
+                    r.pop("raw", None)
+                    return r
 
-            def one_wrk_rate() -> dict[str, Any]:
-                counter.stable()
-                win = CpuWindow(on2.pids())
-                r = wrk_rate(on2, peak / 2, args.duration, args.connections)
-                r.update(win.close())
-                return r
+                r = quiet.run(one, what)
+                runs.append(r)
+                say(f"{what}: {r}")
+            return runs
 
-            r = quiet.run(one_wrk_rate, "half peak (wrk)")
-            r.pop("raw", None)
-            wr_runs.append(r)
-            say(f"half peak, wrk at a constant rate: {r}")
+        hp_runs = at_half_peak(open_loop, "half peak")
+        wr_runs = at_half_peak(wrk_rate, "half peak, wrk at a constant rate")
         res["half_peak_wrk"] = {
             "runs": wr_runs,
             "rps": statistics.median(r["rps"] for r in wr_runs),

@@ -152,6 +152,28 @@ def test_batch_and_body_limits(ctx, trained, tmp_path: Path) -> None:
         stop_server(srv)
 
 
+def test_flag_mode_accepts_unknown_categories_but_not_a_nul_character(
+    ctx, trained, tmp_path: Path
+) -> None:
+    srv = start_server(ctx.settings, tmp_path, PGMLOPS_SERVING__UNKNOWN_CATEGORIES="flag")
+    try:
+        with srv.client() as http:
+            unknown = http.post("/predict", json={**records(1)[0], "Geography": "Atlantis"})
+            assert unknown.status_code == 200, unknown.text
+            assert unknown.json()["flags"] == {"unknown_categories": ["Geography"]}
+            # PostgreSQL cannot store a NUL: logged, it would fail the writer's whole batch.
+            nul = http.post("/predict", json={**records(1)[0], "Geography": "Atl\x00antis"})
+            assert nul.status_code == 422 and "Geography" in nul.json()["error"]
+            assert "NUL" in nul.json()["error"]
+            assert http.post("/predict", json=records(1)[0]).status_code == 200
+        assert wait_for_log(ctx, 2) == 2
+        time.sleep(0.5)
+        assert PredictionStore(ctx.db).count("churn") == 2
+        assert httpx.get(f"{srv.url}/health").json()["prediction_log"]["failures"] == 0
+    finally:
+        stop_server(srv)
+
+
 def test_admin_routes_need_the_key(server) -> None:
     with server.client() as http:
         assert http.post("/reload").status_code == 401

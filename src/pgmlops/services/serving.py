@@ -14,10 +14,10 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from pgmlops.config import ServingConfig
 from pgmlops.domain.card import ModelCard
@@ -28,6 +28,12 @@ from pgmlops.services.context import Context
 from pgmlops.services.inference import Engine, OnnxEngine, PipelineEngine, load_pipeline
 
 log = logging.getLogger(__name__)
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
 
 
 def record_model(schema: FeatureSchema, serving: ServingConfig) -> type[BaseModel]:
@@ -45,7 +51,9 @@ def record_model(schema: FeatureSchema, serving: ServingConfig) -> type[BaseMode
             if serving.unknown_categories == "reject" and cats:
                 kind: Any = Literal[tuple(cats)]  # type: ignore[valid-type]
             else:
-                kind = str
+                # Any string is accepted (and flagged), but not one PostgreSQL cannot store:
+                # a NUL would fail the prediction log's whole batch, again on every replay.
+                kind = Annotated[str, AfterValidator(_no_nul)]
             fields[spec.name] = (kind | None, Field(..., examples=cats[:1] or None))
     extra = "forbid" if serving.extra_fields == "reject" else "ignore"
     return create_model(  # type: ignore[call-overload]
