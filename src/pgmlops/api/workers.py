@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -29,7 +30,7 @@ _RESTART_GAP_S = 1.0
 
 def reuse_port_supported() -> bool:
     """True where the kernel balances connections over SO_REUSEPORT sockets (Linux)."""
-    return hasattr(socket, "SO_REUSEPORT") and os.uname().sysname == "Linux"
+    return sys.platform.startswith("linux")
 
 
 def bind_reuse_port(host: str, port: int) -> socket.socket:
@@ -59,7 +60,11 @@ def _worker(config_kwargs: dict[str, Any]) -> None:
     import uvicorn
 
     config = uvicorn.Config(**config_kwargs)
-    sock = bind_reuse_port(config.host, config.port)
+    try:
+        sock = bind_reuse_port(config.host, config.port)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        raise SystemExit(STARTUP_FAILURE) from None
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
     if not server.started:

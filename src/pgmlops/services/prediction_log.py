@@ -3,7 +3,8 @@
 The request path only appends to a bounded in-memory queue. One thread drains it in
 batches; when a write fails, the batch goes to an append-only spill file (one JSON line per
 record, fsynced) and the thread keeps trying the database; once a write succeeds again the
-spill file is replayed with insert-or-ignore, so a record is stored exactly once.
+spill file is replayed with insert-or-ignore, so a record is stored exactly once. A row whose
+value the database refuses is dropped and counted ("rejected"), not allowed to fail its batch.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from pathlib import Path
 import orjson
 
 from pgmlops.domain.records import PredictionRecord
-from pgmlops.errors import PgmlopsError
+from pgmlops.errors import PgmlopsError, ValidationError
 from pgmlops.store.predictions import PredictionStore
 
 log = logging.getLogger(__name__)
-COUNTERS = ("queued", "written", "spilled", "replayed", "dropped", "failures")
+COUNTERS = ("queued", "written", "spilled", "replayed", "dropped", "rejected", "failures")
 
 
 def _encode(r: PredictionRecord) -> bytes:
@@ -156,8 +157,7 @@ class PredictionLogWriter:
                 self._replay_if_pending()
                 continue
             try:
-                self.store.write_batch(batch)
-                self._count("written", len(batch))
+                self._count("written", self._write(batch, self.store.write_batch))
                 self.last_error = None
             except PgmlopsError as exc:
                 self.last_error = str(exc)
@@ -170,6 +170,25 @@ class PredictionLogWriter:
                     self._pending -= len(batch)
             if self.last_error is None:
                 self._replay_if_pending()
+
+    def _write(
+        self, records: list[PredictionRecord], write: Callable[[list[PredictionRecord]], object]
+    ) -> int:
+        """Write records, row by row if the database refuses a value; returns how many went in.
+
+        One bad row must not hold back its batch, nor block every replay of the spill file.
+        StoreError (database away) propagates: the caller spills the batch, and the replay
+        skips the rows already written.
+        """
+        try:
+            write(records)
+            return len(records)
+        except ValidationError as exc:
+            if len(records) == 1:
+                self._count("rejected", 1)
+                log.error("prediction %s not logged: %s", records[0].id, exc)
+                return 0
+            return sum(self._write([r], write) for r in records)
 
     def _spill(self, batch: list[PredictionRecord]) -> None:
         with open(self.spill_path, "ab") as fh:
@@ -192,9 +211,10 @@ class PredictionLogWriter:
     def _replay_file(self, path: Path) -> None:
         lines = [line for line in path.read_bytes().splitlines() if line.strip()]
         records = [_decode(line) for line in lines]
+        replayed = 0
         try:
             for i in range(0, len(records), self.batch_size):
-                self.store.replay_batch(records[i : i + self.batch_size])
+                replayed += self._write(records[i : i + self.batch_size], self.store.replay_batch)
         except PgmlopsError as exc:
             self.last_error = str(exc)
             # Put the records back for the next attempt; replay is insert-or-ignore.
@@ -203,8 +223,8 @@ class PredictionLogWriter:
             path.unlink(missing_ok=True)
             return
         path.unlink(missing_ok=True)
-        self._count("replayed", len(records))
-        log.info("replayed %d spilled prediction records", len(records))
+        self._count("replayed", replayed)
+        log.info("replayed %d spilled prediction records", replayed)
 
     def _adopt_orphan_spills(self) -> None:
         """Replay files left by a previous process (crash, restart) on the next start."""

@@ -6,30 +6,36 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 
 from pgmlops.domain.records import FeedbackRecord, PredictionRecord
-from pgmlops.errors import NotFoundError, StoreError
+from pgmlops.errors import NotFoundError, StoreError, ValidationError
 from pgmlops.store.db import Database, first_line
 from pgmlops.store.tables import FeedbackRow, PredictionRow, utcnow
 
-# The fields of PredictionRecord, as orjson writes them, typed as the predictions table is.
-_RECORD_TYPES = (
-    "id uuid, model_name varchar(128), version integer, created_at timestamptz, "
-    "features jsonb, prediction text, probability float8, confidence float8, output jsonb, "
-    "latency_ms float8, request_id varchar(64)"
-)
-_COLUMNS = ", ".join(part.split()[0] for part in _RECORD_TYPES.split(", "))
-_INSERT_JSON = (
-    f"INSERT INTO predictions ({_COLUMNS}) SELECT {_COLUMNS} "
-    f"FROM jsonb_to_recordset(%s) AS r({_RECORD_TYPES})"
-)
+
+@cache
+def _insert_json_sql() -> str:
+    """INSERT … FROM jsonb_to_recordset, typed as the predictions table is.
+
+    PredictionRecord's fields are the table's columns, so orjson's keys name them.
+    """
+    columns = PredictionRow.__table__.columns
+    dialect = postgresql.dialect()
+    names = ", ".join(c.name for c in columns)
+    types = ", ".join(f"{c.name} {c.type.compile(dialect=dialect)}" for c in columns)
+    return (
+        f"INSERT INTO predictions ({names}) SELECT {names} "
+        f"FROM jsonb_to_recordset(%s) AS r({types})"
+    )
 
 
 def _row(r: PredictionRecord) -> dict[str, Any]:
@@ -59,11 +65,14 @@ class PredictionStore:
         self._raw_lock = threading.Lock()
 
     def write_batch(self, records: Sequence[PredictionRecord]) -> None:
-        """Insert a batch in one statement; all or nothing."""
+        """Insert a batch in one statement; all or nothing.
+
+        ValidationError when the database refuses a value of some row, StoreError otherwise.
+        """
         if not records:
             return
         if self.db.is_postgres:
-            self._insert_json(records, _INSERT_JSON)
+            self._insert_json(records, _insert_json_sql())
             return
         with self.db.session() as s:
             s.execute(insert(PredictionRow), [_row(r) for r in records])
@@ -73,7 +82,7 @@ class PredictionStore:
         if not records:
             return 0
         if self.db.is_postgres:
-            self._insert_json(records, _INSERT_JSON + " ON CONFLICT (id) DO NOTHING")
+            self._insert_json(records, _insert_json_sql() + " ON CONFLICT (id) DO NOTHING")
             return len(records)
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -95,6 +104,9 @@ class PredictionStore:
                     self._raw.driver_connection.autocommit = True
                 with self._raw.driver_connection.cursor() as cur:
                     cur.execute(statement, (Jsonb(records, dumps=orjson.dumps),))
+            except (psycopg.DataError, orjson.JSONEncodeError) as exc:
+                # A value the database (or JSON) cannot hold; the connection is fine.
+                raise ValidationError(f"prediction log row refused: {first_line(exc)}") from exc
             except (SQLAlchemyError, psycopg.Error, OSError) as exc:
                 self._discard_raw()
                 raise StoreError(f"prediction log write failed: {first_line(exc)}") from exc
