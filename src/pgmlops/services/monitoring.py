@@ -20,6 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from pgmlops.config import MonitoringConfig
 from pgmlops.domain.drift import DriftReport, compare
 from pgmlops.domain.kinds import Task
 from pgmlops.domain.profile import (
@@ -151,11 +152,41 @@ def run_monitor(
             f"{name} v{mv.version} has {len(window):,} logged predictions ({scope}); "
             f"monitoring needs at least {policy.min_rows:,} (monitoring.drift.min_rows)"
         )
+    result = assess_window(ctx, mv, window, settings, profile=profile)
+    result.window.update(last=last, since=start)
+    if store_run:
+        run = store.add_run(
+            name,
+            mv.version,
+            finite(_jsonable(result.window)),
+            _stored(result),
+            result.dataset_drift,
+        )
+        result.run_id, result.created_at = run.id, run.created_at
+    return result
+
+
+def assess_window(
+    ctx: Context,
+    mv: ModelVersion,
+    window: PredictionWindow,
+    settings: MonitoringConfig,
+    *,
+    profile: ReferenceProfile | None = None,
+) -> MonitoringResult:
+    """Every signal of one window of ``mv``'s predictions, as ``run_monitor`` reports them.
+
+    Everything after reading the window and before storing the run, so a benchmark can feed
+    in-process windows through exactly the code path of ``pgmlops monitor``.
+    """
+    card, schema = mv.card, mv.card.feature_schema
+    if profile is None:
+        profile = load_profile(ctx, mv)
     features = _model_inputs(window.features, schema.numeric)
     scores = _output_scores(window, card.task) if profile.output is not None else None
-    drift = compare(profile, features, policy, scores=scores, schema=schema)
+    drift = compare(profile, features, settings.drift, scores=scores, schema=schema)
     result = MonitoringResult(
-        model_name=name,
+        model_name=mv.model_name,
         version=mv.version,
         task=card.task,
         created_at=datetime.now(UTC),
@@ -163,8 +194,8 @@ def run_monitor(
             "rows": len(window),
             "first_at": window.first_at,
             "last_at": window.last_at,
-            "last": last,
-            "since": start,
+            "last": None,
+            "since": None,
             "labelled": int(window.outputs["label"].notna().sum()),
         },
         drift=drift,
@@ -177,15 +208,6 @@ def run_monitor(
         reasons=[],
     )
     result.reasons = _reasons(result)
-    if store_run:
-        run = store.add_run(
-            name,
-            mv.version,
-            finite(_jsonable(result.window)),
-            _stored(result),
-            result.dataset_drift,
-        )
-        result.run_id, result.created_at = run.id, run.created_at
     return result
 
 
