@@ -726,6 +726,8 @@ def estimation(bench: Bench, windows: int, log: Callable) -> tuple[list[Row], di
                 if value is not None and truth is not None:
                     errors.setdefault(metric, []).append(abs(value - truth))
             interval = r["estimated_interval"]
+            if isinstance(interval, dict):  # one interval per metric
+                interval = interval.get(bench.primary)
             truth = r["labelled_metrics"].get(bench.primary)
             if interval and truth is not None:
                 covered.append(interval[0] <= truth <= interval[1])
