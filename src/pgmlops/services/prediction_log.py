@@ -194,10 +194,11 @@ class PredictionLogWriter:
         if self._failing_since is not None:
             since = time.monotonic() - self._failing_since
             reasons.append(f"prediction log: database writes failing for {since:.0f} s")
-        if self._spill_error is not None:
+        # A full spill folder puts rows at risk only while the database is not taking them.
+        if self._spill_error is not None and (self._failing_since is not None or self._batch):
             reasons.append(f"prediction log: spill folder refuses rows: {self._spill_error}")
-        if self._spill_error is not None and self._batch:
-            reasons.append(f"prediction log: {self.depth} rows held in memory only")
+            if self._batch:
+                reasons.append(f"prediction log: {self.depth} rows held in memory only")
         if spill_bytes:
             reasons.append(f"prediction log: {spill_bytes} bytes of spilled rows await replay")
         if self.depth > self.max_queue // 2:
@@ -209,6 +210,7 @@ class PredictionLogWriter:
             "queue_depth": self.depth,
             "queue_limit": self.max_queue,
             "spill_bytes": spill_bytes,
+            "spill_error": self._spill_error,
             "last_error": self.last_error,
         }
 
