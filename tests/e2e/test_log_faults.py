@@ -215,6 +215,8 @@ def test_postgres_stopped_10s_under_load_loses_no_answered_prediction(
     for health in during.values():
         assert health["status"] == "degraded" and health["reasons"]
     assert sum(h["prediction_log"]["spilled"] for h in after.values()) > 0
+    # SIGTERM drained each worker's queue and said what became of the rows.
+    assert srv.log.read_text().count("prediction log stopped: drained") == 2
     assert sum(h["prediction_log"]["lost"] for h in after.values()) == 0
     print(f"\nanswered {len(load.ids)}, all logged; health ok {recovered_in:.1f} s after restart")
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pgmlops.domain.log_health import LogFacts, log_risks
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.errors import ValidationError
 from pgmlops.store.predictions import PredictionStore
@@ -94,6 +95,7 @@ class PredictionLogWriter:
         # The batch being delivered; it stays here (held) while nothing takes it.
         self._batch: list[PredictionRecord] = []
         self._acks: list[_Acked] = []
+        self._held = False
         self._retry_at = 0.0
         self._backoff = 0.0
         self._failing_since: float | None = None
@@ -188,21 +190,18 @@ class PredictionLogWriter:
     def stats(self) -> dict[str, object]:
         """Counters, and `status`/`reasons` from what puts rows at risk right now."""
         spill_bytes = self.spill.pending_bytes()
-        reasons: list[str] = []
-        if self._thread is not None and not self.alive and not self._stop.is_set():
-            reasons.append("prediction log writer is not running")
-        if self._failing_since is not None:
-            since = time.monotonic() - self._failing_since
-            reasons.append(f"prediction log: database writes failing for {since:.0f} s")
-        # A full spill folder puts rows at risk only while the database is not taking them.
-        if self._spill_error is not None and (self._failing_since is not None or self._batch):
-            reasons.append(f"prediction log: spill folder refuses rows: {self._spill_error}")
-            if self._batch:
-                reasons.append(f"prediction log: {self.depth} rows held in memory only")
-        if spill_bytes:
-            reasons.append(f"prediction log: {spill_bytes} bytes of spilled rows await replay")
-        if self.depth > self.max_queue // 2:
-            reasons.append(f"prediction log: queue {self.depth} of {self.max_queue} rows")
+        since = self._failing_since
+        reasons = log_risks(
+            LogFacts(
+                writer_running=self.alive or self._thread is None or self._stop.is_set(),
+                failing_for_s=None if since is None else time.monotonic() - since,
+                spill_error=self._spill_error,
+                held_rows=len(self._batch) if self._held else 0,
+                queue_depth=self.depth,
+                queue_limit=self.max_queue,
+                spill_bytes=spill_bytes,
+            )
+        )
         return {
             "status": "degraded" if reasons else "ok",
             "reasons": reasons,
@@ -264,6 +263,7 @@ class PredictionLogWriter:
             if wait > 0:
                 self._pause(wait)
         delivered = self._deliver(self._batch)
+        self._held = not delivered
         if not delivered and self._acks:
             # Acknowledged requests are answered 503 instead of waiting: not lost, unanswered.
             acked = sum(len(a) for a in self._acks)
@@ -271,6 +271,7 @@ class PredictionLogWriter:
             self._count("lost", len(self._batch) - acked)
             delivered = True
         if delivered:
+            self._held = False
             self._settle(None)
             with self._pending_lock:
                 self._pending -= len(self._batch)
@@ -402,7 +403,7 @@ class PredictionLogWriter:
             log.error("prediction log: %d rows lost: drain deadline passed", len(rest))
         with self._pending_lock:
             self._pending -= len(rest)
-        self._batch = []
+        self._batch, self._held = [], False
         self._report_losses()
 
     def _write(
