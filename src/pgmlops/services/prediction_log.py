@@ -16,6 +16,7 @@ calls once they are committed or spilled, and the thread writes whatever is queu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -314,9 +315,11 @@ class PredictionLogWriter:
             self._stop.wait(min(remaining, 0.05))
 
     def _settle(self, error: str | None) -> None:
-        for item in self._acks:
-            item.done(error)
-        self._acks = []
+        acks, self._acks = self._acks, []
+        for item in acks:
+            # A request whose event loop has closed (shutdown) no longer waits for an answer.
+            with contextlib.suppress(RuntimeError):
+                item.done(error)
 
     def _deliver(self, batch: list[PredictionRecord]) -> bool:
         """To the database unless it is backing off, else to spill; False if neither took it."""
