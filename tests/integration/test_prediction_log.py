@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import os
+import time
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.services.prediction_log import PredictionLogWriter
 from pgmlops.services.serving import prediction_ids
+from pgmlops.store.db import Database
 from pgmlops.store.predictions import PredictionStore
 
 
@@ -46,3 +50,125 @@ def test_a_row_the_database_refuses_is_rejected_alone(ctx, bad, tmp_path: Path) 
     assert store.count("churn") == 9
     assert writer.counts["written"] == 9 and writer.counts["rejected"] == 1
     assert writer.counts["spilled"] == 0
+
+
+def _spill_line(r: PredictionRecord) -> bytes:
+    return orjson.dumps(asdict(r)) + b"\n"
+
+
+def test_replay_quarantines_a_corrupt_line_and_a_torn_last_line(ctx, tmp_path: Path) -> None:
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    good = _records(6)
+    # A dead process's file: a corrupt line in the middle, a half-written line at the end.
+    orphan = spill / "predictions-999999999.jsonl"
+    body = b"".join(_spill_line(r) for r in good[:3]) + b"not json at all\n"
+    orphan.write_bytes(body + b"".join(_spill_line(r) for r in good[3:]) + b'{"id":"0190')
+    store = PredictionStore(ctx.db)
+    writer = PredictionLogWriter(store, spill, batch_size=100, flush_seconds=0.05)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while store.count("churn") < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        writer.submit(_records(2))  # the writer is alive and still writes new rows
+        assert writer.flush(10.0)
+    finally:
+        writer.stop()
+    assert store.count("churn") == 8
+    assert writer.counts["replayed"] == 6 and writer.counts["quarantined"] == 2
+    assert (spill / f"quarantine-{os.getpid()}.jsonl").read_bytes() == (
+        b'not json at all\n{"id":"0190\n'
+    )
+    assert not orphan.exists() and writer.stats()["spill_bytes"] == 0
+
+
+def _unreachable_store() -> PredictionStore:
+    # A port nothing listens on: every write fails at once, as with a stopped server.
+    return PredictionStore(Database("postgresql://postgres@127.0.0.1:9/nowhere"))
+
+
+def test_with_database_and_spill_folder_both_gone_rows_are_held_then_counted_lost(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the spill folder should be")
+    writer = PredictionLogWriter(
+        _unreachable_store(), blocker, max_queue=100, batch_size=50, flush_seconds=0.05
+    )
+    writer.start()
+    for _ in range(30):
+        writer.submit(_records(10))
+        time.sleep(0.01)
+    time.sleep(0.5)
+    stats = writer.stats()
+    assert writer.alive
+    assert stats["status"] == "degraded"
+    assert any("database writes failing" in r for r in stats["reasons"])
+    assert any("spill folder refuses rows" in r for r in stats["reasons"])
+    assert stats["queue_depth"] == 100 and stats["lost"] == 200
+    writer.stop(0.5)
+    # Nothing was written: every row submitted is counted lost, none vanished silently.
+    assert writer.counts["queued"] == 100 and writer.counts["lost"] == 300
+    assert writer.counts["written"] == writer.counts["spilled"] == 0
+
+
+def test_acknowledged_submit_answers_once_the_rows_are_in_the_table(ctx, tmp_path: Path) -> None:
+    store = PredictionStore(ctx.db)
+    writer = PredictionLogWriter(
+        store, tmp_path / "spill", batch_size=100, flush_seconds=5.0, acknowledged=True
+    )
+    writer.start()
+    answers: list[str | None] = []
+    seen: list[int] = []
+
+    def done(error: str | None) -> None:
+        # Called by the writer thread: the rows must be committed already.
+        seen.append(store.count("churn"))
+        answers.append(error)
+
+    try:
+        started = time.monotonic()
+        assert writer.submit_acknowledged(_records(3), done)
+        while not answers and time.monotonic() - started < 10:
+            time.sleep(0.01)
+        # Group commit: no waiting for the 5 s flush window.
+        assert time.monotonic() - started < 2.0
+    finally:
+        writer.stop()
+    assert answers == [None] and seen == [3]
+
+
+def test_acknowledged_submit_reports_an_error_when_nothing_takes_the_rows(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    writer = PredictionLogWriter(_unreachable_store(), blocker, acknowledged=True)
+    writer.start()
+    answers: list[str | None] = []
+    try:
+        assert writer.submit_acknowledged(_records(2), answers.append)
+        deadline = time.monotonic() + 10
+        while not answers and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        writer.stop(0.5)
+    assert answers and answers[0] and answers[0].startswith("not logged:")
+    # An unanswered prediction is not a lost one.
+    assert writer.counts["lost"] == 0 and writer.depth == 0
+
+
+def test_stop_drains_the_queue_into_the_spill_file_when_the_database_is_gone(
+    tmp_path: Path,
+) -> None:
+    writer = PredictionLogWriter(
+        _unreachable_store(), tmp_path / "spill", batch_size=50, flush_seconds=0.05
+    )
+    writer.start()
+    for _ in range(20):
+        writer.submit(_records(10))
+    writer.stop(5.0)
+    assert writer.counts["spilled"] == 200 and writer.counts["lost"] == 0
+    lines = writer.spill_path.read_bytes().splitlines()
+    assert len(lines) == 200

@@ -59,16 +59,22 @@ async def health(request: Request) -> Response:
     state = request.app.state
     db_ok = await run_in_threadpool(state.ctx.db.ping)
     model = serving_info(request)
-    status = "ok" if db_ok and model["version"] is not None and not model["error"] else "degraded"
+    prediction_log = state.writer.stats()
+    # Each reason is a fact of now (not a sticky last error), so recovery clears it.
+    reasons = [] if db_ok else ["database unreachable"]
+    if model["version"] is None or model["error"]:
+        reasons.append(model["error"] or "no production model loaded")
+    reasons.extend(prediction_log["reasons"])
     return json_response(
         200,
         {
-            "status": status,
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             # Each worker keeps its own model, log queue and counters: say which one answered.
             "worker_pid": os.getpid(),
             "model": model,
             "database": {"reachable": db_ok, "url": state.ctx.db.describe()},
-            "prediction_log": state.writer.stats(),
+            "prediction_log": prediction_log,
             "alias_watch": "listen/notify" if state.watcher.listening else "polling",
         },
     )

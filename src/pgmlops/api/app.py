@@ -70,6 +70,8 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
         max_queue=serving.log_queue_size,
         batch_size=serving.log_batch_size,
         flush_seconds=serving.log_flush_seconds,
+        drain_seconds=serving.log_drain_seconds,
+        acknowledged=serving.log_durability == "acknowledged",
         on_count=metrics.count_log_event,
     )
     app.state.ctx = ctx

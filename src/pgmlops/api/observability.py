@@ -89,6 +89,7 @@ class Metrics:
     predictions: Counter
     reloads: Counter
     log_records: Counter
+    rows_lost: Counter
     model_info: Gauge
 
     _children: dict[tuple[str, int, str], Any] = field(default_factory=dict)
@@ -120,6 +121,8 @@ class Metrics:
         if child is None:
             child = self._log_children[event] = self.log_records.labels(event)
         child.inc(n)
+        if event == "lost":
+            self.rows_lost.inc(n)
 
     def render(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -161,6 +164,11 @@ def build_metrics() -> Metrics:
             "pgmlops_prediction_log_records_total",
             "Prediction-log writer events",
             ["event"],
+            registry=registry,
+        ),
+        rows_lost=Counter(
+            "pgmlops_prediction_log_rows_lost_total",
+            "Answered predictions whose log row neither the database nor the spill folder took",
             registry=registry,
         ),
         model_info=Gauge(

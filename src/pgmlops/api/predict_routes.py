@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -23,6 +24,8 @@ from pgmlops.services.serving import LoadedModel, predict_records
 router = APIRouter()
 # Batches above this size are predicted off the event loop so small requests keep flowing.
 _THREADPOOL_ROWS = 256
+# Acknowledged durability: how long a request waits for its row before a 503.
+_ACK_TIMEOUT_S = 30.0
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -105,6 +108,29 @@ def _validate(model: LoadedModel, payload: Any, max_batch: int) -> tuple[list[di
     raise ValidationError("body must be a JSON object (one record) or a list of records")
 
 
+def _settle(future: asyncio.Future[str | None], error: str | None) -> None:
+    if not future.done():
+        future.set_result(error)
+
+
+async def _logged(writer: Any, records: list[Any]) -> None:
+    """Wait until the writer has committed or spilled the records (acknowledged durability)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str | None] = loop.create_future()
+
+    def done(error: str | None) -> None:
+        loop.call_soon_threadsafe(_settle, future, error)
+
+    if not writer.submit_acknowledged(records, done):
+        raise HTTPProblem(503, "prediction log queue is full; prediction not answered")
+    try:
+        error = await asyncio.wait_for(future, _ACK_TIMEOUT_S)
+    except TimeoutError:
+        error = f"not logged within {_ACK_TIMEOUT_S:.0f} s"
+    if error:
+        raise HTTPProblem(503, f"prediction log unavailable ({error}); prediction not answered")
+
+
 def count_predictions(metrics: Any, model: LoadedModel, items: list[dict[str, Any]]) -> None:
     """Predictions by class (by count for regression)."""
     if model.task == "regression":
@@ -138,7 +164,10 @@ async def predict(request: Request) -> Response:
     else:
         items, records = predict_records(model, rows, serving, request_id=rid, started=started)
     if serving.log_predictions:
-        state.writer.submit(records)
+        if state.writer.acknowledged:
+            await _logged(state.writer, records)
+        else:
+            state.writer.submit(records)
     count_predictions(state.metrics, model, items)
     answer = (
         {"model": model.name, "version": model.version, "predictions": items} if many else items[0]

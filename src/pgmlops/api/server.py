@@ -59,7 +59,7 @@ def run_server(
     if workers > 1 and reuse_port_supported():
         # The pool's own lines (start, a worker replaced) in the workers' JSON format.
         configure_logging(settings.log_level)
-        code = WorkerPool(config, workers).run()
+        code = WorkerPool(config, workers, settings.serving.log_drain_seconds).run()
         if code:
             raise SystemExit(code)
         return

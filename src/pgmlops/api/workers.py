@@ -74,9 +74,12 @@ def _worker(config_kwargs: dict[str, Any]) -> None:
 class WorkerPool:
     """Starts the workers, restarts one that dies, stops them all on SIGINT or SIGTERM."""
 
-    def __init__(self, config_kwargs: dict[str, Any], workers: int) -> None:
+    def __init__(
+        self, config_kwargs: dict[str, Any], workers: int, drain_seconds: float = 10.0
+    ) -> None:
         self.config_kwargs = config_kwargs
         self.workers = workers
+        self.drain_seconds = drain_seconds
         self._ctx = multiprocessing.get_context("spawn")
         self._procs: list[tuple[Any, float]] = []
         self._stop = threading.Event()
@@ -126,6 +129,8 @@ class WorkerPool:
 
     def _shutdown(self) -> None:
         graceful = float(self.config_kwargs.get("timeout_graceful_shutdown") or 10)
+        # A worker drains its prediction log after its connections close: give it that time.
+        graceful += self.drain_seconds
         for proc, _ in self._procs:
             if proc.is_alive():
                 proc.terminate()

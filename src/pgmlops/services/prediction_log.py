@@ -1,77 +1,116 @@
-"""Background prediction logging: batched writes, spill to disk when the database is away.
+"""Background prediction logging: every answered prediction is written, or counted as lost.
 
-The request path only appends to a bounded in-memory queue. One thread drains it in
-batches; when a write fails, the batch goes to an append-only spill file (one JSON line per
-record, fsynced) and the thread keeps trying the database; once a write succeeds again the
-spill file is replayed with insert-or-ignore, so a record is stored exactly once. A row whose
-value the database refuses is dropped and counted ("rejected"), not allowed to fail its batch.
+The request path only appends to a bounded in-memory queue. One supervised thread drains it
+in batches. A batch the database does not take goes to this process's spill file (fsynced)
+and the database is retried with backoff (0.2 s doubling to 2 s); once a write succeeds the
+spill files are replayed with insert-or-ignore, so a record is stored exactly once. A batch
+that neither the database nor the spill folder takes stays in memory and is retried; the
+queue then fills, and records that find it full are dropped and counted as `lost` (the
+overflow policy: the newest are dropped, the request is still answered). A row whose value
+the database refuses is dropped and counted ("rejected"), not allowed to fail its batch.
+
+With `acknowledged` durability each request's records carry a callback that the thread
+calls once they are committed or spilled, and the thread writes whatever is queued at once
+(group commit) instead of waiting to fill a batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 
-import orjson
-
+from pgmlops.domain.log_health import LogFacts, log_risks
 from pgmlops.domain.records import PredictionRecord
-from pgmlops.errors import PgmlopsError, ValidationError
+from pgmlops.errors import ValidationError
 from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.spill import SpillFolder
 
 log = logging.getLogger(__name__)
-COUNTERS = ("queued", "written", "spilled", "replayed", "dropped", "rejected", "failures")
+COUNTERS = (
+    "queued",
+    "written",
+    "spilled",
+    "replayed",
+    "lost",
+    "rejected",
+    "quarantined",
+    "failures",
+)
+_BACKOFF_MIN_S = 0.2
+# Caps how long a recovered database waits for its first retry (health clears within 5 s).
+_BACKOFF_MAX_S = 2.0
+_CLAIM_EVERY_S = 10.0
+Done = Callable[[str | None], None]
 
 
-def _encode(r: PredictionRecord) -> bytes:
-    return orjson.dumps(asdict(r)) + b"\n"
+class _Acked(list):  # type: ignore[type-arg]
+    """A request's records, with the callback that answers it once they are safe."""
+
+    __slots__ = ("done",)
 
 
-def _decode(line: bytes) -> PredictionRecord:
-    data = orjson.loads(line)
-    data["created_at"] = datetime.fromisoformat(data["created_at"])
-    return PredictionRecord(**data)
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 class PredictionLogWriter:
-    """Owns the queue, the writer thread and the spill file of one process."""
+    """Owns the queue, the writer thread and the spill files of one process."""
 
     def __init__(
         self,
         store: PredictionStore,
         spill_dir: str | Path,
         *,
-        max_queue: int = 100_000,
-        batch_size: int = 1_000,
-        flush_seconds: float = 0.5,
+        max_queue: int = 200_000,
+        batch_size: int = 500,
+        flush_seconds: float = 0.1,
+        drain_seconds: float = 10.0,
+        acknowledged: bool = False,
         on_count: Callable[[str, int], None] | None = None,
     ) -> None:
         self.store = store
-        self.spill_path = Path(spill_dir) / f"predictions-{os.getpid()}.jsonl"
+        self.spill = SpillFolder(spill_dir)
+        self.spill_path = self.spill.path
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
+        self.drain_seconds = drain_seconds
+        self.acknowledged = acknowledged
         # One queue item per request (a list of records); the bound counts records.
         self._queue: queue.SimpleQueue[list[PredictionRecord]] = queue.SimpleQueue()
         self.max_queue = max_queue
         self._stop = threading.Event()
-        # Records submitted but not yet written or spilled; flush() waits for zero.
+        self._deadline = float("inf")
+        # Records submitted but not yet written, spilled or lost; flush() waits for zero.
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._on_count = on_count
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.last_error: str | None = None
+        # The batch being delivered; it stays here (held) while nothing takes it.
+        self._batch: list[PredictionRecord] = []
+        self._acks: list[_Acked] = []
+        self._held = False
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._failing_since: float | None = None
+        self._spill_error: str | None = None
+        self._spill_dirty = False
+        self._resume: dict[Path, int] = {}
+        self._next_claim = 0.0
+        self._replay_at = 0.0
+        self._lost_logged = 0
 
     # -- request path --------------------------------------------------------------------
 
     def submit(self, records: list[PredictionRecord]) -> None:
-        """Enqueue without blocking; records beyond the bound are dropped and counted."""
+        """Enqueue without blocking; records beyond the bound are dropped and counted lost."""
         with self._pending_lock:
             room = self.max_queue - self._pending
             accepted = records if len(records) <= room else records[: max(room, 0)]
@@ -79,21 +118,57 @@ class PredictionLogWriter:
         if accepted:
             self._queue.put(accepted)
         self._count("queued", len(accepted))
-        self._count("dropped", len(records) - len(accepted))
+        self._count("lost", len(records) - len(accepted))
+
+    def submit_acknowledged(self, records: list[PredictionRecord], done: Done) -> bool:
+        """Enqueue; done(None) once committed or spilled, done(reason) if neither. False: full."""
+        item = _Acked(records)
+        item.done = done
+        with self._pending_lock:
+            if len(records) > self.max_queue - self._pending:
+                return False
+            self._pending += len(records)
+        self._queue.put(item)
+        self._count("queued", len(records))
+        return True
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        self.spill_path.parent.mkdir(parents=True, exist_ok=True)
-        self._adopt_orphan_spills()
+        try:
+            self.spill.prepare()
+        except OSError as exc:
+            # Serve anyway: the database may take every row; health says the folder is broken.
+            self._spill_error = f"cannot create {self.spill.dir}: {exc.strerror or exc}"
+            log.error("prediction log: %s", self._spill_error)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Flush what is queued (to the database or the spill file) and stop."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Drain the queue (to the database, else to spill) within the deadline, then stop."""
+        seconds = self.drain_seconds if timeout is None else timeout
+        before = dict(self.counts)
+        self._deadline = time.monotonic() + seconds
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout)
+            self._thread.join(seconds + 1.0)
+            if self._thread.is_alive():
+                # Stuck in a database call past the deadline: what it holds will not be saved.
+                stuck = self._pending
+                self._count("lost", stuck)
+                log.error("prediction log: %d rows lost: drain deadline passed mid-write", stuck)
+        drained = {k: self.counts[k] - before[k] for k in ("written", "spilled", "lost")}
+        log.info(
+            "prediction log stopped: drained %d written, %d spilled, %d lost; since start "
+            "%d written, %d spilled, %d replayed, %d lost",
+            drained["written"],
+            drained["spilled"],
+            drained["lost"],
+            self.counts["written"],
+            self.counts["spilled"],
+            self.counts["replayed"],
+            self.counts["lost"],
+        )
         self.store.close()
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -109,12 +184,33 @@ class PredictionLogWriter:
     def depth(self) -> int:
         return self._pending
 
-    def stats(self) -> dict[str, int | str | None]:
-        pending = self.spill_path.stat().st_size if self.spill_path.exists() else 0
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stats(self) -> dict[str, object]:
+        """Counters, and `status`/`reasons` from what puts rows at risk right now."""
+        spill_bytes = self.spill.pending_bytes()
+        since = self._failing_since
+        reasons = log_risks(
+            LogFacts(
+                writer_running=self.alive or self._thread is None or self._stop.is_set(),
+                failing_for_s=None if since is None else time.monotonic() - since,
+                spill_error=self._spill_error,
+                held_rows=len(self._batch) if self._held else 0,
+                queue_depth=self.depth,
+                queue_limit=self.max_queue,
+                spill_bytes=spill_bytes,
+            )
+        )
         return {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             **self.counts,
             "queue_depth": self.depth,
-            "spill_bytes": pending,
+            "queue_limit": self.max_queue,
+            "spill_bytes": spill_bytes,
+            "spill_error": self._spill_error,
             "last_error": self.last_error,
         }
 
@@ -126,50 +222,192 @@ class PredictionLogWriter:
             if self._on_count:
                 self._on_count(name, n)
 
-    def _take_batch(self) -> list[PredictionRecord]:
+    def _run(self) -> None:
+        while True:
+            try:
+                if self._stop.is_set() and (
+                    time.monotonic() >= self._deadline or (not self._batch and self._queue.empty())
+                ):
+                    break
+                if self._spill_error is None and time.monotonic() >= self._next_claim:
+                    # Files of a worker that died (kill -9, crash) since this one started.
+                    self._next_claim = time.monotonic() + _CLAIM_EVERY_S
+                    self._spill_dirty = bool(self.spill.claim_orphans()) or self._spill_dirty
+                self._cycle()
+            except Exception as exc:
+                # Supervision: nothing may end the writer. The batch in hand stays in
+                # self._batch and is delivered on the next turn.
+                self.last_error = _line(exc)
+                self._count("failures", 1)
+                log.exception("prediction log writer: unexpected error; carrying on")
+                self._pause(0.5)
+        self._give_up_rest()
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, cut short by stop(); while draining, in short steps towards the deadline."""
+        if self._stop.is_set():
+            time.sleep(min(seconds, 0.1))
+        else:
+            self._stop.wait(seconds)
+
+    def _cycle(self) -> None:
+        if not self._batch:
+            self._batch, self._acks = self._take_batch()
+            if not self._batch:
+                if not self._stop.is_set():
+                    self._replay_if_due()
+                self._report_losses()
+                return
+        else:
+            # A held batch: wait for its retry (no longer than the drain deadline).
+            wait = min(self._retry_at, self._deadline) - time.monotonic()
+            if wait > 0:
+                self._pause(wait)
+        delivered = self._deliver(self._batch)
+        self._held = not delivered
+        if not delivered and self._acks:
+            # Acknowledged requests are answered 503 instead of waiting: not lost, unanswered.
+            acked = sum(len(a) for a in self._acks)
+            self._settle(f"not logged: {self.last_error}")
+            self._count("lost", len(self._batch) - acked)
+            delivered = True
+        if delivered:
+            self._held = False
+            self._settle(None)
+            with self._pending_lock:
+                self._pending -= len(self._batch)
+            self._batch, self._acks = [], []
+            if self._failing_since is None and not self._stop.is_set():
+                self._replay_if_due()
+        self._report_losses()
+
+    def _take_batch(self) -> tuple[list[PredictionRecord], list[_Acked]]:
         batch: list[PredictionRecord] = []
+        acks: list[_Acked] = []
         try:
             # Idle: wake twice a second to notice stop() and spilled records to replay.
-            batch.extend(self._queue.get(timeout=max(self.flush_seconds, 0.5)))
+            item: list[PredictionRecord] | None = self._queue.get(timeout=0.5)
         except queue.Empty:
-            return batch
+            return batch, acks
         deadline = time.monotonic() + self.flush_seconds
-        while len(batch) < self.batch_size:
+        while item is not None:
+            batch.extend(item)
+            if type(item) is _Acked:
+                acks.append(item)
+            if len(batch) >= self.batch_size:
+                break
+            item = self._next_item(deadline)
+        return batch, acks
+
+    def _next_item(self, deadline: float) -> list[PredictionRecord] | None:
+        """The next queued request, waiting until the deadline; None when the batch is done."""
+        while True:
             try:
-                batch.extend(self._queue.get_nowait())
-                continue
+                return self._queue.get_nowait()
             except queue.Empty:
                 pass
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._stop.is_set():
-                break
+            # Acknowledged requests wait for this batch: write what is here (group commit).
+            if remaining <= 0 or self._stop.is_set() or self.acknowledged:
+                return None
             # Let requests accumulate between looks: a wake-up per request would cost the
             # event loop the GIL far more often than one write per batch does.
             self._stop.wait(min(remaining, 0.05))
-        return batch
 
-    def _run(self) -> None:
-        while True:
-            batch = self._take_batch()
-            if not batch:
-                if self._stop.is_set():
-                    return
-                self._replay_if_pending()
-                continue
+    def _settle(self, error: str | None) -> None:
+        acks, self._acks = self._acks, []
+        for item in acks:
+            # A request whose event loop has closed (shutdown) no longer waits for an answer.
+            with contextlib.suppress(RuntimeError):
+                item.done(error)
+
+    def _deliver(self, batch: list[PredictionRecord]) -> bool:
+        """To the database unless it is backing off, else to spill; False if neither took it."""
+        if time.monotonic() >= self._retry_at:
             try:
-                self._count("written", self._write(batch, self.store.write_batch))
-                self.last_error = None
-            except PgmlopsError as exc:
-                self.last_error = str(exc)
-                self._count("failures", 1)
-                self._spill(batch)
-                if not self._stop.is_set():
-                    time.sleep(0.2)
-            finally:
-                with self._pending_lock:
-                    self._pending -= len(batch)
-            if self.last_error is None:
-                self._replay_if_pending()
+                written = self._write(batch, self.store.write_batch)
+            except Exception as exc:
+                self._database_failed(exc)
+            else:
+                self._database_ok()
+                self._count("written", written)
+                return True
+        try:
+            self._count("rejected", self.spill.append(batch))
+        except OSError as exc:
+            if self._spill_error is None:
+                log.error(
+                    "prediction log: spill folder %s refuses rows (%s): holding them in memory "
+                    "(queue limit %d rows, newer rows are lost beyond it)",
+                    self.spill.dir,
+                    exc.strerror or exc,
+                    self.max_queue,
+                )
+            self._spill_error = f"{exc.strerror or exc}"
+            return False
+        if self._spill_error is not None:
+            log.info("prediction log: spill folder %s takes rows again", self.spill.dir)
+            self._spill_error = None
+        self._spill_dirty = True
+        self._count("spilled", len(batch))
+        return True
+
+    def _database_failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self.last_error = _line(exc)
+        self._count("failures", 1)
+        self._backoff = min(_BACKOFF_MAX_S, max(_BACKOFF_MIN_S, self._backoff * 2))
+        self._retry_at = now + self._backoff
+        if self._failing_since is None:
+            self._failing_since = now
+            log.warning(
+                "prediction log: database writes failing (%s); spilling to %s, retrying",
+                self.last_error,
+                self.spill.dir,
+            )
+
+    def _database_ok(self) -> None:
+        if self._failing_since is not None:
+            log.info(
+                "prediction log: database writes recovered after %.1f s",
+                time.monotonic() - self._failing_since,
+            )
+        self._failing_since = None
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self.last_error = None
+
+    def _report_losses(self) -> None:
+        lost = self.counts["lost"]
+        if lost > self._lost_logged:
+            log.error(
+                "prediction log: %d rows lost (queue of %d full: neither the database nor the "
+                "spill folder takes rows); %d lost since start",
+                lost - self._lost_logged,
+                self.max_queue,
+                lost,
+            )
+            self._lost_logged = lost
+
+    def _give_up_rest(self) -> None:
+        """After the drain deadline: what is still held or queued is lost, and said so."""
+        rest = self._batch
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            rest.extend(item)
+            if type(item) is _Acked:
+                self._acks.append(item)
+        self._settle("server shutting down")
+        if rest:
+            self._count("lost", len(rest))
+            log.error("prediction log: %d rows lost: drain deadline passed", len(rest))
+        with self._pending_lock:
+            self._pending -= len(rest)
+        self._batch, self._held = [], False
+        self._report_losses()
 
     def _write(
         self, records: list[PredictionRecord], write: Callable[[list[PredictionRecord]], object]
@@ -190,68 +428,50 @@ class PredictionLogWriter:
                 return 0
             return sum(self._write([r], write) for r in records)
 
-    def _spill(self, batch: list[PredictionRecord]) -> None:
-        with open(self.spill_path, "ab") as fh:
-            fh.write(b"".join(_encode(r) for r in batch))
-            fh.flush()
-            os.fsync(fh.fileno())
-        self._count("spilled", len(batch))
-        log.warning(
-            "database unavailable: %d prediction records spilled to %s", len(batch), self.spill_path
-        )
-
-    def _replay_if_pending(self) -> None:
-        if not self.spill_path.exists() or self.spill_path.stat().st_size == 0:
+    def _replay_if_due(self) -> None:
+        now = time.monotonic()
+        if not self._spill_dirty or now < self._retry_at or now < self._replay_at:
             return
-        # Rename first: new failures spill to a fresh file while this one is replayed.
-        replaying = self.spill_path.with_suffix(f".replay-{time.time_ns()}")
-        os.replace(self.spill_path, replaying)
-        self._replay_file(replaying)
+        try:
+            for path in self.spill.replay_files():
+                self._replay_file(path)
+        except FileNotFoundError:
+            return  # claimed by another worker meanwhile; look again next turn
+        except OSError as exc:
+            # A spill file this process cannot read: not the database's fault.
+            self._replay_at = now + _BACKOFF_MAX_S
+            log.error("prediction log: cannot read spill files: %s", exc)
+            return
+        except Exception as exc:
+            self._database_failed(exc)
+            return
+        self._spill_dirty = False
 
     def _replay_file(self, path: Path) -> None:
-        lines = [line for line in path.read_bytes().splitlines() if line.strip()]
-        records = [_decode(line) for line in lines]
         replayed = 0
-        try:
-            for i in range(0, len(records), self.batch_size):
-                replayed += self._write(records[i : i + self.batch_size], self.store.replay_batch)
-        except PgmlopsError as exc:
-            self.last_error = str(exc)
-            # Put the records back for the next attempt; replay is insert-or-ignore.
-            with open(self.spill_path, "ab") as fh:
-                fh.write(b"\n".join(lines) + b"\n")
-            path.unlink(missing_ok=True)
-            return
-        path.unlink(missing_ok=True)
+        for chunk in self.spill.read(path, self.batch_size, self._resume.get(path, 0)):
+            if chunk.bad_lines:
+                self._count("quarantined", chunk.bad_lines)
+                if chunk.quarantine_error:
+                    log.error(
+                        "prediction log: %d unreadable line(s) in %s dropped: cannot write %s: %s",
+                        chunk.bad_lines,
+                        path,
+                        self.spill.quarantine,
+                        chunk.quarantine_error,
+                    )
+                else:
+                    log.warning(
+                        "prediction log: %d unreadable line(s) in %s moved to %s",
+                        chunk.bad_lines,
+                        path,
+                        self.spill.quarantine,
+                    )
+            replayed += self._write(chunk.records, self.store.replay_batch)
+            self._resume[path] = chunk.end
+        self._database_ok()
+        if self.spill.discard(path):
+            self._resume.pop(path, None)
         self._count("replayed", replayed)
-        log.info("replayed %d spilled prediction records", replayed)
-
-    def _adopt_orphan_spills(self) -> None:
-        """Replay files left by a previous process (crash, restart) on the next start."""
-        for path in sorted(self.spill_path.parent.glob("predictions-*")):
-            if path == self.spill_path:
-                continue
-            if path.suffix == ".jsonl" and _pid_alive(path):
-                continue
-            target = self.spill_path.with_suffix(f".replay-{time.time_ns()}")
-            try:
-                os.replace(path, target)
-            except OSError:
-                continue
-            with open(self.spill_path, "ab") as fh:
-                fh.write(target.read_bytes())
-            target.unlink(missing_ok=True)
-
-
-def _pid_alive(path: Path) -> bool:
-    try:
-        pid = int(path.stem.split("-")[1])
-    except (IndexError, ValueError):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        if replayed:
+            log.info("prediction log: replayed %d spilled records from %s", replayed, path)

@@ -114,6 +114,9 @@ def load_version(ctx: Context, version: ModelVersion) -> LoadedModel:
     )
 
 
+_UNREADABLE = "cannot read the registry: "
+
+
 class ModelHolder:
     """Holds the production version of one model and swaps it atomically on change."""
 
@@ -136,8 +139,12 @@ class ModelHolder:
             except NotFoundError:
                 wanted = None
             except PgmlopsError as exc:
-                self.last_error = f"cannot read the registry: {exc}"
+                self.last_error = f"{_UNREADABLE}{exc}"
                 return self.current
+            if self.last_error and self.last_error.startswith(_UNREADABLE):
+                # The registry answers again: that error is over, whether or not the alias
+                # moved meanwhile (a refused version sets its own error below).
+                self.last_error = None
             if wanted is None:
                 if self.current is None:
                     self.last_error = f"model {self.model_name!r} has no production version yet"
