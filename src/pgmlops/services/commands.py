@@ -170,6 +170,12 @@ def models_command(
     return out
 
 
+_BAD_SIGNATURE = {
+    "other-key": "signed with another key",
+    "mismatch": "signature does not match (file or row changed after signing)",
+}
+
+
 def sign_artifacts_command(ctx: Context, *, model_name: str | None) -> dict[str, Any]:
     """Sign every unsigned, intact file of every version; never re-sign a bad signature.
 
@@ -194,7 +200,7 @@ def sign_artifacts_command(ctx: Context, *, model_name: str | None) -> dict[str,
                         continue
                     what = f"{name} v{v.version} {role}"
                     if verdict != "unsigned":
-                        refused.append(f"{what}: signature {verdict.replace('-', ' ')}")
+                        refused.append(f"{what}: {_BAD_SIGNATURE[verdict]}")
                         continue
                     try:
                         ctx.artifacts.get(stored, f"{role} artifact of {name} v{v.version}")
