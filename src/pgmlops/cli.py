@@ -375,8 +375,9 @@ def feedback(
 
 
 def _register_commands() -> None:
-    from pgmlops import cli_monitor, cli_retrain
+    from pgmlops import cli_artifacts, cli_monitor, cli_retrain
 
+    cli_artifacts.register(app)
     cli_monitor.register(app)
     cli_retrain.register(app)
 

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     model_name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     api_key: SecretStr | None = None
     predict_api_key: SecretStr | None = None
+    # Signs every artifact written and verifies every artifact loaded; never stored in the
+    # database. Unset: a key file beside a local artifact root is created on first use.
+    signing_key: SecretStr | None = None
+    # Lets versions registered before signing existed load (with a warning) until
+    # `pgmlops artifacts sign` has signed them; a bad or foreign signature is never trusted.
+    trust_unsigned: bool = False
     mlflow_tracking_uri: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -137,6 +143,16 @@ class Settings(BaseSettings):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
+
+    @field_validator("signing_key")
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value().encode()) < 32:
+            raise ValueError(
+                "must be at least 32 characters (e.g. `python -c "
+                "'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        return v
 
     @classmethod
     def settings_customise_sources(

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from pgmlops.domain.demo_data import make_churn
+from tests.tamper import strip_signatures
 
 pytestmark = pytest.mark.e2e
 
@@ -162,6 +163,20 @@ def test_tampered_artifact_is_refused_by_the_cli(cli: Cli, csv: Path, settings) 
     assert "production" not in json.loads(cli("models", "--json").stdout)["models"][0]["aliases"]
 
 
+def test_unsigned_versions_refuse_to_load_until_artifacts_sign(cli: Cli, csv: Path, ctx) -> None:
+    assert cli("train", "--data", str(csv), "--target", "Exited").returncode == 0
+    strip_signatures(ctx, "churn", 1)  # a version registered before signing existed
+    assert_one_line_error(cli("promote"), 6, "unsigned", "pgmlops artifacts sign")
+    signed = cli("artifacts", "sign", "--json")
+    assert signed.returncode == 0, signed.stderr
+    assert json.loads(signed.stdout)["files_signed"] == 4
+    again = json.loads(cli("artifacts", "sign", "--json").stdout)
+    assert (again["files_signed"], again["already_signed"]) == (0, 4)
+    assert cli("promote").returncode == 0
+    foreign = cli("artifacts", "sign", PGMLOPS_SIGNING_KEY="k" * 40)
+    assert_one_line_error(foreign, 6, "4 file(s) left unsigned", "signed with another key")
+
+
 def test_bad_config_values_name_the_key(cli: Cli, csv: Path, tmp_path: Path) -> None:
     config = tmp_path / "custom.yaml"
     config.write_text("training:\n  test_size: 2\n")
@@ -201,6 +216,7 @@ def test_help_lists_every_command(cli: Cli) -> None:
         "feedback",
         "db",
         "demo",
+        "artifacts",
     ):
         assert command in result.stdout
 

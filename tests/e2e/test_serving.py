@@ -24,6 +24,7 @@ from pgmlops.domain.records import PRODUCTION
 from pgmlops.store.predictions import PredictionStore
 from pgmlops.store.tables import PredictionRow
 from tests.e2e.serverproc import server_env, start_server, stop_server
+from tests.tamper import rewrite_files
 
 pytestmark = pytest.mark.e2e
 
@@ -267,6 +268,34 @@ def test_tampered_artifact_is_refused_and_the_old_version_keeps_serving(
         assert http.post("/predict", json=records(1)[0]).json()["version"] == trained["v1"]
         health = http.get("/health").json()
         assert health["status"] == "degraded" and "v2 refused" in health["model"]["error"]
+
+
+def test_a_version_pointed_at_another_versions_signed_files_is_refused_on_reload(
+    server, ctx, trained
+) -> None:
+    v1 = ctx.registry.get_version("churn", trained["v1"])
+    # Someone with write access to the database, but not the key, makes v2 serve v1's
+    # (validly signed) files and moves production, bypassing promotion.
+    rewrite_files(
+        ctx, "churn", trained["v2"], lambda _: {k: f.to_dict() for k, f in v1.files.items()}
+    )
+    ctx.registry.move_alias(
+        "churn",
+        PRODUCTION,
+        new_version=trained["v2"],
+        expected_version=trained["v1"],
+        action="force",
+        actor="test",
+        reason="swap test",
+    )
+    with server.client() as http:
+        resp = http.post("/reload", headers=server.admin_headers())
+        assert resp.status_code == 409
+        assert "signature check" in resp.json()["error"]
+        assert http.post("/predict", json=records(1)[0]).json()["version"] == trained["v1"]
+        health = http.get("/health").json()
+        assert health["status"] == "degraded" and "v2 refused" in health["model"]["error"]
+        assert "signature check" in health["model"]["error"]
 
 
 def test_two_workers_follow_a_promotion_within_five_seconds(ctx, trained, tmp_path) -> None:

@@ -13,18 +13,28 @@ PRODUCTION = "production"
 
 @dataclass(frozen=True)
 class StoredFile:
-    """Where an artifact lives and the digest it must have when read back."""
+    """Where an artifact lives, the digest it must have, and its signature (if signed)."""
 
     uri: str
     sha256: str
     size: int
+    signature: str | None = None
 
     def to_dict(self) -> dict[str, str | int]:
-        return {"uri": self.uri, "sha256": self.sha256, "size": self.size}
+        out: dict[str, str | int] = {"uri": self.uri, "sha256": self.sha256, "size": self.size}
+        if self.signature:
+            out["signature"] = self.signature
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StoredFile:
-        return cls(uri=str(data["uri"]), sha256=str(data["sha256"]), size=int(data["size"]))
+        sig = data.get("signature")
+        return cls(
+            uri=str(data["uri"]),
+            sha256=str(data["sha256"]),
+            size=int(data["size"]),
+            signature=str(sig) if sig else None,
+        )
 
 
 @dataclass(frozen=True)

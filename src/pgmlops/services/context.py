@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pgmlops.config import Settings
 from pgmlops.store.artifacts import ArtifactStore
 from pgmlops.store.db import Database
+from pgmlops.store.keys import SigningKey, default_key_file
 from pgmlops.store.registry import RegistryStore
 
 
@@ -21,7 +22,14 @@ class Context:
 
     def __post_init__(self) -> None:
         self.db = Database(self.settings.database_url)
-        self.artifacts = ArtifactStore(self.settings.artifact_root)
+        configured = self.settings.signing_key
+        key = SigningKey(
+            configured.get_secret_value().encode() if configured else None,
+            default_key_file(self.settings.artifact_root),
+        )
+        self.artifacts = ArtifactStore(
+            self.settings.artifact_root, key, trust_unsigned=self.settings.trust_unsigned
+        )
         self.registry = RegistryStore(self.db)
 
     def close(self) -> None:

@@ -226,11 +226,11 @@ def run_history(ctx: Context, model_name: str | None = None, limit: int = 50) ->
 
 
 def load_profile(ctx: Context, mv: ModelVersion) -> ReferenceProfile:
-    """A version's reference profile, read through its sha256 check."""
+    """A version's reference profile, read through its signature and sha256 checks."""
     what = f"{mv.model_name} v{mv.version}"
     if "reference" not in mv.files:
         raise DataError(f"model {what} has no reference profile; retrain it")
-    data = ctx.artifacts.get(mv.files["reference"], f"reference profile of {what}")
+    data = ctx.artifacts.read(mv, "reference")
     try:
         return ReferenceProfile.model_validate_json(data)
     except PydanticValidationError as exc:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from pgmlops.domain.card import ModelCard, OnnxInfo
 from pgmlops.domain.pipeline import serving_pipeline
+from pgmlops.domain.predict import Outputs
 from pgmlops.services.inference import OnnxEngine, PipelineEngine
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,14 @@ def _convert(pipeline: Any, card: ModelCard) -> bytes:
     return model.SerializeToString()
 
 
+def disagreement(card: ModelCard, ref: Outputs, got: Outputs) -> float:
+    """Largest difference between two engines' outputs (regression: relative to the spread)."""
+    if card.task == "regression":
+        scale = max(1.0, float(np.std(ref.predicted)))
+        return float(np.max(np.abs(ref.predicted - got.predicted))) / scale
+    return float(np.max(np.abs(np.asarray(ref.proba) - np.asarray(got.proba))))
+
+
 def export_onnx(
     pipeline: Any, card: ModelCard, holdout: pd.DataFrame
 ) -> tuple[bytes | None, OnnxInfo]:
@@ -56,11 +65,7 @@ def export_onnx(
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         log.info("no ONNX copy: %s", reason)
         return None, OnnxInfo(present=False, reason=f"conversion failed: {reason}")
-    if card.task == "regression":
-        scale = max(1.0, float(np.std(ref.predicted)))
-        diff = float(np.max(np.abs(ref.predicted - got.predicted))) / scale
-    else:
-        diff = float(np.max(np.abs(np.asarray(ref.proba) - np.asarray(got.proba))))
+    diff = disagreement(card, ref, got)
     if not np.isfinite(diff) or diff > TOLERANCE:
         return None, OnnxInfo(
             present=False,

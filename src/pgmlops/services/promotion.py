@@ -12,9 +12,9 @@ from pgmlops.domain.gates import Decision, decide
 from pgmlops.domain.predict import baseline_scores, to_scores
 from pgmlops.domain.records import PRODUCTION, AliasEvent, ModelVersion
 from pgmlops.domain.schema import coerce_features
-from pgmlops.errors import ConfigError, DataError, NotFoundError, PromotionRefused
+from pgmlops.errors import ArtifactError, ConfigError, DataError, NotFoundError, PromotionRefused
 from pgmlops.services.context import Context
-from pgmlops.services.inference import PipelineEngine, load_pipeline
+from pgmlops.services.inference import OnnxEngine, PipelineEngine, load_pipeline
 
 
 @dataclass(frozen=True)
@@ -30,18 +30,15 @@ class PromotionResult:
 
 
 def version_engine(ctx: Context, version: ModelVersion) -> PipelineEngine:
-    """Load a version's pipeline after checking its sha256."""
-    data = ctx.artifacts.get(
-        version.artifact, f"model artifact of {version.model_name} v{version.version}"
-    )
-    return PipelineEngine(load_pipeline(data), version.card)
+    """Load a version's pipeline after checking its signature and sha256."""
+    return PipelineEngine(load_pipeline(ctx.artifacts.read(version, "model")), version.card)
 
 
 def read_holdout(ctx: Context, version: ModelVersion) -> pd.DataFrame:
     """The holdout rows stored with a version at training time."""
     if "holdout" not in version.files:
         raise DataError(f"version {version.version} has no stored holdout to score on")
-    data = ctx.artifacts.get(version.files["holdout"], f"holdout of v{version.version}")
+    data = ctx.artifacts.read(version, "holdout")
     return pd.read_parquet(io.BytesIO(data))
 
 
@@ -103,6 +100,37 @@ def evaluate_challenge(
     return decide(cand_scores, champ_scores, base, ctx.settings.promotion), sizes
 
 
+def verify_servable(ctx: Context, version: ModelVersion) -> None:
+    """Refuse a version a worker could not serve: run before the alias moves, even forced.
+
+    Every file must be inside the artifact root, intact and signed; the ONNX copy that
+    workers will load must load in onnxruntime and reproduce the (verified) pipeline's
+    predictions on the version's own holdout, as it did when training kept it.
+    """
+    from pgmlops.services.onnx_export import TOLERANCE, disagreement
+
+    for role in version.files:
+        ctx.artifacts.read(version, role)
+    card = version.card
+    if not card.onnx.present:
+        return
+    what = f"ONNX artifact of {version.model_name} v{version.version}"
+    if "onnx" not in version.files:
+        raise ArtifactError(f"{what} is named by the model card but not in the registry")
+    onnx = OnnxEngine(ctx.artifacts.read(version, "onnx"), card)
+    x = coerce_features(read_holdout(ctx, version), card.feature_schema)
+    try:
+        got = onnx.predict_frame(x)
+    except Exception as exc:  # onnxruntime raises its own types for a damaged graph
+        raise ArtifactError(f"{what} cannot predict: {type(exc).__name__}: {exc}") from exc
+    diff = disagreement(card, version_engine(ctx, version).predict_frame(x), got)
+    if not diff <= TOLERANCE:  # also refuses NaN
+        raise ArtifactError(
+            f"{what} does not reproduce the pipeline's predictions on its holdout "
+            f"(max difference {diff:.2e} > {TOLERANCE:g}); refusing to serve it"
+        )
+
+
 def _candidate(ctx: Context, name: str, version: int | None) -> ModelVersion:
     return ctx.registry.get_version(name, version) if version else ctx.registry.latest_version(name)
 
@@ -123,6 +151,7 @@ def promote(
     current = ctx.registry.alias_version(name, PRODUCTION)
     if current == candidate.version:
         raise ConfigError(f"{name} v{candidate.version} is already production")
+    verify_servable(ctx, candidate)  # --force overrides gates, never a broken artifact
     champion = ctx.registry.get_version(name, current) if current is not None else None
     decision: Decision | None = None
     sizes: dict[str, int] = {}

@@ -84,16 +84,17 @@ class LoadedModel:
 
 
 def load_version(ctx: Context, version: ModelVersion) -> LoadedModel:
-    """Verify and load a version's engine: ONNX when validated, else the pipeline."""
+    """Verify and load a version's engine: ONNX when validated, else the pipeline.
+
+    The ONNX copy is preferred because loading it executes nothing; the pickle is read only
+    when there is no ONNX copy, and only after its signature and sha256 verify.
+    """
     card = version.card
-    what = f"{version.model_name} v{version.version}"
-    model_bytes = ctx.artifacts.get(version.artifact, f"model artifact of {what}")
     engine: Engine
     if card.onnx.present and "onnx" in version.files:
-        onnx_bytes = ctx.artifacts.get(version.files["onnx"], f"ONNX artifact of {what}")
-        engine = OnnxEngine(onnx_bytes, card)
+        engine = OnnxEngine(ctx.artifacts.read(version, "onnx"), card)
     else:
-        engine = PipelineEngine(load_pipeline(model_bytes), card)
+        engine = PipelineEngine(load_pipeline(ctx.artifacts.read(version, "model")), card)
     serving = ctx.settings.serving
     record = record_model(card.feature_schema, serving)
     return LoadedModel(

@@ -174,6 +174,7 @@ def train_model(
         from pgmlops.services.mlflow_sync import require_mlflow
 
         require_mlflow()
+    ctx.artifacts.key.get()  # no signing key: fail before the fit, not after it
     step("preparing data")
     x, y, schema = prepare_training_frame(dataset.frame, target, cfg.task, cfg.drop)
     schema = _order_classes(schema, cfg.positive_class)
@@ -303,7 +304,14 @@ def train_model(
     files["reference"] = ctx.artifacts.put(profile.model_dump_json().encode())
     seconds = time.perf_counter() - started
     card = card.model_copy(update={"training_seconds": round(seconds, 3)})
-    version = ctx.registry.create_version(model_name, files, card, actor, dataset.source)
+    version = ctx.registry.create_version(
+        model_name,
+        files,
+        card,
+        actor,
+        dataset.source,
+        sign=lambda number, fs: ctx.artifacts.sign_files(model_name, number, fs),
+    )
     mlflow_run = None
     if ctx.settings.mlflow_tracking_uri:
         step("logging the run to MLflow")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -92,8 +93,13 @@ class RegistryStore:
         card: ModelCard,
         created_by: str,
         source: dict[str, Any] | None = None,
+        sign: Callable[[int, dict[str, StoredFile]], dict[str, StoredFile]] | None = None,
     ) -> ModelVersion:
-        """Register a new candidate version; its artifacts must already be stored."""
+        """Register a new candidate version; its artifacts must already be stored.
+
+        `sign(number, files)` signs the files once the version number is allocated, inside
+        the same transaction: a version never exists with unsigned files.
+        """
         if "model" not in files:
             raise StoreError("a version needs its 'model' artifact before it can be registered")
         with self.db.session() as s:
@@ -115,6 +121,8 @@ class RegistryStore:
                 .limit(1)
             ).first()
             number = (latest or 0) + 1
+            if sign is not None:
+                files = sign(number, files)
             card = card.model_copy(update={"model_name": name})
             row = ModelVersionRow(
                 model_id=model.id,
@@ -131,6 +139,23 @@ class RegistryStore:
             s.add(row)
             s.flush()
             return _version(row, name, ())
+
+    def set_files(self, name: str, version: int, files: dict[str, StoredFile]) -> None:
+        """Replace a version's file records (signing existing versions)."""
+        if "model" not in files:
+            raise StoreError("a version's files must include its 'model' artifact")
+        with self.db.session() as s:
+            model = self._model(s, name)
+            row = s.scalars(
+                select(ModelVersionRow).where(
+                    ModelVersionRow.model_id == model.id, ModelVersionRow.version == version
+                )
+            ).one_or_none()
+            if row is None:
+                raise NotFoundError(f"model {name!r} has no version {version}")
+            row.files = {k: v.to_dict() for k, v in files.items()}
+            row.artifact_uri = files["model"].uri
+            row.artifact_sha256 = files["model"].sha256
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self.db.session() as s:
