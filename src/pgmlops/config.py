@@ -72,6 +72,11 @@ class ServingConfig(_Section):
     opentelemetry: bool = Field(
         False, description="FastAPI's native OpenTelemetry spans/metrics, if a provider is set up"
     )
+    public_details: bool = Field(
+        False,
+        description="show paths, the database location and operator names to clients "
+        "without the admin key (/health, /ready, /models, error bodies)",
+    )
     log_queue_size: int = Field(100_000, ge=100)
     # A batch costs the serving process ~0.6 ms of GIL time whatever its size, plus ~1 µs a
     # row (one orjson call), and PostgreSQL ~20 µs a row in one burst that takes a core from

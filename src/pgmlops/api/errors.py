@@ -12,7 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from pgmlops import errors
-from pgmlops.api.deps import AuthError
+from pgmlops.api.deps import AuthError, sees_details
+from pgmlops.domain.redact import public_text
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,19 @@ def pydantic_errors(raw: list[dict[str, Any]], prefix: tuple = ()) -> tuple[str,
     return f"{where}: {first['msg']}{more}", detail
 
 
+def _shown(request: Request, public: str | None, message: str) -> str:
+    """The message, or for an anonymous client its version without locations."""
+    if sees_details(request):
+        return message
+    return public or public_text(message)
+
+
 def install(app: FastAPI) -> None:
     """Register the exception handlers."""
 
     @app.exception_handler(errors.PgmlopsError)
-    async def _ours(_: Request, exc: errors.PgmlopsError) -> Response:
-        body: dict[str, Any] = {"error": str(exc)}
+    async def _ours(request: Request, exc: errors.PgmlopsError) -> Response:
+        body: dict[str, Any] = {"error": _shown(request, exc.public, str(exc))}
         if isinstance(exc, errors.ValidationError) and exc.errors:
             body["detail"] = exc.errors
         if isinstance(exc, errors.PromotionRefused):
@@ -78,8 +86,8 @@ def install(app: FastAPI) -> None:
         return json_response(status_for(exc), body)
 
     @app.exception_handler(HTTPProblem)
-    async def _problem(_: Request, exc: HTTPProblem) -> Response:
-        return json_response(exc.status, {"error": exc.message, **exc.extra})
+    async def _problem(request: Request, exc: HTTPProblem) -> Response:
+        return json_response(exc.status, {"error": _shown(request, None, exc.message), **exc.extra})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
