@@ -75,6 +75,14 @@ class ServingConfig(_Section):
     opentelemetry: bool = Field(
         False, description="FastAPI's native OpenTelemetry spans/metrics, if a provider is set up"
     )
+    # Slow clients: a connection that has not sent its request line and headers within
+    # header_timeout_seconds of opening (or of its previous response), or its body within
+    # body_timeout_seconds of its headers, is answered 408 and closed.
+    header_timeout_seconds: float = Field(10.0, gt=0.0, le=3600.0)
+    body_timeout_seconds: float = Field(30.0, gt=0.0, le=3600.0)
+    keep_alive_seconds: float = Field(
+        5.0, gt=0.0, le=3600.0, description="an idle keep-alive connection is closed after this"
+    )
     public_details: bool = Field(
         False,
         description="show paths, the database location and operator names to clients "

@@ -9,6 +9,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from pgmlops import errors
@@ -97,6 +98,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         return json_response(exc.status_code, {"error": str(exc.detail)})
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, exc: ClientDisconnect) -> Response:
+        # The client hung up mid-body: not our error. Nobody reads this answer; /metrics
+        # counts it as 499 (nginx's "client closed request"), not as a 500 with a traceback.
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> Response:

@@ -13,10 +13,12 @@ _SECRET_KEYS = re.compile(
     re.IGNORECASE,
 )
 # scheme://[user[:password]@]host... anywhere in a text (a URL inside an error message too).
-_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)([^\s'\"<>]*)")
+# Trailing punctuation (a closing parenthesis, a colon before the reason) is not the URL's.
+_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)([^\s'\"<>]*[^\s'\"<>).,:;])")
 # libpq key=value connection strings: `host=db password=secret`, quoted or not.
 _CONNINFO_SECRET = re.compile(
-    r"\b(password|passwd|pwd|sslpassword)(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE
+    r"\b(password|passwd|pwd|sslpassword)(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*[^\s&:;,.)])",
+    re.IGNORECASE,
 )
 # An absolute POSIX or Windows path of at least two components.
 _ABS_PATH = re.compile(r"(?<![\w:/.])(?:/|[A-Za-z]:\\)[^\s'\"<>:,;()]+(?:[/\\][^\s'\"<>:,;()]*)+")
