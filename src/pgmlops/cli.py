@@ -65,6 +65,10 @@ def handled(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            if kwargs.get("model_name") is not None:
+                from pgmlops.config import check_model_name
+
+                check_model_name(kwargs["model_name"])
             return fn(*args, **kwargs)
         except errors.PromotionRefused as exc:
             _print_refusal(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,8 @@ from pgmlops.errors import ConfigError
 from pgmlops.retraining_config import RetrainingConfig
 
 DEFAULT_CONFIG_FILE = "pgmlops.yaml"
+# A registered model name: it becomes part of artifact paths and metric labels.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 
 class _Section(BaseModel):
@@ -71,6 +74,19 @@ class ServingConfig(_Section):
     )
     opentelemetry: bool = Field(
         False, description="FastAPI's native OpenTelemetry spans/metrics, if a provider is set up"
+    )
+    # Slow clients: a connection that has not sent its request line and headers within
+    # header_timeout_seconds of opening (or of its previous response), or its body within
+    # body_timeout_seconds of its headers, is answered 408 and closed.
+    header_timeout_seconds: float = Field(10.0, gt=0.0, le=3600.0)
+    body_timeout_seconds: float = Field(30.0, gt=0.0, le=3600.0)
+    keep_alive_seconds: float = Field(
+        5.0, gt=0.0, le=3600.0, description="an idle keep-alive connection is closed after this"
+    )
+    public_details: bool = Field(
+        False,
+        description="show paths, the database location and operator names to clients "
+        "without the admin key (/health, /ready, /models, error bodies)",
     )
     # About a minute of peak traffic for one worker (~3,300 rows/s at ~6,500 req/s over two
     # workers), ~0.6 KB of memory a row; it fills only while neither the database nor the
@@ -127,7 +143,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///.pgmlops/pgmlops.db"
     artifact_root: str = ".pgmlops/artifacts"
-    model_name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    model_name: str = Field("default", pattern=MODEL_NAME_PATTERN)
     api_key: SecretStr | None = None
     predict_api_key: SecretStr | None = None
     # Signs every artifact written and verifies every artifact loaded; never stored in the
@@ -172,9 +188,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start} is invalid): "
+            "is it the right file?"
+        ) from exc
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where else ""
         raise ConfigError(f"config file {path} is not valid YAML{at}") from exc
@@ -182,7 +203,20 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings")
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise ConfigError(f"config file {path}: setting names must be text, got {odd[0]!r}")
     return data
+
+
+def check_model_name(name: str, where: str = "--model-name") -> str:
+    """The name, if it fits the pattern every registered model name must match."""
+    if not re.fullmatch(MODEL_NAME_PATTERN, name):
+        raise ConfigError(
+            f"{where} {name!r} is not a model name: letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit, at most 128 characters"
+        )
+    return name
 
 
 def describe_validation_error(exc: PydanticValidationError, source: str) -> str:

@@ -27,9 +27,11 @@ from typing import Any
 class PgmlopsError(Exception):
     """Base class: the message is one line a user can act on."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, public: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # What an anonymous HTTP client is told instead, when the message names locations.
+        self.public = public
 
     def __str__(self) -> str:
         return self.message

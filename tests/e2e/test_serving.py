@@ -145,7 +145,7 @@ def test_batch_and_body_limits(ctx, trained, tmp_path: Path) -> None:
     try:
         with srv.client() as http:
             too_many = http.post("/predict", json=records(6))
-            assert too_many.status_code == 422 and "maximum batch of 5" in too_many.json()["error"]
+            assert too_many.status_code == 413 and "maximum batch of 5" in too_many.json()["error"]
             huge = http.post("/predict", json=[records(1)[0]] * 40)
             assert huge.status_code == 413
             assert http.post("/predict", json=records(5)).status_code == 200

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from pgmlops.api.deps import get_ctx, require_admin
+from pgmlops.api.deps import get_ctx, require_admin, sees_details
 from pgmlops.api.errors import json_response
+from pgmlops.domain.redact import public_text
 from pgmlops.services.commands import models_command, promote_command, rollback_command
 
 router = APIRouter()
@@ -54,17 +55,49 @@ def serving_info(request: Request) -> dict[str, Any]:
     }
 
 
+def _public(value: Any) -> Any:
+    """Strings (error reasons, lists of them) without URLs or paths, for anonymous clients."""
+    if isinstance(value, list):
+        return [_public(v) for v in value]
+    return public_text(value) if isinstance(value, str) else value
+
+
+def anonymous_models(result: dict[str, Any]) -> dict[str, Any]:
+    """The /models answer without operator names, client addresses or the training-data path."""
+    for model in result.get("models", []):
+        for version in model.get("versions", []):
+            version["created_by"] = None
+        for event in model.get("history", []):
+            event["actor"] = None
+            event["reason"] = _public(event.get("reason"))
+    card = result.get("card")
+    if card is not None:
+        card["data"]["source"] = None
+        card["warnings"] = [public_text(w) for w in card.get("warnings", [])]
+    serving = result.get("serving")
+    if serving is not None:
+        serving["error"] = _public(serving.get("error"))
+    return result
+
+
 @router.get("/health", summary="Liveness, with the loaded version, database and log queue")
 async def health(request: Request) -> Response:
     state = request.app.state
     db_ok = await run_in_threadpool(state.ctx.db.ping)
     model = serving_info(request)
-    prediction_log = state.writer.stats()
+    log_stats = state.writer.stats()
     # Each reason is a fact of now (not a sticky last error), so recovery clears it.
     reasons = [] if db_ok else ["database unreachable"]
     if model["version"] is None or model["error"]:
         reasons.append(model["error"] or "no production model loaded")
-    reasons.extend(prediction_log["reasons"])
+    reasons.extend(log_stats["reasons"])
+    database: dict[str, Any] = {"reachable": db_ok}
+    if sees_details(request):
+        database["url"] = state.ctx.db.describe()
+    else:
+        model["error"] = _public(model["error"])
+        reasons = _public(reasons)
+        log_stats = {k: _public(v) for k, v in log_stats.items()}
     return json_response(
         200,
         {
@@ -73,8 +106,8 @@ async def health(request: Request) -> Response:
             # Each worker keeps its own model, log queue and counters: say which one answered.
             "worker_pid": os.getpid(),
             "model": model,
-            "database": {"reachable": db_ok, "url": state.ctx.db.describe()},
-            "prediction_log": prediction_log,
+            "database": database,
+            "prediction_log": log_stats,
             "alias_watch": "listen/notify" if state.watcher.listening else "polling",
         },
     )
@@ -85,6 +118,8 @@ async def ready(request: Request) -> Response:
     holder = request.app.state.holder
     if holder.current is None:
         reason = holder.last_error or "no production model loaded yet"
+        if not sees_details(request):
+            reason = public_text(reason)
         return json_response(503, {"ready": False, "reason": reason})
     return json_response(
         200, {"ready": True, "model": holder.model_name, "version": holder.current.version}
@@ -106,6 +141,8 @@ async def models(request: Request, model_name: str | None = None) -> Response:
     model = request.app.state.holder.current
     if model is not None and model.name == name:
         result["card"] = model.card.model_dump(mode="json")
+    if not sees_details(request):
+        result = anonymous_models(result)
     return json_response(200, result)
 
 

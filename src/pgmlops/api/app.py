@@ -118,6 +118,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, routes=app.routes, description=app.description
     )
     model = app.state.holder.current
+    max_batch = app.state.ctx.settings.serving.max_batch
     if model is not None:
         record = model.record.model_json_schema(ref_template="#/components/schemas/{model}")
         defs = record.pop("$defs", {})
@@ -125,7 +126,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components.update(defs)
         components["Record"] = record
         ref = {"$ref": "#/components/schemas/Record"}
-        max_batch = app.state.ctx.settings.serving.max_batch
         body_schema = {
             "anyOf": [ref, {"type": "array", "items": ref, "minItems": 1, "maxItems": max_batch}]
         }
@@ -140,7 +140,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "responses": {
             "200": {"description": "A prediction per record", **problem},
             "401": {"description": "Missing or wrong predict key", **problem},
-            "413": {"description": "Body over the size limit", **problem},
+            "413": {
+                "description": "Body over the size limit, or over max_batch records",
+                **problem,
+            },
             "415": {"description": "Content-Type is not application/json", **problem},
             "422": {"description": "A record does not fit the feature schema", **problem},
             "503": {"description": "No production model is loaded", **problem},
@@ -162,9 +165,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "required": True,
         "content": {
             "application/json": {
-                "schema": {"anyOf": [item, {"type": "array", "items": item, "minItems": 1}]}
+                "schema": {
+                    "anyOf": [
+                        item,
+                        {"type": "array", "items": item, "minItems": 1, "maxItems": max_batch},
+                    ]
+                }
             }
         },
+    }
+    fb.setdefault("responses", {})["413"] = {
+        "description": "Body over the size limit, or over max_batch items",
+        **problem,
     }
     app.openapi_schema = schema
     return schema

@@ -43,6 +43,22 @@ def check_key(request: Request, configured: str | None, what: str, env: str) -> 
         raise AuthError(f"{what} need a valid API key in X-API-Key or Authorization: Bearer", 401)
 
 
+def sees_details(request: Request) -> bool:
+    """Whether this client may see paths, the database location and who did what.
+
+    The admin key holder may; anyone may when `serving.public_details` is on. A wrong or
+    missing key is not refused here: the client gets the anonymous view.
+    """
+    settings = get_ctx(request).settings
+    if settings.serving.public_details:
+        return True
+    key = settings.api_key
+    presented = _presented_key(request)
+    if key is None or presented is None:
+        return False
+    return hmac.compare_digest(presented.encode(), key.get_secret_value().encode())
+
+
 def require_admin(request: Request) -> None:
     """Dependency for /reload, /promote, /rollback, /retrain and /retrain/status."""
     key = get_ctx(request).settings.api_key

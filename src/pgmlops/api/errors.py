@@ -9,10 +9,12 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from pgmlops import errors
-from pgmlops.api.deps import AuthError
+from pgmlops.api.deps import AuthError, sees_details
+from pgmlops.domain.redact import public_text
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +67,19 @@ def pydantic_errors(raw: list[dict[str, Any]], prefix: tuple = ()) -> tuple[str,
     return f"{where}: {first['msg']}{more}", detail
 
 
+def _shown(request: Request, public: str | None, message: str) -> str:
+    """The message, or for an anonymous client its version without locations."""
+    if sees_details(request):
+        return message
+    return public or public_text(message)
+
+
 def install(app: FastAPI) -> None:
     """Register the exception handlers."""
 
     @app.exception_handler(errors.PgmlopsError)
-    async def _ours(_: Request, exc: errors.PgmlopsError) -> Response:
-        body: dict[str, Any] = {"error": str(exc)}
+    async def _ours(request: Request, exc: errors.PgmlopsError) -> Response:
+        body: dict[str, Any] = {"error": _shown(request, exc.public, str(exc))}
         if isinstance(exc, errors.ValidationError) and exc.errors:
             body["detail"] = exc.errors
         if isinstance(exc, errors.PromotionRefused):
@@ -78,8 +87,8 @@ def install(app: FastAPI) -> None:
         return json_response(status_for(exc), body)
 
     @app.exception_handler(HTTPProblem)
-    async def _problem(_: Request, exc: HTTPProblem) -> Response:
-        return json_response(exc.status, {"error": exc.message, **exc.extra})
+    async def _problem(request: Request, exc: HTTPProblem) -> Response:
+        return json_response(exc.status, {"error": _shown(request, None, exc.message), **exc.extra})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
@@ -89,6 +98,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         return json_response(exc.status_code, {"error": str(exc.detail)})
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, exc: ClientDisconnect) -> Response:
+        # The client hung up mid-body: not our error. Nobody reads this answer; /metrics
+        # counts it as 499 (nginx's "client closed request"), not as a 500 with a traceback.
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> Response:

@@ -192,7 +192,7 @@ function showCard(data) {
   $("history").innerHTML = hist.length ? "<table><tr><th>when</th><th>action</th><th>from</th>" +
     "<th>to</th><th>who</th><th>why</th></tr>" + hist.slice().reverse().map(h =>
     `<tr><td>${esc(when(h.at))}</td><td>${esc(h.action)}</td>` +
-    `<td>${esc(h.from ?? "-")}</td><td>${esc(h.to)}</td><td>${esc(h.actor)}</td>` +
+    `<td>${esc(h.from ?? "-")}</td><td>${esc(h.to)}</td><td>${esc(h.actor ?? "-")}</td>` +
     `<td>${esc(h.reason ?? "")}</td></tr>`).join("") + "</table>" : "none";
 }
 

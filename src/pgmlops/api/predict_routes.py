@@ -31,7 +31,10 @@ _ACK_TIMEOUT_S = 30.0
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing wrong content types (415), oversized (413) and empty bodies."""
     ctype = request.headers.get("content-type", "")
-    if not ctype.startswith("application/json"):
+    # The exact media type, parameters (charset) allowed: `application/jsonfoo` is not JSON.
+    if ctype != "application/json" and ctype.split(";", 1)[0].strip().lower() != (
+        "application/json"
+    ):
         raise HTTPProblem(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit():
@@ -77,16 +80,36 @@ def _validate_body(model: LoadedModel, body: bytes, max_batch: int) -> tuple[lis
     name the problem (malformed JSON, NaN, the field, the batch limit) as the API promises.
     """
     head = body[:64].lstrip()[:1]
-    try:
-        if head == b"{":
-            return [model.single.validate_json(body).__dict__], False
-        if head == b"[":
-            rows = model.batch.validate_json(body)
-            if 0 < len(rows) <= max_batch:
-                return [r.__dict__ for r in rows], True
-    except PydanticValidationError:
-        pass
-    return _validate(model, parse_json(body), max_batch)
+    # pydantic's lax mode reads `true` as 1.0 for a number: a body with a JSON boolean in it
+    # takes the slow path, where `_refuse_booleans` sees the values before conversion.
+    if b"true" not in body and b"false" not in body:
+        try:
+            if head == b"{":
+                return [model.single.validate_json(body).__dict__], False
+            if head == b"[":
+                rows = model.batch.validate_json(body)
+                if 0 < len(rows) <= max_batch:
+                    return [r.__dict__ for r in rows], True
+        except PydanticValidationError:
+            pass
+    payload = parse_json(body)
+    _refuse_booleans(model, payload)
+    return _validate(model, payload, max_batch)
+
+
+def _refuse_booleans(model: LoadedModel, payload: Any) -> None:
+    """A boolean where the schema wants a number is bad input, not 0.0 or 1.0."""
+    numeric = model.card.feature_schema.numeric
+    rows = payload if isinstance(payload, list) else [payload]
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            continue
+        for name in numeric:
+            if isinstance(row.get(name), bool):
+                loc = [i, name] if isinstance(payload, list) else [name]
+                msg = "Input should be a number, not a boolean"
+                where = ".".join(map(str, loc))
+                raise ValidationError(f"{where}: {msg}", [{"loc": loc, "msg": msg, "type": "bool"}])
 
 
 def _validate(model: LoadedModel, payload: Any, max_batch: int) -> tuple[list[dict], bool]:
@@ -98,8 +121,8 @@ def _validate(model: LoadedModel, payload: Any, max_batch: int) -> tuple[list[di
             if not payload:
                 raise ValidationError("empty list: send at least one record")
             if len(payload) > max_batch:
-                raise ValidationError(
-                    f"{len(payload)} records exceed the maximum batch of {max_batch}"
+                raise HTTPProblem(
+                    413, f"{len(payload)} records exceed the maximum batch of {max_batch}"
                 )
             return [r.__dict__ for r in model.batch.validate_python(payload)], True
     except PydanticValidationError as exc:
@@ -184,8 +207,13 @@ router.add_route("/predict", predict, methods=["POST"], include_in_schema=False)
 @router.post("/feedback", summary="Record true labels for earlier predictions")
 async def feedback(request: Request) -> Response:
     state = request.app.state
-    payload = await read_json(request, state.ctx.settings.serving.max_body_bytes)
+    serving = state.ctx.settings.serving
+    payload = await read_json(request, serving.max_body_bytes)
     items = payload if isinstance(payload, list) else [payload]
+    if len(items) > serving.max_batch:
+        raise HTTPProblem(
+            413, f"{len(items)} items exceed the maximum batch of {serving.max_batch}"
+        )
     pairs = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or "prediction_id" not in item or "label" not in item:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
 
 from pgmlops.api.observability import configure_logging
-from pgmlops.api.workers import WorkerPool, reuse_port_supported
+from pgmlops.api.workers import (
+    WorkerPool,
+    bind_reuse_port,
+    reuse_port_supported,
+    serve_on,
+    uvicorn_config,
+)
 from pgmlops.config import Settings
 
 
@@ -47,6 +54,8 @@ def run_server(
             '"HasCrCard": 1, "IsActiveMember": 0, "EstimatedSalary": 90000}\'\n',
             flush=True,
         )
+    serving = settings.serving
+    raise_open_files_limit()
     config = {
         "app": "pgmlops.api.app:create_app",
         "factory": True,
@@ -55,6 +64,10 @@ def run_server(
         "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": 10,
+        "http": "pgmlops.api.slow_clients:TimedHttpToolsProtocol",
+        "timeout_keep_alive": serving.keep_alive_seconds,
+        "header_timeout": serving.header_timeout_seconds,
+        "body_timeout": serving.body_timeout_seconds,
     }
     if workers > 1 and reuse_port_supported():
         # The pool's own lines (start, a worker replaced) in the workers' JSON format.
@@ -63,4 +76,28 @@ def run_server(
         if code:
             raise SystemExit(code)
         return
-    uvicorn.run(**config, workers=workers)
+    if workers == 1:
+        # Bound here, not by uvicorn: a port in use is the same one-line error as with a pool.
+        sock = bind_reuse_port(host, port, shared=False)
+        serve_on(uvicorn_config(config), sock)
+        return
+    # Without SO_REUSEPORT (not Linux): uvicorn's own workers, the timeouts at their defaults.
+    ours = ("header_timeout", "body_timeout")
+    uvicorn.run(**{k: v for k, v in config.items() if k not in ours}, workers=workers)
+
+
+def raise_open_files_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: each client connection holds a descriptor.
+
+    The usual soft limit of 1,024 would make the server refuse new clients (accept fails
+    with EMFILE) once a thousand slow or idle connections are open.
+    """
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

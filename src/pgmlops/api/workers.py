@@ -33,13 +33,14 @@ def reuse_port_supported() -> bool:
     return sys.platform.startswith("linux")
 
 
-def bind_reuse_port(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to host:port that other processes of this user may bind too."""
+def bind_reuse_port(host: str, port: int, *, shared: bool = True) -> socket.socket:
+    """A TCP socket bound to host:port; with `shared`, other processes of this user may too."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
@@ -55,20 +56,37 @@ def _forget_metrics_of(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def _worker(config_kwargs: dict[str, Any]) -> None:
-    """One worker process: its own socket, one uvicorn server."""
+def uvicorn_config(config_kwargs: dict[str, Any]) -> Any:
+    """A uvicorn Config; our own keys (the slow-client timeouts) ride along as attributes."""
     import uvicorn
 
-    config = uvicorn.Config(**config_kwargs)
+    kwargs = dict(config_kwargs)
+    ours = {key: kwargs.pop(key) for key in ("header_timeout", "body_timeout") if key in kwargs}
+    config = uvicorn.Config(**kwargs)
+    for key, value in ours.items():
+        setattr(config, key, value)
+    return config
+
+
+def serve_on(config: Any, sock: socket.socket) -> None:
+    """Run one uvicorn server on a bound socket; exit STARTUP_FAILURE if the app did not start."""
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
+
+
+def _worker(config_kwargs: dict[str, Any]) -> None:
+    """One worker process: its own socket, one uvicorn server."""
+    config = uvicorn_config(config_kwargs)
     try:
         sock = bind_reuse_port(config.host, config.port)
     except ConfigError as exc:
         log.error("%s", exc)
         raise SystemExit(STARTUP_FAILURE) from None
-    server = uvicorn.Server(config)
-    server.run(sockets=[sock])
-    if not server.started:
-        raise SystemExit(STARTUP_FAILURE)
+    serve_on(config, sock)
 
 
 class WorkerPool:

@@ -15,6 +15,8 @@ _NUMERIC_TEXT_SHARE = 0.98
 # A numeric target with at most this many distinct values is treated as classes.
 _MAX_CLASSES = 20
 _MAX_CATEGORIES = 200
+# The largest finite float32: serving may compute in float32, so inputs must fit it.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class FeatureSpec(BaseModel):

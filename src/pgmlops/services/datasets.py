@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from pgmlops.domain.redact import redact_secrets, redact_url
 from pgmlops.errors import ConfigError, DataError
 
 _CSV = (".csv", ".csv.gz", ".tsv", ".txt")
@@ -89,13 +90,14 @@ def load_query(url: str, query: str) -> Dataset:
             frame = pd.read_sql_query(text(query), conn)
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None) or exc
-        first = str(orig).strip().splitlines()[0]
+        first = redact_secrets(str(orig).strip().splitlines()[0])
         raise DataError(f"SQL data source failed: {first}") from exc
     finally:
         engine.dispose()
     if frame.empty:
         raise DataError("SQL data source returned no rows")
-    safe_url = engine.url.render_as_string(hide_password=True)
+    # The registry never stores a credential, in the userinfo or in a `?password=`.
+    safe_url = redact_url(engine.url.render_as_string(hide_password=False))
     return Dataset(frame, {"kind": "sql", "url": safe_url, "query": query}, fingerprint(frame))
 
 

@@ -45,13 +45,13 @@ def record_feedback(
     """Store (prediction_id, label) pairs; every id must exist and every label fit its model."""
     if not items:
         raise ValidationError("no feedback given: send {prediction_id, label} or a list of them")
+    ids: list[str] = []
     for i, (pid, _) in enumerate(items):
         try:
-            uuid.UUID(str(pid))
+            ids.append(str(uuid.UUID(str(pid))))
         except ValueError:
             raise ValidationError(f"item {i}: prediction_id {pid!r} is not a UUID") from None
     store = PredictionStore(ctx.db)
-    ids = [str(uuid.UUID(str(pid))) for pid, _ in items]
     known = store.prediction_versions(ids)
     if len(known) < len(set(ids)) and flush is not None:
         # The log is written in the background: a very fresh prediction may still be queued.

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from pgmlops.domain.records import StoredFile
+from pgmlops.domain.redact import redact_url
 from pgmlops.errors import ConfigError, DataError
 from pgmlops.retraining_config import LiveSourceConfig
 from pgmlops.services.context import Context
@@ -39,7 +40,7 @@ def _safe_url(url: str) -> str:
     from pgmlops.store.db import normalize_url
 
     try:
-        return make_url(normalize_url(url)).render_as_string(hide_password=True)
+        return redact_url(make_url(normalize_url(url)).render_as_string(hide_password=False))
     except Exception:
         return "<unparseable URL>"
 

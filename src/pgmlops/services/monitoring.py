@@ -44,6 +44,7 @@ from pgmlops.store.monitoring import MonitoringRun, MonitoringStore, PredictionW
 # Categorical plots show this many categories; the rest are pooled.
 _PLOT_CATEGORIES = 15
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
+_MAX_WINDOW_SECONDS = 36_500 * 86_400
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -108,6 +109,9 @@ def parse_duration(text: str) -> timedelta:
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
     if seconds <= 0:
         raise ConfigError(f"--since {text!r} must be longer than zero")
+    if seconds > _MAX_WINDOW_SECONDS:
+        # Older than any logged prediction anyway, and `now - window` would leave the calendar.
+        raise ConfigError(f"--since {text!r} is too long: at most 36500d (100 years)")
     return timedelta(seconds=seconds)
 
 

@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from pgmlops.config import ServingConfig
 from pgmlops.domain.card import ModelCard
 from pgmlops.domain.records import PRODUCTION, ModelVersion, PredictionRecord
-from pgmlops.domain.schema import FeatureSchema
+from pgmlops.domain.schema import FLOAT32_MAX, FeatureSchema
 from pgmlops.errors import ArtifactError, NotFoundError, PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.inference import Engine, OnnxEngine, PipelineEngine, load_pipeline
@@ -44,7 +44,16 @@ def record_model(schema: FeatureSchema, serving: ServingConfig) -> type[BaseMode
             hint = f"training range {spec.min:g} .. {spec.max:g}" if spec.min is not None else None
             fields[spec.name] = (
                 float | None,
-                Field(..., description=hint, allow_inf_nan=False, examples=[spec.mean]),
+                Field(
+                    ...,
+                    description=hint,
+                    allow_inf_nan=False,
+                    # Served models may compute in float32 (ONNX): a larger number would
+                    # become infinity there, and be logged as a value no model can read.
+                    ge=-FLOAT32_MAX,
+                    le=FLOAT32_MAX,
+                    examples=[spec.mean],
+                ),
             )
         else:
             cats = [c for c in spec.categories or [] if c != "__missing__"]

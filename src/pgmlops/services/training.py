@@ -22,6 +22,7 @@ from pgmlops.domain.metrics import PRIMARY_METRIC, confusion, evaluate
 from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
 from pgmlops.domain.predict import baseline_scores, predict_outputs, to_scores
 from pgmlops.domain.records import ModelVersion, StoredFile
+from pgmlops.domain.redact import redact_secrets
 from pgmlops.domain.schema import FeatureSchema, prepare_training_frame
 from pgmlops.domain.split import split_rows
 from pgmlops.domain.threshold import tune_threshold
@@ -320,7 +321,9 @@ def train_model(
         try:
             mlflow_run = log_version(ctx.settings.mlflow_tracking_uri, version, pipeline)
         except Exception as exc:  # the version is registered; the MLflow mirror is extra
-            notes.append(f"MLflow logging failed, the version is registered anyway: {exc}")
+            # MLflow's message may carry the tracking URI, credentials included.
+            reason = redact_secrets(str(exc))
+            notes.append(f"MLflow logging failed, the version is registered anyway: {reason}")
             log.warning(notes[-1])
     return TrainResult(version=version, warnings=notes, seconds=seconds, mlflow_run_id=mlflow_run)
 

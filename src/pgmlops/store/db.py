@@ -18,6 +18,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from pgmlops.domain.redact import redact_secrets, redact_url
 from pgmlops.errors import ConfigError, SchemaOutdatedError, StoreError, ValidationError
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -31,11 +32,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _redact(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
+def _unreachable(db: Database, exc: BaseException) -> StoreError:
+    return StoreError(
+        f"database {db.describe()} is unreachable: {first_line(exc)}",
+        public="database is unreachable",
+    )
 
 
 def _on_sqlite_connect(dbapi_conn, _record) -> None:
@@ -56,7 +57,9 @@ class Database:
         try:
             parsed = make_url(self.url)
         except ArgumentError as exc:
-            raise ConfigError(f"PGMLOPS_DATABASE_URL is not a database URL: {url!r}") from exc
+            raise ConfigError(
+                f"PGMLOPS_DATABASE_URL is not a database URL: {redact_url(url)!r}"
+            ) from exc
         self.dialect = parsed.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
             raise ConfigError(
@@ -71,7 +74,9 @@ class Database:
         try:
             self.engine: Engine = create_engine(self.url, **kwargs)
         except (ArgumentError, NoSuchModuleError) as exc:
-            raise ConfigError(f"PGMLOPS_DATABASE_URL {_redact(self.url)!r}: {exc}") from exc
+            raise ConfigError(
+                f"PGMLOPS_DATABASE_URL {redact_url(self.url)!r}: {redact_secrets(str(exc))}"
+            ) from exc
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _on_sqlite_connect)
             # SQLite takes its write lock at the first write; BEGIN IMMEDIATE takes it up
@@ -86,7 +91,7 @@ class Database:
         return self.dialect == "postgresql"
 
     def describe(self) -> str:
-        return _redact(self.url)
+        return redact_url(self.url)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -96,9 +101,7 @@ class Database:
             with self._sessions() as session, session.begin():
                 yield session
         except OperationalError as exc:
-            raise StoreError(
-                f"database {self.describe()} is unreachable: {first_line(exc)}"
-            ) from exc
+            raise _unreachable(self, exc) from exc
         except DataError as exc:
             # The database refused a value we were given (e.g. a NUL character in text on
             # PostgreSQL): bad input, not a broken database.
@@ -107,7 +110,7 @@ class Database:
             # sqlite3 refuses integers beyond 64 bits itself, before SQLAlchemy sees a DB error.
             raise ValidationError(f"invalid value: {exc}") from exc
         except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {first_line(exc)}") from exc
+            raise StoreError(f"database error: {first_line(exc)}", public="database error") from exc
 
     def ensure_schema(self) -> None:
         """Create the schema in an empty database; refuse a database left at an older revision."""
@@ -122,7 +125,8 @@ class Database:
             elif current != head:
                 raise SchemaOutdatedError(
                     f"database {self.describe()} is at schema revision {current or 'none'}, "
-                    f"this pgmlops needs {head}: run `pgmlops db upgrade`"
+                    f"this pgmlops needs {head}: run `pgmlops db upgrade`",
+                    public="database schema is outdated: run `pgmlops db upgrade`",
                 )
             self._checked = True
 
@@ -131,9 +135,7 @@ class Database:
             with self.engine.connect() as conn:
                 return "registered_models" in inspect(conn).get_table_names()
         except OperationalError as exc:
-            raise StoreError(
-                f"database {self.describe()} is unreachable: {first_line(exc)}"
-            ) from exc
+            raise _unreachable(self, exc) from exc
 
     def revisions(self) -> tuple[str | None, str]:
         """(revision the database is at, revision this code expects)."""
@@ -145,9 +147,7 @@ class Database:
             with self.engine.connect() as conn:
                 current = MigrationContext.configure(conn).get_current_revision()
         except OperationalError as exc:
-            raise StoreError(
-                f"database {self.describe()} is unreachable: {first_line(exc)}"
-            ) from exc
+            raise _unreachable(self, exc) from exc
         return current, head or ""
 
     def upgrade(self) -> str:
@@ -160,9 +160,7 @@ class Database:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
-            raise StoreError(
-                f"database {self.describe()} is unreachable: {first_line(exc)}"
-            ) from exc
+            raise _unreachable(self, exc) from exc
         self._checked = True
         return self.revisions()[0] or ""
 
@@ -189,4 +187,5 @@ class Database:
 def first_line(exc: BaseException) -> str:
     """The first line of a (database) error, for one-line messages."""
     orig = getattr(exc, "orig", None) or exc
-    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    # A driver may echo the connection string it could not use.
+    return redact_secrets((str(orig).strip().splitlines() or [type(orig).__name__])[0])

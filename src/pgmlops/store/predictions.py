@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import Any
 
@@ -20,6 +20,9 @@ from pgmlops.domain.records import FeedbackRecord, PredictionRecord
 from pgmlops.errors import NotFoundError, StoreError, ValidationError
 from pgmlops.store.db import Database, first_line
 from pgmlops.store.tables import FeedbackRow, PredictionRow, utcnow
+
+# Ids per IN list: under PostgreSQL's 65,535 bind parameters and SQLite's 32,766.
+_IN_LIST_SIZE = 5_000
 
 
 @cache
@@ -131,48 +134,49 @@ class PredictionStore:
 
     def prediction_versions(self, ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         """(model name, version) of each known prediction id."""
-        wanted = [uuid.UUID(i) for i in ids]
+        wanted = list(dict.fromkeys(uuid.UUID(i) for i in ids))
+        out: dict[str, tuple[str, int]] = {}
         with self.db.session() as s:
-            rows = s.execute(
-                select(PredictionRow.id, PredictionRow.model_name, PredictionRow.version).where(
-                    PredictionRow.id.in_(wanted)
+            for part in _chunks(wanted):
+                rows = s.execute(
+                    select(PredictionRow.id, PredictionRow.model_name, PredictionRow.version).where(
+                        PredictionRow.id.in_(part)
+                    )
                 )
-            )
-            return {str(r.id): (r.model_name, r.version) for r in rows}
+                out.update({str(r.id): (r.model_name, r.version) for r in rows})
+        return out
 
     def add_feedback(
         self, labels: Sequence[tuple[str, str]]
     ) -> tuple[list[FeedbackRecord], set[str]]:
-        """Store labels; an earlier label is superseded, not deleted. Returns (new, replaced)."""
+        """Store labels; an earlier label is superseded, not deleted. Returns (new, replaced).
+
+        Two labels for one prediction in one call: the last one is stored, as if sent later.
+        """
         now = utcnow()
-        ids = [uuid.UUID(pid) for pid, _ in labels]
+        latest = {uuid.UUID(pid): label for pid, label in labels}
+        ids = list(latest)
+        known: set[uuid.UUID] = set()
+        previous: set[uuid.UUID] = set()
         with self.db.session() as s:
-            known = set(s.scalars(select(PredictionRow.id).where(PredictionRow.id.in_(ids))))
+            # IN lists in parts: PostgreSQL takes at most 65,535 bind parameters a statement.
+            for part in _chunks(ids):
+                known.update(s.scalars(select(PredictionRow.id).where(PredictionRow.id.in_(part))))
             missing = [str(i) for i in ids if i not in known]
             if missing:
                 raise NotFoundError(f"unknown prediction_id: {missing[0]}")
-            previous = set(
-                s.scalars(
-                    select(FeedbackRow.prediction_id).where(
-                        FeedbackRow.prediction_id.in_(ids), FeedbackRow.superseded_at.is_(None)
-                    )
-                )
-            )
-            s.execute(
-                update(FeedbackRow)
-                .where(FeedbackRow.prediction_id.in_(ids), FeedbackRow.superseded_at.is_(None))
-                .values(superseded_at=now)
-            )
+            for part in _chunks(ids):
+                current = (FeedbackRow.prediction_id.in_(part), FeedbackRow.superseded_at.is_(None))
+                previous.update(s.scalars(select(FeedbackRow.prediction_id).where(*current)))
+                s.execute(update(FeedbackRow).where(*current).values(superseded_at=now))
             s.execute(
                 insert(FeedbackRow),
                 [
                     {"prediction_id": i, "label": label, "created_at": now}
-                    for i, (_, label) in zip(ids, labels, strict=True)
+                    for i, label in latest.items()
                 ],
             )
-        records = [
-            FeedbackRecord(str(i), label, now) for i, (_, label) in zip(ids, labels, strict=True)
-        ]
+        records = [FeedbackRecord(str(i), label, now) for i, label in latest.items()]
         return records, {str(i) for i in previous}
 
     def feedback_history(self, prediction_id: str) -> list[FeedbackRecord]:
@@ -186,3 +190,8 @@ class PredictionStore:
                 FeedbackRecord(str(r.prediction_id), r.label, r.created_at, r.superseded_at)
                 for r in rows
             ]
+
+
+def _chunks(items: list[uuid.UUID], size: int = _IN_LIST_SIZE) -> Iterator[list[uuid.UUID]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
