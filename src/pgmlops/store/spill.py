@@ -71,7 +71,13 @@ class SpillFolder:
             except TypeError:  # orjson.JSONEncodeError: a value JSON cannot hold
                 unencodable += 1
         data = b"".join(parts)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
+        try:
+            fd = os.open(self.path, flags, 0o600)
+        except FileNotFoundError:
+            # The folder could not be made at start-up (or was removed since): try again.
+            self.prepare()
+            fd = os.open(self.path, flags, 0o600)
         try:
             size = os.fstat(fd).st_size
             # An earlier failure that could not be cut back left a torn tail: start afresh.
