@@ -98,8 +98,14 @@ class MonitoringConfig(_Section):
         le=1.0,
         description="degraded when the primary metric is worse by this fraction of its reference",
     )
+    alarm_alpha: float = Field(
+        0.01,
+        gt=0.0,
+        lt=0.5,
+        description="confidence and performance alarm only on a fall significant at this level",
+    )
     min_labels: int = Field(
-        200, ge=1, description="labelled rows needed before labelled performance can alarm"
+        100, ge=1, description="labelled rows needed before labelled performance can alarm"
     )
     new_rows_trigger: int | None = Field(None, ge=1)
     schedule_seconds: float | None = Field(None, gt=0.0)

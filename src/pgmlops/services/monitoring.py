@@ -154,6 +154,7 @@ def run_monitor(
     features = _model_inputs(window.features, schema.numeric)
     scores = _output_scores(window, card.task) if profile.output is not None else None
     drift = compare(profile, features, policy, scores=scores, schema=schema)
+    estimated = estimated_performance(ctx, mv, window, settings)
     result = MonitoringResult(
         model_name=name,
         version=mv.version,
@@ -170,8 +171,8 @@ def run_monitor(
         drift=drift,
         dataset_drift=drift.dataset_drift,
         prediction_drift=drift.output.drifted if drift.output is not None else None,
-        confidence=confidence_signal(window, card.reference_confidence, settings.confidence_drop),
-        estimated_performance=estimated_performance(ctx, mv, window, settings.performance_drop),
+        confidence=confidence_signal(ctx, mv, window, settings, estimated=estimated),
+        estimated_performance=estimated,
         labelled_performance=labelled_performance(ctx, mv, window, settings),
         distributions=distributions(profile, features, scores),
         reasons=[],
