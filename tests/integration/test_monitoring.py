@@ -169,10 +169,10 @@ def test_feedback_gives_labelled_performance_and_bad_labels_are_counted(
 
 def test_labelled_performance_waits_for_enough_labels(ctx: Context, production: int) -> None:
     labelled = log_traffic(ctx, make_churn(1_000, seed=26), production)
-    flipped = [(pid, "0" if label == "1" else "1") for pid, label in labelled[:150]]
+    flipped = [(pid, "0" if label == "1" else "1") for pid, label in labelled[:80]]
     PredictionStore(ctx.db).add_feedback(flipped)
     perf = run_monitor(ctx, "churn").labelled_performance
-    assert perf["n_labels"] == 150 < perf["min_labels"]
+    assert perf["n_labels"] == 80 < perf["min_labels"]
     assert perf["metrics"]["roc_auc"] < 0.3 and not perf["degraded"]
 
 
