@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi import FastAPI
@@ -330,3 +331,71 @@ def test_window_keeps_odd_values_and_cuts_ties_at_the_newest_rows(ctx: Context) 
         "odd", 1, columns, since=base + timedelta(seconds=30)
     )
     assert len(recent) == 5
+
+
+def spend_frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    """Demo customers with a numeric target whose noise grows with Age (a regression task)."""
+    frame = make_churn(n, seed=seed, numeric_shift=shift).drop(columns=["Exited", "CustomerId"])
+    rng = np.random.default_rng([seed, 11])
+    noise = rng.normal(size=n) * (0.2 + (frame["Age"].to_numpy(float) - 18) / 20)
+    frame["Spend"] = 0.05 * frame["CreditScore"] + 2 * frame["NumOfProducts"] + noise
+    return frame
+
+
+@pytest.fixture(scope="session")
+def trained_spend(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelCard, dict[str, bytes]]:
+    """One regression model trained per session: its card and its artifacts' bytes."""
+    root = tmp_path_factory.mktemp("spend")
+    spend_frame(4_000, seed=1).to_csv(root / "spend.csv", index=False)
+    settings = Settings(
+        database_url=f"sqlite:///{root / 'train.db'}",
+        artifact_root=str(root / "artifacts"),
+        model_name="spend",
+    )
+    ctx = Context(settings)
+    try:
+        trained = train_command(
+            ctx,
+            data=str(root / "spend.csv"),
+            target="Spend",
+            model_name="spend",
+            actor=ACTOR,
+            onnx=False,
+            overrides={"task": "regression"},
+        )
+        mv = ctx.registry.get_version("spend", trained["version"])
+        return mv.card, {key: ctx.artifacts.get(f) for key, f in mv.files.items()}
+    finally:
+        ctx.close()
+
+
+def test_regression_monitoring_estimates_its_error_with_an_interval(
+    ctx: Context, trained_spend: tuple[ModelCard, dict[str, bytes]]
+) -> None:
+    """Direct loss estimation: no labels, yet an estimated RMSE near the truth, and an alarm."""
+    card, blobs = trained_spend
+    files = {key: ctx.artifacts.put(data) for key, data in blobs.items()}
+    version = ctx.registry.create_version("spend", files, card, ACTOR).version
+    promote_command(ctx, model_name="spend", version=version, force=True, reason="t", actor=ACTOR)
+    model = load_version(ctx, ctx.registry.get_version("spend", version))
+
+    def monitor(frame: pd.DataFrame) -> tuple[dict[str, Any], float]:
+        rows = frame[model.card.feature_schema.names].to_dict("records")
+        _, records = predict_records(
+            model, rows, ctx.settings.serving, request_id=None, started=time.perf_counter()
+        )
+        PredictionStore(ctx.db).write_batch(records)
+        predicted = np.array([float(r.prediction) for r in records])
+        truth = float(np.sqrt(np.mean((frame["Spend"].to_numpy() - predicted) ** 2)))
+        return run_monitor(ctx, "spend", last=len(frame)).estimated_performance, truth
+
+    same, truth = monitor(spend_frame(1_500, seed=2))
+    assert same["metric"] == "rmse" and "DLE" in same["method"]
+    assert same["metrics"]["rmse"] == pytest.approx(truth, rel=0.1)
+    lo, hi = same["reference_interval"]
+    assert lo < same["reference"]["rmse"] < hi and not same["degraded"]
+
+    # Older customers: noisier targets, so a larger error that no label has shown yet.
+    older, truth = monitor(spend_frame(1_500, seed=3, shift=1.0))
+    assert older["metrics"]["rmse"] == pytest.approx(truth, rel=0.1)
+    assert older["degraded"] and older["metrics"]["rmse"] > hi
