@@ -196,7 +196,14 @@ def mean_drop_test(
     significant = p_value <= alpha
     degraded = significant and drop is not None and drop > tolerance
     return DropVerdict(
-        "mean", cur, ref, (ref - z * spread, ref + z * spread), p_value, drop, significant, degraded
+        "mean",
+        cur,
+        ref,
+        (float(ref - z * spread), float(ref + z * spread)),
+        p_value,
+        drop,
+        significant,
+        degraded,
     )
 
 

@@ -264,7 +264,7 @@ def _reasons(result: MonitoringResult) -> list[str]:
     if conf["degraded"]:
         lines.append(
             f"confidence decay: mean confidence {conf['current']:.3f} vs {conf['reference']:.3f} "
-            f"at training, a {conf['drop']:.1%} drop (limit {conf['limit']:.0%})"
+            f"at training{_interval(conf)}, a {conf['drop']:.1%} drop (limit {conf['limit']:.0%})"
         )
     for key, what in (("estimated_performance", "estimated"), ("labelled_performance", "labelled")):
         perf = getattr(result, key)
@@ -273,10 +273,18 @@ def _reasons(result: MonitoringResult) -> list[str]:
             count = f" on {perf['n_labels']:,} labels" if key == "labelled_performance" else ""
             lines.append(
                 f"{what} performance: {metric} {perf['metrics'][metric]:.3f}{count} vs "
-                f"{perf['reference'][metric]:.3f} reference, {perf['drop']:.1%} worse "
-                f"(limit {perf['limit']:.0%})"
+                f"{perf['reference'][metric]:.3f} reference{_interval(perf)}, "
+                f"{perf['drop']:.1%} worse (limit {perf['limit']:.0%})"
             )
     return lines
+
+
+def _interval(block: dict[str, Any]) -> str:
+    """ " (p 0.002; expected 0.83-0.89 at this size)", or "" without an interval."""
+    interval, p_value = block.get("reference_interval"), block.get("p_value")
+    if not interval or p_value is None:
+        return ""
+    return f" (p {p_value:.2g}; expected {interval[0]:.3f}-{interval[1]:.3f} at this size)"
 
 
 # -- plots' data ------------------------------------------------------------------------
