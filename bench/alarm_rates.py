@@ -110,7 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=200)
     parser.add_argument("--sizes", default="100,200,500,1000,5000")
-    parser.add_argument("--concept-shift", type=float, default=0.4)
+    # 0.37 lowers the demo model's true AUC by 0.05 (0.857 -> ~0.807 on 400k fresh rows).
+    parser.add_argument("--concept-shift", type=float, default=0.37)
+    parser.add_argument("--quick", action="store_true", help="skip covariate shifts and DLE")
     args = parser.parse_args()
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="alarm-rates-"))
@@ -161,6 +163,8 @@ def main() -> None:
         f"| 1,000 concept_shift {cs} | {auc:.3f} | {r['labelled']:.1%} | {r['confidence']:.1%} "
         f"| {r['estimated']:.1%} |"
     )
+    if args.quick:
+        return
     for shift in (0.75, 1.0, 1.5):
         r, auc = rates(
             ctx,

@@ -120,6 +120,18 @@ def test_shifted_numeric_features_are_flagged(ctx: Context, production: int) -> 
     assert any(line.startswith("data drift:") for line in alarmed.reasons)
 
 
+def test_confidence_falling_on_a_covariate_shift_is_not_decay(
+    ctx: Context, production: int
+) -> None:
+    """Older, richer customers sit nearer the boundary: less confident, ranked as well."""
+    log_traffic(ctx, make_churn(3_000, seed=28, numeric_shift=1.0), production)
+    result = run_monitor(ctx, "churn")
+    conf = result.confidence
+    assert conf["significant"] and conf["drop"] > conf["limit"]
+    assert not conf["estimate_agrees"] and not conf["degraded"]
+    assert not any(line.startswith("confidence decay") for line in result.reasons)
+
+
 def test_changed_category_mix_flags_geography(ctx: Context, production: int) -> None:
     mix = {"France": 0.2, "Germany": 0.6, "Spain": 0.2}
     log_traffic(ctx, make_churn(3_000, seed=23, category_mix=mix), production)

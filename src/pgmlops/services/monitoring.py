@@ -58,12 +58,17 @@ class MonitoringResult(BaseModel):
     drift: DriftReport
     dataset_drift: bool
     prediction_drift: bool | None = Field(None, description="None when outputs are not profiled")
-    confidence: dict[str, Any] = Field(description="reference, current, drop, limit, degraded")
+    confidence: dict[str, Any] = Field(
+        description="reference, current, reference_interval, p_value, drop, limit, significant, "
+        "estimate_agrees, degraded"
+    )
     estimated_performance: dict[str, Any] = Field(
-        description="metric, metrics, reference, drop, limit, degraded (classifiers only)"
+        description="metric, metrics, method (CBPE or DLE), reference, reference_interval, "
+        "p_value, drop, limit, significant, degraded"
     )
     labelled_performance: dict[str, Any] = Field(
-        description="n_labels, metric, metrics, reference, drop, limit, degraded, bad_labels"
+        description="n_labels, metric, metrics, reference, reference_interval, p_value, drop, "
+        "limit, significant, degraded, bad_labels"
     )
     distributions: dict[str, Any] = Field(
         default_factory=dict, description="reference vs current shares per bin, for plots"
