@@ -189,6 +189,20 @@ def test_labelled_performance_waits_for_enough_labels(ctx: Context, production: 
     assert perf["metrics"]["roc_auc"] < 0.3 and not perf["degraded"]
 
 
+def test_a_version_trained_before_reference_outputs_is_monitored_without_intervals(
+    ctx: Context, trained_churn: tuple[ModelCard, dict[str, bytes]]
+) -> None:
+    card, blobs = trained_churn
+    files = {k: ctx.artifacts.put(v) for k, v in blobs.items() if k != "reference_outputs"}
+    version = ctx.registry.create_version("churn", files, card, ACTOR).version
+    log_traffic(ctx, make_churn(1_000, seed=29), version)
+    result = run_monitor(ctx, "churn", version=version)
+    assert "retrain" in result.confidence["note"] and not result.confidence["degraded"]
+    assert result.labelled_performance["reference"] == card.metrics
+    assert result.estimated_performance["reference_interval"] is None
+    assert result.estimated_performance["metrics"]["roc_auc"] > 0.7
+
+
 def test_a_window_with_too_few_rows_is_refused(ctx: Context, production: int) -> None:
     log_traffic(ctx, make_churn(50, seed=27), production)
     with pytest.raises(DataError, match=r"has 50 logged predictions .* at least 200"):

@@ -130,8 +130,8 @@ def test_mean_confidence_needs_a_significant_and_large_fall() -> None:
 def test_reference_outputs_are_a_bounded_seeded_sample() -> None:
     rng = np.random.default_rng(8)
     scores = concat_scores(binary_rows(3_000, rng), binary_rows(3_000, rng))
-    kept = reference_outputs(scores, 0.5, seed=1, limit=2_000)
-    again = reference_outputs(scores, 0.5, seed=1, limit=2_000)
+    kept = reference_outputs(scores, seed=1, limit=2_000)
+    again = reference_outputs(scores, seed=1, limit=2_000)
     assert kept.n_source == 6_000 and len(kept.y_true) == 2_000
     assert kept == again
     back = kept.scores()

@@ -37,7 +37,6 @@ class ReferenceOutputs(BaseModel):
 
     task: Task
     classes: list[str] | None = None
-    threshold: float | None = None
     n_source: int = Field(description="held-out rows these were sampled from")
     y_true: list[Any]
     predicted: list[Any]
@@ -55,7 +54,7 @@ class ReferenceOutputs(BaseModel):
 
 
 def reference_outputs(
-    scores: Scores, threshold: float | None, *, seed: int = 0, limit: int = REFERENCE_ROWS
+    scores: Scores, *, seed: int = 0, limit: int = REFERENCE_ROWS
 ) -> ReferenceOutputs:
     """A seeded sample of at most ``limit`` scored held-out rows, JSON-ready."""
     n = len(scores)
@@ -67,7 +66,6 @@ def reference_outputs(
     return ReferenceOutputs(
         task=scores.task,
         classes=list(scores.classes) if scores.classes else None,
-        threshold=threshold,
         n_source=n,
         y_true=[float(v) for v in kept.y_true] if regression else [str(v) for v in kept.y_true],
         predicted=[float(v) for v in kept.predicted]

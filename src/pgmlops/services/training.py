@@ -337,7 +337,7 @@ def _monitoring_references(
     # Validation and holdout rows together: neither trained the model, and twice the rows
     # halve the reference's own noise (a 4,000-row holdout AUC can be 0.01 off the truth).
     pooled = concat_scores(val_scores, hold_scores)
-    ref = reference_outputs(pooled, None, seed=cfg.seed)
+    ref = reference_outputs(pooled, seed=cfg.seed)
     files = {"reference_outputs": ctx.artifacts.put(ref.model_dump_json().encode())}
     if schema.task == "regression":
         # The loss models learn on validation rows only, so the holdout is fresh to them.
