@@ -159,3 +159,15 @@ def test_confidence_has_one_definition_in_the_profile_and_output_drift() -> None
     assert report.output.mean_confidence_reference == pytest.approx(
         report.output.mean_confidence_current
     )
+
+
+def test_an_alarm_alpha_outside_0_to_half_is_refused_with_its_key(tmp_path) -> None:
+    from pgmlops.config import load_settings
+    from pgmlops.errors import ConfigError
+
+    config = tmp_path / "pgmlops.yaml"
+    config.write_text("monitoring:\n  alarm_alpha: 0.7\n")
+    with pytest.raises(ConfigError, match=r"monitoring\.alarm_alpha"):
+        load_settings(config)
+    config.write_text("monitoring:\n  alarm_alpha: 0.02\n")
+    assert load_settings(config).monitoring.alarm_alpha == 0.02
