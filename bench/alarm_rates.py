@@ -17,6 +17,7 @@ import os
 # One thread per process: on a shared 2-core machine OpenMP tree prediction thrashes.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -164,6 +165,8 @@ def main() -> None:
         f"| {r['estimated']:.1%} |"
     )
     if args.quick:
+        ctx.close()
+        shutil.rmtree(tmp, ignore_errors=True)
         return
     for shift in (0.75, 1.0, 1.5):
         r, auc = rates(
@@ -180,6 +183,8 @@ def main() -> None:
             f"| {r['confidence']:.1%} | {r['estimated']:.1%} |"
         )
     regression(ctx, tmp, args.windows)
+    ctx.close()
+    shutil.rmtree(tmp, ignore_errors=True)
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 
