@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi import FastAPI
@@ -119,6 +120,18 @@ def test_shifted_numeric_features_are_flagged(ctx: Context, production: int) -> 
     assert any(line.startswith("data drift:") for line in alarmed.reasons)
 
 
+def test_confidence_falling_on_a_covariate_shift_is_not_decay(
+    ctx: Context, production: int
+) -> None:
+    """Older, richer customers sit nearer the boundary: less confident, ranked as well."""
+    log_traffic(ctx, make_churn(3_000, seed=28, numeric_shift=1.0), production)
+    result = run_monitor(ctx, "churn")
+    conf = result.confidence
+    assert conf["significant"] and conf["drop"] > conf["limit"]
+    assert not conf["estimate_agrees"] and not conf["degraded"]
+    assert not any(line.startswith("confidence decay") for line in result.reasons)
+
+
 def test_changed_category_mix_flags_geography(ctx: Context, production: int) -> None:
     mix = {"France": 0.2, "Germany": 0.6, "Spain": 0.2}
     log_traffic(ctx, make_churn(3_000, seed=23, category_mix=mix), production)
@@ -169,11 +182,25 @@ def test_feedback_gives_labelled_performance_and_bad_labels_are_counted(
 
 def test_labelled_performance_waits_for_enough_labels(ctx: Context, production: int) -> None:
     labelled = log_traffic(ctx, make_churn(1_000, seed=26), production)
-    flipped = [(pid, "0" if label == "1" else "1") for pid, label in labelled[:150]]
+    flipped = [(pid, "0" if label == "1" else "1") for pid, label in labelled[:80]]
     PredictionStore(ctx.db).add_feedback(flipped)
     perf = run_monitor(ctx, "churn").labelled_performance
-    assert perf["n_labels"] == 150 < perf["min_labels"]
+    assert perf["n_labels"] == 80 < perf["min_labels"]
     assert perf["metrics"]["roc_auc"] < 0.3 and not perf["degraded"]
+
+
+def test_a_version_trained_before_reference_outputs_is_monitored_without_intervals(
+    ctx: Context, trained_churn: tuple[ModelCard, dict[str, bytes]]
+) -> None:
+    card, blobs = trained_churn
+    files = {k: ctx.artifacts.put(v) for k, v in blobs.items() if k != "reference_outputs"}
+    version = ctx.registry.create_version("churn", files, card, ACTOR).version
+    log_traffic(ctx, make_churn(1_000, seed=29), version)
+    result = run_monitor(ctx, "churn", version=version)
+    assert "retrain" in result.confidence["note"] and not result.confidence["degraded"]
+    assert result.labelled_performance["reference"] == card.metrics
+    assert result.estimated_performance["reference_interval"] is None
+    assert result.estimated_performance["metrics"]["roc_auc"] > 0.7
 
 
 def test_a_window_with_too_few_rows_is_refused(ctx: Context, production: int) -> None:
@@ -330,3 +357,71 @@ def test_window_keeps_odd_values_and_cuts_ties_at_the_newest_rows(ctx: Context) 
         "odd", 1, columns, since=base + timedelta(seconds=30)
     )
     assert len(recent) == 5
+
+
+def spend_frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    """Demo customers with a numeric target whose noise grows with Age (a regression task)."""
+    frame = make_churn(n, seed=seed, numeric_shift=shift).drop(columns=["Exited", "CustomerId"])
+    rng = np.random.default_rng([seed, 11])
+    noise = rng.normal(size=n) * (0.2 + (frame["Age"].to_numpy(float) - 18) / 20)
+    frame["Spend"] = 0.05 * frame["CreditScore"] + 2 * frame["NumOfProducts"] + noise
+    return frame
+
+
+@pytest.fixture(scope="session")
+def trained_spend(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelCard, dict[str, bytes]]:
+    """One regression model trained per session: its card and its artifacts' bytes."""
+    root = tmp_path_factory.mktemp("spend")
+    spend_frame(4_000, seed=1).to_csv(root / "spend.csv", index=False)
+    settings = Settings(
+        database_url=f"sqlite:///{root / 'train.db'}",
+        artifact_root=str(root / "artifacts"),
+        model_name="spend",
+    )
+    ctx = Context(settings)
+    try:
+        trained = train_command(
+            ctx,
+            data=str(root / "spend.csv"),
+            target="Spend",
+            model_name="spend",
+            actor=ACTOR,
+            onnx=False,
+            overrides={"task": "regression"},
+        )
+        mv = ctx.registry.get_version("spend", trained["version"])
+        return mv.card, {key: ctx.artifacts.get(f) for key, f in mv.files.items()}
+    finally:
+        ctx.close()
+
+
+def test_regression_monitoring_estimates_its_error_with_an_interval(
+    ctx: Context, trained_spend: tuple[ModelCard, dict[str, bytes]]
+) -> None:
+    """Direct loss estimation: no labels, yet an estimated RMSE near the truth, and an alarm."""
+    card, blobs = trained_spend
+    files = {key: ctx.artifacts.put(data) for key, data in blobs.items()}
+    version = ctx.registry.create_version("spend", files, card, ACTOR).version
+    promote_command(ctx, model_name="spend", version=version, force=True, reason="t", actor=ACTOR)
+    model = load_version(ctx, ctx.registry.get_version("spend", version))
+
+    def monitor(frame: pd.DataFrame) -> tuple[dict[str, Any], float]:
+        rows = frame[model.card.feature_schema.names].to_dict("records")
+        _, records = predict_records(
+            model, rows, ctx.settings.serving, request_id=None, started=time.perf_counter()
+        )
+        PredictionStore(ctx.db).write_batch(records)
+        predicted = np.array([float(r.prediction) for r in records])
+        truth = float(np.sqrt(np.mean((frame["Spend"].to_numpy() - predicted) ** 2)))
+        return run_monitor(ctx, "spend", last=len(frame)).estimated_performance, truth
+
+    same, truth = monitor(spend_frame(1_500, seed=2))
+    assert same["metric"] == "rmse" and "DLE" in same["method"]
+    assert same["metrics"]["rmse"] == pytest.approx(truth, rel=0.1)
+    lo, hi = same["reference_interval"]
+    assert lo < same["reference"]["rmse"] < hi and not same["degraded"]
+
+    # Older customers: noisier targets, so a larger error that no label has shown yet.
+    older, truth = monitor(spend_frame(1_500, seed=3, shift=1.0))
+    assert older["metrics"]["rmse"] == pytest.approx(truth, rel=0.1)
+    assert older["degraded"] and older["metrics"]["rmse"] > hi

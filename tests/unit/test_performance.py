@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
@@ -10,10 +11,13 @@ from pgmlops.domain.performance import (
     Calibration,
     calibrate,
     confidence,
+    estimate_loss,
     estimate_performance,
     expected_auc,
     fit_calibration,
+    fit_loss_models,
 )
+from pgmlops.domain.schema import FeatureSchema, FeatureSpec
 
 IDENTITY = Calibration(kind="binary", classes=["0", "1"], x=[[0.0, 1.0]], y=[[0.0, 1.0]])
 N = 20_000
@@ -166,3 +170,32 @@ def test_confidence_is_distance_from_a_coin_flip_or_the_top_probability():
     np.testing.assert_allclose(confidence(multiclass, "multiclass"), [0.5, 0.9])
     with pytest.raises(ValueError, match="regression"):
         confidence(np.array([1.0]), "regression")
+
+
+def test_direct_loss_estimation_follows_the_error_where_it_grows():
+    """DLE learns where the model errs; a window of noisier rows gets a larger estimate."""
+    schema = FeatureSchema(
+        task="regression",
+        target="y",
+        features=[FeatureSpec(name="x", kind="numeric"), FeatureSpec(name="g", kind="categorical")],
+    )
+
+    def rows(n: int, seed: int, low: float) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(low, 1.0, n)
+        g = rng.choice(["a", "b"], n)
+        predicted = 2 * x
+        truth = predicted + rng.normal(size=n) * x * np.where(g == "a", 1.0, 2.0)
+        return pd.DataFrame({"x": x, "g": g}), predicted, truth
+
+    models = fit_loss_models(*rows(3_000, 1, 0.0), schema, seed=0)
+    estimates = []
+    for seed, low in ((2, 0.0), (3, 0.7)):  # the second window lies where errors are larger
+        x, predicted, truth = rows(2_000, seed, low)
+        estimated, per_row = estimate_loss(models, x, predicted, schema)
+        error = truth - predicted
+        assert estimated["mae"] == pytest.approx(np.abs(error).mean(), rel=0.1)
+        assert estimated["rmse"] == pytest.approx(np.sqrt((error**2).mean()), rel=0.1)
+        assert per_row.shape == (2_000,)
+        estimates.append(estimated["mae"])
+    assert estimates[1] > 1.4 * estimates[0]

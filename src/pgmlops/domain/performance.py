@@ -1,20 +1,30 @@
-"""Estimated performance without labels (confidence-based performance estimation, CBPE).
+"""Estimated performance without labels: CBPE for classifiers, DLE for regression.
 
 If the model's probabilities are calibrated, each prediction is right with the calibrated
 probability, so the expected confusion matrix — and every metric derived from it — follows
-from the probabilities alone. Calibration is fitted on the validation split at training
-time and stored as isotonic breakpoints in the model card.
+from the probabilities alone (confidence-based performance estimation). Calibration is
+fitted on the validation split at training time and stored as isotonic breakpoints in the
+model card.
+
+A regression model has no probabilities; direct loss estimation (DLE, as NannyML's) learns
+instead, on the validation split, how large the model's error is from the features and
+the prediction. The mean predicted loss of a window estimates its MAE (and, from a second
+model of the squared error, its RMSE).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel
 from sklearn.isotonic import IsotonicRegression
 
-from pgmlops.domain.schema import Task
+from pgmlops.domain.schema import FeatureSchema, Task
+
+# The column the loss models read the model's prediction from, beside the features.
+PREDICTION_COLUMN = "__prediction__"
 
 
 class Calibration(BaseModel):
@@ -85,7 +95,11 @@ def estimate_performance(
 
 
 def confidence(proba: np.ndarray, task: Task) -> np.ndarray:
-    """Per-row confidence in [0, 1]: binary |p - 0.5| * 2, multiclass the top probability."""
+    """Per-row confidence in [0, 1]: binary |p - 0.5| * 2, multiclass the top probability.
+
+    The one definition: serving logs it, the model card's reference_confidence, the
+    profile's output confidence and every monitoring signal use this function's scale.
+    """
     if task == "regression":
         raise ValueError("confidence needs class probabilities; a regression model has none")
     values = np.asarray(proba, dtype=float)
@@ -113,6 +127,54 @@ def expected_auc(score: np.ndarray, p: np.ndarray) -> float:
     wins = float(np.sum(pos * (neg_below + 0.5 * neg))) - 0.5 * self_pairs
     pairs = float(pos.sum() * neg.sum()) - self_pairs
     return wins / pairs if pairs > 0 else float("nan")
+
+
+def fit_loss_models(
+    x: pd.DataFrame, predicted: np.ndarray, y_true: np.ndarray, schema: FeatureSchema, *, seed: int
+) -> dict[str, Any]:
+    """Two regressors of the model's error from features + prediction: "mae" and "rmse".
+
+    Fitted on rows the model did not train on; "mae" learns |error|, "rmse" learns error².
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = _loss_frame(x, predicted, schema)
+    error = np.asarray(y_true, dtype=np.float64) - np.asarray(predicted, dtype=np.float64)
+    models: dict[str, Any] = {}
+    for name, target in (("mae", np.abs(error)), ("rmse", error**2)):
+        encode = OneHotEncoder(handle_unknown="ignore", sparse_output=False, max_categories=20)
+        columns = ColumnTransformer(
+            [("num", "passthrough", [*schema.numeric, PREDICTION_COLUMN])]
+            + ([("cat", encode, schema.categorical)] if schema.categorical else []),
+            remainder="drop",
+        )
+        # Shallow, strongly regularised trees: the loss is noisy and only its mean matters.
+        model = HistGradientBoostingRegressor(
+            max_iter=100, learning_rate=0.05, min_samples_leaf=40, random_state=seed
+        )
+        models[name] = Pipeline([("columns", columns), ("model", model)]).fit(frame, target)
+    return models
+
+
+def estimate_loss(
+    models: dict[str, Any], x: pd.DataFrame, predicted: np.ndarray, schema: FeatureSchema
+) -> tuple[dict[str, float], np.ndarray]:
+    """Estimated mae and rmse of unlabelled rows, and each row's estimated absolute error."""
+    frame = _loss_frame(x, predicted, schema)
+    if len(frame) == 0:
+        return {"mae": float("nan"), "rmse": float("nan")}, np.empty(0)
+    absolute = np.maximum(models["mae"].predict(frame), 0.0)
+    squared = np.maximum(models["rmse"].predict(frame), 0.0)
+    return {"mae": float(absolute.mean()), "rmse": float(np.sqrt(squared.mean()))}, absolute
+
+
+def _loss_frame(x: pd.DataFrame, predicted: np.ndarray, schema: FeatureSchema) -> pd.DataFrame:
+    frame = x[schema.names].reset_index(drop=True).copy()
+    frame[PREDICTION_COLUMN] = np.asarray(predicted, dtype=np.float64)
+    return frame
 
 
 def _binary_estimate(predicted: np.ndarray, p: np.ndarray, raw: np.ndarray) -> dict[str, float]:

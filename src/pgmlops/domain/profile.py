@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from pgmlops.domain.performance import confidence
 from pgmlops.domain.schema import MISSING_CATEGORY, FeatureSchema, Kind
 from pgmlops.errors import DataError
 
@@ -392,7 +393,7 @@ def output_values(
         p = _as_float_array(arr[:, -1] if arr.ndim == 2 else arr, "binary scores")
         if np.nanmin(p) < 0.0 or np.nanmax(p) > 1.0:
             raise DataError("binary scores must be probabilities between 0 and 1")
-        return p, np.maximum(p, 1.0 - p)
+        return p, confidence(p, "binary")
     if arr.ndim == 1:
         return category_counts(pd.Series(arr)), None
     proba = _as_float_array(arr, "class probabilities")
@@ -402,7 +403,7 @@ def output_values(
             f"scores have {arr.shape[1]} probability columns but there are {len(names)} classes"
         )
     labels = pd.Series(np.asarray(names, dtype=object)[np.argmax(proba, axis=1)])
-    return category_counts(labels), proba.max(axis=1)
+    return category_counts(labels), confidence(proba, "multiclass")
 
 
 def _as_float_array(arr: np.ndarray, what: str) -> np.ndarray:

@@ -60,12 +60,17 @@ class MonitoringResult(BaseModel):
     drift: DriftReport
     dataset_drift: bool
     prediction_drift: bool | None = Field(None, description="None when outputs are not profiled")
-    confidence: dict[str, Any] = Field(description="reference, current, drop, limit, degraded")
+    confidence: dict[str, Any] = Field(
+        description="reference, current, reference_interval, p_value, drop, limit, significant, "
+        "estimate_agrees, degraded"
+    )
     estimated_performance: dict[str, Any] = Field(
-        description="metric, metrics, reference, drop, limit, degraded (classifiers only)"
+        description="metric, metrics, method (CBPE or DLE), reference, reference_interval, "
+        "p_value, drop, limit, significant, degraded"
     )
     labelled_performance: dict[str, Any] = Field(
-        description="n_labels, metric, metrics, reference, drop, limit, degraded, bad_labels"
+        description="n_labels, metric, metrics, reference, reference_interval, p_value, drop, "
+        "limit, significant, degraded, bad_labels"
     )
     distributions: dict[str, Any] = Field(
         default_factory=dict, description="reference vs current shares per bin, for plots"
@@ -189,6 +194,7 @@ def assess_window(
     features = _model_inputs(window.features, schema.numeric)
     scores = _output_scores(window, card.task) if profile.output is not None else None
     drift = compare(profile, features, settings.drift, scores=scores, schema=schema)
+    estimated = estimated_performance(ctx, mv, window, settings)
     result = MonitoringResult(
         model_name=mv.model_name,
         version=mv.version,
@@ -205,8 +211,8 @@ def assess_window(
         drift=drift,
         dataset_drift=drift.dataset_drift,
         prediction_drift=drift.output.drifted if drift.output is not None else None,
-        confidence=confidence_signal(window, card.reference_confidence, settings.confidence_drop),
-        estimated_performance=estimated_performance(ctx, mv, window, settings.performance_drop),
+        confidence=confidence_signal(ctx, mv, window, settings, estimated=estimated),
+        estimated_performance=estimated,
         labelled_performance=labelled_performance(ctx, mv, window, settings),
         distributions=distributions(profile, features, scores),
         reasons=[],
@@ -289,7 +295,7 @@ def _reasons(result: MonitoringResult) -> list[str]:
     if conf["degraded"]:
         lines.append(
             f"confidence decay: mean confidence {conf['current']:.3f} vs {conf['reference']:.3f} "
-            f"at training, a {conf['drop']:.1%} drop (limit {conf['limit']:.0%})"
+            f"at training{_interval(conf)}, a {conf['drop']:.1%} drop (limit {conf['limit']:.0%})"
         )
     for key, what in (("estimated_performance", "estimated"), ("labelled_performance", "labelled")):
         perf = getattr(result, key)
@@ -298,10 +304,18 @@ def _reasons(result: MonitoringResult) -> list[str]:
             count = f" on {perf['n_labels']:,} labels" if key == "labelled_performance" else ""
             lines.append(
                 f"{what} performance: {metric} {perf['metrics'][metric]:.3f}{count} vs "
-                f"{perf['reference'][metric]:.3f} reference, {perf['drop']:.1%} worse "
-                f"(limit {perf['limit']:.0%})"
+                f"{perf['reference'][metric]:.3f} reference{_interval(perf)}, "
+                f"{perf['drop']:.1%} worse (limit {perf['limit']:.0%})"
             )
     return lines
+
+
+def _interval(block: dict[str, Any]) -> str:
+    """ " (p 0.002; expected 0.83-0.89 at this size)", or "" without an interval."""
+    interval, p_value = block.get("reference_interval"), block.get("p_value")
+    if not interval or p_value is None:
+        return ""
+    return f" (p {p_value:.2g}; expected {interval[0]:.3f}-{interval[1]:.3f} at this size)"
 
 
 # -- plots' data ------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The confidence and performance signals of one prediction window.
 
-Confidence decay needs nothing but the logged confidences. Estimated performance (CBPE)
-needs the model card's calibration and is compared with the same estimate on the version's
-holdout. Labelled performance uses feedback labels, refusing (and counting) labels that are
-not a value this model can be scored against.
+Each signal is compared with the held-out outputs kept at training time, at the window's
+own size: a signal is degraded only when its fall is significant (``alarm_alpha``) and
+larger than its tolerance (see domain/intervals.py). Confidence decay reads the logged
+confidences; estimated performance is CBPE for classifiers (the card's calibration) and
+direct loss estimation for regression (the stored loss models); labelled performance uses
+feedback labels, refusing (and counting) labels this model cannot be scored against.
 """
 
 from __future__ import annotations
@@ -13,17 +15,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.config import MonitoringConfig
+from pgmlops.domain.intervals import (
+    ReferenceOutputs,
+    drop_test,
+    mean_drop_test,
+    null_differences,
+)
 from pgmlops.domain.kinds import Task
 from pgmlops.domain.metrics import Scores, evaluate, improvement
-from pgmlops.domain.performance import Calibration
+from pgmlops.domain.performance import Calibration, confidence, estimate_loss
 from pgmlops.domain.performance import estimate_performance as estimate
 from pgmlops.domain.policies import PRIMARY_METRIC
 from pgmlops.domain.records import ModelVersion
 from pgmlops.domain.schema import coerce_features
-from pgmlops.errors import DataError, PgmlopsError
+from pgmlops.errors import ArtifactError, DataError, PgmlopsError
 from pgmlops.services.context import Context
+from pgmlops.services.inference import load_pipeline
 from pgmlops.store.monitoring import PredictionWindow
 
 
@@ -54,11 +64,96 @@ def _relative_drop(metric: str, current: float | None, reference: float | None) 
     return -improvement(metric, current, reference) / abs(reference)
 
 
+# Reference outputs are content-addressed and sha256-checked, so a read can be reused.
+_REFERENCES: dict[str, ReferenceOutputs] = {}
+
+
+def reference_outputs(ctx: Context, mv: ModelVersion) -> ReferenceOutputs | None:
+    """The held-out outputs kept at training time; None for versions trained before them."""
+    stored = mv.files.get("reference_outputs")
+    if stored is None:
+        return None
+    if stored.sha256 not in _REFERENCES:
+        what = f"reference outputs of {mv.model_name} v{mv.version}"
+        data = ctx.artifacts.get(stored, what)
+        try:
+            ref = ReferenceOutputs.model_validate_json(data)
+        except PydanticValidationError as exc:
+            raise ArtifactError(f"{what} are unreadable: {exc.errors()[0]['msg']}") from exc
+        if len(_REFERENCES) >= 16:
+            _REFERENCES.pop(next(iter(_REFERENCES)))
+        _REFERENCES[stored.sha256] = ref
+    return _REFERENCES[stored.sha256]
+
+
+_NULLS: dict[tuple[str, str, int], np.ndarray] = {}
+
+
+def _null(mv: ModelVersion, ref: ReferenceOutputs, metric: str, n: int) -> np.ndarray:
+    """The null draws for ``metric`` at n rows, computed once per reference, metric and n."""
+    key = (mv.files["reference_outputs"].sha256, metric, n)
+    if key not in _NULLS:
+        if len(_NULLS) >= 64:
+            _NULLS.pop(next(iter(_NULLS)))
+        # Seeded by the window size: the same window gets the same verdict on every run.
+        _NULLS[key] = null_differences(ref.scores(), metric, n, seed=0)
+    return _NULLS[key]
+
+
+_METRICS: dict[str, dict[str, Any]] = {}
+
+
+def _reference_metrics(mv: ModelVersion, scores: Scores) -> dict[str, Any]:
+    """The labelled metrics of the reference outputs, computed once per reference."""
+    key = mv.files["reference_outputs"].sha256
+    if key not in _METRICS:
+        if len(_METRICS) >= 16:
+            _METRICS.pop(next(iter(_METRICS)))
+        _METRICS[key] = finite(evaluate(scores))
+    return dict(_METRICS[key])
+
+
 def confidence_signal(
-    window: PredictionWindow, reference: float | None, limit: float
+    ctx: Context,
+    mv: ModelVersion,
+    window: PredictionWindow,
+    settings: MonitoringConfig,
+    *,
+    estimated: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Mean logged confidence against the holdout's; degraded past ``limit`` as a fraction."""
+    """Mean logged confidence against the reference's at the window's size.
+
+    Degraded when the fall is significant at ``alarm_alpha``, larger than
+    ``confidence_drop`` as a fraction of the reference, AND the calibrated estimate of the
+    primary metric (``estimated``, computed when not given) is significantly lower too:
+    inputs moving towards the decision boundary lower confidence while the model ranks
+    them as well as ever (demo model, numeric_shift 0.75-1.5: confidence -15 to -30%,
+    true AUC unchanged), and that is not decay.
+    """
     values = window.outputs["confidence"].to_numpy(dtype=np.float64)
+    limit = settings.confidence_drop
+    ref = reference_outputs(ctx, mv)
+    if ref is None or ref.proba is None or mv.card.task == "regression":
+        return _legacy_confidence(values, mv.card.reference_confidence, limit)
+    reference = confidence(np.asarray(ref.proba, dtype=np.float64), ref.task)
+    verdict = mean_drop_test(values, reference, alpha=settings.alarm_alpha, tolerance=limit)
+    if estimated is None:
+        estimated = estimated_performance(ctx, mv, window, settings)
+    corroborated = bool(estimated.get("significant"))
+    return {
+        "reference": verdict.reference,
+        "current": verdict.current,
+        "rows": int(np.isfinite(values).sum()),
+        "limit": limit,
+        "alpha": settings.alarm_alpha,
+        **verdict.block(),
+        "estimate_agrees": corroborated,
+        "degraded": verdict.degraded and corroborated,
+    }
+
+
+def _legacy_confidence(values: np.ndarray, reference: float | None, limit: float) -> dict[str, Any]:
+    # Versions trained before reference outputs were kept: the relative drop alone.
     current = float(np.nanmean(values)) if np.isfinite(values).any() else None
     drop = None
     if current is not None and reference:
@@ -68,45 +163,102 @@ def confidence_signal(
         "current": current,
         "drop": drop,
         "limit": limit,
+        "reference_interval": None,
         "degraded": drop is not None and drop > limit,
+        "note": "no reference outputs stored with this version: no interval (retrain for one)",
     }
 
 
 def estimated_performance(
-    ctx: Context, mv: ModelVersion, window: PredictionWindow, limit: float
+    ctx: Context, mv: ModelVersion, window: PredictionWindow, settings: MonitoringConfig
 ) -> dict[str, Any]:
-    """CBPE on the window, against CBPE on the version's holdout (like with like)."""
+    """CBPE (classifiers) or DLE (regression) on the window, against the reference interval.
+
+    The interval is where the labelled metric of a window this size falls when nothing
+    changed, drawn from the held-out outputs kept at training time.
+    """
     card = mv.card
+    limit = settings.performance_drop
     empty = {"metric": None, "metrics": {}, "reference": {}, "drop": None, "limit": limit}
-    if card.task == "regression" or card.calibration is None:
-        why = "regression" if card.task == "regression" else "no calibration in the model card"
-        return {**empty, "degraded": False, "note": f"not estimated: {why}"}
-    cal = Calibration.model_validate(card.calibration)
-    proba = window_proba(window, card.task)
-    if proba is None:
-        return {**empty, "degraded": False, "note": "not estimated: no class probabilities logged"}
-    keep = np.isfinite(proba if proba.ndim == 1 else proba.sum(axis=1))
-    metrics = finite(estimate(cal, proba[keep], card.threshold))
-    reference, source = _holdout_estimate(ctx, mv, cal)
+    ref = reference_outputs(ctx, mv)
+    if card.task == "regression":
+        if ref is None or "loss_model" not in mv.files:
+            note = "not estimated: no loss model stored with this version (retrain for one)"
+            return {**empty, "degraded": False, "note": note}
+        metrics = _direct_loss_estimate(ctx, mv, window)
+        rows = len(window)
+        source = "direct loss estimation (DLE)"
+    else:
+        if card.calibration is None:
+            return {**empty, "degraded": False, "note": "not estimated: no calibration"}
+        cal = Calibration.model_validate(card.calibration)
+        proba = window_proba(window, card.task)
+        if proba is None:
+            note = "not estimated: no class probabilities logged"
+            return {**empty, "degraded": False, "note": note}
+        keep = np.isfinite(proba if proba.ndim == 1 else proba.sum(axis=1))
+        metrics = finite(estimate(cal, proba[keep], card.threshold))
+        rows = int(keep.sum())
+        source = "confidence-based performance estimation (CBPE)"
     metric = _primary(ctx, card.task, metrics)
-    drop = _relative_drop(metric, metrics.get(metric), reference.get(metric))
-    return {
+    result: dict[str, Any] = {
         "metric": metric,
         "metrics": metrics,
-        "reference": reference,
-        "reference_source": source,
-        "rows": int(keep.sum()),
-        "drop": drop,
+        "method": source,
+        "rows": rows,
         "limit": limit,
-        "degraded": drop is not None and drop > limit,
+        "alpha": settings.alarm_alpha,
     }
+    if ref is None:
+        reference, note = _holdout_estimate(ctx, mv, cal)
+        drop = _relative_drop(metric, metrics.get(metric), reference.get(metric))
+        degraded = drop is not None and drop > limit
+        return {
+            **result,
+            "reference": reference,
+            "reference_source": note,
+            "drop": drop,
+            "reference_interval": None,
+            "degraded": degraded,
+        }
+    scores = ref.scores()
+    if card.task == "regression":
+        reference = _reference_metrics(mv, scores)
+        source_note = "labelled held-out rows"
+    else:
+        # CBPE runs a little optimistic when the calibration map is fitted on few rows, so
+        # the window is compared with the same estimate on the reference rows.
+        reference = finite(estimate(cal, scores.proba, card.threshold))
+        source_note = "CBPE on held-out rows"
+    null = _null(mv, ref, metric, max(rows, 1))
+    verdict = drop_test(
+        metric,
+        metrics.get(metric),
+        reference.get(metric),
+        null,
+        alpha=settings.alarm_alpha,
+        tolerance=limit,
+    )
+    return {**result, "reference": reference, "reference_source": source_note, **verdict.block()}
+
+
+def _direct_loss_estimate(
+    ctx: Context, mv: ModelVersion, window: PredictionWindow
+) -> dict[str, float | None]:
+    card = mv.card
+    what = f"loss model of {mv.model_name} v{mv.version}"
+    models = load_pipeline(ctx.artifacts.get(mv.files["loss_model"], what))
+    predicted = pd.to_numeric(window.outputs["prediction"], errors="coerce").to_numpy(float)
+    x = coerce_features(window.features, card.feature_schema)
+    keep = np.isfinite(predicted)
+    metrics, _ = estimate_loss(models, x[keep], predicted[keep], card.feature_schema)
+    return finite(metrics)
 
 
 def _holdout_estimate(
     ctx: Context, mv: ModelVersion, cal: Calibration
 ) -> tuple[dict[str, float | None], str]:
-    # CBPE runs a little optimistic when the calibration map is fitted on few rows, so the
-    # window is compared with the same estimate on the holdout, not with the holdout's labels.
+    # Versions trained before reference outputs were kept: CBPE on the re-scored holdout.
     from pgmlops.services.promotion import read_holdout, version_engine
 
     card = mv.card
@@ -128,7 +280,11 @@ def _primary(ctx: Context, task: Task, available: dict[str, Any]) -> str:
 def labelled_performance(
     ctx: Context, mv: ModelVersion, window: PredictionWindow, settings: MonitoringConfig
 ) -> dict[str, Any]:
-    """The card's metrics on the window's labelled rows; degraded only with enough labels."""
+    """The card's metrics on the window's labelled rows, against the reference interval.
+
+    Degraded only with ``min_labels`` labels, a shortfall significant at ``alarm_alpha``
+    for a window of that many labels, and a relative drop beyond ``performance_drop``.
+    """
     card = mv.card
     labels = window.outputs["label"]
     has = labels.notna().to_numpy()
@@ -136,14 +292,20 @@ def labelled_performance(
     n_bad = int((~good).sum())
     rows = np.flatnonzero(has)[good]
     limit, min_labels = settings.performance_drop, settings.min_labels
+    ref = reference_outputs(ctx, mv)
+    ref_scores = ref.scores() if ref is not None else None
+    reference = _reference_metrics(mv, ref_scores) if ref_scores is not None else dict(card.metrics)
     result: dict[str, Any] = {
         "n_labels": len(rows),
         "min_labels": min_labels,
         "metric": ctx.settings.promotion.primary_for(card.task),
         "metrics": {},
-        "reference": dict(card.metrics),
+        "reference": reference,
+        "reference_source": "held-out rows" if ref is not None else "holdout metrics in the card",
+        "reference_interval": None,
         "drop": None,
         "limit": limit,
+        "alpha": settings.alarm_alpha,
         "degraded": False,
         "bad_labels": {"count": n_bad, "examples": bad_examples},
     }
@@ -168,12 +330,25 @@ def labelled_performance(
         ) from exc
     metrics = finite(evaluate(scores))
     metric = result["metric"]
-    drop = _relative_drop(metric, metrics.get(metric), card.metrics.get(metric))
-    result.update(
-        metrics=metrics,
-        drop=drop,
-        degraded=len(rows) >= min_labels and drop is not None and drop > limit,
+    enough = len(rows) >= min_labels
+    if ref_scores is None:
+        drop = _relative_drop(metric, metrics.get(metric), reference.get(metric))
+        result.update(
+            metrics=metrics, drop=drop, degraded=enough and drop is not None and drop > limit
+        )
+        return result
+    null = _null(mv, ref, metric, len(rows))
+    verdict = drop_test(
+        metric,
+        metrics.get(metric),
+        reference.get(metric),
+        null,
+        alpha=settings.alarm_alpha,
+        tolerance=limit,
     )
+    block = verdict.block()
+    block["degraded"] = enough and verdict.degraded
+    result.update(metrics=metrics, **block)
     return result
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from pgmlops.config import TrainingConfig
 from pgmlops.domain.card import DataFingerprint, ModelCard, OnnxInfo, SplitInfo
-from pgmlops.domain.metrics import PRIMARY_METRIC, confusion, evaluate
+from pgmlops.domain.metrics import PRIMARY_METRIC, Scores, confusion, evaluate
 from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
 from pgmlops.domain.predict import baseline_scores, predict_outputs, to_scores
 from pgmlops.domain.records import ModelVersion, StoredFile
@@ -299,6 +299,9 @@ def train_model(
         seed=cfg.seed,
     )
     holdout_frame = x_hold.assign(**{target: y_hold}).reset_index(drop=True)
+    step("keeping reference outputs for monitoring")
+    val_out = predict_outputs(pipeline, scoring, x_val)
+    files.update(_monitoring_references(ctx, schema, x_val, y_val, val_out, hold_scores, cfg))
     step("storing artifacts and registering the version")
     files["model"] = ctx.artifacts.put(dump_pipeline(pipeline))
     files["holdout"] = ctx.artifacts.put(_parquet(holdout_frame))
@@ -326,6 +329,34 @@ def train_model(
             notes.append(f"MLflow logging failed, the version is registered anyway: {reason}")
             log.warning(notes[-1])
     return TrainResult(version=version, warnings=notes, seconds=seconds, mlflow_run_id=mlflow_run)
+
+
+def _monitoring_references(
+    ctx: Context,
+    schema: FeatureSchema,
+    x_val: pd.DataFrame,
+    y_val: np.ndarray,
+    val_out: Any,
+    hold_scores: Scores,
+    cfg: TrainingConfig,
+) -> dict[str, StoredFile]:
+    """Held-out outputs for monitoring's intervals, and the regression loss models (DLE)."""
+    from pgmlops.domain.intervals import concat_scores, reference_outputs
+    from pgmlops.domain.performance import fit_loss_models
+
+    val_scores = to_scores(_ScoringCard(schema, None), val_out, y_val)
+    # Validation and holdout rows together: neither trained the model, and twice the rows
+    # halve the reference's own noise (a 4,000-row holdout AUC can be 0.01 off the truth).
+    pooled = concat_scores(val_scores, hold_scores)
+    ref = reference_outputs(pooled, seed=cfg.seed)
+    files = {"reference_outputs": ctx.artifacts.put(ref.model_dump_json().encode())}
+    if schema.task == "regression":
+        # The loss models learn on validation rows only, so the holdout is fresh to them.
+        models = fit_loss_models(
+            x_val, np.asarray(val_out.predicted, dtype=float), y_val, schema, seed=cfg.seed
+        )
+        files["loss_model"] = ctx.artifacts.put(dump_pipeline(models))
+    return files
 
 
 def _score_vector(out: Any, task: str) -> np.ndarray:
