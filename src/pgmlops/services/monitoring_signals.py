@@ -64,8 +64,9 @@ def _relative_drop(metric: str, current: float | None, reference: float | None) 
     return -improvement(metric, current, reference) / abs(reference)
 
 
-# Reference outputs are content-addressed and sha256-checked, so a read can be reused.
-_REFERENCES: dict[str, ReferenceOutputs] = {}
+# Reference outputs are content-addressed and signed for one version, so a read is reused
+# only for the same file under the same signature.
+_REFERENCES: dict[tuple[str, str | None], ReferenceOutputs] = {}
 
 
 def reference_outputs(ctx: Context, mv: ModelVersion) -> ReferenceOutputs | None:
@@ -73,17 +74,18 @@ def reference_outputs(ctx: Context, mv: ModelVersion) -> ReferenceOutputs | None
     stored = mv.files.get("reference_outputs")
     if stored is None:
         return None
-    if stored.sha256 not in _REFERENCES:
+    key = (stored.sha256, stored.signature)
+    if key not in _REFERENCES:
         what = f"reference outputs of {mv.model_name} v{mv.version}"
-        data = ctx.artifacts.get(stored, what)
+        data = ctx.artifacts.read(mv, "reference_outputs")
         try:
             ref = ReferenceOutputs.model_validate_json(data)
         except PydanticValidationError as exc:
             raise ArtifactError(f"{what} are unreadable: {exc.errors()[0]['msg']}") from exc
         if len(_REFERENCES) >= 16:
             _REFERENCES.pop(next(iter(_REFERENCES)))
-        _REFERENCES[stored.sha256] = ref
-    return _REFERENCES[stored.sha256]
+        _REFERENCES[key] = ref
+    return _REFERENCES[key]
 
 
 _NULLS: dict[tuple[str, str, int], np.ndarray] = {}
@@ -246,8 +248,8 @@ def _direct_loss_estimate(
     ctx: Context, mv: ModelVersion, window: PredictionWindow
 ) -> dict[str, float | None]:
     card = mv.card
-    what = f"loss model of {mv.model_name} v{mv.version}"
-    models = load_pipeline(ctx.artifacts.get(mv.files["loss_model"], what))
+    # A pickle: read() checks its signature before anything is deserialised.
+    models = load_pipeline(ctx.artifacts.read(mv, "loss_model"))
     predicted = pd.to_numeric(window.outputs["prediction"], errors="coerce").to_numpy(float)
     x = coerce_features(window.features, card.feature_schema)
     keep = np.isfinite(predicted)
