@@ -100,7 +100,6 @@ def _log_predictions(ctx: Context, version: int, rows: int, labelled: float) -> 
         for table in ("predictions", "feedback"):
             conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
     labels: list[tuple[str, str]] = []
-    every = max(1, round(1 / labelled)) if labelled > 0 else 0
     for start in range(0, rows, CHUNK):
         n = min(CHUNK, rows - start)
         frame = make_churn(n, seed=100 + start // CHUNK, numeric_shift=0.3)
@@ -129,7 +128,7 @@ def _log_predictions(ctx: Context, version: int, rows: int, labelled: float) -> 
                     request_id=None,
                 )
             )
-            if every and (start + i) % every == 0:
+            if int((start + i + 1) * labelled) > int((start + i) * labelled):
                 labels.append((pid, truth[i]))
         store.write_batch(records)
         print(f"  logged {start + n:,} predictions", flush=True)
