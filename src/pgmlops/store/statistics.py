@@ -3,7 +3,7 @@
 A freshly bulk-loaded table has no statistics until autovacuum's ANALYZE reaches it (or
 never, with autovacuum off): PostgreSQL then guesses a handful of rows and may choose plans
 that are quadratic in the real count. Before the project's big reads we ANALYZE a table that
-was never analysed or has grown well past its last count. Only PostgreSQL: SQLite's planner
+was never analysed or has grown well past its analysed size. Only PostgreSQL: SQLite's planner
 needs no statistics for our indexed lookups.
 """
 
