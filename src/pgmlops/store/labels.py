@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 
 from pgmlops.store.db import Database
+from pgmlops.store.statistics import refresh_statistics
 from pgmlops.store.tables import FeedbackRow, PredictionRow
 
 
@@ -31,6 +32,8 @@ class LabelStore:
 
     def labelled_rows(self, model_name: str) -> list[LabelledRow]:
         """Every current label of the model's predictions, in prediction order."""
+        # Joins planned on missing statistics may pick a nested loop over a full scan.
+        refresh_statistics(self.db)
         stmt = (
             select(
                 PredictionRow.id,
@@ -55,6 +58,7 @@ class LabelStore:
 
     def count_since(self, model_name: str, since: datetime | None) -> int:
         """Current labels of the model's predictions that arrived after `since`."""
+        refresh_statistics(self.db)
         stmt = (
             select(func.count(distinct(FeedbackRow.prediction_id)))
             .select_from(FeedbackRow)

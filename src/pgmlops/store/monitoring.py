@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pgmlops.domain.kinds import Kind
 from pgmlops.errors import StoreError
 from pgmlops.store.db import Database, first_line
+from pgmlops.store.statistics import refresh_statistics
 from pgmlops.store.tables import FeedbackRow, MonitoringRunRow, PredictionRow, utcnow
 
 # Output columns of a window, beside the features (kept apart so no feature name can clash).
@@ -143,6 +144,8 @@ class MonitoringStore:
             ),
             sql.SQL("f.label"),
         ]
+        # A bulk-loaded log that autovacuum has not analysed yet would be planned blind.
+        refresh_statistics(self.db)
         buffer = io.BytesIO()
         try:
             with self.db.engine.connect() as conn:
@@ -156,6 +159,12 @@ class MonitoringStore:
                     # planner's default costs keep a COPY serial, so lower them for this one.
                     cur.execute("SET LOCAL parallel_setup_cost = 0")
                     cur.execute("SET LOCAL parallel_tuple_cost = 0")
+                    # Only a hash join, whatever the row estimates: misled by missing or
+                    # stale statistics (one row expected), the planner chose a nested loop
+                    # over the feedback subquery, quadratic in the window (50,000 rows with
+                    # 20,000 labels: minutes instead of seconds).
+                    cur.execute("SET LOCAL enable_nestloop = off")
+                    cur.execute("SET LOCAL enable_mergejoin = off")
                     with cur.copy(_window_query(picked, where)) as copy:
                         for chunk in copy:
                             buffer.write(chunk)
