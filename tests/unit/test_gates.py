@@ -52,7 +52,7 @@ def test_approves_clear_improvement(truth):
     candidate = model(truth, skill=1.2, seed=2)
     decision = decide(candidate, champion, None, PromotionPolicy())
     assert decision.approved
-    assert [g.name for g in decision.gates] == ["primary", "guard:recall"]
+    assert [g.name for g in decision.gates] == ["primary", "guard:recall", "bootstrap"]
     assert decision.failed() == []
     assert gate(decision, "primary").numbers["improvement"] > 0.1
     assert decision.summary().startswith("approved")
@@ -82,9 +82,10 @@ def test_recall_drop_within_the_tolerance_is_allowed(truth):
 def test_refuses_when_primary_improvement_below_min_delta(truth):
     champion = model(truth, skill=1.0, seed=1)
     candidate = model(truth, skill=1.05, seed=2)
-    gain = gate(decide(candidate, champion, None, PromotionPolicy()), "primary").numbers
+    no_interval = PromotionPolicy(bootstrap=False)
+    gain = gate(decide(candidate, champion, None, no_interval), "primary").numbers
     assert 0 < gain["improvement"] < 0.05
-    decision = decide(candidate, champion, None, PromotionPolicy(min_delta=0.05))
+    decision = decide(candidate, champion, None, PromotionPolicy(min_delta=0.05, bootstrap=False))
     assert not decision.approved
     assert [g.name for g in decision.failed()] == ["primary"]
     assert "below the required +0.0500" in gate(decision, "primary").detail
@@ -102,7 +103,8 @@ def test_lower_rmse_is_an_improvement_for_regression():
     approved = decide(better, worse, None, PromotionPolicy())
     assert approved.approved
     assert approved.primary_metric == "rmse"
-    assert [g.name for g in approved.gates] == ["primary"]  # no default guard for regression
+    # No default guard for regression; the interval of the gain is on by default.
+    assert [g.name for g in approved.gates] == ["primary", "bootstrap"]
     assert gate(approved, "primary").numbers["improvement"] > 0.5
     refused = decide(worse, better, None, PromotionPolicy())
     assert not refused.approved
@@ -133,7 +135,7 @@ def test_first_model_must_beat_the_dummy_baseline(truth):
     useless = model(truth, skill=0.0)
     refused = decide(useless, None, baseline, PromotionPolicy(baseline_margin=0.05))
     assert not refused.approved
-    assert "not more than the margin 0.0500" in gate(refused, "baseline").detail
+    assert "below the minimum effect +0.0500" in gate(refused, "baseline").detail
 
 
 def test_first_regression_model_must_beat_predicting_the_mean():
@@ -179,7 +181,7 @@ def test_bootstrap_gate_passes_when_the_interval_excludes_zero(truth):
     boot = gate(decision, "bootstrap")
     assert boot.passed
     assert 0 < boot.numbers["low"] < boot.numbers["mean"] < boot.numbers["high"]
-    assert "excludes zero" in boot.detail
+    assert boot.detail.endswith("excludes 0")
     assert decision.approved
 
 
@@ -191,7 +193,8 @@ def test_bootstrap_gate_refuses_when_the_interval_includes_zero(truth):
     assert gate(decision, "primary").passed
     boot = gate(decision, "bootstrap")
     assert boot.numbers["low"] < 0 < boot.numbers["high"]
-    assert not boot.passed and "includes zero" in boot.detail
+    assert not boot.passed and "does not exclude 0" in boot.detail
+    assert boot.detail.startswith("no significant improvement")
     assert [g.name for g in decision.failed()] == ["bootstrap"]
 
 
