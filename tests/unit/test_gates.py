@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
-from pgmlops.domain.gates import Decision, PromotionPolicy, decide, paired_bootstrap
+from pgmlops.domain.gates import (
+    BOOTSTRAP_MAX_ROWS,
+    Decision,
+    PromotionPolicy,
+    decide,
+    paired_bootstrap,
+)
 from pgmlops.domain.metrics import Scores, metric_value
 from pgmlops.errors import ConfigError
 
@@ -230,6 +236,19 @@ def test_paired_bootstrap_reports_rmse_improvement_as_positive():
         "rmse", regression(y, 1.0, 1), regression(y, 1.5, 2), rounds=300, confidence=0.95, seed=0
     )
     assert 0 < low < high
+
+
+def test_a_huge_holdout_is_subsampled_so_the_interval_costs_the_same():
+    y = np.random.default_rng(3).normal(10, 3, size=2 * BOOTSTRAP_MAX_ROWS)
+
+    def width(n: int) -> float:
+        better, worse = regression(y[:n], 1.0, 1), regression(y[:n], 1.02, 2)
+        low, _, high = paired_bootstrap("rmse", better, worse, rounds=200, confidence=0.9, seed=0)
+        assert low < high
+        return high - low
+
+    # Twice the rows would shrink the interval by sqrt(2) if all were resampled.
+    assert width(2 * BOOTSTRAP_MAX_ROWS) > 0.85 * width(BOOTSTRAP_MAX_ROWS)
 
 
 def test_scores_from_different_rows_are_refused(truth):
