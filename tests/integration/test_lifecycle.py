@@ -98,6 +98,10 @@ def test_an_identical_retrain_is_refused_with_no_significant_improvement(ctx, ch
 def test_a_model_on_all_rows_replaces_one_on_a_5_percent_subsample(ctx, churn_csv, tmp_path):
     small = tmp_path / "five_percent.csv"
     pd.read_csv(churn_csv).sample(frac=0.05, random_state=0).to_csv(small, index=False)
+    # The recall guard is left out: it compares each model at its own tuned threshold, and
+    # the 5% model's threshold comes from ~60 validation rows (see the gate tests for it).
+    policy = ctx.settings.promotion
+    ctx.settings.promotion = policy.model_copy(update={"guard_metrics": {}})
     weak = _train(ctx, small)
     promote_command(
         ctx, model_name="churn", version=weak["version"], force=True, reason="seed", actor=ACTOR
