@@ -13,6 +13,7 @@ Each pair is judged under several policies (the defaults, and the old defaults) 
 same trained versions, so the only difference between columns is the gate.
 
     PYTHONPATH=src python bench/promotion_rates.py --trials 20 --rows 6000
+    PYTHONPATH=src python bench/promotion_rates.py --null 400   # the gate's false-pass rate
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pgmlops.services.promotion import evaluate_challenge
 POLICIES = {
     "default": PromotionPolicy(),
     "no recall guard": PromotionPolicy(guard_metrics={}),
-    "conf 0.99": PromotionPolicy(confidence=0.99),
+    "conf 0.95": PromotionPolicy(confidence=0.95),
     "no CI, margin 0": PromotionPolicy(baseline_margin=0.0, bootstrap=False),
 }
 VERBOSE = False
@@ -130,12 +131,37 @@ def real_datasets(folder: Path) -> dict[str, bool]:
     return out
 
 
+def null_rate(trials: int, rows: int) -> dict[float, int]:
+    """First versions with no skill at all (random scores), judged at two confidence levels."""
+    from pgmlops.domain.gates import decide
+    from pgmlops.domain.metrics import Scores
+    from pgmlops.domain.predict import baseline_scores
+
+    passed = {0.95: 0, 0.99: 0}
+    for t in range(trials):
+        rng = np.random.default_rng(t)
+        y = np.where(rng.random(rows) < 0.2, "y", "n")
+        p = rng.random(rows)
+        cand = Scores("binary", y, np.where(p >= 0.5, "y", "n"), p, ("n", "y"))
+        base = baseline_scores("binary", y, y, ["n", "y"])
+        for level in passed:
+            policy = PromotionPolicy(confidence=level, seed=t)
+            passed[level] += decide(cand, None, base, policy).approved
+    return passed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--rows", type=int, default=6000)
     parser.add_argument("--verbose", action="store_true", help="print every decision")
+    parser.add_argument("--null", type=int, default=0, help="only N random-score first versions")
     args = parser.parse_args()
+    if args.null:
+        rates = null_rate(args.null, 1000)
+        print(f"{args.null} no-skill first versions, 1,000 holdout rows (20% positive), promoted: ")
+        print(", ".join(f"confidence {c}: {n}/{args.null}" for c, n in rates.items()))
+        return
     global VERBOSE
     VERBOSE = args.verbose
     started = time.perf_counter()
