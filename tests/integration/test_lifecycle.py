@@ -79,6 +79,57 @@ def test_refuses_a_worse_model_and_rolls_back(ctx, churn_csv: Path, shuffled_csv
     assert decisions == ["approved", "approved", "refused"]
 
 
+def test_an_identical_retrain_is_refused_with_no_significant_improvement(ctx, churn_csv) -> None:
+    first = _train(ctx, churn_csv)
+    promote_command(
+        ctx, model_name="churn", version=first["version"], force=False, reason=None, actor=ACTOR
+    )
+    again = _train(ctx, churn_csv)
+    with pytest.raises(PromotionRefused, match="no significant improvement") as refused:
+        promote_command(
+            ctx, model_name="churn", version=again["version"], force=False, reason=None, actor=ACTOR
+        )
+    interval = next(g for g in refused.value.decision.gates if g.name == "bootstrap")
+    assert interval.numbers["low"] == interval.numbers["high"] == 0.0
+    assert ctx.registry.alias_version("churn", PRODUCTION) == first["version"]
+    assert [e.decision for e in ctx.registry.promotion_events("churn")] == ["approved", "refused"]
+
+
+def test_a_model_on_all_rows_replaces_one_on_a_5_percent_subsample(ctx, churn_csv, tmp_path):
+    small = tmp_path / "five_percent.csv"
+    pd.read_csv(churn_csv).sample(frac=0.05, random_state=0).to_csv(small, index=False)
+    # The recall guard is left out: it compares each model at its own tuned threshold, and
+    # the 5% model's threshold comes from ~60 validation rows (see the gate tests for it).
+    policy = ctx.settings.promotion
+    ctx.settings.promotion = policy.model_copy(update={"guard_metrics": {}})
+    weak = _train(ctx, small)
+    promote_command(
+        ctx, model_name="churn", version=weak["version"], force=True, reason="seed", actor=ACTOR
+    )
+    full = _train(ctx, churn_csv)
+    result = promote_command(
+        ctx, model_name="churn", version=full["version"], force=False, reason=None, actor=ACTOR
+    )
+    assert result["decision"]["approved"]
+    gates = {g["name"]: g for g in result["decision"]["gates"]}
+    assert gates["bootstrap"]["numbers"]["low"] > 0
+
+
+def test_running_the_demo_twice_does_not_promote_a_copy_of_v1(ctx) -> None:
+    from pgmlops.services.demo import DEMO_MODEL, run_demo
+
+    said: list[str] = []
+    run_demo(ctx, rows=3_000, actor=ACTOR, say=said.append)
+    assert ctx.registry.alias_version(DEMO_MODEL, PRODUCTION) == 1
+    said.clear()
+    run_demo(ctx, rows=3_000, actor=ACTOR, say=said.append)
+    assert ctx.registry.alias_version(DEMO_MODEL, PRODUCTION) == 1
+    text = "\n".join(said)
+    assert "3/4 v3 was not promoted (production stays v1)" in text
+    assert "no significant improvement" in text
+    assert "refused as it should be" in text  # the shuffled-label model, v4
+
+
 def test_forced_promotion_needs_a_reason_and_is_audited(ctx, churn_csv, shuffled_csv) -> None:
     good = _train(ctx, churn_csv)
     promote_command(

@@ -23,6 +23,10 @@ from pgmlops.domain.policies import PromotionPolicy as PromotionPolicy
 _SLACK = 1e-12
 # Bootstrap resamples are drawn in blocks of about this many cells to bound memory.
 _BLOCK_CELLS = 2_000_000
+# Above this many rows the interval comes from a seeded subsample of them: the cost stays
+# near 10 s of CPU per pair (it grows as rows x rounds), and a subsample only widens the
+# interval, so it can refuse a tiny real gain but never approve a spurious one.
+BOOTSTRAP_MAX_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -86,10 +90,12 @@ def decide(
 ) -> Decision:
     """Run every applicable gate on scores computed on the same holdout rows.
 
-    With a champion: primary, one guard per guarded metric, floors, and the bootstrap when
-    enabled. Without one: the candidate must beat the dummy baseline (when given) and
-    meet the floors. Any metric that is nan on these rows fails its gate: no evidence, no
-    promotion. With no champion, no baseline and no floors there is nothing to refuse on.
+    With a champion: primary, one guard per guarded metric, floors, and (when `bootstrap` is
+    on, the default) a paired interval of the gain that must exclude 0. Without one: the
+    candidate must beat the dummy baseline by the minimum effect, with an interval of the
+    gain that excludes 0 when `bootstrap` is on, and meet the floors. Any metric that is nan
+    on these rows fails its gate: no evidence, no promotion. With no champion, no baseline
+    and no floors there is nothing to refuse on.
     """
     task = candidate.task
     policy.check(task)
@@ -105,8 +111,10 @@ def decide(
         gates.append(_primary_gate(primary, cand[primary], champ[primary], policy.min_delta))
         for name, tolerance in policy.guards_for(task).items():
             gates.append(_guard_gate(name, cand[name], champ[name], tolerance))
-    elif base is not None:
-        gates.append(_baseline_gate(primary, cand[primary], base[primary], policy.baseline_margin))
+    elif baseline is not None and base is not None:
+        gates.append(
+            _baseline_gate(primary, candidate, baseline, cand[primary], base[primary], policy)
+        )
     for name, floor in policy.floors.items():
         gates.append(_floor_gate(name, cand[name], floor))
     if champion is not None and policy.bootstrap:
@@ -135,14 +143,17 @@ def paired_bootstrap(
     Both models are scored on the same resampled rows in each round, so the interval
     reflects the difference between them rather than the noise of the holdout itself.
     Resamples where the metric is undefined (e.g. one class drawn) are skipped; all nan
-    when none is left.
+    when none is left. Holdouts above BOOTSTRAP_MAX_ROWS rows are subsampled first.
     """
     check_metric(metric, candidate.task)
     _require_same_rows(candidate, champion, "champion")
     if rounds < 1 or not 0 < confidence < 1:
         raise ValueError(f"need rounds >= 1 and 0 < confidence < 1, got {rounds}, {confidence}")
-    n = len(candidate)
     rng = np.random.default_rng(seed)
+    if len(candidate) > BOOTSTRAP_MAX_ROWS:
+        rows = np.sort(rng.choice(len(candidate), BOOTSTRAP_MAX_ROWS, replace=False))
+        candidate, champion = candidate.take(rows), champion.take(rows)
+    n = len(candidate)
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     block = max(1, _BLOCK_CELLS // n)
     diffs: list[np.ndarray] = []
@@ -189,11 +200,13 @@ def _primary_gate(name: str, cand: float, champ: float, min_delta: float) -> Gat
     if _missing(cand, champ):
         return GateResult("primary", False, _undefined(name, numbers), numbers)
     gain = improvement(name, cand, champ)
-    passed = gain >= min_delta - _SLACK
-    detail = (
-        f"{name} {cand:.4f} vs champion {champ:.4f}: improvement {gain:+.4f}, "
-        f"{'meets' if passed else 'below'} the required {min_delta:+.4f}"
-    )
+    # A tie is no improvement: with min_delta 0 an identical retrain must not replace production.
+    passed = gain > 0 and gain >= min_delta - _SLACK
+    if gain == 0:
+        verdict = "a tie is no improvement"
+    else:
+        verdict = f"{'meets' if passed else 'below'} the required {min_delta:+.4f}"
+    detail = f"{name} {cand:.4f} vs champion {champ:.4f}: improvement {gain:+.4f}, {verdict}"
     return GateResult("primary", passed, detail, {**numbers, "improvement": gain})
 
 
@@ -223,30 +236,54 @@ def _floor_gate(name: str, cand: float, floor: float) -> GateResult:
     return GateResult(f"floor:{name}", passed, detail, numbers)
 
 
-def _baseline_gate(name: str, cand: float, base: float, margin: float) -> GateResult:
-    numbers = {"candidate": cand, "baseline": base, "margin": margin}
+def min_effect(name: str, margin: float, base: float) -> float:
+    """The smallest gain over the baseline that counts, in the metric's own units.
+
+    Higher-is-better metrics (AUC, F1, accuracy, R²) live on a 0..1 scale, so the margin is
+    absolute; error metrics (rmse, mae, log_loss, brier) have the target's scale, so the
+    margin is a fraction of the baseline's error (0.01 = 1% less error than the dummy).
+    """
+    return margin * abs(base) if name in LOWER_IS_BETTER else margin
+
+
+def _baseline_gate(
+    name: str,
+    candidate: Scores,
+    baseline: Scores,
+    cand: float,
+    base: float,
+    policy: PromotionPolicy,
+) -> GateResult:
+    needed = min_effect(name, policy.baseline_margin, base) if not _missing(base) else math.nan
+    numbers: dict[str, float | None] = {
+        "candidate": cand,
+        "baseline": base,
+        "margin": policy.baseline_margin,
+        "min_effect": needed,
+    }
     if _missing(cand, base):
         return GateResult("baseline", False, _undefined(name, numbers), numbers)
     gain = improvement(name, cand, base)
-    passed = gain > margin
-    detail = (
-        f"{name} {cand:.4f} vs dummy baseline {base:.4f}: improvement {gain:+.4f}, "
-        f"{'more than' if passed else 'not more than'} the margin {margin:.4f}"
-    )
-    return GateResult("baseline", passed, detail, {**numbers, "improvement": gain})
+    numbers["improvement"] = gain
+    big_enough = gain > 0 and gain >= needed - _SLACK
+    effect = f"{'at least' if big_enough else 'below'} the minimum effect {needed:+.4f}"
+    head = f"{name} {cand:.4f} vs dummy baseline {base:.4f}: gain over baseline {gain:+.4f}"
+    if not policy.bootstrap:
+        return GateResult("baseline", big_enough, f"{head}, {effect}", numbers)
+    low, mean, high = _interval(name, candidate, baseline, policy)
+    numbers |= {"low": low, "mean": mean, "high": high, "confidence": policy.confidence}
+    if _missing(low, high):
+        return GateResult("baseline", False, _undefined(name, numbers), numbers)
+    significant = low > 0
+    where = "excludes 0" if significant else "does not exclude 0"
+    detail = f"{head} ({_ci(policy.confidence, low, high)}) {where}, {effect}"
+    return GateResult("baseline", significant and big_enough, detail, numbers)
 
 
 def _bootstrap_gate(
     name: str, candidate: Scores, champion: Scores, policy: PromotionPolicy
 ) -> GateResult:
-    low, mean, high = paired_bootstrap(
-        name,
-        candidate,
-        champion,
-        rounds=policy.bootstrap_rounds,
-        confidence=policy.confidence,
-        seed=policy.seed,
-    )
+    low, mean, high = _interval(name, candidate, champion, policy)
     numbers = {
         "low": low,
         "mean": mean,
@@ -256,13 +293,32 @@ def _bootstrap_gate(
     }
     if _missing(low, high):
         return GateResult("bootstrap", False, _undefined(name, numbers), numbers)
+    # Identical predictions give the interval [0, 0]: not above zero, so refused.
     passed = low > 0
-    where = "excludes zero" if passed else ("is below zero" if high < 0 else "includes zero")
-    detail = (
-        f"{name} improvement {mean:+.4f}, {policy.confidence:.0%} interval "
-        f"[{low:+.4f}, {high:+.4f}] {where}"
-    )
+    interval = _ci(policy.confidence, low, high)
+    if passed:
+        detail = f"{name} improvement {mean:+.4f} ({interval}) excludes 0"
+    else:
+        where = "is below 0" if high < 0 else "does not exclude 0"
+        detail = f"no significant improvement: {name} gain {mean:+.4f} ({interval}) {where}"
     return GateResult("bootstrap", passed, detail, numbers)
+
+
+def _interval(
+    name: str, candidate: Scores, other: Scores, policy: PromotionPolicy
+) -> tuple[float, float, float]:
+    return paired_bootstrap(
+        name,
+        candidate,
+        other,
+        rounds=policy.bootstrap_rounds,
+        confidence=policy.confidence,
+        seed=policy.seed,
+    )
+
+
+def _ci(confidence: float, low: float, high: float) -> str:
+    return f"{confidence * 100:g}% CI [{low:+.4f}, {high:+.4f}]"
 
 
 def _missing(*values: float) -> bool:

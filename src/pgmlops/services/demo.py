@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pgmlops.domain.demo_data import make_churn
+from pgmlops.domain.records import PRODUCTION
 from pgmlops.errors import PromotionRefused
 from pgmlops.services.commands import promote_command, train_command
 
@@ -38,7 +39,13 @@ def run_demo(ctx, *, rows: int, actor: str, say: Callable[[str], None]) -> str:
         )
         say(f"3/4 promoted v{promoted['candidate_version']} to production")
     except PromotionRefused as exc:
-        say(f"3/4 v{first['version']} was not promoted: {exc}")
+        # On a second run v1 is production and this retrain on the same data ties it:
+        # the gates refuse a copy, so production stays where it was.
+        current = ctx.registry.alias_version(DEMO_MODEL, PRODUCTION)
+        stays = f"production stays v{current}" if current is not None else "no production model"
+        say(f"3/4 v{first['version']} was not promoted ({stays}):")
+        for gate in exc.decision.failed():
+            say(f"    FAIL {gate.name}: {gate.detail}")
     shuffled = frame.assign(Exited=np.random.default_rng(1).permutation(frame["Exited"].to_numpy()))
     worse = folder / "churn_shuffled_labels.csv"
     shuffled.to_csv(worse, index=False)

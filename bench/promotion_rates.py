@@ -1,0 +1,185 @@
+"""How often the promotion gates say yes: useless, identical and better candidates.
+
+Every model goes through the real training service and the real promotion path on a
+throw-away SQLite registry. Per trial (fresh demo data from its own seed):
+
+- shuffled: a first version trained on permuted labels (no signal at all);
+- noise: a first version trained on pure-noise features with the real labels;
+- real: a first version trained on the real data (must pass);
+- identical: a retrain on the same data against that real model as champion;
+- better: a model on all rows against a champion trained on a 5% subsample.
+
+Each pair is judged under several policies (the defaults, and the old defaults) from the
+same trained versions, so the only difference between columns is the gate.
+
+    PYTHONPATH=src python bench/promotion_rates.py --trials 20 --rows 6000
+    PYTHONPATH=src python bench/promotion_rates.py --null 400   # the gate's false-pass rate
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pgmlops.config import Settings
+from pgmlops.domain.demo_data import make_churn
+from pgmlops.domain.policies import PromotionPolicy
+from pgmlops.services.commands import promote_command, train_command
+from pgmlops.services.context import Context
+from pgmlops.services.promotion import evaluate_challenge
+
+POLICIES = {
+    "default": PromotionPolicy(),
+    "no recall guard": PromotionPolicy(guard_metrics={}),
+    "conf 0.95": PromotionPolicy(confidence=0.95),
+    "no CI, margin 0": PromotionPolicy(baseline_margin=0.0, bootstrap=False),
+}
+VERBOSE = False
+KINDS = ("shuffled", "noise", "real", "identical", "better")
+
+
+def _train(ctx: Context, frame: pd.DataFrame, folder: Path, name: str, target: str) -> int:
+    path = folder / f"{name}.csv"
+    frame.to_csv(path, index=False)
+    return train_command(ctx, data=str(path), target=target, model_name=name, actor="bench")[
+        "version"
+    ]
+
+
+def _verdicts(ctx: Context, name: str, candidate: int, champion: int | None) -> dict[str, bool]:
+    cand = ctx.registry.get_version(name, candidate)
+    champ = ctx.registry.get_version(name, champion) if champion else None
+    out = {}
+    for label, policy in POLICIES.items():
+        ctx.settings.promotion = policy
+        decision = evaluate_challenge(ctx, cand, champ)[0]
+        out[label] = decision.approved
+        if label == "default" and VERBOSE:
+            print(f"  {name} v{candidate}: {decision.summary()}")
+    ctx.settings.promotion = POLICIES["default"]
+    return out
+
+
+def _force(ctx: Context, name: str, version: int) -> None:
+    promote_command(ctx, model_name=name, version=version, force=True, reason="b", actor="b")
+
+
+def run(trials: int, rows: int, folder: Path) -> dict[str, dict[str, int]]:
+    """Count approvals per kind and policy over `trials` fresh demo datasets."""
+    settings = Settings(
+        database_url=f"sqlite:///{folder / 'bench.db'}", artifact_root=str(folder / "art")
+    )
+    ctx = Context(settings)
+    counts = {kind: dict.fromkeys(POLICIES, 0) for kind in KINDS}
+    for t in range(trials):
+        seed = 1000 + t
+        frame = make_churn(rows, seed=seed)
+        rng = np.random.default_rng(seed)
+        shuffled = frame.assign(Exited=rng.permutation(frame["Exited"].to_numpy()))
+        noise = pd.DataFrame(
+            {f"x{k}": rng.normal(size=rows) for k in range(8)} | {"Exited": frame["Exited"]}
+        )
+        small = frame.sample(frac=0.05, random_state=seed)
+        jobs: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]] = {
+            "shuffled": (shuffled, None),
+            "noise": (noise, None),
+            "real": (frame, None),
+            "identical": (frame, frame),
+            "better": (frame, small),
+        }
+        for kind, (data, champion_data) in jobs.items():
+            name = f"{kind}{t}"
+            champion = None
+            if champion_data is not None:
+                champion = _train(ctx, champion_data, folder, name, "Exited")
+                _force(ctx, name, champion)
+            candidate = _train(ctx, data, folder, name, "Exited")
+            for label, ok in _verdicts(ctx, name, candidate, champion).items():
+                counts[kind][label] += int(ok)
+        print(f"trial {t + 1}/{trials} done", flush=True)
+    ctx.close()
+    return counts
+
+
+def real_datasets(folder: Path) -> dict[str, bool]:
+    """First versions on scikit-learn's bundled datasets, under the default policy."""
+    from sklearn import datasets
+
+    settings = Settings(
+        database_url=f"sqlite:///{folder / 'real.db'}", artifact_root=str(folder / "art2")
+    )
+    ctx = Context(settings)
+    out = {}
+    for name, loader in (
+        ("breast_cancer", datasets.load_breast_cancer),
+        ("wine", datasets.load_wine),
+        ("iris", datasets.load_iris),
+        ("diabetes", datasets.load_diabetes),
+    ):
+        frame = loader(as_frame=True).frame
+        if name != "diabetes":
+            frame["target"] = "c" + frame["target"].astype(str)
+        version = _train(ctx, frame, folder, name, "target")
+        decision = _verdicts(ctx, name, version, None)
+        out[name] = decision["default"]
+    ctx.close()
+    return out
+
+
+def null_rate(trials: int, rows: int) -> dict[float, int]:
+    """First versions with no skill at all (random scores), judged at two confidence levels."""
+    from pgmlops.domain.gates import decide
+    from pgmlops.domain.metrics import Scores
+    from pgmlops.domain.predict import baseline_scores
+
+    passed = {0.95: 0, 0.99: 0}
+    for t in range(trials):
+        rng = np.random.default_rng(t)
+        y = np.where(rng.random(rows) < 0.2, "y", "n")
+        p = rng.random(rows)
+        cand = Scores("binary", y, np.where(p >= 0.5, "y", "n"), p, ("n", "y"))
+        base = baseline_scores("binary", y, y, ["n", "y"])
+        for level in passed:
+            policy = PromotionPolicy(confidence=level, seed=t)
+            passed[level] += decide(cand, None, base, policy).approved
+    return passed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--rows", type=int, default=6000)
+    parser.add_argument("--verbose", action="store_true", help="print every decision")
+    parser.add_argument("--null", type=int, default=0, help="only N random-score first versions")
+    args = parser.parse_args()
+    if args.null:
+        rates = null_rate(args.null, 1000)
+        print(f"{args.null} no-skill first versions, 1,000 holdout rows (20% positive), promoted: ")
+        print(", ".join(f"confidence {c}: {n}/{args.null}" for c, n in rates.items()))
+        return
+    global VERBOSE
+    VERBOSE = args.verbose
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        counts = run(args.trials, args.rows, Path(tmp))
+        real = real_datasets(Path(tmp))
+    print(f"\npromoted out of {args.trials} (demo churn, {args.rows:,} rows per trial)")
+    print("| candidate | " + " | ".join(POLICIES) + " |")
+    print("|---|" + "---|" * len(POLICIES))
+    for kind in KINDS:
+        cells = " | ".join(f"{counts[kind][p]}/{args.trials}" for p in POLICIES)
+        print(f"| {kind} | {cells} |")
+    print(
+        "\nfirst versions on scikit-learn datasets (default policy): "
+        + ", ".join(f"{k} {'promoted' if v else 'REFUSED'}" for k, v in real.items())
+    )
+    print(f"({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
