@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -17,6 +17,9 @@ class TriggerSwitches(_Section):
     """Which signals may start a retraining run under `--if-needed` (any that fires is enough)."""
 
     drift: bool = True
+    # harmful: dataset drift starts a retrain only when estimated performance or confidence
+    # is also degraded; any: drift alone does (README 'Retraining' has the measured rates).
+    drift_policy: Literal["any", "harmful"] = "harmful"
     confidence: bool = True
     estimated_performance: bool = True
     labelled_performance: bool = True

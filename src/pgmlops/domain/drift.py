@@ -21,6 +21,14 @@ from pydantic import BaseModel, Field
 from scipy.special import kolmogorov, rel_entr
 from scipy.stats import chi2
 
+from pgmlops.domain.drift_null import (
+    js_threshold,
+    psi_threshold,
+    reference_shares,
+    size_factor,
+    wasserstein_threshold,
+)
+from pgmlops.domain.multivariate import MultivariateDrift, domain_classifier
 from pgmlops.domain.policies import DriftPolicy as DriftPolicy
 from pgmlops.domain.profile import (
     OTHER_CATEGORY,
@@ -45,6 +53,7 @@ __all__ = [
     "DriftPolicy",
     "DriftReport",
     "FeatureDrift",
+    "MultivariateDrift",
     "OutputDrift",
     "ReferenceProfile",
     "benjamini_hochberg",
@@ -70,6 +79,9 @@ class FeatureDrift(BaseModel):
     wasserstein_norm: float | None = Field(None, description="numeric: W1 / reference std (or W1)")
     js: float | None = Field(None, description="categorical: Jensen-Shannon distance, base 2")
     psi: float
+    effect_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="bar per effect: max(floor, null quantile at n)"
+    )
     missing_rate_reference: float
     missing_rate_current: float
     unseen_categories: list[str] = Field(default_factory=list)
@@ -96,6 +108,8 @@ class DriftReport(BaseModel):
     dataset_drift: bool
     reason: str
     output: OutputDrift | None = None
+    multivariate: MultivariateDrift | None = None
+    multivariate_note: str | None = Field(None, description="why the detector did not run")
     policy: DriftPolicy
 
     def feature(self, name: str) -> FeatureDrift:
@@ -195,7 +209,7 @@ def compare(
     p = np.array([r.p_value for r in raws])
     adjusted = benjamini_hochberg(p) if policy.correction == "bh" else bonferroni(p)
     results = [
-        _verdict(spec, raw, float(p_adj), policy)
+        _verdict(spec, raw, float(p_adj), policy, len(current))
         for spec, raw, p_adj in zip(specs, raws, adjusted, strict=True)
     ]
     drifted = [r.name for r in results if r.drifted]
@@ -209,6 +223,10 @@ def compare(
     if critical:
         reason += f" or a critical feature, and {', '.join(critical)} drifted"
     output = _output_drift(profile, scores, policy) if scores is not None else None
+    multivariate, note = _multivariate(profile, current, specs, policy)
+    if multivariate is not None and multivariate.drifted:
+        dataset_drift = True
+        reason += f"; {multivariate.reason}"
     return DriftReport(
         n_reference=profile.n_rows,
         n_current=len(current),
@@ -218,8 +236,48 @@ def compare(
         dataset_drift=dataset_drift,
         reason=reason,
         output=output,
+        multivariate=multivariate,
+        multivariate_note=note,
         policy=policy,
     )
+
+
+# Fewer rows than this on either side and the domain classifier is not run.
+_MULTIVARIATE_MIN_ROWS = 50
+
+
+def _multivariate(
+    profile: ReferenceProfile,
+    current: pd.DataFrame,
+    specs: Sequence[NumericProfile | CategoricalProfile],
+    policy: DriftPolicy,
+) -> tuple[MultivariateDrift | None, str | None]:
+    """The domain classifier's verdict, or None and why it was not run."""
+    if not policy.multivariate:
+        return None, "multivariate detector off (drift.multivariate: false)"
+    rows = profile.rows
+    if rows is None:
+        return None, "multivariate detector not run: the profile keeps no reference rows; retrain"
+    names = [s.name for s in specs]
+    missing = [n for n in names if n not in rows.numeric and n not in rows.categorical]
+    if missing:
+        return None, f"multivariate detector not run: no reference rows for {', '.join(missing)}"
+    if min(rows.n, len(current)) < _MULTIVARIATE_MIN_ROWS:
+        return None, (
+            f"multivariate detector not run: needs {_MULTIVARIATE_MIN_ROWS} rows on each side"
+        )
+    numeric = [s.name for s in specs if isinstance(s, NumericProfile)]
+    categorical = [s.name for s in specs if isinstance(s, CategoricalProfile)]
+    verdict = domain_classifier(
+        rows.frame(),
+        current,
+        numeric,
+        categorical,
+        alpha=policy.multivariate_alpha,
+        max_rows=policy.multivariate_rows,
+        seed=profile.seed,
+    )
+    return verdict, None
 
 
 def _features_to_test(
@@ -324,18 +382,23 @@ def _js_distance(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def _verdict(
-    spec: NumericProfile | CategoricalProfile, raw: _Raw, p_adjusted: float, policy: DriftPolicy
+    spec: NumericProfile | CategoricalProfile,
+    raw: _Raw,
+    p_adjusted: float,
+    policy: DriftPolicy,
+    n_current: int,
 ) -> FeatureDrift:
     significant = p_adjusted < policy.alpha
-    effects = _effects(raw, policy)
-    passed = [
-        f"{name} {value:.3g} >= {floor:g}" for name, value, floor in effects if value >= floor
-    ]
+    effects = _effects(spec, raw, policy, n_current)
+    passed = [f"{name} {value:.3g} >= {bar:.3g}" for name, value, bar in effects if value >= bar]
     if significant and passed:
         reason = f"p_adj {p_adjusted:.2g} < {policy.alpha:g} and {' or '.join(passed)}"
     elif significant:
-        small = ", ".join(f"{name} {value:.3g} < {floor:g}" for name, value, floor in effects)
-        reason = f"p_adj {p_adjusted:.2g} < {policy.alpha:g} but the effect is small ({small})"
+        small = ", ".join(f"{name} {value:.3g} < {bar:.3g}" for name, value, bar in effects)
+        reason = (
+            f"p_adj {p_adjusted:.2g} < {policy.alpha:g} but the effect is small ({small}; "
+            f"each bar is the larger of its floor and chance at {n_current:,} rows)"
+        )
     else:
         reason = f"no significant difference (p_adj {p_adjusted:.2g} >= {policy.alpha:g})"
     if raw.unseen:
@@ -351,6 +414,7 @@ def _verdict(
         wasserstein_norm=raw.wasserstein_norm,
         js=raw.js,
         psi=raw.psi,
+        effect_thresholds={name: bar for name, _, bar in effects},
         missing_rate_reference=spec.missing_rate,
         missing_rate_current=raw.missing_rate_current,
         unseen_categories=raw.unseen,
@@ -359,13 +423,27 @@ def _verdict(
     )
 
 
-def _effects(raw: _Raw, policy: DriftPolicy) -> list[tuple[str, float, float]]:
-    """(name, value, floor) of each effect size that can make a significant test count."""
-    effects = [("psi", raw.psi, policy.psi_floor)]
-    if raw.wasserstein_norm is not None:
-        effects.insert(0, ("wasserstein_norm", raw.wasserstein_norm, policy.wasserstein_floor))
+def _effects(
+    spec: NumericProfile | CategoricalProfile, raw: _Raw, policy: DriftPolicy, n_current: int
+) -> list[tuple[str, float, float]]:
+    """(name, value, bar) of each effect that can make a significant test count.
+
+    The bar is the larger of the practical floor and the effect's ``null_quantile`` under no
+    change at this window's size, so noise in small windows does not cross it and it never
+    rises as the window grows.
+    """
+    q = policy.null_quantile
+    shares = reference_shares(spec)
+    factor = size_factor(n_current, spec.n)
+    effects = [("psi", raw.psi, max(policy.psi_floor, psi_threshold(shares, factor, q)))]
+    if raw.wasserstein_norm is not None and isinstance(spec, NumericProfile):
+        n_present = n_current * (1.0 - raw.missing_rate_current)
+        w_factor = size_factor(n_present, spec.n - spec.n_missing)
+        bar = max(policy.wasserstein_floor, wasserstein_threshold(spec, w_factor, q))
+        effects.insert(0, ("wasserstein_norm", raw.wasserstein_norm, bar))
     if raw.js is not None:
-        effects.insert(0, ("js", raw.js, policy.js_floor))
+        bar = max(policy.js_floor, js_threshold(shares, factor, q))
+        effects.insert(0, ("js", raw.js, bar))
     return effects
 
 
@@ -388,7 +466,7 @@ def _output_drift(
         raw = _categorical_test(spec, values)
     else:
         raise DataError(f"scores do not match the reference output profile ({output.kind})")
-    verdict = _verdict(spec, raw, raw.p_value, policy)
+    verdict = _verdict(spec, raw, raw.p_value, policy, len(scores))
     current_conf = float(np.nanmean(confidence)) if confidence is not None else None
     return OutputDrift(
         **verdict.model_dump(),
