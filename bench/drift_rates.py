@@ -5,7 +5,9 @@ The reference profile is built from ``make_churn(ref, seed=0)`` as training does
 window is fresh rows from the same generator (seeds never reused), optionally shifted:
 
 - ``null``: no change;
-- ``one_0.2`` / ``one_0.5``: Balance moved by 0.2 / 0.5 of its own sd;
+- ``one_0.2`` / ``one_0.5``: Age moved by 0.2 / 0.5 of its own sd;
+- ``balance_0.2``: the non-zero Balance moved by 0.2 of the generator's sd (30,100), as
+  ``make_churn(numeric_shift=...)`` does: W1/sd about 0.07 over the whole column;
 - ``four_0.2``: Age, CreditScore, Balance and EstimatedSalary each moved by 0.2 of its sd;
 - ``mix``: Geography drawn 40/30/30 instead of 50/25/25.
 
@@ -27,14 +29,21 @@ from pgmlops.domain.drift import DriftPolicy, build_profile, compare
 from pgmlops.domain.schema import as_float32_grid, prepare_training_frame
 
 FOUR = ["Age", "CreditScore", "Balance", "EstimatedSalary"]
-CASES = ("null", "one_0.2", "one_0.5", "four_0.2", "mix")
+CASES = ("null", "one_0.2", "one_0.5", "balance_0.2", "four_0.2", "mix")
+TARGET = {"one_0.2": "Age", "one_0.5": "Age", "balance_0.2": "Balance", "mix": "Geography"}
+HEADER = (
+    "| case | n | dataset drift | multivariate | per-feature flags | target flagged | s/window |"
+)
 
 
 def shifted(window: pd.DataFrame, case: str, sds: dict[str, float]) -> pd.DataFrame:
     """The window with the case's change applied (shifts in units of the reference sd)."""
     out = window.copy()
     if case.startswith("one_"):
-        out["Balance"] = out["Balance"] + float(case[4:]) * sds["Balance"]
+        out["Age"] = out["Age"] + float(case[4:]) * sds["Age"]
+    elif case == "balance_0.2":
+        funded = out["Balance"] > 0
+        out.loc[funded, "Balance"] = out.loc[funded, "Balance"] + 0.2 * 30_100.0
     elif case == "four_0.2":
         for name in FOUR:
             out[name] = out[name] + 0.2 * sds[name]
@@ -55,9 +64,7 @@ def main() -> None:
     sds = {name: float(x[name].std()) for name in FOUR}
     policy = DriftPolicy()
     print(f"reference {args.ref:,} rows, {args.windows} windows per cell, policy {policy}")
-    print(
-        "| case | n | dataset drift | multivariate | per-feature flags | target flagged | s/window |"
-    )
+    print(HEADER)
     print("|---|---:|---:|---:|---:|---:|---:|")
     seed = 10_000
     for case in args.cases.split(","):
@@ -74,13 +81,11 @@ def main() -> None:
                 drift += report.dataset_drift
                 multi += bool(report.multivariate and report.multivariate.drifted)
                 flags += len(report.drifted_features)
-                if case.startswith("one_"):
-                    target += report.feature("Balance").drifted
-                elif case == "mix":
-                    target += report.feature("Geography").drifted
+                if case in TARGET:
+                    target += report.feature(TARGET[case]).drifted
             seconds = (time.perf_counter() - started) / args.windows
             w = args.windows
-            tgt = f"{target / w:.1%}" if case in ("mix",) or case.startswith("one_") else "-"
+            tgt = f"{target / w:.1%}" if case in TARGET else "-"
             print(
                 f"| {case} | {n:,} | {drift / w:.1%} | {multi / w:.1%} | "
                 f"{flags / (w * len(schema.features)):.2%} | {tgt} | {seconds:.3f} |",

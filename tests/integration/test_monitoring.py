@@ -271,6 +271,9 @@ def test_cli_prints_json_and_writes_the_html_report(
     table = runner.invoke(cli_app, ["monitor", "--since", "1h"], env=_cli_env(ctx))
     assert table.exit_code == 0, table.output
     assert "corrected p" in table.stdout and "DRIFT" in table.stdout
+    flat = " ".join(table.stdout.split())  # the console wraps long lines
+    assert "multivariate: DRIFT" in flat and "held-out AUC" in flat
+    assert data["drift"]["multivariate"]["method"] == "domain_classifier"
 
 
 @pytest.mark.parametrize(

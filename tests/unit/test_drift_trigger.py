@@ -62,9 +62,7 @@ def test_harmful_fires_when_estimated_performance_or_confidence_is_degraded(
     drifted: Any, which: str
 ) -> None:
     bad, good = _signal(0.09, True), _signal(0.01, False)
-    result = (
-        _result(drifted, good, bad) if which == "estimated" else _result(drifted, bad, good)
-    )
+    result = _result(drifted, good, bad) if which == "estimated" else _result(drifted, bad, good)
     fired, why = drift_trigger(result, "harmful")
     assert fired and "harmful:" in why and "9.0% worse" in why
 

@@ -202,8 +202,7 @@ def drift_trigger(result: Any, policy: Literal["any", "harmful"]) -> tuple[bool,
             "it counts as under drift_policy any [drift_policy harmful]"
         )
     return False, (
-        f"{drift}, but not harmful: {' and '.join(judged)} within limits "
-        "[drift_policy harmful]"
+        f"{drift}, but not harmful: {' and '.join(judged)} within limits [drift_policy harmful]"
     )
 
 
