@@ -3,9 +3,16 @@
 Per feature a two-sample test gives a p-value (KS for numbers, chi-square for categories),
 p-values are corrected for testing many features at once (Benjamini-Hochberg or Bonferroni),
 and a feature only counts as drifted when its corrected p-value is below ``alpha`` AND an
-effect size passes a floor: with a million rows every harmless wobble is "significant", and
-the floors keep those quiet. Missing values take part in the tests as a value of their own,
+effect size passes its bar: the larger of a small practical floor and the effect's chance
+level at the window's size (drift_null.py). With a million rows every harmless wobble is
+"significant", and the floors keep those quiet; in small windows noise alone makes PSI and
+W1 large, and the chance level keeps those quiet, without ever flagging a fixed shift less
+often in a larger window. Missing values take part in the tests as a value of their own,
 so a column that suddenly goes blank is drift too.
+
+Dataset drift is a share of drifted features, a drifted critical feature, or the verdict
+of the multivariate detector (multivariate.py: a domain classifier on reference rows kept
+in the profile), which sees many small shifts at once and changes in how features co-vary.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from pgmlops.domain.drift_null import (
     size_factor,
     wasserstein_threshold,
 )
-from pgmlops.domain.multivariate import MultivariateDrift, domain_classifier
+from pgmlops.domain.multivariate import MultivariateDrift, multivariate_drift
 from pgmlops.domain.policies import DriftPolicy as DriftPolicy
 from pgmlops.domain.profile import (
     OTHER_CATEGORY,
@@ -223,7 +230,7 @@ def compare(
     if critical:
         reason += f" or a critical feature, and {', '.join(critical)} drifted"
     output = _output_drift(profile, scores, policy) if scores is not None else None
-    multivariate, note = _multivariate(profile, current, specs, policy)
+    multivariate, note = multivariate_drift(profile, current, specs, policy)
     if multivariate is not None and multivariate.drifted:
         dataset_drift = True
         reason += f"; {multivariate.reason}"
@@ -240,44 +247,6 @@ def compare(
         multivariate_note=note,
         policy=policy,
     )
-
-
-# Fewer rows than this on either side and the domain classifier is not run.
-_MULTIVARIATE_MIN_ROWS = 50
-
-
-def _multivariate(
-    profile: ReferenceProfile,
-    current: pd.DataFrame,
-    specs: Sequence[NumericProfile | CategoricalProfile],
-    policy: DriftPolicy,
-) -> tuple[MultivariateDrift | None, str | None]:
-    """The domain classifier's verdict, or None and why it was not run."""
-    if not policy.multivariate:
-        return None, "multivariate detector off (drift.multivariate: false)"
-    rows = profile.rows
-    if rows is None:
-        return None, "multivariate detector not run: the profile keeps no reference rows; retrain"
-    names = [s.name for s in specs]
-    missing = [n for n in names if n not in rows.numeric and n not in rows.categorical]
-    if missing:
-        return None, f"multivariate detector not run: no reference rows for {', '.join(missing)}"
-    if min(rows.n, len(current)) < _MULTIVARIATE_MIN_ROWS:
-        return None, (
-            f"multivariate detector not run: needs {_MULTIVARIATE_MIN_ROWS} rows on each side"
-        )
-    numeric = [s.name for s in specs if isinstance(s, NumericProfile)]
-    categorical = [s.name for s in specs if isinstance(s, CategoricalProfile)]
-    verdict = domain_classifier(
-        rows.frame(),
-        current,
-        numeric,
-        categorical,
-        alpha=policy.multivariate_alpha,
-        max_rows=policy.multivariate_rows,
-        seed=profile.seed,
-    )
-    return verdict, None
 
 
 def _features_to_test(

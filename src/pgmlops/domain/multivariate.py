@@ -24,6 +24,8 @@ import pandas as pd
 from pydantic import BaseModel
 from scipy.stats import norm, rankdata
 
+from pgmlops.domain.policies import DriftPolicy
+from pgmlops.domain.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 from pgmlops.domain.schema import MISSING_CATEGORY
 
 # Categories past the most frequent ones in the reference rows share one column.
@@ -46,6 +48,44 @@ class MultivariateDrift(BaseModel):
     n_reference: int
     n_current: int
     reason: str
+
+
+# Fewer rows than this on either side and the domain classifier is not run.
+_MULTIVARIATE_MIN_ROWS = 50
+
+
+def multivariate_drift(
+    profile: ReferenceProfile,
+    current: pd.DataFrame,
+    specs: Sequence[NumericProfile | CategoricalProfile],
+    policy: DriftPolicy,
+) -> tuple[MultivariateDrift | None, str | None]:
+    """The domain classifier on the profile's reference rows, or None and why it did not run."""
+    if not policy.multivariate:
+        return None, "multivariate detector off (drift.multivariate: false)"
+    rows = profile.rows
+    if rows is None:
+        return None, "multivariate detector not run: the profile keeps no reference rows; retrain"
+    names = [s.name for s in specs]
+    missing = [n for n in names if n not in rows.numeric and n not in rows.categorical]
+    if missing:
+        return None, f"multivariate detector not run: no reference rows for {', '.join(missing)}"
+    if min(rows.n, len(current)) < _MULTIVARIATE_MIN_ROWS:
+        return None, (
+            f"multivariate detector not run: needs {_MULTIVARIATE_MIN_ROWS} rows on each side"
+        )
+    numeric = [s.name for s in specs if isinstance(s, NumericProfile)]
+    categorical = [s.name for s in specs if isinstance(s, CategoricalProfile)]
+    verdict = domain_classifier(
+        rows.frame(),
+        current,
+        numeric,
+        categorical,
+        alpha=policy.multivariate_alpha,
+        max_rows=policy.multivariate_rows,
+        seed=profile.seed,
+    )
+    return verdict, None
 
 
 def domain_classifier(
