@@ -17,9 +17,11 @@ class TriggerSwitches(_Section):
     """Which signals may start a retraining run under `--if-needed` (any that fires is enough)."""
 
     drift: bool = True
-    # harmful: dataset drift starts a retrain only when estimated performance or confidence
-    # is also degraded; any: drift alone does (README 'Retraining' has the measured rates).
-    drift_policy: Literal["any", "harmful"] = "harmful"
+    # any: dataset drift alone starts a retrain; harmful: only when estimated performance or
+    # confidence is also degraded. `any` is the default because the harm signals missed every
+    # real drop in bench/drift_policy.py (noisy or narrowed inputs), while a needless retrain
+    # is still refused by the promotion gates (README 'Retraining' has the numbers).
+    drift_policy: Literal["any", "harmful"] = "any"
     confidence: bool = True
     estimated_performance: bool = True
     labelled_performance: bool = True

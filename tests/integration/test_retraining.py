@@ -367,8 +367,7 @@ def test_harmful_policy_skips_a_drift_the_model_shrugs_off_and_any_retrains(
     window = make_churn(2_000, seed=46)
     window["EstimatedSalary"] = window["EstimatedSalary"] + 0.6 * window["EstimatedSalary"].std()
     log_traffic(ctx, window, production)
-    configure(ctx, triggers=QUIET.model_copy(update={"drift": True}))
-    assert ctx.settings.retraining.triggers.drift_policy == "harmful"
+    configure(ctx, triggers=QUIET.model_copy(update={"drift": True, "drift_policy": "harmful"}))
 
     harmful = evaluate_triggers(ctx, "churn")
 

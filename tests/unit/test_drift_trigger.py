@@ -44,8 +44,8 @@ def _result(drift: Any, confidence: dict[str, Any], estimated: dict[str, Any]) -
     )
 
 
-def test_the_default_drift_policy_is_harmful() -> None:
-    assert TriggerSwitches().drift_policy == "harmful"
+def test_the_default_drift_policy_is_any() -> None:
+    assert TriggerSwitches().drift_policy == "any"
 
 
 def test_any_fires_on_drift_alone_and_harmful_does_not(drifted: Any) -> None:

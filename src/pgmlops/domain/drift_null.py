@@ -9,8 +9,8 @@ flagged less often in a larger window.
 
 - Wasserstein-1 / std: the difference of two ECDFs of the same distribution F is about
   sqrt(1/n + 1/N) x B(F(x)) with B a Brownian bridge, so W1 is that factor times
-  the integral of |B(F(x))|; that integral's quantile depends on the reference alone and is
-  simulated once per feature from its quantile grid (cached).
+  the integral of |B(F(x))|; that integral's quantile depends on the reference alone and
+  comes from its exact mean and variance on the quantile grid (cached per feature).
 - PSI and JS: for close distributions PSI is about the chi-square divergence and JS
   divergence about an eighth of it, and sum (p_cur - p_ref)^2 / p is (1/n + 1/N) times a
   chi-square with (bins - 1) degrees of freedom.
@@ -22,12 +22,11 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy.stats import chi2
+from scipy.stats import chi2, norm
 
 from pgmlops.domain.profile import CategoricalProfile, NumericProfile
 
-# Bridges simulated per feature, and the most grid points each is evaluated at.
-_BRIDGES = 10_000
+# The most grid points the bridge integral is evaluated at (its cost grows as their square).
 _BRIDGE_POINTS = 128
 
 
@@ -81,16 +80,28 @@ def wasserstein_threshold(spec: NumericProfile, factor: float, q: float) -> floa
 
 @lru_cache(maxsize=512)
 def _bridge_integral_quantile(t: tuple[float, ...], width: tuple[float, ...], q: float) -> float:
-    """Quantile ``q`` of sum_k |B(t_k)| width_k for a standard Brownian bridge B (seeded)."""
+    """Quantile ``q`` of I = sum_k |B(t_k)| width_k for a standard Brownian bridge B.
+
+    Exact mean and variance (B(t) has variance t(1 - t), covariance min(s, t) - st, and for
+    centred normals E|X||Y| = 2/pi sd_x sd_y (sqrt(1 - r^2) + r arcsin r)), then a log-normal
+    with those moments: against 10,000 simulated bridges its 0.999 quantile is within 3% for
+    continuous references and up to 10% high (conservative) for a handful of values.
+    """
     times = np.clip(np.asarray(t), 0.0, 1.0)
-    steps = np.diff(times, prepend=0.0)
-    rng = np.random.default_rng(20_261_128)
-    increments = rng.standard_normal((_BRIDGES, len(times))) * np.sqrt(np.maximum(steps, 0.0))
-    walk = np.cumsum(increments, axis=1)
-    end = walk[:, -1:] + rng.standard_normal((_BRIDGES, 1)) * math.sqrt(max(1.0 - times[-1], 0.0))
-    bridge = walk - times * end
-    integral = np.abs(bridge) @ np.asarray(width)
-    return float(np.quantile(integral, q))
+    w = np.asarray(width)
+    sd = np.sqrt(times * (1.0 - times))
+    mean = math.sqrt(2.0 / math.pi) * float(np.sum(sd * w))
+    if mean <= 0.0:
+        return 0.0
+    cov = np.minimum.outer(times, times) - np.outer(times, times)
+    scale = np.outer(sd, sd)
+    r = np.clip(np.divide(cov, scale, out=np.zeros_like(cov), where=scale > 0), -1.0, 1.0)
+    second = (2.0 / math.pi) * float(
+        np.sum(np.outer(w * sd, w * sd) * (np.sqrt(1.0 - r * r) + r * np.arcsin(r)))
+    )
+    variance = max(second - mean * mean, 0.0)
+    sigma2 = math.log1p(variance / (mean * mean))
+    return math.exp(math.log(mean) - sigma2 / 2.0 + float(norm.ppf(q)) * math.sqrt(sigma2))
 
 
 def reference_shares(spec: NumericProfile | CategoricalProfile) -> np.ndarray:

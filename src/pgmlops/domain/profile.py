@@ -204,7 +204,7 @@ def sample_rows(
     categorical: dict[str, list[str]] = {}
     for col, (name, kind) in zip(cols, columns, strict=True):
         if kind == "numeric":
-            values = float_values(col)[idx]
+            values = float_values(col.iloc[idx])
             present = values[~np.isnan(values)]
             spread = float(present.max() - present.min()) if len(present) else 0.0
             rounded = _round(values, _decimals(spread))
