@@ -139,6 +139,11 @@ def _print_result(result: "MonitoringResult") -> None:
     console.print(table)
     drift = result.drift
     console.print(f"dataset: {_mark(result.dataset_drift, 'DRIFT')} — {drift.reason}")
+    if drift.multivariate is not None:
+        multi = drift.multivariate
+        console.print(f"multivariate: {_mark(multi.drifted, 'DRIFT')} — {multi.reason}")
+    elif drift.multivariate_note:
+        console.print(f"multivariate: {drift.multivariate_note}")
     if drift.output is not None:
         out = drift.output
         console.print(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -17,6 +17,11 @@ class TriggerSwitches(_Section):
     """Which signals may start a retraining run under `--if-needed` (any that fires is enough)."""
 
     drift: bool = True
+    # any: dataset drift alone starts a retrain; harmful: only when estimated performance or
+    # confidence is also degraded. `any` is the default because the harm signals missed every
+    # real drop in bench/drift_policy.py (noisy or narrowed inputs), while a needless retrain
+    # is still refused by the promotion gates (README 'Retraining' has the numbers).
+    drift_policy: Literal["any", "harmful"] = "any"
     confidence: bool = True
     estimated_performance: bool = True
     labelled_performance: bool = True

@@ -112,9 +112,15 @@ def test_shifted_numeric_features_are_flagged(ctx: Context, production: int) -> 
         feature = result.drift.feature(name)
         assert feature.test == "ks" and feature.p_adjusted < 0.05
         assert feature.wasserstein_norm is not None and feature.wasserstein_norm >= 0.1
-    # 4 of 10 features is below the default 50% share: the dataset verdict follows the policy.
-    assert not result.dataset_drift
-    with_policy(ctx, drift_share=0.3)
+    # 4 of 10 features is below the default 50% share, but the domain classifier, run on the
+    # reference rows stored at training, tells the window from the reference.
+    assert result.drift.multivariate is not None and result.drift.multivariate.drifted
+    assert result.dataset_drift
+    assert any("domain classifier" in line for line in result.reasons)
+    with_policy(ctx, multivariate=False)
+    share_only = run_monitor(ctx, "churn")
+    assert not share_only.dataset_drift and share_only.drift.multivariate is None
+    with_policy(ctx, multivariate=False, drift_share=0.3)
     alarmed = run_monitor(ctx, "churn")
     assert alarmed.dataset_drift
     assert any(line.startswith("data drift:") for line in alarmed.reasons)
@@ -292,6 +298,9 @@ def test_cli_prints_json_and_writes_the_html_report(
     table = runner.invoke(cli_app, ["monitor", "--since", "1h"], env=_cli_env(ctx))
     assert table.exit_code == 0, table.output
     assert "corrected p" in table.stdout and "DRIFT" in table.stdout
+    flat = " ".join(table.stdout.split())  # the console wraps long lines
+    assert "multivariate: DRIFT" in flat and "held-out AUC" in flat
+    assert data["drift"]["multivariate"]["method"] == "domain_classifier"
 
 
 @pytest.mark.parametrize(

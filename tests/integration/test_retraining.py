@@ -340,7 +340,7 @@ def test_live_table_rows_are_read_past_a_watermark(
 
 
 def test_drift_fires_the_trigger_and_the_gates_decide(ctx: Context, production: int) -> None:
-    configure(ctx, triggers=QUIET.model_copy(update={"drift": True}))
+    configure(ctx, triggers=QUIET.model_copy(update={"drift": True, "drift_policy": "any"}))
     monitoring = ctx.settings.monitoring
     drift = monitoring.drift.model_copy(update={"drift_share": 0.3})
     ctx.settings.monitoring = monitoring.model_copy(update={"drift": drift})
@@ -357,6 +357,26 @@ def test_drift_fires_the_trigger_and_the_gates_decide(ctx: Context, production: 
     promoted = outcome.run.decision["promoted"]
     expected = outcome.run.candidate_version if promoted else production
     assert ctx.registry.alias_version("churn", PRODUCTION) == expected
+
+
+def test_harmful_policy_skips_a_drift_the_model_shrugs_off_and_any_retrains(
+    ctx: Context, production: int
+) -> None:
+    # Salary plays no part in churn: moving it by 0.6 sd is drift (the domain classifier
+    # sees it) but leaves the model's confidence and estimated performance where they were.
+    window = make_churn(2_000, seed=46)
+    window["EstimatedSalary"] = window["EstimatedSalary"] + 0.6 * window["EstimatedSalary"].std()
+    log_traffic(ctx, window, production)
+    configure(ctx, triggers=QUIET.model_copy(update={"drift": True, "drift_policy": "harmful"}))
+
+    harmful = evaluate_triggers(ctx, "churn")
+
+    (check,) = [c for c in harmful.checks if c.name == "drift"]
+    assert not check.fired and "not harmful" in check.detail
+    assert "domain classifier" in check.detail
+    configure(ctx, triggers=QUIET.model_copy(update={"drift": True, "drift_policy": "any"}))
+    (check,) = [c for c in evaluate_triggers(ctx, "churn").checks if c.name == "drift"]
+    assert check.fired and check.detail.startswith("data drift")
 
 
 # -- jobs and the worker -------------------------------------------------------------------

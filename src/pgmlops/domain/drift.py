@@ -3,9 +3,16 @@
 Per feature a two-sample test gives a p-value (KS for numbers, chi-square for categories),
 p-values are corrected for testing many features at once (Benjamini-Hochberg or Bonferroni),
 and a feature only counts as drifted when its corrected p-value is below ``alpha`` AND an
-effect size passes a floor: with a million rows every harmless wobble is "significant", and
-the floors keep those quiet. Missing values take part in the tests as a value of their own,
+effect size passes its bar: the larger of a small practical floor and the effect's chance
+level at the window's size (drift_null.py). With a million rows every harmless wobble is
+"significant", and the floors keep those quiet; in small windows noise alone makes PSI and
+W1 large, and the chance level keeps those quiet, without ever flagging a fixed shift less
+often in a larger window. Missing values take part in the tests as a value of their own,
 so a column that suddenly goes blank is drift too.
+
+Dataset drift is a share of drifted features, a drifted critical feature, or the verdict
+of the multivariate detector (multivariate.py: a domain classifier on reference rows kept
+in the profile), which sees many small shifts at once and changes in how features co-vary.
 """
 
 from __future__ import annotations
@@ -21,6 +28,14 @@ from pydantic import BaseModel, Field
 from scipy.special import kolmogorov, rel_entr
 from scipy.stats import chi2
 
+from pgmlops.domain.drift_null import (
+    js_threshold,
+    psi_threshold,
+    reference_shares,
+    size_factor,
+    wasserstein_threshold,
+)
+from pgmlops.domain.multivariate import MultivariateDrift, multivariate_drift
 from pgmlops.domain.policies import DriftPolicy as DriftPolicy
 from pgmlops.domain.profile import (
     OTHER_CATEGORY,
@@ -45,6 +60,7 @@ __all__ = [
     "DriftPolicy",
     "DriftReport",
     "FeatureDrift",
+    "MultivariateDrift",
     "OutputDrift",
     "ReferenceProfile",
     "benjamini_hochberg",
@@ -70,6 +86,9 @@ class FeatureDrift(BaseModel):
     wasserstein_norm: float | None = Field(None, description="numeric: W1 / reference std (or W1)")
     js: float | None = Field(None, description="categorical: Jensen-Shannon distance, base 2")
     psi: float
+    effect_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="bar per effect: max(floor, null quantile at n)"
+    )
     missing_rate_reference: float
     missing_rate_current: float
     unseen_categories: list[str] = Field(default_factory=list)
@@ -96,6 +115,8 @@ class DriftReport(BaseModel):
     dataset_drift: bool
     reason: str
     output: OutputDrift | None = None
+    multivariate: MultivariateDrift | None = None
+    multivariate_note: str | None = Field(None, description="why the detector did not run")
     policy: DriftPolicy
 
     def feature(self, name: str) -> FeatureDrift:
@@ -195,7 +216,7 @@ def compare(
     p = np.array([r.p_value for r in raws])
     adjusted = benjamini_hochberg(p) if policy.correction == "bh" else bonferroni(p)
     results = [
-        _verdict(spec, raw, float(p_adj), policy)
+        _verdict(spec, raw, float(p_adj), policy, len(current))
         for spec, raw, p_adj in zip(specs, raws, adjusted, strict=True)
     ]
     drifted = [r.name for r in results if r.drifted]
@@ -209,6 +230,10 @@ def compare(
     if critical:
         reason += f" or a critical feature, and {', '.join(critical)} drifted"
     output = _output_drift(profile, scores, policy) if scores is not None else None
+    multivariate, note = multivariate_drift(profile, current, specs, policy)
+    if multivariate is not None and multivariate.drifted:
+        dataset_drift = True
+        reason += f"; {multivariate.reason}"
     return DriftReport(
         n_reference=profile.n_rows,
         n_current=len(current),
@@ -218,6 +243,8 @@ def compare(
         dataset_drift=dataset_drift,
         reason=reason,
         output=output,
+        multivariate=multivariate,
+        multivariate_note=note,
         policy=policy,
     )
 
@@ -324,18 +351,23 @@ def _js_distance(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def _verdict(
-    spec: NumericProfile | CategoricalProfile, raw: _Raw, p_adjusted: float, policy: DriftPolicy
+    spec: NumericProfile | CategoricalProfile,
+    raw: _Raw,
+    p_adjusted: float,
+    policy: DriftPolicy,
+    n_current: int,
 ) -> FeatureDrift:
     significant = p_adjusted < policy.alpha
-    effects = _effects(raw, policy)
-    passed = [
-        f"{name} {value:.3g} >= {floor:g}" for name, value, floor in effects if value >= floor
-    ]
+    effects = _effects(spec, raw, policy, n_current)
+    passed = [f"{name} {value:.3g} >= {bar:.3g}" for name, value, bar in effects if value >= bar]
     if significant and passed:
         reason = f"p_adj {p_adjusted:.2g} < {policy.alpha:g} and {' or '.join(passed)}"
     elif significant:
-        small = ", ".join(f"{name} {value:.3g} < {floor:g}" for name, value, floor in effects)
-        reason = f"p_adj {p_adjusted:.2g} < {policy.alpha:g} but the effect is small ({small})"
+        small = ", ".join(f"{name} {value:.3g} < {bar:.3g}" for name, value, bar in effects)
+        reason = (
+            f"p_adj {p_adjusted:.2g} < {policy.alpha:g} but the effect is small ({small}; "
+            f"each bar is the larger of its floor and chance at {n_current:,} rows)"
+        )
     else:
         reason = f"no significant difference (p_adj {p_adjusted:.2g} >= {policy.alpha:g})"
     if raw.unseen:
@@ -351,6 +383,7 @@ def _verdict(
         wasserstein_norm=raw.wasserstein_norm,
         js=raw.js,
         psi=raw.psi,
+        effect_thresholds={name: bar for name, _, bar in effects},
         missing_rate_reference=spec.missing_rate,
         missing_rate_current=raw.missing_rate_current,
         unseen_categories=raw.unseen,
@@ -359,13 +392,27 @@ def _verdict(
     )
 
 
-def _effects(raw: _Raw, policy: DriftPolicy) -> list[tuple[str, float, float]]:
-    """(name, value, floor) of each effect size that can make a significant test count."""
-    effects = [("psi", raw.psi, policy.psi_floor)]
-    if raw.wasserstein_norm is not None:
-        effects.insert(0, ("wasserstein_norm", raw.wasserstein_norm, policy.wasserstein_floor))
+def _effects(
+    spec: NumericProfile | CategoricalProfile, raw: _Raw, policy: DriftPolicy, n_current: int
+) -> list[tuple[str, float, float]]:
+    """(name, value, bar) of each effect that can make a significant test count.
+
+    The bar is the larger of the practical floor and the effect's ``null_quantile`` under no
+    change at this window's size, so noise in small windows does not cross it and it never
+    rises as the window grows.
+    """
+    q = policy.null_quantile
+    shares = reference_shares(spec)
+    factor = size_factor(n_current, spec.n)
+    effects = [("psi", raw.psi, max(policy.psi_floor, psi_threshold(shares, factor, q)))]
+    if raw.wasserstein_norm is not None and isinstance(spec, NumericProfile):
+        n_present = n_current * (1.0 - raw.missing_rate_current)
+        w_factor = size_factor(n_present, spec.n - spec.n_missing)
+        bar = max(policy.wasserstein_floor, wasserstein_threshold(spec, w_factor, q))
+        effects.insert(0, ("wasserstein_norm", raw.wasserstein_norm, bar))
     if raw.js is not None:
-        effects.insert(0, ("js", raw.js, policy.js_floor))
+        bar = max(policy.js_floor, js_threshold(shares, factor, q))
+        effects.insert(0, ("js", raw.js, bar))
     return effects
 
 
@@ -388,7 +435,7 @@ def _output_drift(
         raw = _categorical_test(spec, values)
     else:
         raise DataError(f"scores do not match the reference output profile ({output.kind})")
-    verdict = _verdict(spec, raw, raw.p_value, policy)
+    verdict = _verdict(spec, raw, raw.p_value, policy, len(scores))
     current_conf = float(np.nanmean(confidence)) if confidence is not None else None
     return OutputDrift(
         **verdict.model_dump(),

@@ -67,18 +67,36 @@ class ThresholdPolicy(BaseModel):
 
 
 class DriftPolicy(BaseModel):
-    """When a feature, the dataset and the model output count as drifted."""
+    """When a feature, the dataset and the model output count as drifted.
+
+    A feature drifts when its corrected p-value is below ``alpha`` and one of its effects is
+    beyond both the chance level at the window's size (``null_quantile`` of the effect under
+    no change) and its practical floor. The floors are small so that a fixed shift is never
+    flagged less often as windows grow; the harm of a drift is judged by the retraining
+    trigger policy, not here. The multivariate detector (a domain classifier on the stored
+    reference rows) counts as dataset drift on its own.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     alpha: float = Field(0.05, gt=0.0, lt=1.0, description="significance after correction")
     correction: Literal["bh", "bonferroni"] = "bh"
-    psi_floor: float = Field(0.1, ge=0.0, description="PSI that counts as a real change")
-    wasserstein_floor: float = Field(0.1, ge=0.0, description="Wasserstein-1 / reference std")
-    js_floor: float = Field(0.1, ge=0.0, le=1.0, description="Jensen-Shannon distance, base 2")
+    null_quantile: float = Field(
+        0.999, ge=0.5, lt=1.0, description="an effect must exceed this quantile of its null"
+    )
+    psi_floor: float = Field(0.02, ge=0.0, description="PSI that counts as a real change")
+    wasserstein_floor: float = Field(0.05, ge=0.0, description="Wasserstein-1 / reference std")
+    js_floor: float = Field(0.05, ge=0.0, le=1.0, description="Jensen-Shannon distance, base 2")
     drift_share: float = Field(0.5, gt=0.0, le=1.0, description="share of drifted features")
     critical_features: list[str] = Field(default_factory=list, description="any drift alarms")
     min_rows: int = Field(200, ge=1, description="fewest rows a window may have")
+    multivariate: bool = Field(True, description="run the domain-classifier detector")
+    multivariate_alpha: float = Field(
+        0.001, gt=0.0, lt=0.5, description="false-alarm rate of the domain classifier"
+    )
+    multivariate_rows: int = Field(
+        5_000, ge=100, le=50_000, description="window rows the domain classifier samples"
+    )
 
 
 class PromotionPolicy(BaseModel):

@@ -30,6 +30,9 @@ GRID_POINTS = 1001
 PSI_BINS = 20
 DEFAULT_SAMPLE_SIZE = 1000
 MAX_SAMPLE_SIZE = 5000
+# Whole reference rows kept for the multivariate (domain classifier) detector.
+DEFAULT_REFERENCE_ROWS = 5000
+MAX_REFERENCE_ROWS = 20_000
 MAX_CATEGORIES = 1000
 # Binary scores are profiled on fixed bins of P(positive) rather than quantiles.
 SCORE_GRID = np.linspace(0.0, 1.0, 101)
@@ -90,6 +93,25 @@ class OutputProfile(BaseModel):
     mean_confidence: float | None = None
 
 
+class ReferenceRows(BaseModel):
+    """A seeded sample of whole reference rows, column by column (missing numbers as null)."""
+
+    n: int
+    numeric: dict[str, list[float | None]] = Field(default_factory=dict)
+    categorical: dict[str, list[str]] = Field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as a frame: numbers as float64 with NaN, categories as text."""
+        cols: dict[str, object] = {
+            name: np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            for name, values in self.numeric.items()
+        }
+        cols.update(
+            {name: pd.Series(values, dtype=object) for name, values in self.categorical.items()}
+        )
+        return pd.DataFrame(cols)
+
+
 class ReferenceProfile(BaseModel):
     """Everything drift monitoring needs about the reference data, in one JSON document."""
 
@@ -98,6 +120,9 @@ class ReferenceProfile(BaseModel):
     seed: int = 0
     features: list[ColumnProfile]
     output: OutputProfile | None = None
+    rows: ReferenceRows | None = Field(
+        None, description="sampled whole rows for the domain classifier; None in old profiles"
+    )
 
     @property
     def names(self) -> list[str]:
@@ -119,6 +144,7 @@ def build_profile(
     *,
     seed: int = 0,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
+    reference_rows: int = DEFAULT_REFERENCE_ROWS,
 ) -> ReferenceProfile:
     """Summarise reference rows (and optionally model outputs on them) for later drift checks.
 
@@ -128,7 +154,9 @@ def build_profile(
     holdout). Without ``confidence``, classifiers use the probability of the predicted class.
     """
     columns = [(spec.name, spec.kind) for spec in schema.features]
-    profile = profile_frame(x, columns, seed=seed, sample_size=sample_size)
+    profile = profile_frame(
+        x, columns, seed=seed, sample_size=sample_size, reference_rows=reference_rows
+    )
     if scores is not None:
         output = profile_output(scores, schema, confidence, seed=seed)
         profile = profile.model_copy(update={"output": output})
@@ -141,10 +169,15 @@ def profile_frame(
     *,
     seed: int = 0,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
+    reference_rows: int = DEFAULT_REFERENCE_ROWS,
 ) -> ReferenceProfile:
     """Profile the named columns of ``x``, each as "numeric" or "categorical"."""
     if not 0 <= sample_size <= MAX_SAMPLE_SIZE:
         raise DataError(f"sample_size must be between 0 and {MAX_SAMPLE_SIZE}, got {sample_size}")
+    if not 0 <= reference_rows <= MAX_REFERENCE_ROWS:
+        raise DataError(
+            f"reference_rows must be between 0 and {MAX_REFERENCE_ROWS}, got {reference_rows}"
+        )
     if len(x) == 0:
         raise DataError("the reference data has no rows to profile")
     cols = select_columns(x, [name for name, _ in columns], "the reference data")
@@ -157,7 +190,32 @@ def profile_frame(
         return categorical_profile(name, category_counts(cols[i]))
 
     features = map_columns(one, range(len(columns)), len(x))
-    return ReferenceProfile(n_rows=len(x), seed=seed, features=features)
+    rows = sample_rows(cols, columns, reference_rows, seed) if reference_rows else None
+    return ReferenceProfile(n_rows=len(x), seed=seed, features=features, rows=rows)
+
+
+def sample_rows(
+    cols: Sequence[pd.Series], columns: Sequence[tuple[str, Kind]], size: int, seed: int
+) -> ReferenceRows:
+    """Up to ``size`` seeded whole rows, numbers rounded as the profile's grid is."""
+    n = len(cols[0]) if cols else 0
+    take = min(size, n)
+    idx = np.sort(np.random.default_rng([seed, 7_919]).choice(n, size=take, replace=False))
+    numeric: dict[str, list[float | None]] = {}
+    categorical: dict[str, list[str]] = {}
+    for col, (name, kind) in zip(cols, columns, strict=True):
+        if kind == "numeric":
+            values = float_values(col.iloc[idx])
+            present = values[~np.isnan(values)]
+            spread = float(present.max() - present.min()) if len(present) else 0.0
+            rounded = _round(values, _decimals(spread))
+            numeric[name] = [None if math.isnan(v) else v for v in rounded.tolist()]
+        else:
+            picked = col.iloc[idx]
+            categorical[name] = [
+                MISSING_CATEGORY if _is_missing(v) else str(v) for v in picked.tolist()
+            ]
+    return ReferenceRows(n=take, numeric=numeric, categorical=categorical)
 
 
 def select_columns(frame: pd.DataFrame, names: Sequence[str], what: str) -> list[pd.Series]:

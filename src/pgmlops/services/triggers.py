@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pgmlops.errors import PgmlopsError
 from pgmlops.services.context import Context
@@ -144,6 +144,10 @@ def monitoring_checks(ctx: Context, name: str, report: TriggerReport) -> None:
     report.monitoring_run_id = getattr(result, "run_id", None)
     reasons: list[str] = list(result.reasons)
     for key in wanted:
+        if key == "drift":
+            fired, detail = drift_trigger(result, switches.drift_policy)
+            report.checks.append(Check(key, fired, detail))
+            continue
         fired = _degraded(result, key)
         why = next((r for r in reasons if r.startswith(_PREFIX[key])), None)
         if fired:
@@ -163,6 +167,43 @@ _PREFIX = {
 
 def _label(key: str) -> str:
     return _PREFIX[key]
+
+
+def drift_trigger(result: Any, policy: Literal["any", "harmful"]) -> tuple[bool, str]:
+    """Does a monitoring result's dataset drift start a retrain under ``policy``? (fired, why)
+
+    ``any``: dataset drift alone fires. ``harmful``: it fires only when the model also looks
+    worse without labels, i.e. estimated performance (CBPE) or confidence is degraded; a
+    drift the model shrugs off is reported but costs no retrain. Where neither of those can
+    be evaluated (e.g. no calibration, no confidences) ``harmful`` cannot judge harm, so the
+    drift fires as under ``any`` and the reason says so.
+    """
+    if not result.dataset_drift:
+        return False, f"{_PREFIX['drift']}: {_steady(result, 'drift')}"
+    drift = f"{_PREFIX['drift']}: {result.drift.reason}"
+    shown = ", ".join(result.drift.drifted_features[:8])
+    if shown:
+        drift += f" ({shown})"
+    if policy == "any":
+        return True, f"{drift} [drift_policy any]"
+    harms, judged = [], []
+    for key in ("estimated_performance", "confidence"):
+        part = getattr(result, key, None) or {}
+        if part.get("drop") is None or part.get("note"):
+            continue
+        judged.append(_PREFIX[key])
+        if part.get("degraded"):
+            harms.append(f"{_PREFIX[key]} {part['drop']:.1%} worse (limit {part['limit']:.0%})")
+    if harms:
+        return True, f"{drift}, and it is harmful: {'; '.join(harms)} [drift_policy harmful]"
+    if not judged:
+        return True, (
+            f"{drift}; harm cannot be judged without estimated performance or confidence, so "
+            "it counts as under drift_policy any [drift_policy harmful]"
+        )
+    return False, (
+        f"{drift}, but not harmful: {' and '.join(judged)} within limits [drift_policy harmful]"
+    )
 
 
 def _degraded(result: Any, key: str) -> bool:
