@@ -1,6 +1,6 @@
 """Are pgmlops' monitoring alarms and promotion gates statistically honest? One table.
 
-Run: ``python bench/honesty.py [--dataset demo|fair|randhie] [--windows N] [--quick]``.
+Run: ``python bench/honesty.py [--dataset demo|fair|randhie|all] [--windows N] [--quick]``.
 
 A reference model is trained once with the real training service on a temporary SQLite
 registry and promoted. Windows of "logged predictions" are then built in-process: rows are
@@ -13,11 +13,17 @@ read. Promotion rates go through the real train + promote services.
 Data: ``demo`` draws every window as FRESH rows from the churn generator (never the
 reference rows). ``fair`` (binary: affairs > 0, 6,366 rows) and ``randhie`` (regression:
 mdvis, 20,190 rows) are real datasets bundled in statsmodels (``pip install -e .[bench]``,
-no download): 40% of the rows are held out before training and every window is a bootstrap
-resample of that held-out pool; covariate shifts there are made by tilted resampling
-(P(y|x) unchanged), a concept shift by replacing a share of the labels.
+no download): 40% of the rows are held out before training and windows come from that
+pool: in-distribution ones as subsamples without replacement (a bootstrap resample only
+when the window is larger than the pool), covariate shifts as exponentially tilted
+resamples (P(y|x) unchanged), a concept shift by replacing a share of the labels with
+labels drawn from the pool. randhie is panel data (2,760 distinct feature rows in 20,190),
+which the per-row tests do not expect.
 
-Writes bench/results/honesty-<dataset>.md and .json (``demo`` also as honesty.md/.json).
+Options: ``--dataset all`` runs the three in turn into one table; ``--quick`` uses 25
+windows per cell and 3 cases per promotion kind (full: 100 and 20); ``--windows N`` and
+``--promotions N`` set them. Writes bench/results/honesty.md and .json (``honesty-fair``,
+``honesty-randhie`` for a single real dataset; ``--out STEM`` to choose).
 """
 
 from __future__ import annotations
