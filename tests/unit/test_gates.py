@@ -15,7 +15,7 @@ from pgmlops.domain.gates import (
     decide,
     paired_bootstrap,
 )
-from pgmlops.domain.metrics import Scores, metric_value
+from pgmlops.domain.metrics import Scores, alert_rate, at_alert_rate, metric_value
 from pgmlops.errors import ConfigError
 
 CLASSES = ("no", "yes")
@@ -64,25 +64,79 @@ def test_approves_clear_improvement(truth):
     assert decision.summary().startswith("approved")
 
 
-def test_refuses_promotion_when_recall_drops(truth):
-    champion = model(truth, skill=1.0, threshold=0.3, seed=1)
-    candidate = model(truth, skill=1.2, threshold=0.6, seed=2)  # better AUC, stricter cut-off
+def worse_at_the_top(champion: Scores, truth: np.ndarray) -> Scores:
+    """The champion's scores with its top 30% shuffled and the rest perfectly ranked.
+
+    A better AUC overall, but among the rows the champion flags it catches fewer positives.
+    """
+    assert champion.proba is not None
+    rng = np.random.default_rng(3)
+    proba = champion.proba.copy()
+    order = np.argsort(-proba)
+    top, rest = order[: int(0.3 * N)], order[int(0.3 * N) :]
+    proba[top] = rng.permutation(proba[top])
+    positives_first = rest[np.lexsort((rng.random(rest.size), ~truth[rest]))]
+    proba[positives_first] = np.sort(proba[rest])[::-1]
+    return Scores("binary", champion.y_true, np.where(proba >= 0.5, "yes", "no"), proba, CLASSES)
+
+
+def test_refuses_promotion_when_recall_drops_at_the_champions_alert_rate(truth):
+    champion = model(truth, skill=1.0, seed=1)
+    candidate = worse_at_the_top(champion, truth)
     decision = decide(candidate, champion, None, PromotionPolicy())
     assert not decision.approved
-    assert gate(decision, "primary").passed
+    assert gate(decision, "primary").passed and gate(decision, "bootstrap").passed
     assert [g.name for g in decision.failed()] == ["guard:recall"]
     guard = gate(decision, "guard:recall")
-    assert guard.numbers["drop"] > 0.02
-    assert "recall" in guard.detail and "exceeds" in guard.detail
+    assert guard.numbers["drop"] > 0.05
+    assert guard.numbers["matched_alert_rate"] == pytest.approx(
+        guard.numbers["champion_alert_rate"], abs=1 / N
+    )
+    assert "at the champion's alert rate" in guard.detail and "exceeds" in guard.detail
     assert "guard:recall" in decision.summary()
 
 
-def test_recall_drop_within_the_tolerance_is_allowed(truth):
+def test_a_stricter_cut_off_alone_is_not_a_loss_of_recall(truth):
+    # Better ranking, higher threshold: fewer alerts and a lower recall at its own cut, but
+    # at the champion's workload it catches more positives, so the guard lets it through.
     champion = model(truth, skill=1.0, threshold=0.3, seed=1)
     candidate = model(truth, skill=1.2, threshold=0.6, seed=2)
-    drop = metric_value("recall", champion) - metric_value("recall", candidate)
-    decision = decide(candidate, champion, None, PromotionPolicy(guard_metrics={"recall": drop}))
-    assert decision.approved
+    decision = decide(candidate, champion, None, PromotionPolicy())
+    assert decision.approved, decision.summary()
+    numbers = gate(decision, "guard:recall").numbers
+    assert numbers["candidate"] < numbers["champion"] - 0.1  # the old, own-threshold figure
+    assert numbers["candidate_at_champion_rate"] > numbers["champion"]
+    assert numbers["candidate_alert_rate"] < numbers["champion_alert_rate"]
+    detail = gate(decision, "guard:recall").detail
+    assert f"recall {numbers['candidate']:.4f})" in detail  # both figures are shown
+    assert f"recall {numbers['candidate_at_champion_rate']:.4f} at the champion's" in detail
+
+
+def test_recall_drop_within_the_tolerance_is_allowed(truth):
+    champion = model(truth, skill=1.0, seed=1)
+    candidate = worse_at_the_top(champion, truth)
+    drop = gate(decide(candidate, champion, None, PromotionPolicy()), "guard:recall").numbers
+    assert drop["drop"] > 0.05
+    allowed = PromotionPolicy(guard_metrics={"recall": drop["drop"]})
+    assert decide(candidate, champion, None, allowed).approved
+
+
+def test_without_probabilities_the_guard_compares_the_own_thresholds(truth):
+    champion = model(truth, skill=1.0, threshold=0.3, seed=1)
+    scored = model(truth, skill=1.2, threshold=0.6, seed=2)
+    labels_only = Scores("binary", scored.y_true, scored.predicted, None, CLASSES)
+    guard = gate(decide(labels_only, champion, None, PromotionPolicy()), "guard:recall")
+    assert not guard.passed and "candidate_at_champion_rate" not in guard.numbers
+    assert guard.detail.startswith(f"recall {guard.numbers['candidate']:.4f} vs champion")
+
+
+def test_the_matched_cut_never_splits_tied_scores():
+    proba = np.array([0.9, 0.8, 0.8, 0.8, 0.5, 0.2, 0.2, 0.1, 0.1, 0.1])
+    scores = Scores("binary", np.array(["no", "yes"] * 5), np.full(10, "no"), proba, CLASSES)
+    flagged = {rate: alert_rate(at_alert_rate(scores, rate)) for rate in (0, 0.2, 0.3, 0.6, 1)}
+    # 2 of 10 wanted: 1 or 4 are possible, 1 is nearer; 3 wanted: 4 is nearer than 1;
+    # 6 wanted: 5 and 7 are equally near, and the smaller workload is taken.
+    assert flagged == {0: 0.0, 0.2: 0.1, 0.3: 0.4, 0.6: 0.5, 1: 1.0}
 
 
 def test_refuses_when_primary_improvement_below_min_delta(truth):

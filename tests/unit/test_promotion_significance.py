@@ -20,6 +20,7 @@ from pgmlops.domain.metrics import Scores
 from pgmlops.domain.pipeline import build_pipeline, make_estimator
 from pgmlops.domain.predict import baseline_scores, class_columns
 from pgmlops.domain.split import split_rows
+from pgmlops.domain.threshold import ThresholdPolicy, tune_threshold
 
 FAST = {"max_iter": 40}  # a real gradient-boosting model, cheap enough to fit 40 times
 TRIALS = 20
@@ -33,16 +34,26 @@ def holdout_scores(
     train_share: float = 1.0,
     params: dict | None = None,
     seed: int = 0,
+    tuned: bool = False,
+    without: str | None = None,
 ) -> tuple[Scores, Scores]:
-    """(model, dummy baseline) on the frame's holdout, as promotion builds them."""
+    """(model, dummy baseline) on the frame's holdout, as promotion builds them.
+
+    A binary model is cut at 0.5, or with `tuned` at the F1-best threshold on its validation
+    rows as training does (a `train_share` subsample shrinks those rows alike). `without`
+    names a feature the model does not see; the rows are split as with it.
+    """
     x, y = frame.drop(columns=[target]), frame[target]
     if task != "regression":
         y = y.astype(str)
     split = split_rows(x, y, task, test_size=0.2, validation_size=0.2, seed=0)
-    train = split.train
+    if without is not None:
+        x = x.drop(columns=[without])
+    train, validation = split.train, split.validation
     if train_share < 1.0:
-        keep = np.random.default_rng(seed).random(train.size) < train_share
-        train = train[keep]
+        rng = np.random.default_rng(seed)
+        train = train[rng.random(train.size) < train_share]
+        validation = validation[rng.random(validation.size) < train_share]
     estimator = make_estimator(None, {**FAST, **(params or {})}, task, seed)  # type: ignore[arg-type]
     pipeline = build_pipeline(x.iloc[train], estimator, seed=seed)
     pipeline.fit(x.iloc[train], y.iloc[train])
@@ -54,7 +65,13 @@ def holdout_scores(
     proba = pipeline.predict_proba(xh)[:, class_columns(pipeline.classes_, classes)]
     if task == "binary":
         proba = proba[:, 1]
-        predicted = np.where(proba >= 0.5, classes[1], classes[0])
+        cut = 0.5
+        if tuned:
+            val_proba = pipeline.predict_proba(x.iloc[validation])
+            val_proba = val_proba[:, class_columns(pipeline.classes_, classes)][:, 1]
+            positive = y.iloc[validation].to_numpy() == classes[1]
+            cut = tune_threshold(positive, val_proba, ThresholdPolicy())
+        predicted = np.where(proba >= cut, classes[1], classes[0])
     else:
         predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
     model = Scores(task, yh, predicted, proba, tuple(classes))  # type: ignore[arg-type]
@@ -161,6 +178,36 @@ def test_a_model_on_all_rows_replaces_one_on_a_5_percent_subsample():
     decision = decide(full, small, baseline, PromotionPolicy())
     assert decision.approved, decision.summary()
     assert next(g for g in decision.gates if g.name == "bootstrap").numbers["low"] > 0
+
+
+def test_a_model_on_all_rows_passes_the_default_recall_guard_against_a_5_percent_one():
+    # Each model is cut at its own F1-best validation threshold, as training does; the 5%
+    # model's ~60 validation rows often put it at a high-recall, high-workload point.
+    own_threshold_drops = 0
+    for seed in range(5):
+        frame = churn(7 + seed, rows=6_000)
+        tiny = {"train_share": 0.05, "tuned": True, "seed": seed}
+        small, _ = holdout_scores(frame, "Exited", "binary", **tiny)
+        full, baseline = holdout_scores(frame, "Exited", "binary", tuned=True, seed=seed)
+        decision = decide(full, small, baseline, PromotionPolicy())
+        assert decision.approved, decision.summary()
+        guard = next(g for g in decision.gates if g.name == "guard:recall").numbers
+        assert guard["candidate_at_champion_rate"] >= guard["champion"]
+        own_threshold_drops += guard["candidate"] < guard["champion"] - 0.02
+    assert own_threshold_drops >= 2  # the own-threshold comparison would have refused these
+
+
+def test_a_model_without_a_strong_feature_is_refused_by_the_recall_guard():
+    frame = churn(7, rows=6_000)
+    champion, baseline = holdout_scores(frame, "Exited", "binary", tuned=True)
+    blind, _ = holdout_scores(frame, "Exited", "binary", tuned=True, without="NumOfProducts")
+    decision = decide(blind, champion, baseline, PromotionPolicy())
+    assert "guard:recall" in {g.name for g in decision.failed()}
+    guard = next(g for g in decision.gates if g.name == "guard:recall").numbers
+    # At its own, lower threshold it flags more rows and even shows more recall; at the
+    # champion's workload it catches fewer positives, which is what the guard judges.
+    assert guard["candidate_alert_rate"] > guard["champion_alert_rate"]
+    assert guard["drop"] > 0.02
 
 
 def test_a_better_regression_model_is_promoted_and_a_worse_one_refused():

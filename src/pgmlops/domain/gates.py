@@ -11,10 +11,14 @@ import numpy as np
 
 from pgmlops.domain.metrics import (
     LOWER_IS_BETTER,
+    THRESHOLD_METRICS,
     Scores,
+    alert_rate,
+    at_alert_rate,
     check_metric,
     evaluate,
     improvement,
+    metric_value,
     resampled_metric,
 )
 from pgmlops.domain.policies import PromotionPolicy as PromotionPolicy
@@ -93,7 +97,9 @@ def decide(
     With a champion: primary, one guard per guarded metric, floors, and (when `bootstrap` is
     on, the default) a paired interval of the gain that must exclude 0. Without one: the
     candidate must beat the dummy baseline by the minimum effect, with an interval of the
-    gain that excludes 0 when `bootstrap` is on, and meet the floors. Any metric that is nan
+    gain that excludes 0 when `bootstrap` is on, and meet the floors. A binary guard on a
+    thresholded metric (recall, precision, f1, accuracy) judges the candidate re-cut to flag
+    the same share of rows as the champion does (see `_guard_gate`). Any metric that is nan
     on these rows fails its gate: no evidence, no promotion. With no champion, no baseline
     and no floors there is nothing to refuse on.
     """
@@ -109,8 +115,9 @@ def decide(
     gates: list[GateResult] = []
     if champ is not None:
         gates.append(_primary_gate(primary, cand[primary], champ[primary], policy.min_delta))
+        assert champion is not None
         for name, tolerance in policy.guards_for(task).items():
-            gates.append(_guard_gate(name, cand[name], champ[name], tolerance))
+            gates.append(_guard_gate(name, candidate, champion, cand, champ, tolerance))
     elif baseline is not None and base is not None:
         gates.append(
             _baseline_gate(primary, candidate, baseline, cand[primary], base[primary], policy)
@@ -210,17 +217,47 @@ def _primary_gate(name: str, cand: float, champ: float, min_delta: float) -> Gat
     return GateResult("primary", passed, detail, {**numbers, "improvement": gain})
 
 
-def _guard_gate(name: str, cand: float, champ: float, tolerance: float) -> GateResult:
-    numbers = {"candidate": cand, "champion": champ, "tolerance": tolerance}
+def _guard_gate(
+    name: str,
+    candidate: Scores,
+    champion: Scores,
+    cand_all: Mapping[str, float],
+    champ_all: Mapping[str, float],
+    tolerance: float,
+) -> GateResult:
+    """The candidate may not be worse on `name` than the champion by more than `tolerance`.
+
+    A binary thresholded metric at each model's own cut mixes ranking with the threshold
+    choice (a champion tuned on few rows may sit at a high-recall, high-workload point), so
+    the candidate is re-cut to flag the champion's share of rows and judged there: at the
+    same workload it may not catch fewer positives. Its own-threshold figure is reported too.
+    Without the candidate's proba the own-threshold figures are compared, as for other tasks.
+    """
+    own, champ = cand_all[name], champ_all[name]
+    cand, head = own, f"{name} {own:.4f} vs champion {champ:.4f}"
+    numbers: dict[str, float | None] = {"candidate": own, "champion": champ}
+    if candidate.task == "binary" and name in THRESHOLD_METRICS and candidate.proba is not None:
+        rate, own_rate = alert_rate(champion), alert_rate(candidate)
+        recut = at_alert_rate(candidate, rate)
+        cand = metric_value(name, recut)
+        numbers |= {
+            "candidate_at_champion_rate": cand,
+            "champion_alert_rate": rate,
+            "candidate_alert_rate": own_rate,
+            "matched_alert_rate": alert_rate(recut),
+        }
+        head = (
+            f"{name} {cand:.4f} at the champion's alert rate {rate:.1%} vs champion "
+            f"{champ:.4f} (at its own threshold the candidate flags {own_rate:.1%}, "
+            f"{name} {own:.4f})"
+        )
+    numbers["tolerance"] = tolerance
     if _missing(cand, champ):
         return GateResult(f"guard:{name}", False, _undefined(name, numbers), numbers)
     drop = -improvement(name, cand, champ)
     passed = drop <= tolerance + _SLACK
     verdict = "within" if passed else "exceeds"
-    detail = (
-        f"{name} {cand:.4f} vs champion {champ:.4f}: worse by {max(drop, 0.0):.4f}, "
-        f"{verdict} the allowed {tolerance:.4f}"
-    )
+    detail = f"{head}: worse by {max(0.0, drop):.4f}, {verdict} the allowed {tolerance:.4f}"
     return GateResult(f"guard:{name}", passed, detail, {**numbers, "drop": drop})
 
 

@@ -18,6 +18,8 @@ from pgmlops.errors import ConfigError
 
 _ALL_METRICS: frozenset[str] = frozenset(m for names in _METRICS.values() for m in names)
 _NEEDS_PROBA: frozenset[str] = frozenset({"roc_auc", "pr_auc", "log_loss", "brier", "roc_auc_ovr"})
+# Binary metrics of the labels cut at a threshold, rather than of the probabilities.
+THRESHOLD_METRICS: frozenset[str] = frozenset({"recall", "precision", "f1", "accuracy"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,6 +131,30 @@ def evaluate(scores: Scores) -> dict[str, float]:
     Precision/recall/F1 with an empty denominator are 0 (scikit-learn's zero_division=0).
     """
     return {name: metric_value(name, scores) for name in metric_names(scores.task)}
+
+
+def alert_rate(scores: Scores) -> float:
+    """Share of rows a binary model flags positive at its own threshold."""
+    return float(scores.predicted_positive.mean())
+
+
+def at_alert_rate(scores: Scores, rate: float) -> Scores:
+    """Binary scores re-cut on their proba so that about `rate` of the rows are flagged.
+
+    The cut is a real threshold (rows with proba >= cut are positive): among the cuts the
+    scores allow, the one whose flagged count is nearest round(rate * n); tied scores are
+    never split, and of two equally near counts the smaller is taken. Comparing two models
+    this way judges their ranking at the same workload, not their threshold choices.
+    """
+    if scores.task != "binary" or scores.proba is None or scores.classes is None:
+        raise ValueError("re-cutting at an alert rate needs binary scores with proba")
+    wanted = round(min(max(rate, 0.0), 1.0) * len(scores))
+    values = np.unique(scores.proba)[::-1]  # distinct cuts, highest first
+    flagged = np.r_[0, np.searchsorted(np.sort(-scores.proba), -values, side="right")]
+    best = int(np.argmin(np.abs(flagged - wanted)))  # first = fewest flagged on a tie
+    positive = scores.proba >= values[best - 1] if best > 0 else np.zeros(len(scores), bool)
+    labels = np.where(positive, scores.classes[1], scores.classes[0])
+    return Scores("binary", scores.y_true, labels, scores.proba, scores.classes)
 
 
 def confusion(scores: Scores) -> list[list[int]]:
