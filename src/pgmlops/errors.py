@@ -8,7 +8,7 @@ Our exceptions::
     ├── TrainingError          the estimator could not be built or fitted
     ├── StoreError             the database is unreachable or in the wrong state
     │   └── SchemaOutdatedError  the database needs `pgmlops db upgrade`
-    ├── ArtifactError          an artifact is missing, unreadable or fails its sha256
+    ├── ArtifactError          an artifact is missing, out of the root, or fails sha256/signature
     ├── NotFoundError          a model, version, alias or prediction does not exist
     ├── PromotionRefused       the gates said no (carries the decision)
     ├── ConflictError          a concurrent change won, or a lock is held
@@ -58,7 +58,7 @@ class SchemaOutdatedError(StoreError):
 
 
 class ArtifactError(PgmlopsError):
-    """An artifact is missing, unreadable, or does not match its recorded sha256."""
+    """An artifact is missing, outside the artifact root, or fails its sha256 or signature."""
 
 
 class NotFoundError(PgmlopsError):

@@ -70,7 +70,8 @@ def production(ctx: Context, trained_churn: tuple[ModelCard, dict[str, bytes]]) 
     """The session's model registered in this test's database and promoted by the gates."""
     card, blobs = trained_churn
     files = {key: ctx.artifacts.put(data) for key, data in blobs.items()}
-    version = ctx.registry.create_version("churn", files, card, ACTOR).version
+    sign = lambda number, fs: ctx.artifacts.sign_files("churn", number, fs)  # noqa: E731
+    version = ctx.registry.create_version("churn", files, card, ACTOR, sign=sign).version
     promote_command(ctx, model_name="churn", version=version, force=False, reason=None, actor=ACTOR)
     return version
 
