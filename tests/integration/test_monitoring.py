@@ -201,7 +201,8 @@ def test_a_version_trained_before_reference_outputs_is_monitored_without_interva
 ) -> None:
     card, blobs = trained_churn
     files = {k: ctx.artifacts.put(v) for k, v in blobs.items() if k != "reference_outputs"}
-    version = ctx.registry.create_version("churn", files, card, ACTOR).version
+    sign = lambda number, fs: ctx.artifacts.sign_files("churn", number, fs)  # noqa: E731
+    version = ctx.registry.create_version("churn", files, card, ACTOR, sign=sign).version
     log_traffic(ctx, make_churn(1_000, seed=29), version)
     result = run_monitor(ctx, "churn", version=version)
     assert "retrain" in result.confidence["note"] and not result.confidence["degraded"]
@@ -411,7 +412,8 @@ def test_regression_monitoring_estimates_its_error_with_an_interval(
     """Direct loss estimation: no labels, yet an estimated RMSE near the truth, and an alarm."""
     card, blobs = trained_spend
     files = {key: ctx.artifacts.put(data) for key, data in blobs.items()}
-    version = ctx.registry.create_version("spend", files, card, ACTOR).version
+    sign = lambda number, fs: ctx.artifacts.sign_files("spend", number, fs)  # noqa: E731
+    version = ctx.registry.create_version("spend", files, card, ACTOR, sign=sign).version
     promote_command(ctx, model_name="spend", version=version, force=True, reason="t", actor=ACTOR)
     model = load_version(ctx, ctx.registry.get_version("spend", version))
 
