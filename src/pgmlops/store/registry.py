@@ -145,14 +145,7 @@ class RegistryStore:
         if "model" not in files:
             raise StoreError("a version's files must include its 'model' artifact")
         with self.db.session() as s:
-            model = self._model(s, name)
-            row = s.scalars(
-                select(ModelVersionRow).where(
-                    ModelVersionRow.model_id == model.id, ModelVersionRow.version == version
-                )
-            ).one_or_none()
-            if row is None:
-                raise NotFoundError(f"model {name!r} has no version {version}")
+            row = self._version_row(s, self._model(s, name), name, version)
             row.files = {k: v.to_dict() for k, v in files.items()}
             row.artifact_uri = files["model"].uri
             row.artifact_sha256 = files["model"].sha256
@@ -160,14 +153,21 @@ class RegistryStore:
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self.db.session() as s:
             model = self._model(s, name)
-            row = s.scalars(
-                select(ModelVersionRow).where(
-                    ModelVersionRow.model_id == model.id, ModelVersionRow.version == version
-                )
-            ).one_or_none()
-            if row is None:
-                raise NotFoundError(f"model {name!r} has no version {version}")
+            row = self._version_row(s, model, name, version)
             return _version(row, name, self._aliases_of(s, model.id).get(version, ()))
+
+    @staticmethod
+    def _version_row(
+        s: Session, model: RegisteredModelRow, name: str, version: int
+    ) -> ModelVersionRow:
+        row = s.scalars(
+            select(ModelVersionRow).where(
+                ModelVersionRow.model_id == model.id, ModelVersionRow.version == version
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError(f"model {name!r} has no version {version}")
+        return row
 
     def latest_version(self, name: str) -> ModelVersion:
         with self.db.session() as s:
