@@ -109,3 +109,23 @@ def print_models(result: dict[str, Any]) -> None:
                 if p["version"]
                 else f"no production at {p['at']}"
             )
+
+
+def print_overview(result: dict[str, Any]) -> None:
+    """One row per registered model (`pgmlops models` without a name)."""
+    if not result["models"]:
+        console.print("no models registered yet: `pgmlops train --data ... --target ...`")
+        return
+    table = Table(title="registered models", title_justify="left")
+    for col in ("model", "production", "versions", "last trained", "primary metric"):
+        table.add_column(col)
+    for m in result["models"]:
+        metric = m["primary_metric"]
+        table.add_row(
+            m["name"],
+            f"v{m['production_version']}" if m["production_version"] else "-",
+            str(m["versions"]),
+            (m["last_trained"] or "-")[:19],
+            f"{metric}={_fmt(m['primary_value'])}" if metric else "-",
+        )
+    console.print(table)

@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from pgmlops.api.deps import get_ctx, require_admin, sees_details
+from pgmlops.api.deps import get_client, require_admin, sees_details
 from pgmlops.api.errors import json_response
 from pgmlops.domain.redact import public_text
-from pgmlops.services.commands import models_command, promote_command, rollback_command
+from pgmlops.services.commands import model_detail, promotion_summary, rollback_summary
 
 router = APIRouter()
 admin = APIRouter(dependencies=[Depends(require_admin)])
@@ -134,9 +134,13 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/models", summary="Registered versions, aliases, metrics and production history")
 async def models(request: Request, model_name: str | None = None) -> Response:
-    ctx = get_ctx(request)
+    client = get_client(request)
     name = model_name or request.app.state.holder.model_name
-    result = await run_in_threadpool(models_command, ctx, model_name=name, history=True)
+
+    def describe() -> dict[str, Any]:
+        return {"models": [model_detail(name, client.versions(name), client.history(name))]}
+
+    result = await run_in_threadpool(describe)
     result["serving"] = serving_info(request)
     model = request.app.state.holder.current
     if model is not None and model.name == name:
@@ -156,16 +160,15 @@ async def reload(request: Request) -> Response:
 
 @admin.post("/promote", summary="Promote a version if the gates approve (or force with a reason)")
 async def promote(request: Request, body: PromoteBody) -> Response:
-    ctx = get_ctx(request)
-    result = await run_in_threadpool(
-        promote_command,
-        ctx,
-        model_name=body.model_name or request.app.state.holder.model_name,
-        version=body.version,
+    promoted = await run_in_threadpool(
+        get_client(request).promote,
+        body.model_name or request.app.state.holder.model_name,
+        body.version,
         force=body.force,
         reason=body.reason,
         actor=_actor(request),
     )
+    result = promotion_summary(promoted)
     await run_in_threadpool(request.app.state.holder.refresh)
     return json_response(200, result)
 
@@ -173,13 +176,12 @@ async def promote(request: Request, body: PromoteBody) -> Response:
 @admin.post("/rollback", summary="Move production back to the previous production version")
 async def rollback(request: Request, body: RollbackBody | None = None) -> Response:
     body = body or RollbackBody()
-    ctx = get_ctx(request)
-    result = await run_in_threadpool(
-        rollback_command,
-        ctx,
-        model_name=body.model_name or request.app.state.holder.model_name,
+    event = await run_in_threadpool(
+        get_client(request).rollback,
+        body.model_name or request.app.state.holder.model_name,
         reason=body.reason,
         actor=_actor(request),
     )
+    result = rollback_summary(event)
     await run_in_threadpool(request.app.state.holder.refresh)
     return json_response(200, result)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from pgmlops.errors import PgmlopsError
 from pgmlops.services.context import Context
+
+if TYPE_CHECKING:
+    from pgmlops.client import Client
 
 
 class AuthError(PgmlopsError):
@@ -20,6 +24,16 @@ class AuthError(PgmlopsError):
 
 def get_ctx(request: Request) -> Context:
     return request.app.state.ctx
+
+
+def get_client(request: Request) -> Client:
+    """The Python API's client on this server's context (made once per app)."""
+    client = getattr(request.app.state, "client", None)
+    if client is None:
+        from pgmlops.client import Client
+
+        client = request.app.state.client = Client(context=get_ctx(request))
+    return client
 
 
 def _presented_key(request: Request) -> str | None:

@@ -1,83 +1,70 @@
-"""CLI commands for monitoring (`pgmlops monitor`)."""
+"""`pgmlops monitor`: drift, confidence and performance of logged traffic."""
 
-# No `from __future__ import annotations`: typer reads the option types at definition time,
-# and they are names local to register().
+from __future__ import annotations
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pgmlops.cli.options import ConfigOpt, JsonOpt, ModelOpt, handled, open_client, print_json
+
 if TYPE_CHECKING:
-    from pgmlops.services.monitoring import MonitoringResult
+    from pgmlops.model import MonitoringResult
 
 
-def register(app: typer.Typer) -> None:
-    """Add the monitoring commands to the main app."""
-    # Imported here: cli.py calls register() once its own helpers exist.
-    from pgmlops.cli import ConfigOpt, JsonOpt, ModelOpt, _context, _print_json, handled
-
-    @app.command()
-    @handled
-    def monitor(
-        model_name: ModelOpt = None,
-        last: Annotated[
-            int | None,
-            typer.Option("--last", help="Window: the newest N logged predictions."),
-        ] = None,
-        since: Annotated[
-            str | None,
-            typer.Option("--since", help="Window: predictions of the last 30m, 24h, 7d, ..."),
-        ] = None,
-        version: Annotated[
-            int | None, typer.Option("--version", help="Version to monitor (default: production).")
-        ] = None,
-        html: Annotated[
-            Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
-        ] = None,
-        no_store: Annotated[
-            bool, typer.Option("--no-store", help="Do not record this run in monitoring_runs.")
-        ] = False,
-        config: ConfigOpt = None,
-        as_json: JsonOpt = False,
-    ) -> None:
-        """Compare live traffic with the training reference: drift, confidence, performance."""
-        from pgmlops.errors import ConfigError
-        from pgmlops.services.monitoring import parse_duration, run_monitor
-
-        if last is not None and since is not None:
-            raise ConfigError("choose one window: --last N or --since DURATION, not both")
-        if last is not None and last < 1:
-            raise ConfigError(f"--last must be at least 1, got {last}")
-        if html is not None and not html.resolve().parent.is_dir():
-            raise ConfigError(f"--html: folder {html.resolve().parent} does not exist")
-        window = parse_duration(since) if since is not None else None
-        ctx = _context(config)
-        result = run_monitor(
-            ctx,
-            model_name,
-            last=last,
-            since=window,
-            version=version,
-            store_run=not no_store,
-        )
-        if html is not None:
-            _write_report(result, html)
-        if as_json:
-            _print_json(result.to_json())
-            if html is not None:
-                typer.echo(f"report written to {html}", err=True)
-            return
-        _print_result(result)
-        if html is not None:
-            typer.echo(f"report written to {html}")
-
-
-def _write_report(result: "MonitoringResult", path: Path) -> None:
+@handled
+def monitor(
+    model_name: ModelOpt = None,
+    last: Annotated[
+        int | None,
+        typer.Option("--last", help="Window: the newest N logged predictions."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Window: predictions of the last 30m, 24h, 7d, ..."),
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option("--version", help="Version to monitor (default: production).")
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
+    ] = None,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Do not record this run in monitoring_runs.")
+    ] = False,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare live traffic with the training reference: drift, confidence, performance."""
     from pgmlops.errors import ConfigError
-    from pgmlops.services.report import render_html
+
+    if last is not None and since is not None:
+        raise ConfigError("choose one window: --last N or --since DURATION, not both")
+    if last is not None and last < 1:
+        raise ConfigError(f"--last must be at least 1, got {last}")
+    if html is not None and not html.resolve().parent.is_dir():
+        raise ConfigError(f"--html: folder {html.resolve().parent} does not exist")
+    result = open_client(config).monitor(
+        model_name, window=last if last is not None else since, version=version, store=not no_store
+    )
+    if html is not None:
+        _write_report(result, html)
+    if as_json:
+        print_json(result.to_json())
+        if html is not None:
+            typer.echo(f"report written to {html}", err=True)
+        return
+    _print_result(result)
+    if html is not None:
+        typer.echo(f"report written to {html}")
+
+
+def _write_report(result: MonitoringResult, path: Path) -> None:
+    from pgmlops.errors import ConfigError
 
     try:
-        path.write_text(render_html(result), encoding="utf-8")
+        path.write_text(result.to_html(), encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"--html: cannot write {path}: {exc.strerror}") from exc
 
@@ -101,7 +88,7 @@ def _mark(flagged: bool, bad: str = "DEGRADED") -> str:
     return f"[bold red]{bad}[/bold red]" if flagged else "[green]ok[/green]"
 
 
-def _print_result(result: "MonitoringResult") -> None:
+def _print_result(result: MonitoringResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -196,3 +183,8 @@ def _print_performance(console: Any, title: str, perf: dict[str, Any]) -> None:
         console.print(
             f"  [yellow]{bad['count']:,} labels not usable for this model[/yellow] ({shown})"
         )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `monitor` to the main app."""
+    app.command()(monitor)

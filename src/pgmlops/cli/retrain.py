@@ -1,152 +1,144 @@
-"""CLI commands for retraining, the worker and retention (`retrain`, `worker`, `gc`)."""
+"""`pgmlops retrain`, `worker` and `gc`: retraining, the job worker and retention."""
 
-# No `from __future__ import annotations`: typer reads the option types at definition time,
-# and they are names local to register().
+from __future__ import annotations
+
 from typing import Annotated, Any
 
 import typer
 
+from pgmlops.cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    ModelOpt,
+    actor,
+    handled,
+    open_context,
+    print_json,
+    progress_printer,
+)
 
-def register(app: typer.Typer) -> None:
-    """Add the retraining commands to the main app."""
-    # Imported here: cli.py calls register() once its own helpers exist.
-    from pgmlops.cli import (
-        ConfigOpt,
-        JsonOpt,
-        ModelOpt,
-        _context,
-        _print_json,
-        _progress_printer,
-        actor,
-        handled,
+
+@handled
+def retrain(
+    model_name: ModelOpt = None,
+    if_needed: Annotated[
+        bool, typer.Option("--if-needed", help="Retrain only if a trigger fires.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Retrain now even when there is nothing new to learn."),
+    ] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="Show recent runs and queued jobs; change nothing.")
+    ] = False,
+    allow_feedback_only: Annotated[
+        bool,
+        typer.Option(
+            "--allow-feedback-only",
+            help="Train from feedback and live rows when the recorded source is gone.",
+        ),
+    ] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=1000, help="Runs shown by --status.")
+    ] = 10,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retrain a model: triggers decide with --if-needed; the promotion gates always do."""
+    from pgmlops.errors import ConfigError
+    from pgmlops.services.retraining import mode_of, retrain_status
+    from pgmlops.services.retraining import retrain as run_retrain
+
+    if status and (force or if_needed or allow_feedback_only):
+        raise ConfigError("--status only reports: drop --force/--if-needed/--allow-feedback-only")
+    mode = mode_of(force=force, if_needed=if_needed)
+    ctx = open_context(config)
+    if status:
+        result = retrain_status(ctx, model_name or ctx.settings.model_name, limit)
+        if as_json:
+            print_json(result)
+        else:
+            _print_status(result)
+        return
+    outcome = run_retrain(
+        ctx,
+        model_name,
+        mode=mode,
+        allow_feedback_only=allow_feedback_only or None,
+        actor=actor(),
+        progress=None if as_json else progress_printer(),
+    )
+    if as_json:
+        print_json(outcome.to_dict())
+        return
+    _print_outcome(outcome.to_dict())
+
+
+@handled
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="Drain the queue, run due checks once, exit.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Run queued retrain/monitor jobs and the configured schedule until SIGTERM."""
+    import signal
+
+    from pgmlops.services.worker import Worker
+
+    ctx = open_context(config)
+    loop = Worker(ctx, say=_stamped)
+
+    def graceful(signum: int, _frame: Any) -> None:
+        if loop.stopping:
+            raise KeyboardInterrupt
+        _stamped(f"{signal.Signals(signum).name}: finishing the job in hand, then stopping")
+        loop.stop()
+
+    signal.signal(signal.SIGTERM, graceful)
+    signal.signal(signal.SIGINT, graceful)
+    cfg = ctx.settings.retraining
+    _stamped(
+        f"worker {loop.identity} on {ctx.db.describe()}: polling every {cfg.poll_seconds:g}s, "
+        f"trigger checks every {cfg.check_seconds:g}s"
+        + (f", schedule {cfg.schedule}" if cfg.schedule is not None else "")
+    )
+    stats = loop.run(once=once)
+    _stamped(
+        "worker stopped: "
+        + ", ".join(
+            f"{k.replace('_', ' ')} {v if isinstance(v, int) else len(v)}"
+            for k, v in stats.to_dict().items()
+        )
     )
 
-    @app.command()
-    @handled
-    def retrain(
-        model_name: ModelOpt = None,
-        if_needed: Annotated[
-            bool, typer.Option("--if-needed", help="Retrain only if a trigger fires.")
-        ] = False,
-        force: Annotated[
-            bool,
-            typer.Option("--force", help="Retrain now even when there is nothing new to learn."),
-        ] = False,
-        status: Annotated[
-            bool, typer.Option("--status", help="Show recent runs and queued jobs; change nothing.")
-        ] = False,
-        allow_feedback_only: Annotated[
-            bool,
-            typer.Option(
-                "--allow-feedback-only",
-                help="Train from feedback and live rows when the recorded source is gone.",
-            ),
-        ] = False,
-        limit: Annotated[
-            int, typer.Option("--limit", min=1, max=1000, help="Runs shown by --status.")
-        ] = 10,
-        config: ConfigOpt = None,
-        as_json: JsonOpt = False,
-    ) -> None:
-        """Retrain a model: triggers decide with --if-needed; the promotion gates always do."""
-        from pgmlops.errors import ConfigError
-        from pgmlops.services.retraining import mode_of, retrain_status
-        from pgmlops.services.retraining import retrain as run_retrain
 
-        if status and (force or if_needed or allow_feedback_only):
-            raise ConfigError(
-                "--status only reports: drop --force/--if-needed/--allow-feedback-only"
-            )
-        mode = mode_of(force=force, if_needed=if_needed)
-        ctx = _context(config)
-        if status:
-            result = retrain_status(ctx, model_name or ctx.settings.model_name, limit)
-            if as_json:
-                _print_json(result)
-            else:
-                _print_status(result)
-            return
-        outcome = run_retrain(
-            ctx,
-            model_name,
-            mode=mode,
-            allow_feedback_only=allow_feedback_only or None,
-            actor=actor(),
-            progress=None if as_json else _progress_printer(),
-        )
-        if as_json:
-            _print_json(outcome.to_dict())
-            return
-        _print_outcome(outcome.to_dict())
+@handled
+def gc(
+    model_name: ModelOpt = None,
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", min=0, help="Newest versions without an alias to keep (5)."),
+    ] = None,
+    recent_days: Annotated[
+        float | None,
+        typer.Option("--recent-days", min=0, help="Keep versions that served this recently."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing.")
+    ] = False,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete old unaliased versions and the artifacts only they used."""
+    from pgmlops.services.retention import collect_garbage
 
-    @app.command()
-    @handled
-    def worker(
-        once: Annotated[
-            bool, typer.Option("--once", help="Drain the queue, run due checks once, exit.")
-        ] = False,
-        config: ConfigOpt = None,
-    ) -> None:
-        """Run queued retrain/monitor jobs and the configured schedule until SIGTERM."""
-        import signal
-
-        from pgmlops.services.worker import Worker
-
-        ctx = _context(config)
-        loop = Worker(ctx, say=_stamped)
-
-        def graceful(signum: int, _frame: Any) -> None:
-            if loop.stopping:
-                raise KeyboardInterrupt
-            _stamped(f"{signal.Signals(signum).name}: finishing the job in hand, then stopping")
-            loop.stop()
-
-        signal.signal(signal.SIGTERM, graceful)
-        signal.signal(signal.SIGINT, graceful)
-        cfg = ctx.settings.retraining
-        _stamped(
-            f"worker {loop.identity} on {ctx.db.describe()}: polling every {cfg.poll_seconds:g}s, "
-            f"trigger checks every {cfg.check_seconds:g}s"
-            + (f", schedule {cfg.schedule}" if cfg.schedule is not None else "")
-        )
-        stats = loop.run(once=once)
-        _stamped(
-            "worker stopped: "
-            + ", ".join(
-                f"{k.replace('_', ' ')} {v if isinstance(v, int) else len(v)}"
-                for k, v in stats.to_dict().items()
-            )
-        )
-
-    @app.command()
-    @handled
-    def gc(
-        model_name: ModelOpt = None,
-        keep: Annotated[
-            int | None,
-            typer.Option("--keep", min=0, help="Newest versions without an alias to keep (5)."),
-        ] = None,
-        recent_days: Annotated[
-            float | None,
-            typer.Option("--recent-days", min=0, help="Keep versions that served this recently."),
-        ] = None,
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing.")
-        ] = False,
-        config: ConfigOpt = None,
-        as_json: JsonOpt = False,
-    ) -> None:
-        """Delete old unaliased versions and the artifacts only they used."""
-        from pgmlops.services.retention import collect_garbage
-
-        ctx = _context(config)
-        result = collect_garbage(
-            ctx, model_name, keep=keep, recent_days=recent_days, dry_run=dry_run
-        )
-        if as_json:
-            _print_json(result)
-            return
-        _print_gc(result)
+    ctx = open_context(config)
+    result = collect_garbage(ctx, model_name, keep=keep, recent_days=recent_days, dry_run=dry_run)
+    if as_json:
+        print_json(result)
+        return
+    _print_gc(result)
 
 
 def _stamped(message: str) -> None:
@@ -206,3 +198,10 @@ def _print_gc(result: dict[str, Any]) -> None:
     )
     for error in result["blob_errors"]:
         typer.echo(f"warning: {error}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `retrain`, `worker` and `gc` to the main app."""
+    app.command()(retrain)
+    app.command()(worker)
+    app.command()(gc)

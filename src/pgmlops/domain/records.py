@@ -98,6 +98,19 @@ class ModelSummary:
     aliases: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ModelOverview:
+    """One registered model at a glance (`pgmlops models`, `pgmlops.models()`)."""
+
+    name: str
+    production_version: int | None
+    versions: int
+    latest_version: int | None
+    last_trained: datetime | None
+    primary_metric: str | None
+    primary_value: float | None
+
+
 @dataclass(slots=True)
 class PredictionRecord:
     """One logged prediction, as the background writer stores it (built per request: slots)."""

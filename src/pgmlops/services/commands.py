@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.config import TrainingConfig, describe_validation_error
 from pgmlops.domain.pipeline import parse_params
-from pgmlops.domain.records import PRODUCTION, ModelVersion
+from pgmlops.domain.records import PRODUCTION, AliasEvent, ModelOverview, ModelVersion
 from pgmlops.domain.signing import key_id
 from pgmlops.errors import ArtifactError, ConfigError
 from pgmlops.services.context import Context
-from pgmlops.services.datasets import load_dataset
-from pgmlops.services.promotion import production_at, promote, rollback
-from pgmlops.services.training import Progress, train_model
+from pgmlops.services.datasets import frame_dataset, load_dataset
+from pgmlops.services.promotion import PromotionResult, production_at, promote, rollback
+from pgmlops.services.training import Progress, TrainResult, train_model
 
 KEY_METRICS = {
     "binary": ["roc_auc", "pr_auc", "recall", "precision", "f1"],
@@ -51,35 +53,45 @@ def version_summary(v: ModelVersion) -> dict[str, Any]:
     }
 
 
-def train_command(
+def train_version(
     ctx: Context,
     *,
-    data: str,
+    data: str | pd.DataFrame,
     target: str,
     model_name: str | None,
     query: str | None = None,
-    params: list[str] = (),  # type: ignore[assignment]
-    drop: list[str] = (),  # type: ignore[assignment]
+    params: Mapping[str, Any] | list[str] | None = None,
+    drop: list[str] | tuple[str, ...] = (),
     overrides: dict[str, Any] | None = None,
     onnx: bool = True,
     actor: str,
     progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Load data, train with settings + flags, register a candidate."""
+) -> TrainResult:
+    """Load data (a path, a query's rows or a DataFrame), train with settings + options."""
     base = ctx.settings.training
     extra: dict[str, Any] = dict(overrides or {})
     if params:
-        extra["params"] = {**base.params, **parse_params(list(params))}
+        given = parse_params(params) if isinstance(params, list) else dict(params)
+        extra["params"] = {**base.params, **given}
     if drop:
         extra["drop"] = [*base.drop, *drop]
     if not onnx:
         extra["onnx"] = False
     cfg = training_config(base, extra)
     name = model_name or ctx.settings.model_name
-    if progress:
-        progress(f"reading {data}")
-    dataset = load_dataset(data, query)
-    result = train_model(ctx, dataset, target, cfg, model_name=name, actor=actor, progress=progress)
+    if isinstance(data, pd.DataFrame):
+        if query:
+            raise ConfigError("query= reads from a database URL, not from a DataFrame")
+        dataset = frame_dataset(data)
+    else:
+        if progress:
+            progress(f"reading {data}")
+        dataset = load_dataset(data, query)
+    return train_model(ctx, dataset, target, cfg, model_name=name, actor=actor, progress=progress)
+
+
+def train_summary(result: TrainResult) -> dict[str, Any]:
+    """A trained version as JSON-ready data, with what training noticed and how long it took."""
     summary = version_summary(result.version)
     summary["warnings"] = result.warnings
     summary["seconds"] = round(result.seconds, 2)
@@ -88,6 +100,25 @@ def train_command(
     summary["dropped_columns"] = result.version.card.feature_schema.dropped
     summary["mlflow_run_id"] = result.mlflow_run_id
     return summary
+
+
+def train_command(ctx: Context, **kwargs: Any) -> dict[str, Any]:
+    """Train a candidate (see train_version) and summarise it as JSON-ready data."""
+    return train_summary(train_version(ctx, **kwargs))
+
+
+def promotion_summary(result: PromotionResult) -> dict[str, Any]:
+    """A promotion (or forced promotion) as JSON-ready data."""
+    return {
+        "model_name": result.model_name,
+        "candidate_version": result.candidate,
+        "previous_version": result.champion,
+        "action": result.event.action,
+        "decision": result.decision.to_dict() if result.decision else None,
+        "actor": result.event.actor,
+        "reason": result.event.reason,
+        "at": result.event.created_at.isoformat(),
+    }
 
 
 def promote_command(
@@ -99,32 +130,72 @@ def promote_command(
     reason: str | None,
     actor: str,
 ) -> dict[str, Any]:
+    """Promote through the gates and summarise the outcome."""
     name = model_name or ctx.settings.model_name
     result = promote(ctx, name, version, actor=actor, force=force, reason=reason)
+    return promotion_summary(result)
+
+
+def rollback_summary(event: AliasEvent) -> dict[str, Any]:
+    """A rollback as JSON-ready data."""
     return {
-        "model_name": name,
-        "candidate_version": result.candidate,
-        "previous_version": result.champion,
-        "action": result.event.action,
-        "decision": result.decision.to_dict() if result.decision else None,
-        "actor": result.event.actor,
-        "reason": result.event.reason,
-        "at": result.event.created_at.isoformat(),
+        "model_name": event.model_name,
+        "previous_version": event.previous_version,
+        "new_version": event.new_version,
+        "actor": event.actor,
+        "reason": event.reason,
+        "at": event.created_at.isoformat(),
     }
 
 
 def rollback_command(
     ctx: Context, *, model_name: str | None, reason: str | None, actor: str
 ) -> dict[str, Any]:
+    """Roll production back one step and summarise the move."""
     name = model_name or ctx.settings.model_name
-    event = rollback(ctx, name, actor=actor, reason=reason)
+    return rollback_summary(rollback(ctx, name, actor=actor, reason=reason))
+
+
+def model_overviews(ctx: Context) -> list[ModelOverview]:
+    """One line per registered model: production, how many versions, last trained, metric."""
+    out = []
+    for m in ctx.registry.list_models():
+        production = m.aliases.get(PRODUCTION)
+        latest = m.versions[0] if m.versions else None
+        shown = next((v for v in m.versions if v.version == production), latest)
+        metric = value = None
+        if shown is not None:
+            metric = ctx.settings.promotion.primary_for(shown.card.task)
+            value = shown.card.metrics.get(metric)
+        out.append(
+            ModelOverview(
+                name=m.name,
+                production_version=production,
+                versions=len(m.versions),
+                latest_version=latest.version if latest else None,
+                last_trained=latest.created_at if latest else None,
+                primary_metric=metric,
+                primary_value=value,
+            )
+        )
+    return out
+
+
+def overview_summary(overviews: list[ModelOverview]) -> dict[str, Any]:
+    """Every registered model's overview as JSON-ready data."""
     return {
-        "model_name": name,
-        "previous_version": event.previous_version,
-        "new_version": event.new_version,
-        "actor": event.actor,
-        "reason": event.reason,
-        "at": event.created_at.isoformat(),
+        "models": [
+            {
+                "name": o.name,
+                "production_version": o.production_version,
+                "versions": o.versions,
+                "latest_version": o.latest_version,
+                "last_trained": o.last_trained.isoformat() if o.last_trained else None,
+                "primary_metric": o.primary_metric,
+                "primary_value": o.primary_value,
+            }
+            for o in overviews
+        ]
     }
 
 
@@ -136,37 +207,43 @@ def _parse_time(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def model_detail(
+    name: str,
+    versions: list[ModelVersion],
+    events: list[AliasEvent] | None = None,
+    at: str | None = None,
+) -> dict[str, Any]:
+    """One model's versions (newest first) and, given its events, the production history."""
+    entry: dict[str, Any] = {
+        "name": name,
+        "aliases": {a: v.version for v in versions for a in v.aliases},
+        "versions": [version_summary(v) for v in versions],
+    }
+    if events is not None:
+        entry["history"] = [
+            {
+                "at": e.created_at.isoformat(),
+                "action": e.action,
+                "from": e.previous_version,
+                "to": e.new_version,
+                "actor": e.actor,
+                "reason": e.reason,
+            }
+            for e in events
+        ]
+        if at:
+            entry["production_at"] = {"at": at, "version": production_at(events, _parse_time(at))}
+    return entry
+
+
 def models_command(
     ctx: Context, *, model_name: str | None, history: bool = False, at: str | None = None
 ) -> dict[str, Any]:
     """Registered models, their versions and (optionally) the production history."""
-    models = ctx.registry.list_models(model_name)
     out: dict[str, Any] = {"models": []}
-    for m in models:
-        entry: dict[str, Any] = {
-            "name": m.name,
-            "aliases": m.aliases,
-            "versions": [version_summary(v) for v in m.versions],
-        }
-        if history or at:
-            events = ctx.registry.alias_history(m.name, PRODUCTION)
-            entry["history"] = [
-                {
-                    "at": e.created_at.isoformat(),
-                    "action": e.action,
-                    "from": e.previous_version,
-                    "to": e.new_version,
-                    "actor": e.actor,
-                    "reason": e.reason,
-                }
-                for e in events
-            ]
-            if at:
-                entry["production_at"] = {
-                    "at": at,
-                    "version": production_at(events, _parse_time(at)),
-                }
-        out["models"].append(entry)
+    for m in ctx.registry.list_models(model_name):
+        events = ctx.registry.alias_history(m.name, PRODUCTION) if history or at else None
+        out["models"].append(model_detail(m.name, m.versions, events, at))
     return out
 
 

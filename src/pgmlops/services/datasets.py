@@ -74,6 +74,21 @@ def load_file(path_text: str) -> Dataset:
     return Dataset(frame, source, fingerprint(frame))
 
 
+FRAME_SOURCE = "(in-memory DataFrame)"
+
+
+def frame_dataset(frame: pd.DataFrame) -> Dataset:
+    """A DataFrame handed over in Python, used as it is (no temporary file)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, a path or a query, not {type(frame)}")
+    if frame.empty:
+        raise DataError("the DataFrame has no rows")
+    # Training adds no columns, but a caller's frame is never modified in place.
+    return Dataset(
+        frame.copy(deep=False), {"kind": "frame", "path": FRAME_SOURCE}, fingerprint(frame)
+    )
+
+
 def load_query(url: str, query: str) -> Dataset:
     """Run a SQL query against a database URL and return its rows."""
     from sqlalchemy import create_engine, text
@@ -115,6 +130,8 @@ SOURCE_URL_ENV = "PGMLOPS_SOURCE_DATABASE_URL"
 
 def load_source(source: dict[str, Any]) -> Dataset:
     """Read a recorded training source again (used by retraining)."""
+    if source.get("kind") == "frame":
+        raise DataError("it was a DataFrame passed from Python, which is not kept")
     if source.get("kind") == "sql":
         url = source["url"]
         if "***" in url:

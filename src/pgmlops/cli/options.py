@@ -1,0 +1,132 @@
+"""What every command shares: option types, the error wrapper, the client, output helpers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from pgmlops import errors
+
+if TYPE_CHECKING:
+    from pgmlops.client import Client
+    from pgmlops.services.context import Context
+
+# One table maps every error class to an exit code; the most specific class wins.
+EXIT_CODES: dict[type[errors.PgmlopsError], int] = {
+    errors.ConfigError: 2,
+    errors.DataError: 3,
+    errors.ValidationError: 3,
+    errors.TrainingError: 4,
+    errors.StoreError: 5,
+    errors.SchemaOutdatedError: 5,
+    errors.ArtifactError: 6,
+    errors.NotFoundError: 7,
+    errors.ConflictError: 8,
+    errors.PromotionRefused: 9,
+}
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="Settings file (default ./pgmlops.yaml).")
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model-name", "-m", help="Registered model name (default from settings)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exit_code(exc: errors.PgmlopsError) -> int:
+    """The exit code of an error: its most specific class in EXIT_CODES, else 1."""
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1
+
+
+def handled(fn: F) -> F:
+    """Turn our errors into one line on stderr and a non-zero exit; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            if kwargs.get("model_name") is not None:
+                from pgmlops.config import check_model_name
+
+                check_model_name(kwargs["model_name"])
+            return fn(*args, **kwargs)
+        except errors.PromotionRefused as exc:
+            print_refusal(exc)
+            raise typer.Exit(exit_code(exc)) from None
+        except errors.PgmlopsError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exit_code(exc)) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if os.environ.get("PGMLOPS_DEBUG"):
+                raise
+            hint = "set PGMLOPS_DEBUG=1 for a traceback"
+            typer.echo(f"internal error: {type(exc).__name__}: {exc} ({hint})", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_refusal(exc: errors.PromotionRefused) -> None:
+    """The refusal and every gate's verdict, on stderr."""
+    decision = exc.decision
+    typer.echo(f"refused: {exc}", err=True)
+    for gate in getattr(decision, "gates", ()):
+        mark = "PASS" if gate.passed else "FAIL"
+        typer.echo(f"  [{mark}] {gate.name}: {gate.detail}", err=True)
+
+
+def open_context(config: Path | None) -> Context:
+    """Settings from --config (or the defaults) and the services' context built on them."""
+    from pgmlops.config import load_settings
+    from pgmlops.services.context import Context
+
+    return Context(load_settings(config))
+
+
+def open_client(config: Path | None) -> Client:
+    """The public API's client on the settings of --config (or the defaults)."""
+    from pgmlops.client import Client
+    from pgmlops.config import load_settings
+
+    return Client(settings=load_settings(config))
+
+
+def actor() -> str:
+    """Who is acting, for the audit trail."""
+    import getpass
+    import socket
+
+    if os.environ.get("PGMLOPS_ACTOR"):
+        return os.environ["PGMLOPS_ACTOR"]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} (cli)"
+
+
+def print_json(data: Any) -> None:
+    """Indented JSON on stdout; dates and other objects as text."""
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def progress_printer() -> Callable[[str], None]:
+    """A callback that prints each training step with its elapsed time."""
+    from pgmlops import views
+
+    return views.step_printer()

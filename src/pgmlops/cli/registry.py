@@ -1,0 +1,112 @@
+"""`pgmlops promote`, `rollback` and `models`: the registry and its production alias."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pgmlops.cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    ModelOpt,
+    actor,
+    handled,
+    open_client,
+    print_json,
+)
+
+
+@handled
+def promote(
+    model_name: ModelOpt = None,
+    version: Annotated[
+        int | None, typer.Option(help="Version to promote (default: the latest).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Override the gates (needs --reason).")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="Why; recorded in the audit trail.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Let the promotion gates decide whether a version becomes production."""
+    from pgmlops.services.commands import promotion_summary
+
+    result = open_client(config).promote(
+        model_name, version, force=force, reason=reason, actor=actor()
+    )
+    summary = promotion_summary(result)
+    if as_json:
+        print_json(summary)
+        return
+    from pgmlops import views
+
+    views.print_promotion(summary)
+
+
+@handled
+def rollback(
+    model_name: ModelOpt = None,
+    reason: Annotated[str | None, typer.Option(help="Why; recorded in the audit trail.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move production back to the previous production version."""
+    from pgmlops.services.commands import rollback_summary
+
+    result = rollback_summary(
+        open_client(config).rollback(model_name, reason=reason, actor=actor())
+    )
+    if as_json:
+        print_json(result)
+        return
+    typer.echo(
+        f"rolled back {result['model_name']}: production v{result['previous_version']} "
+        f"-> v{result['new_version']}"
+    )
+
+
+@handled
+def models(
+    model_name: ModelOpt = None,
+    history: Annotated[
+        bool, typer.Option("--history", help="Show who moved production, when, why.")
+    ] = False,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Which version was production at this ISO time.")
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every registered model; with --model-name, its versions, aliases, metrics and dates.
+
+    --history and --at describe one model (the default model without --model-name).
+    """
+    from pgmlops import views
+    from pgmlops.services.commands import model_detail, overview_summary
+
+    client = open_client(config)
+    if model_name is None and (history or at):
+        # History is one model's: the default model, as promote and rollback use.
+        model_name = client.settings.model_name
+    if model_name is None:
+        overview = overview_summary(client.models())
+        if as_json:
+            print_json(overview)
+        else:
+            views.print_overview(overview)
+        return
+    events = client.history(model_name) if history or at else None
+    result = {"models": [model_detail(model_name, client.versions(model_name), events, at)]}
+    if as_json:
+        print_json(result)
+        return
+    views.print_models(result)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the registry commands to the main app."""
+    app.command()(promote)
+    app.command()(rollback)
+    app.command()(models)

@@ -1,0 +1,88 @@
+"""`pgmlops train`: train, evaluate and register a candidate version."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pgmlops.cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    ModelOpt,
+    actor,
+    handled,
+    open_client,
+    print_json,
+    progress_printer,
+)
+
+
+@handled
+def train(
+    data: Annotated[
+        str, typer.Option("--data", help="CSV/Parquet path, or a DB URL with --query.")
+    ],
+    target: Annotated[str, typer.Option("--target", help="Column to predict.")],
+    model_name: ModelOpt = None,
+    query: Annotated[
+        str | None, typer.Option(help="SQL query to run against --data (a DB URL).")
+    ] = None,
+    estimator: Annotated[str | None, typer.Option(help="Estimator class by dotted path.")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Estimator parameter k=v (repeatable).")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="binary, multiclass or regression (inferred if omitted).")
+    ] = None,
+    drop: Annotated[
+        list[str] | None, typer.Option("--drop", help="Column to leave out (repeatable).")
+    ] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Custom feature step 'module:function'.")
+    ] = None,
+    imbalance: Annotated[str | None, typer.Option(help="none, class_weight or smote.")] = None,
+    outliers: Annotated[
+        str | None, typer.Option(help="Training-only outliers: none, clip or remove.")
+    ] = None,
+    cv: Annotated[
+        int | None, typer.Option("--cv", help="Cross-validation folds (0 = off).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    no_onnx: Annotated[bool, typer.Option("--no-onnx", help="Skip the ONNX copy.")] = False,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train, evaluate and register a candidate version."""
+    from pgmlops.services.commands import train_summary
+
+    result = open_client(config).train_run(
+        data,
+        target=target,
+        model_name=model_name,
+        query=query,
+        params=param or [],
+        drop=drop or [],
+        onnx=not no_onnx,
+        actor=actor(),
+        progress=None if as_json else progress_printer(),
+        estimator=estimator,
+        task=task,
+        features=features,
+        imbalance=imbalance,
+        outliers=outliers,
+        cv_folds=cv,
+        seed=seed,
+    )
+    summary = train_summary(result)
+    if as_json:
+        print_json(summary)
+        return
+    from pgmlops import views
+
+    views.print_trained(summary)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train` to the main app."""
+    app.command()(train)
