@@ -16,7 +16,7 @@ Our exceptions::
 
 Library errors are translated where they cross into our code
 (``raise StoreError(...) from exc``); the CLI and the HTTP API map these classes to
-exit codes and status codes in one table each (``cli.EXIT_CODES``, ``api.errors``).
+exit codes and status codes in one table each (``cli.options.EXIT_CODES``, ``api.errors``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,63 @@
+"""The package's shape: a cheap `import pgmlops`, a public API listed in one place, no circles."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import pgmlops
+import pgmlops.cli
+
+
+def _run(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_import_pgmlops_loads_no_library() -> None:
+    loaded = json.loads(_run("import json, sys, pgmlops; print(json.dumps(sorted(sys.modules)))"))
+    heavy = {"pandas", "numpy", "sqlalchemy", "sklearn", "pydantic", "typer", "fastapi"}
+    assert heavy.isdisjoint(loaded)
+    assert [m for m in loaded if m.startswith("pgmlops.")] == []
+
+
+def test_every_public_name_resolves_and_is_documented() -> None:
+    for name in pgmlops.__all__:
+        value = getattr(pgmlops, name)
+        assert value is not None
+        if callable(value):
+            assert (value.__doc__ or "").strip(), name
+    assert set(dir(pgmlops)) == set(pgmlops.__all__)
+    with pytest.raises(AttributeError):
+        pgmlops.no_such_thing  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "module", [m.name for m in pkgutil.iter_modules(pgmlops.cli.__path__) if m.name != "__main__"]
+)
+def test_each_cli_module_imports_on_its_own(module: str) -> None:
+    # A module that needs cli/__init__ to have run first (an import circle) fails here.
+    _run(f"import pgmlops.cli.{module}")
+
+
+def test_the_cli_uses_no_private_name_of_another_module() -> None:
+    import ast
+    from pathlib import Path
+
+    root = Path(pgmlops.__file__).parent
+    for path in [*root.joinpath("cli").glob("*.py"), *root.joinpath("api").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pgmlops"):
+                private = [
+                    a.name
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.endswith("__")
+                ]
+                assert not private, f"{path.name} imports {private} from {node.module}"
