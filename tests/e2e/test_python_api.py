@@ -56,9 +56,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_the_api_from_a_fresh_process_answers_as_the_server_does(
-    settings, tmp_path: Path
-) -> None:
+def test_the_api_from_a_fresh_process_answers_as_the_server_does(settings, tmp_path: Path) -> None:
     rows = make_churn(60, seed=41)
     rows_file, out_file = tmp_path / "rows.json", tmp_path / "answers.json"
     rows.to_json(rows_file, orient="records")
