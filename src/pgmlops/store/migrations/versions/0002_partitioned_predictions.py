@@ -81,8 +81,12 @@ def upgrade() -> None:
     # Indexes after the rows: one sorted build per partition beats row-by-row maintenance.
     run("ALTER TABLE predictions ADD CONSTRAINT predictions_pkey PRIMARY KEY (id, created_at)")
     run("CREATE INDEX ix_predictions_model_time ON predictions (model_name, created_at)")
+    moved = conn.execute(sa.text("SELECT EXISTS (SELECT FROM predictions_unpartitioned)")).scalar()
     run("DROP TABLE predictions_unpartitioned")
-    run("ANALYZE predictions (id, model_name, version, created_at)")
+    if moved:
+        # Statistics for the moved rows now, not whenever autovacuum gets to each partition
+        # (it never analyses the parent). An empty log is left unanalysed, as a new one is.
+        run("ANALYZE predictions (id, model_name, version, created_at)")
 
 
 def downgrade() -> None:
