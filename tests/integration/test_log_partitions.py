@@ -266,3 +266,15 @@ def test_spilled_rows_replay_into_the_partitioned_table(ctx, tmp_path: Path) -> 
     assert writer.counts["replayed"] == 3
     assert store.count("churn") == 5
     assert set(store.prediction_versions([r.id for r in rows])) == {r.id for r in rows}
+
+
+def test_the_server_creates_the_partitions_ahead_at_start_up(ctx, settings: Settings) -> None:
+    _postgres_only(ctx)
+    from pgmlops.api.app import create_app
+
+    ahead = [p.name for p in PartitionStore(ctx.db).partitions()][-2:]
+    PartitionStore(ctx.db).drop(ahead)
+    assert not set(ahead) & {p.name for p in PartitionStore(ctx.db).partitions()}
+    app = create_app(settings)
+    app.state.ctx.close()
+    assert set(ahead) <= {p.name for p in PartitionStore(ctx.db).partitions()}

@@ -88,6 +88,6 @@ def missing(needed: Iterable[TimeRange], existing: Sequence[TimeRange]) -> list[
     return sorted(set(pieces))
 
 
-def older_than(existing: Iterable[TimeRange], cutoff: datetime) -> list[TimeRange]:
+def wholly_before(existing: Iterable[TimeRange], cutoff: datetime) -> list[TimeRange]:
     """Partitions whose every row is older than cutoff (hi <= cutoff), oldest first."""
     return sorted(r for r in existing if r.hi <= cutoff)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgmlops.domain.partitions import wanted
+from pgmlops.domain.partitions import wanted, wholly_before
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.errors import ConfigError, PgmlopsError
 from pgmlops.services.context import Context
@@ -150,8 +150,9 @@ def drop_old_predictions(
         report["labels_deleted"] = None if dry_run else store.delete_feedback_before(cutoff)
         return report
     parts = store.partitions()
-    old = [p for p in parts if p.range.hi <= cutoff]
-    kept = [p for p in parts if p.range.hi > cutoff]
+    doomed = set(wholly_before([p.range for p in parts], cutoff))
+    old = [p for p in parts if p.range in doomed]
+    kept = [p for p in parts if p.range not in doomed]
     names = [p.name for p in old] if dry_run else store.drop([p.name for p in old])
     # Every prediction before the oldest kept partition is gone, so are labels given before it.
     bound = min([cutoff] + [p.range.lo for p in kept[:1]])
