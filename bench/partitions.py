@@ -8,9 +8,11 @@ unpartitioned table of migration 0001 (downgrade, then stamped at head so pgmlop
 it). Each round writes N demo predictions (10 features each) through
 ``PredictionStore.write_batch`` in batches of 500 — the serving writer's statement and batch
 size — into one and then the other, alternating which goes first; rows/s per round and the
-same-round ratio. gc: a database with daily partitions, 100 of them older than 90 days
-holding K rows each (K = 100 and K = 2,000), timed ``drop_old_predictions(90 days)``: the
-time should not grow with K. Writes a Markdown table to --out.
+same-round ratio. Migration: a database at 0001 with M rows over the last 100 days (made
+in SQL), timed ``pgmlops db upgrade`` to the partitioned table. gc: a database with daily
+partitions, 100 of them older than 90 days holding K rows each (K = 100 and K = 2,000),
+timed ``drop_old_predictions(90 days)``: the time should not grow with K. Writes a
+Markdown table to --out.
 """
 
 from __future__ import annotations
@@ -190,20 +192,60 @@ def gc_time(per_partition: int, partitions: int = 100) -> dict:
         _drop(name)
 
 
+def migration_time(rows: int) -> dict:
+    """Seconds of migration 0002 on a log of `rows` rows spread over 100 days."""
+    from alembic import command
+
+    name = f"pgmlops_bench_mig_{uuid.uuid4().hex[:6]}"
+    engine = _admin()
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    db = Database(_url(name))
+    try:
+        with db.engine.begin() as conn:
+            cfg = db._alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+            conn.execute(
+                text(
+                    "INSERT INTO predictions SELECT gen_random_uuid(), 'churn', 1, "
+                    "now() - (i::float / :n) * interval '100 days', jsonb_build_object("
+                    "'CreditScore', 600 + i % 200, 'Geography', 'France', 'Gender', 'Male', "
+                    "'Age', 20 + i % 50, 'Tenure', i % 10, 'Balance', i * 1.5, "
+                    "'NumOfProducts', 1 + i % 3, 'HasCrCard', i % 2, 'IsActiveMember', i % 2, "
+                    "'EstimatedSalary', 50000 + i % 1000), '0', 0.2, 0.6, NULL, 0.3, NULL "
+                    "FROM generate_series(1, :n) i"
+                ),
+                {"n": rows},
+            )
+        started = time.perf_counter()
+        db.upgrade()
+        seconds = time.perf_counter() - started
+        print(f"migration 0002: {rows:,} rows in {seconds:.1f} s", flush=True)
+        return {"rows": rows, "s": seconds}
+    finally:
+        db.dispose()
+        _drop(name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--migrate-rows", type=int, default=500_000)
     parser.add_argument("--out", type=Path, default=Path("bench/results/partitions.md"))
     args = parser.parse_args()
     rate = insert_rate(args.rows, args.rounds)
     gcs = [gc_time(100), gc_time(2_000)]
+    migration = migration_time(args.migrate_rows)
     m = rate["median"]
     lines = [
         "# Partitioned prediction log (bench/partitions.py)",
         "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
-        f"`python bench/partitions.py --rows {args.rows} --rounds {args.rounds}`",
+        f"`python bench/partitions.py --rows {args.rows} --rounds {args.rounds} "
+        f"--migrate-rows {args.migrate_rows}`",
         "",
         f"## Sustained insert rate, {args.rows:,} rows a round through "
         f"`PredictionStore.write_batch` ({BATCH}-row batches)",
@@ -228,6 +270,14 @@ def main() -> None:
     ]
     lines += [
         f"| {g['per_partition']:,} | {g['rows']:,} | {g['dropped']} | {g['s']:.2f} |" for g in gcs
+    ]
+    lines += [
+        "",
+        "## Migration 0002 (`pgmlops db upgrade`) on a populated log",
+        "",
+        f"{migration['rows']:,} rows over 100 days (4 months with rows, 2 ahead): "
+        f"**{migration['s']:.1f} s** ({migration['s'] / migration['rows'] * 1e6:.1f} s per "
+        "million rows)",
     ]
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
