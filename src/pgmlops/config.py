@@ -106,6 +106,11 @@ class ServingConfig(_Section):
         "fast",
         description="acknowledged: /predict answers only once its row is committed or spilled",
     )
+    # PostgreSQL: the log is range-partitioned on created_at. The server (at start-up) and
+    # `pgmlops worker` keep the current period and this many after it created ahead; retention
+    # (`retraining.retention.predictions_days`) drops whole periods.
+    log_partition_period: Literal["month", "day"] = "month"
+    log_partitions_ahead: int = Field(2, ge=1, le=366)
 
 
 class MonitoringConfig(_Section):

@@ -63,11 +63,16 @@ class LiveSourceConfig(_Section):
 
 
 class RetentionConfig(_Section):
-    """What `pgmlops gc` keeps."""
+    """What `pgmlops gc` keeps, and how often `pgmlops worker` runs it."""
 
     keep: int = Field(5, ge=0, le=10_000)
     # Versions that served predictions within this many days are never deleted.
     recent_days: float = Field(7.0, ge=0.0)
+    # Logged predictions older than this many days are dropped (whole partitions on
+    # PostgreSQL), with labels given before the oldest prediction kept; None keeps them all.
+    predictions_days: float | None = Field(None, gt=0.0, le=36_500.0)
+    # `pgmlops worker` runs gc this often (None: never), so backups stay at `keep`.
+    schedule_seconds: float | None = Field(86_400.0, gt=0.0)
 
 
 class RetrainingConfig(_Section):

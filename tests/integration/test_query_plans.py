@@ -35,7 +35,14 @@ def never_analysed(ctx: Context) -> None:
     """Keep autovacuum away from the log, as on a freshly bulk-loaded database."""
     if ctx.db.is_postgres:
         with ctx.db.engine.begin() as conn:
-            for table in ("predictions", "feedback"):
+            # The log is partitioned: autovacuum works on its partitions, never on the parent.
+            partitions = conn.execute(
+                text(
+                    "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = "
+                    "'predictions'::regclass"
+                )
+            ).scalars()
+            for table in (*partitions, "feedback"):
                 conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
 
 

@@ -28,9 +28,11 @@ from pgmlops.api.observability import (
     configure_logging,
 )
 from pgmlops.config import Settings, get_settings
+from pgmlops.errors import PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.prediction_log import PredictionLogWriter
 from pgmlops.services.reload_watch import AliasWatcher
+from pgmlops.services.retention import ensure_log_partitions
 from pgmlops.services.serving import ModelHolder
 from pgmlops.store.predictions import PredictionStore
 
@@ -51,6 +53,11 @@ def refreeze() -> None:
 def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     ctx = Context(settings)
     ctx.db.ensure_schema()
+    try:
+        ensure_log_partitions(ctx)
+    except PgmlopsError as exc:
+        # Serve anyway: the writer makes a missing partition when a row needs it.
+        log.warning("prediction log partitions not created at start-up: %s", exc)
     holder = ModelHolder(ctx, settings.model_name)
     serving = settings.serving
 
@@ -65,7 +72,7 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
 
     holder.on_reload.append(reloaded)
     writer = PredictionLogWriter(
-        PredictionStore(ctx.db),
+        PredictionStore(ctx.db, partition_period=serving.log_partition_period),
         serving.spill_dir,
         max_queue=serving.log_queue_size,
         batch_size=serving.log_batch_size,

@@ -124,6 +124,13 @@ def gc(
         float | None,
         typer.Option("--recent-days", min=0, help="Keep versions that served this recently."),
     ] = None,
+    predictions_older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--predictions-older-than",
+            help="Also drop logged predictions older than this (90d, 12w), and their labels.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing.")
     ] = False,
@@ -131,10 +138,18 @@ def gc(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete old unaliased versions and the artifacts only they used."""
-    from pgmlops.services.retention import collect_garbage
+    from pgmlops.services.retention import collect_garbage, parse_age
 
+    age = parse_age(predictions_older_than) if predictions_older_than is not None else None
     ctx = open_context(config)
-    result = collect_garbage(ctx, model_name, keep=keep, recent_days=recent_days, dry_run=dry_run)
+    result = collect_garbage(
+        ctx,
+        model_name,
+        keep=keep,
+        recent_days=recent_days,
+        predictions_older_than=age,
+        dry_run=dry_run,
+    )
     if as_json:
         print_json(result)
         return
@@ -198,6 +213,25 @@ def _print_gc(result: dict[str, Any]) -> None:
     )
     for error in result["blob_errors"]:
         typer.echo(f"warning: {error}", err=True)
+    log = result.get("predictions")
+    if log is not None:
+        _print_log_retention(log, verb)
+
+
+def _print_log_retention(log: dict[str, Any], verb: str) -> None:
+    before = f"predictions before {log['cutoff'][:19]}Z"
+    if "partitions_dropped" not in log:  # SQLite: rows
+        rows = "some" if log["rows_deleted"] is None else f"{log['rows_deleted']:,}"
+        typer.echo(f"{verb} {rows} {before}")
+    else:
+        for p in log["partitions_dropped"]:
+            approx = "" if p["approx_rows"] is None else f", ~{p['approx_rows']:,} rows"
+            typer.echo(f"{verb} partition {p['name']} ({p['from'][:10]} to {p['to'][:10]}{approx})")
+        if not log["partitions_dropped"]:
+            typer.echo(f"no prediction log partition lies wholly before {log['cutoff'][:19]}Z")
+        typer.echo(f"kept {log['partitions_kept']} partition(s) from {log['oldest_kept'] or '-'}")
+    if log["labels_deleted"] is not None:
+        typer.echo(f"deleted {log['labels_deleted']:,} label(s) of deleted predictions")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,9 +1,19 @@
-"""`pgmlops gc`: delete old versions nobody needs, and the blobs only they used.
+"""`pgmlops gc`: delete old versions nobody needs, the blobs only they used, and old log rows.
 
 Never deleted: a version an alias points at, the version a rollback would return to, a
 version that served predictions in the recent window, the candidate of a running retrain,
 and the newest K versions without an alias. Artifacts are content-addressed and may be
 shared, so a blob goes only when no remaining version (or live-row watermark) uses it.
+
+The prediction log's life cycle lives here too. On PostgreSQL it is partitioned by period
+on created_at: the partitions are created ahead (`ensure_log_partitions`, by the server at
+start-up and by the worker), and `--predictions-older-than` drops every partition whose
+whole range is older, at a cost independent of its rows (so rows up to one period older than
+asked may stay). SQLite deletes the rows. Labels go by their own age: those given before the
+oldest prediction that remains can only belong to dropped predictions (a label comes after
+its prediction), so they are deleted; a late label of a dropped prediction stays until it
+is that old itself. Monitoring and retraining join labels to predictions, so such a label
+is never read meanwhile.
 """
 
 from __future__ import annotations
@@ -11,10 +21,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pgmlops.domain.partitions import wanted, wholly_before
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.errors import ConfigError, PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.promotion import production_stack
+from pgmlops.store.partitions import PartitionStore
 from pgmlops.store.retention import RetentionStore, VersionFiles
 from pgmlops.store.retraining import RetrainingRunStore
 
@@ -54,10 +66,16 @@ def collect_garbage(
     *,
     keep: int | None = None,
     recent_days: float | None = None,
+    predictions_older_than: timedelta | None = None,
     dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Delete unprotected versions of one model (or all) and their now-unused blobs."""
+    """Delete unprotected versions of one model (or all), their now-unused blobs, old log rows.
+
+    Log rows go only with `predictions_older_than` or `retention.predictions_days` set.
+    """
     cfg = ctx.settings.retraining.retention
+    if predictions_older_than is None and cfg.predictions_days is not None:
+        predictions_older_than = timedelta(days=cfg.predictions_days)
     keep = cfg.keep if keep is None else keep
     recent_days = cfg.recent_days if recent_days is None else recent_days
     if keep < 0:
@@ -85,6 +103,74 @@ def collect_garbage(
         )
     report["models"] = models
     report.update(_blobs(ctx, store, deleted, dry_run))
+    if predictions_older_than is not None:
+        report["predictions"] = drop_old_predictions(ctx, predictions_older_than, dry_run=dry_run)
+    return report
+
+
+def parse_age(text: str) -> timedelta:
+    """'90d', '12w' or '36h' as a timedelta; ConfigError naming the option otherwise."""
+    from pgmlops.services.monitoring import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ConfigError:
+        raise ConfigError(
+            f"--predictions-older-than {text!r} is not an age: use a positive number and a "
+            "unit, e.g. 90d, 12w or 36h (at most 36500d)"
+        ) from None
+
+
+def ensure_log_partitions(ctx: Context, now: datetime | None = None) -> list[str]:
+    """Create the current and the next `log_partitions_ahead` periods' partitions if missing.
+
+    Returns the partitions created (none on SQLite, which has no partitions).
+    """
+    serving = ctx.settings.serving
+    needed = wanted(
+        now or datetime.now(UTC), serving.log_partition_period, serving.log_partitions_ahead
+    )
+    return [r.name for r in PartitionStore(ctx.db).cover(needed)]
+
+
+def drop_old_predictions(
+    ctx: Context, older_than: timedelta, *, dry_run: bool = False, now: datetime | None = None
+) -> dict[str, Any]:
+    """Drop the log's partitions (SQLite: rows) older than `older_than`, and their labels."""
+    if older_than <= timedelta(0):
+        raise ConfigError("--predictions-older-than must be longer than zero")
+    cutoff = (now or datetime.now(UTC)) - older_than
+    store = PartitionStore(ctx.db)
+    report: dict[str, Any] = {
+        "older_than_days": older_than.total_seconds() / 86_400,
+        "cutoff": cutoff.isoformat(),
+    }
+    if not store.partitioned:
+        report["rows_deleted"] = None if dry_run else store.delete_predictions_before(cutoff)
+        report["labels_deleted"] = None if dry_run else store.delete_feedback_before(cutoff)
+        return report
+    parts = store.partitions()
+    doomed = set(wholly_before([p.range for p in parts], cutoff))
+    old = [p for p in parts if p.range in doomed]
+    kept = [p for p in parts if p.range not in doomed]
+    names = [p.name for p in old] if dry_run else store.drop([p.name for p in old])
+    # Every prediction before the oldest kept partition is gone, so are labels given before it.
+    bound = min([cutoff] + [p.range.lo for p in kept[:1]])
+    report.update(
+        partitions_dropped=[
+            {
+                "name": p.name,
+                "from": p.range.lo.isoformat(),
+                "to": p.range.hi.isoformat(),
+                "approx_rows": p.approx_rows,
+            }
+            for p in old
+            if p.name in names
+        ],
+        partitions_kept=len(kept),
+        oldest_kept=kept[0].range.lo.isoformat() if kept else None,
+        labels_deleted=None if dry_run else store.delete_feedback_before(bound),
+    )
     return report
 
 

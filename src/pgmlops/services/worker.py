@@ -2,7 +2,10 @@
 
 Each tick claims queued jobs ("retrain", "monitor") one at a time, then, for every watched
 model whose check is due, runs `retrain --if-needed` (the triggers decide) and, when
-`monitoring.schedule_seconds` is set, a stored monitoring run. `stop()` (SIGTERM) lets the
+`monitoring.schedule_seconds` is set, a stored monitoring run. It also keeps the prediction
+log's partitions created ahead (hourly) and runs retention (`gc`: model backups beyond
+`retention.keep`, log partitions older than `retention.predictions_days`) every
+`retention.schedule_seconds`, so nobody has to run `pgmlops gc`. `stop()` (SIGTERM) lets the
 job in hand finish and then exits; a worker killed outright leaves its run and job to be
 marked failed by the next worker or retrain that starts.
 """
@@ -19,6 +22,7 @@ from typing import Any
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.errors import PgmlopsError
 from pgmlops.services.context import Context
+from pgmlops.services.retention import collect_garbage, ensure_log_partitions
 from pgmlops.services.retraining import recover_stale_runs, retrain
 from pgmlops.services.triggers import next_due, schedule_anchor
 from pgmlops.store.jobs import Job, JobStore, worker_identity
@@ -27,6 +31,9 @@ from pgmlops.store.locks import holder_gone
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 KINDS = ("retrain", "monitor")
+# Partitions are made `log_partitions_ahead` (>= 1) periods ahead, so an hourly look is
+# early enough even for daily partitions, and costs one catalog query.
+PARTITION_CHECK = timedelta(hours=1)
 
 
 @dataclass
@@ -37,6 +44,8 @@ class WorkerStats:
     jobs_failed: int = 0
     trigger_checks: int = 0
     monitor_runs: int = 0
+    retention_runs: int = 0
+    partitions_created: int = 0
     recovered_runs: list[int] = field(default_factory=list)
     recovered_jobs: list[int] = field(default_factory=list)
 
@@ -56,6 +65,8 @@ class Worker:
         self._stop = threading.Event()
         self._next_check: dict[str, datetime] = {}
         self._next_monitor: dict[str, datetime] = {}
+        self._next_partitions: datetime | None = None
+        self._next_gc: datetime | None = None
 
     # -- control ---------------------------------------------------------------------------
 
@@ -93,6 +104,8 @@ class Worker:
             if job is None:
                 break
             self.run_job(job)
+        if not self.stopping:
+            self.maintain(now or datetime.now(UTC))
         if not self.stopping:
             self.scheduled(now or datetime.now(UTC))
 
@@ -147,6 +160,42 @@ class Worker:
             "reasons": list(result.reasons),
             "message": "; ".join(result.reasons) or "no degradation",
         }
+
+    # -- upkeep ----------------------------------------------------------------------------
+
+    def maintain(self, now: datetime) -> None:
+        """Partitions ahead when due, then retention when due; a failure is said, not fatal."""
+        if self._next_partitions is None or now >= self._next_partitions:
+            try:
+                created = ensure_log_partitions(self.ctx, now)
+            except PgmlopsError as exc:
+                self.say(f"prediction log partitions not created: {exc}")
+            else:
+                self.stats.partitions_created += len(created)
+                if created:
+                    self.say(f"prediction log partitions created: {', '.join(created)}")
+            self._next_partitions = now + PARTITION_CHECK
+        every = self.ctx.settings.retraining.retention.schedule_seconds
+        if every is not None and (self._next_gc is None or now >= self._next_gc):
+            self._next_gc = now + timedelta(seconds=every)
+            self._retention()
+
+    def _retention(self) -> None:
+        try:
+            report = collect_garbage(self.ctx)
+        except PgmlopsError as exc:
+            self.say(f"retention skipped: {exc}")
+            return
+        self.stats.retention_runs += 1
+        versions = sum(len(m["deleted"]) for m in report["models"])
+        log_part = report.get("predictions") or {}
+        dropped = [p["name"] for p in log_part.get("partitions_dropped", [])]
+        rows = log_part.get("rows_deleted")
+        self.say(
+            f"retention: deleted {versions} version(s), {report['blobs_deleted']} blob(s)"
+            + (f", log partitions {', '.join(dropped)}" if dropped else "")
+            + (f", {rows} log row(s)" if rows else "")
+        )
 
     # -- schedule --------------------------------------------------------------------------
 

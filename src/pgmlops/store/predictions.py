@@ -6,23 +6,31 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
 import orjson
 import psycopg
+from psycopg.errors import CheckViolation
 from psycopg.types.json import Jsonb
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 
+from pgmlops.domain.partitions import Period, TimeRange, period_of
 from pgmlops.domain.records import FeedbackRecord, PredictionRecord
 from pgmlops.errors import NotFoundError, StoreError, ValidationError
 from pgmlops.store.db import Database, first_line
+from pgmlops.store.partitions import PartitionStore
 from pgmlops.store.tables import FeedbackRow, PredictionRow, utcnow
 
 # Ids per IN list: under PostgreSQL's 65,535 bind parameters and SQLite's 32,766.
 _IN_LIST_SIZE = 5_000
+# A row that finds no partition gets one made on demand only for a plausible time: a host
+# whose clock reads 2099 must not leave a partition for 2099 behind.
+_OLDEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
+_FUTURE_PLAUSIBLE = timedelta(days=366)
 
 
 @cache
@@ -60,8 +68,9 @@ def _row(r: PredictionRecord) -> dict[str, Any]:
 class PredictionStore:
     """Writes prediction batches and reads them back for feedback and monitoring."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, partition_period: Period = "month") -> None:
         self.db = db
+        self.partition_period = partition_period
         # PostgreSQL batch writes go through one connection of their own, in autocommit: a
         # batch is one statement and one round trip, with no pool check-out or ping.
         self._raw: Any = None
@@ -85,7 +94,10 @@ class PredictionStore:
         if not records:
             return 0
         if self.db.is_postgres:
-            self._insert_json(records, _insert_json_sql() + " ON CONFLICT (id) DO NOTHING")
+            # The partitioned table's key is (id, created_at); a spilled row keeps both.
+            self._insert_json(
+                records, _insert_json_sql() + " ON CONFLICT (id, created_at) DO NOTHING"
+            )
             return len(records)
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -95,24 +107,53 @@ class PredictionStore:
         return len(records)
 
     def _insert_json(self, records: Sequence[PredictionRecord], statement: str) -> None:
+        """Run the batch statement; a row outside every partition gets its partition made."""
+        self.db.ensure_schema()
+        with self._raw_lock:
+            try:
+                self._execute_json(records, statement)
+            except CheckViolation:
+                # "no partition of relation predictions found for row": the partitions made
+                # ahead do not reach this row (a spill replayed after months, a clock off).
+                # Never lose it: make the partitions its period needs, then try once more.
+                self._cover(records)
+                try:
+                    self._execute_json(records, statement)
+                except CheckViolation as again:
+                    raise ValidationError(
+                        f"prediction log row refused: {first_line(again)} "
+                        "(created_at is not a plausible time for a partition)"
+                    ) from again
+
+    def _execute_json(self, records: Sequence[PredictionRecord], statement: str) -> None:
         # The batch travels as one JSON document that orjson writes in a single C call and
         # PostgreSQL takes apart: COPY's per-value formatting cost the serving process's
         # GIL about four times as much per row. As jsonb, the document is parsed once; with
         # json_to_recordset each row's features were parsed again into the jsonb column.
-        self.db.ensure_schema()
-        with self._raw_lock:
-            try:
-                if self._raw is None:
-                    self._raw = self.db.engine.raw_connection()
-                    self._raw.driver_connection.autocommit = True
-                with self._raw.driver_connection.cursor() as cur:
-                    cur.execute(statement, (Jsonb(records, dumps=orjson.dumps),))
-            except (psycopg.DataError, orjson.JSONEncodeError) as exc:
-                # A value the database (or JSON) cannot hold; the connection is fine.
-                raise ValidationError(f"prediction log row refused: {first_line(exc)}") from exc
-            except (SQLAlchemyError, psycopg.Error, OSError) as exc:
-                self._discard_raw()
-                raise StoreError(f"prediction log write failed: {first_line(exc)}") from exc
+        try:
+            if self._raw is None:
+                self._raw = self.db.engine.raw_connection()
+                self._raw.driver_connection.autocommit = True
+            with self._raw.driver_connection.cursor() as cur:
+                cur.execute(statement, (Jsonb(records, dumps=orjson.dumps),))
+        except CheckViolation:
+            raise  # the connection is fine; the caller decides
+        except (psycopg.DataError, orjson.JSONEncodeError) as exc:
+            # A value the database (or JSON) cannot hold; the connection is fine.
+            raise ValidationError(f"prediction log row refused: {first_line(exc)}") from exc
+        except (SQLAlchemyError, psycopg.Error, OSError) as exc:
+            self._discard_raw()
+            raise StoreError(f"prediction log write failed: {first_line(exc)}") from exc
+
+    def _cover(self, records: Sequence[PredictionRecord]) -> list[TimeRange]:
+        """Partitions for the plausible periods of these records (StoreError if impossible)."""
+        latest = datetime.now(UTC) + _FUTURE_PLAUSIBLE
+        needed = {
+            period_of(r.created_at, self.partition_period)
+            for r in records
+            if _OLDEST_PLAUSIBLE <= _aware(r.created_at) <= latest
+        }
+        return PartitionStore(self.db).cover(needed)
 
     def _discard_raw(self) -> None:
         if self._raw is not None:
@@ -190,6 +231,10 @@ class PredictionStore:
                 FeedbackRecord(str(r.prediction_id), r.label, r.created_at, r.superseded_at)
                 for r in rows
             ]
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
 
 
 def _chunks(items: list[uuid.UUID], size: int = _IN_LIST_SIZE) -> Iterator[list[uuid.UUID]]:

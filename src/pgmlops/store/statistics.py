@@ -34,23 +34,34 @@ _GROWTH_FRACTION = 0.2
 _LOCK_TIMEOUT = "2s"
 
 
+# A partitioned table has no pages of its own (relpages 0, pg_relation_size 0) and
+# autovacuum never analyses it, only its partitions. Its size is the sum of its leaves', and
+# the size its last ANALYZE saw is its reltuples at the leaves' density (rows per page).
+_SIZES = text(
+    "SELECT c.reltuples, c.relpages, c.relkind = 'p', "
+    "coalesce((SELECT sum(pg_relation_size(t.relid)) FROM pg_partition_tree(c.oid) t "
+    "WHERE t.isleaf), 0) / current_setting('block_size')::int, "
+    "(SELECT sum(l.reltuples) / nullif(sum(l.relpages), 0) FROM pg_partition_tree(c.oid) t "
+    "JOIN pg_class l ON l.oid = t.relid WHERE t.isleaf AND l.reltuples > 0) "
+    "FROM pg_class c WHERE c.oid = to_regclass(:name)"
+)
+
+
 def stale_tables(db: Database, tables: Sequence[str]) -> list[str]:
     """The tables among ``tables`` never analysed, or grown well past their analysed size."""
     if not db.is_postgres:
         return []
     # reltuples is -1 until the first ANALYZE (PostgreSQL 14+); relpages is the size in
     # pages the last ANALYZE saw.
-    query = text(
-        "SELECT reltuples, relpages, pg_relation_size(oid) / current_setting('block_size')::int "
-        "FROM pg_class WHERE oid = to_regclass(:name)"
-    )
     stale = []
     with db.engine.connect() as conn:
         for name in tables:
-            row = conn.execute(query, {"name": name}).first()
+            row = conn.execute(_SIZES, {"name": name}).first()
             if row is None:
                 continue
-            reltuples, analysed_pages, pages = row
+            reltuples, analysed_pages, partitioned, pages, density = row
+            if partitioned:
+                analysed_pages = reltuples / float(density) if density else 0
             grown = pages > analysed_pages * (1 + _GROWTH_FRACTION) + _GROWTH_PAGES
             if reltuples < 0 or grown:
                 stale.append(name)

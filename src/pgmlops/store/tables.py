@@ -135,6 +135,13 @@ class AliasEventRow(Base):
 
 
 class PredictionRow(Base):
+    """The prediction log.
+
+    On PostgreSQL the table is range-partitioned on created_at (migration 0002; partitions in
+    store/partitions.py) and its primary key is (id, created_at), since a partitioned table's
+    unique keys must hold the partition key; `id` alone stays unique in practice (UUIDs).
+    """
+
     __tablename__ = "predictions"
     __table_args__ = (Index("ix_predictions_model_time", "model_name", "created_at"),)
 
@@ -154,7 +161,12 @@ class PredictionRow(Base):
 
 class FeedbackRow(Base):
     __tablename__ = "feedback"
-    __table_args__ = (Index("ix_feedback_prediction", "prediction_id", "superseded_at"),)
+    __table_args__ = (
+        # The join to predictions (monitoring, labels for retraining) looks labels up by id.
+        Index("ix_feedback_prediction", "prediction_id", "superseded_at"),
+        # Retention deletes labels by age (`pgmlops gc --predictions-older-than`).
+        Index("ix_feedback_created", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     prediction_id: Mapped[uuid.UUID] = mapped_column(Uuid)
