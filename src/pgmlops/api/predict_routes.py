@@ -208,7 +208,7 @@ def predict_endpoint(model_name: str | None = None) -> Any:
 
 # A plain Starlette route: FastAPI's per-request dependency solving would only hand over the
 # Request, and /predict is the path whose microseconds count. Its OpenAPI entry is written in
-# app._openapi from the served version's feature schema.
+# api/openapi.py from the served version's feature schema.
 router.add_route("/predict", predict_endpoint(), methods=["POST"], include_in_schema=False)
 
 
@@ -254,7 +254,7 @@ def feedback_endpoint(model_name: str) -> Any:
 
 async def unknown_model(request: Request) -> Response:
     """/models/{name}/predict|feedback for a model this server does not serve: 404."""
-    name = request.path_params["name"]
+    name = request.path_params["name"][:128]
     served = ", ".join(request.app.state.holders)
     raise HTTPProblem(404, f"model {name!r} is not served here (served: {served})")
 
@@ -262,7 +262,7 @@ async def unknown_model(request: Request) -> Response:
 def add_model_routes(router: APIRouter, names: list[str]) -> None:
     """One predict and one feedback route per served model, then a 404 for any other name.
 
-    Plain routes like /predict; app._openapi writes each one's typed body.
+    Plain routes like /predict; api/openapi.py writes each one's typed body.
     """
     for name in names:
         router.add_route(
