@@ -505,8 +505,8 @@ class Target:
             self.process.wait(timeout=10)
 
 
-def pgmlops_target(setup: Setup, *, workers: int, logging: bool) -> Target:
-    key = f"pgmlops_{'on' if logging else 'off'}_{workers}w"
+def pgmlops_target(setup: Setup, *, workers: int, logging: bool, prefix: str = "pgmlops") -> Target:
+    key = f"{prefix}_{'on' if logging else 'off'}_{workers}w"
     env = dict(setup.env)
     env["PGMLOPS_SERVING__SPILL_DIR"] = str(setup.workdir / f"spill-{key}")
     if not logging:
@@ -531,6 +531,14 @@ def pgmlops_target(setup: Setup, *, workers: int, logging: bool) -> Target:
         workers=workers,
         logging=logging,
     )
+
+
+def baseline_target(setup: Setup, src: Path, *, workers: int) -> Target:
+    """The logging-on server run from another checkout's code (PYTHONPATH), same everything else."""
+    t = pgmlops_target(setup, workers=workers, logging=True, prefix="baseline")
+    t.label = f"{t.label} -- baseline code from {src}"
+    t.env["PYTHONPATH"] = str(src.resolve())
+    return t
 
 
 def bare_target(setup: Setup, workers: int = 2) -> Target:
@@ -1111,6 +1119,21 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     max(cost, paired) < 0.10,
                 )
             )
+    for w in (1, 2):
+        ours, base = s.get(f"pgmlops_on_{w}w"), s.get(f"baseline_on_{w}w")
+        if ours and base:
+            paired = statistics.median(
+                a / b for a, b in zip(ours["rps_runs"], base["rps_runs"], strict=False)
+            )
+            out.append(
+                (
+                    f"(context) this code vs the baseline code, {w} worker{'s' if w > 1 else ''}",
+                    f"{ours['rps']:,.0f} vs {base['rps']:,.0f} req/s ({paired - 1:+.1%} by "
+                    f"same-round ratios), p99 {ours['p99_ms']:.2f} vs {base['p99_ms']:.2f} ms, "
+                    f"CPU {ours['server_cpu_us']:,.0f} vs {base['server_cpu_us']:,.0f} µs/req",
+                    None,
+                )
+            )
     bare = s.get("bare_2w")
     if on2 and bare:
         out.append(
@@ -1159,6 +1182,12 @@ def main() -> int:
     ap.add_argument("--no-mlflow", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the database and temp dir")
     ap.add_argument("--out", type=Path, default=RESULTS / "serve.md")
+    ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also serve (logging on) from this other checkout's src folder, e.g. main's, in "
+        "the same interleaved rounds: a before/after comparison on one machine, one database",
+    )
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
@@ -1220,6 +1249,8 @@ def main() -> int:
             run_cli(["promote", "--json"], senv, workdir)
             for t in offs:
                 t.env["PGMLOPS_ARTIFACT_ROOT"] = senv["PGMLOPS_ARTIFACT_ROOT"]
+        if args.baseline_src:
+            servers += [baseline_target(setup, args.baseline_src, workers=w) for w in (1, 2)]
         if not args.no_mlflow:
             ml, res["mlflow_version"] = mlflow_target(setup)
             servers.append(ml)

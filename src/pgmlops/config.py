@@ -59,6 +59,16 @@ class ServingConfig(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # Several models in one server: the first answers /predict, each has /models/{name}/...
+    # Empty: the one model of `model_name`.
+    models: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="models one server serves (the first is the default for /predict)",
+    )
+    all_models: bool = Field(
+        False, description="serve every registered model that has a production version"
+    )
     workers: int = Field(1, ge=1, le=64)
     max_batch: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
@@ -111,6 +121,17 @@ class ServingConfig(_Section):
     # (`retraining.retention.predictions_days`) drops whole periods.
     log_partition_period: Literal["month", "day"] = "month"
     log_partitions_ahead: int = Field(2, ge=1, le=366)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.fullmatch(MODEL_NAME_PATTERN, name):
+                raise ValueError(f"{name!r} is not a model name")
+        twice = sorted({n for n in v if v.count(n) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]!r} is listed twice")
+        return v
 
 
 class MonitoringConfig(_Section):

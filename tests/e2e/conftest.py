@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from pgmlops.services.commands import promote_command, train_command
@@ -35,5 +37,54 @@ def trained(ctx, small_churn_csv: Path) -> dict:
 @pytest.fixture
 def server(ctx, trained, tmp_path: Path) -> Iterator[Server]:
     running = start_server(ctx.settings, tmp_path)
+    yield running
+    stop_server(running)
+
+
+def price_record() -> dict:
+    """A record for the `prices` model."""
+    return {"area": 80.0, "rooms": 3.0, "district": "north"}
+
+
+def train_and_promote(ctx, csv: Path, target: str, name: str, **overrides) -> int:
+    kw = {"data": str(csv), "target": target, "model_name": name, "actor": "t"}
+    version = train_command(ctx, **kw, overrides=overrides or None)["version"]
+    promote_command(ctx, model_name=name, version=version, force=True, reason="test", actor="t")
+    return version
+
+
+@pytest.fixture(scope="session")
+def prices_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A regression data set whose columns share nothing with churn's."""
+    rng = np.random.default_rng(4)
+    n = 800
+    frame = pd.DataFrame(
+        {
+            "area": rng.uniform(30, 200, n).round(1),
+            "rooms": rng.integers(1, 7, n).astype(float),
+            "district": rng.choice(["north", "south", "east"], n),
+        }
+    )
+    frame["price"] = (
+        frame["area"] * 3.0 + frame["rooms"] * 10 + (frame["district"] == "north") * 50
+    ) + rng.normal(0, 5, n)
+    path = tmp_path_factory.mktemp("prices") / "prices.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def two_models(ctx, small_churn_csv: Path, prices_csv: Path) -> None:
+    """`churn` (binary) and `prices` (regression, other columns), v1 of each in production."""
+    train_and_promote(ctx, small_churn_csv, "Exited", "churn", params={"max_iter": 40})
+    train_and_promote(ctx, prices_csv, "price", "prices")
+
+
+@pytest.fixture
+def multi(ctx, two_models, tmp_path: Path) -> Iterator[Server]:
+    """One server process serving both, `churn` the default."""
+    running = start_server(
+        ctx.settings, tmp_path, args=("--model-name", "churn", "--model-name", "prices")
+    )
     yield running
     stop_server(running)

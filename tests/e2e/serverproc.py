@@ -54,7 +54,9 @@ def server_env(settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(settings, tmp_path: Path, *, workers: int = 1, **extra: str) -> Server:
+def start_server(
+    settings, tmp_path: Path, *, workers: int = 1, args: tuple[str, ...] = (), **extra: str
+) -> Server:
     port = free_port()
     env = server_env(settings, **extra)
     log = tmp_path / f"server-{port}.log"
@@ -67,6 +69,7 @@ def start_server(settings, tmp_path: Path, *, workers: int = 1, **extra: str) ->
         str(port),
         "--workers",
         str(workers),
+        *args,
     ]
     process = subprocess.Popen(
         cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True

@@ -121,6 +121,8 @@ def test_the_page_predicts_from_the_form_and_shows_the_card(
 
     # The headline names the served model and version; the form IS the feature schema.
     expect(page.locator("#headline")).to_contain_text("churn v1")
+    # One model served: no model picker.
+    expect(page.locator("#pick")).to_be_hidden()
     for feature in card["feature_schema"]["features"]:
         tag = "select" if feature["kind"] == "categorical" else "input"
         expect(page.locator(f"{tag}#f_{feature['name']}")).to_be_visible()
@@ -175,6 +177,39 @@ def test_the_page_predicts_from_the_form_and_shows_the_card(
         f"Prediction: {response.json()['prediction']}"
     )
     expect(result).to_contain_text(response.json()["prediction_id"])
+
+
+def test_the_model_picker_switches_the_form_and_predicts_with_the_chosen_model(
+    multi, page: Page
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{multi.url}/")
+    expect(page.locator("#headline")).to_contain_text("churn v1")
+    expect(page.locator("#pick")).to_be_visible()
+    options = page.eval_on_selector_all("#picker option", "os => os.map(o => o.value)")
+    assert options == ["churn", "prices"]
+
+    page.select_option("#picker", "prices")
+    expect(page.locator("#headline")).to_contain_text("prices v1")
+    expect(page.locator("input#f_area")).to_be_visible()
+    expect(page.locator("#f_Age")).to_have_count(0)
+    expect(page.locator("#card table")).to_contain_text("regression")
+    page.fill("#f_area", "120")
+    sent, response = _submit(page)
+    assert response.url.endswith("/models/prices/predict"), response.url
+    assert response.status == 200, response.text()
+    assert sent["area"] == 120 and set(sent) == {"area", "rooms", "district"}
+    answer = response.json()
+    assert answer["model"] == "prices"
+    expect(page.locator("#result")).to_contain_text(answer["prediction_id"])
+
+    # Back to the default model: the form and /predict are churn's again.
+    page.select_option("#picker", "churn")
+    expect(page.locator("#headline")).to_contain_text("churn v1")
+    sent, response = _submit(page)
+    assert response.url.endswith("/predict") and "/models/" not in response.url
+    assert response.status == 200 and response.json()["model"] == "churn"
 
 
 def test_errors_are_shown_in_the_page_and_it_keeps_working(server, page: Page) -> None:

@@ -42,8 +42,10 @@ def _actor(request: Request) -> str:
     return f"api@{client}"
 
 
-def serving_info(request: Request) -> dict[str, Any]:
-    holder = request.app.state.holder
+def serving_info(request: Request, name: str | None = None) -> dict[str, Any]:
+    """What one served model (the default one without a name) is serving now."""
+    state = request.app.state
+    holder = state.holders[name] if name is not None else state.holder
     model = holder.current
     return {
         "model": holder.model_name,
@@ -80,22 +82,32 @@ def anonymous_models(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _holder_of(request: Request, name: str | None) -> Any:
+    """The holder of a served model (the default one for None or a model not served here)."""
+    state = request.app.state
+    return state.holders.get(name, state.holder) if name else state.holder
+
+
 @router.get("/health", summary="Liveness, with the loaded version, database and log queue")
 async def health(request: Request) -> Response:
     state = request.app.state
     db_ok = await run_in_threadpool(state.ctx.db.ping)
-    model = serving_info(request)
+    served = [serving_info(request, name) for name in state.holders]
+    model = served[0]
     log_stats = state.writer.stats()
     # Each reason is a fact of now (not a sticky last error), so recovery clears it.
     reasons = [] if db_ok else ["database unreachable"]
-    if model["version"] is None or model["error"]:
-        reasons.append(model["error"] or "no production model loaded")
+    for info in served:
+        if info["version"] is None or info["error"]:
+            reason = info["error"] or "no production model loaded"
+            reasons.append(f"{info['model']}: {reason}" if len(served) > 1 else reason)
     reasons.extend(log_stats["reasons"])
     database: dict[str, Any] = {"reachable": db_ok}
     if sees_details(request):
         database["url"] = state.ctx.db.describe()
     else:
-        model["error"] = _public(model["error"])
+        for info in served:
+            info["error"] = _public(info["error"])
         reasons = _public(reasons)
         log_stats = {k: _public(v) for k, v in log_stats.items()}
     return json_response(
@@ -106,6 +118,8 @@ async def health(request: Request) -> Response:
             # Each worker keeps its own model, log queue and counters: say which one answered.
             "worker_pid": os.getpid(),
             "model": model,
+            # Every served model, the default (the one /predict answers with) first.
+            "models": served,
             "database": database,
             "prediction_log": log_stats,
             "alias_watch": "listen/notify" if state.watcher.listening else "polling",
@@ -113,16 +127,26 @@ async def health(request: Request) -> Response:
     )
 
 
-@router.get("/ready", summary="200 once a production model is loaded, 503 with a reason before")
+@router.get("/ready", summary="200 once every served model is loaded, 503 with a reason before")
 async def ready(request: Request) -> Response:
+    holders = request.app.state.holders
+    for holder in holders.values():
+        if holder.current is None:
+            reason = holder.last_error or "no production model loaded yet"
+            if len(holders) > 1:
+                reason = f"{holder.model_name}: {reason}"
+            if not sees_details(request):
+                reason = public_text(reason)
+            return json_response(503, {"ready": False, "reason": reason})
     holder = request.app.state.holder
-    if holder.current is None:
-        reason = holder.last_error or "no production model loaded yet"
-        if not sees_details(request):
-            reason = public_text(reason)
-        return json_response(503, {"ready": False, "reason": reason})
     return json_response(
-        200, {"ready": True, "model": holder.model_name, "version": holder.current.version}
+        200,
+        {
+            "ready": True,
+            "model": holder.model_name,
+            "version": holder.current.version,
+            "models": {name: h.current.version for name, h in holders.items()},
+        },
     )
 
 
@@ -135,15 +159,18 @@ async def metrics(request: Request) -> Response:
 @router.get("/models", summary="Registered versions, aliases, metrics and production history")
 async def models(request: Request, model_name: str | None = None) -> Response:
     client = get_client(request)
+    holders = request.app.state.holders
     name = model_name or request.app.state.holder.model_name
 
     def describe() -> dict[str, Any]:
         return {"models": [model_detail(name, client.versions(name), client.history(name))]}
 
     result = await run_in_threadpool(describe)
-    result["serving"] = serving_info(request)
-    model = request.app.state.holder.current
-    if model is not None and model.name == name:
+    result["serving"] = serving_info(request, name if name in holders else None)
+    # The web page offers a picker over these; the first answers /predict.
+    result["served"] = list(holders)
+    model = holders[name].current if name in holders else None
+    if model is not None:
         result["card"] = model.card.model_dump(mode="json")
     if not sees_details(request):
         result = anonymous_models(result)
@@ -152,10 +179,14 @@ async def models(request: Request, model_name: str | None = None) -> Response:
 
 @admin.post("/reload", summary="Reload the production version now")
 async def reload(request: Request) -> Response:
-    holder = request.app.state.holder
-    await run_in_threadpool(holder.refresh, force=True)
+    holders = request.app.state.holders
+    for holder in holders.values():
+        await run_in_threadpool(holder.refresh, force=True)
     info = serving_info(request)
-    return json_response(200 if not info["error"] else 409, info)
+    if len(holders) > 1:
+        info["models"] = [serving_info(request, name) for name in holders]
+    failed = any(serving_info(request, name)["error"] for name in holders)
+    return json_response(409 if failed else 200, info)
 
 
 @admin.post("/promote", summary="Promote a version if the gates approve (or force with a reason)")
@@ -169,7 +200,7 @@ async def promote(request: Request, body: PromoteBody) -> Response:
         actor=_actor(request),
     )
     result = promotion_summary(promoted)
-    await run_in_threadpool(request.app.state.holder.refresh)
+    await run_in_threadpool(_holder_of(request, body.model_name).refresh)
     return json_response(200, result)
 
 
@@ -183,5 +214,5 @@ async def rollback(request: Request, body: RollbackBody | None = None) -> Respon
         actor=_actor(request),
     )
     result = rollback_summary(event)
-    await run_in_threadpool(request.app.state.holder.refresh)
+    await run_in_threadpool(_holder_of(request, body.model_name).refresh)
     return json_response(200, result)

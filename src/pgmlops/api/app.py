@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
+from fastapi import APIRouter, FastAPI
 
 from pgmlops import __version__
 from pgmlops.api import (
@@ -27,13 +26,14 @@ from pgmlops.api.observability import (
     build_metrics,
     configure_logging,
 )
+from pgmlops.api.openapi import build_openapi
 from pgmlops.config import Settings, get_settings
 from pgmlops.errors import PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.prediction_log import PredictionLogWriter
 from pgmlops.services.reload_watch import AliasWatcher
 from pgmlops.services.retention import ensure_log_partitions
-from pgmlops.services.serving import ModelHolder
+from pgmlops.services.serving import ModelHolder, served_model_names
 from pgmlops.store.predictions import PredictionStore
 
 log = logging.getLogger(__name__)
@@ -58,19 +58,24 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     except PgmlopsError as exc:
         # Serve anyway: the writer makes a missing partition when a row needs it.
         log.warning("prediction log partitions not created at start-up: %s", exc)
-    holder = ModelHolder(ctx, settings.model_name)
+    # The default model (first) answers /predict; each has /models/{name}/predict too.
+    holders = {name: ModelHolder(ctx, name) for name in served_model_names(ctx)}
     serving = settings.serving
 
-    def reloaded(result: str, version: int) -> None:
-        metrics.reloads.labels(result).inc()
-        if result == "ok":
-            engine = holder.current.engine.name if holder.current else "none"
-            metrics.show_model(settings.model_name, version, engine)
-            # The request schema follows the served version: rebuild OpenAPI lazily.
-            app.openapi_schema = None
-            refreeze()
+    def on_reload(holder: ModelHolder) -> Any:
+        def reloaded(result: str, version: int) -> None:
+            metrics.reloads.labels(holder.model_name, result).inc()
+            if result == "ok":
+                engine = holder.current.engine.name if holder.current else "none"
+                metrics.show_model(holder.model_name, version, engine)
+                # The request schema follows the served version: rebuild OpenAPI lazily.
+                app.openapi_schema = None
+                refreeze()
 
-    holder.on_reload.append(reloaded)
+        return reloaded
+
+    for holder in holders.values():
+        holder.on_reload.append(on_reload(holder))
     writer = PredictionLogWriter(
         PredictionStore(ctx.db, partition_period=serving.log_partition_period),
         serving.spill_dir,
@@ -82,9 +87,10 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
         on_count=metrics.count_log_event,
     )
     app.state.ctx = ctx
-    app.state.holder = holder
+    app.state.holders = holders
+    app.state.holder = next(iter(holders.values()))
     app.state.writer = writer
-    app.state.watcher = AliasWatcher(holder, ctx.db, serving.reload_poll_seconds)
+    app.state.watcher = AliasWatcher(list(holders.values()), ctx.db, serving.reload_poll_seconds)
     key = settings.predict_api_key
     app.state.predict_key = key.get_secret_value() if key else None
 
@@ -92,10 +98,11 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state = app.state
-    state.holder.refresh()
+    for holder in state.holders.values():
+        holder.refresh()
     state.writer.start()
     state.watcher.start()
-    if state.holder.current is None:
+    if any(holder.current is None for holder in state.holders.values()):
         refreeze()  # a loaded version has been frozen by the reload callback already
     # Background threads (log writer, alias watcher) hold the GIL in stretches; the default
     # 5 ms switch interval would let one stall the event loop for that long, a p99 outlier.
@@ -104,9 +111,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # collecting the young generation every 700 allocations cost ~25 µs per /predict.
     gc.set_threshold(10_000, 10, 10)
     log.info(
-        "pgmlops %s serving model %r from %s",
+        "pgmlops %s serving model%s %s from %s",
         __version__,
-        state.holder.model_name,
+        "s" if len(state.holders) > 1 else "",
+        ", ".join(map(repr, state.holders)),
         state.ctx.db.describe(),
     )
     try:
@@ -115,78 +123,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.watcher.stop()
         state.writer.stop()
         state.ctx.close()
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """OpenAPI whose /predict body is the served version's feature schema."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(
-        title=app.title, version=app.version, routes=app.routes, description=app.description
-    )
-    model = app.state.holder.current
-    max_batch = app.state.ctx.settings.serving.max_batch
-    if model is not None:
-        record = model.record.model_json_schema(ref_template="#/components/schemas/{model}")
-        defs = record.pop("$defs", {})
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(defs)
-        components["Record"] = record
-        ref = {"$ref": "#/components/schemas/Record"}
-        body_schema = {
-            "anyOf": [ref, {"type": "array", "items": ref, "minItems": 1, "maxItems": max_batch}]
-        }
-    else:
-        anything = {"type": "object"}
-        body_schema = {"anyOf": [anything, {"type": "array", "items": anything}]}
-    problem = {"content": {"application/json": {"schema": {"type": "object"}}}}
-    predict_op = {
-        "summary": "Predict one record or a list of records with the production model",
-        "operationId": "predict_predict_post",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
-        "responses": {
-            "200": {"description": "A prediction per record", **problem},
-            "401": {"description": "Missing or wrong predict key", **problem},
-            "413": {
-                "description": "Body over the size limit, or over max_batch records",
-                **problem,
-            },
-            "415": {"description": "Content-Type is not application/json", **problem},
-            "422": {"description": "A record does not fit the feature schema", **problem},
-            "503": {"description": "No production model is loaded", **problem},
-        },
-    }
-    # The route is a plain Starlette one; put it first, where users look for it.
-    schema["paths"] = {"/predict": {"post": predict_op}, **schema["paths"]}
-    fb = schema["paths"]["/feedback"]["post"]
-    item = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["prediction_id", "label"],
-        "properties": {
-            "prediction_id": {"type": "string", "format": "uuid"},
-            "label": {"anyOf": [{"type": "string"}, {"type": "number"}]},
-        },
-    }
-    fb["requestBody"] = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "anyOf": [
-                        item,
-                        {"type": "array", "items": item, "minItems": 1, "maxItems": max_batch},
-                    ]
-                }
-            }
-        },
-    }
-    fb.setdefault("responses", {})["413"] = {
-        "description": "Body over the size limit, or over max_batch items",
-        **problem,
-    }
-    app.openapi_schema = schema
-    return schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -209,16 +145,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _wire(app, settings, metrics)
     errors.install(app)
     app.include_router(predict_routes.router)
+    if len(app.state.holders) > 1:
+        per_model = APIRouter()
+        predict_routes.add_model_routes(per_model, list(app.state.holders))
+        app.include_router(per_model)
     app.include_router(admin_routes.router)
     app.include_router(admin_routes.admin)
     app.include_router(monitoring_routes.router)
     app.include_router(retrain_routes.router)
     app.include_router(page.router)
 
-    def version_label() -> str:
-        current = app.state.holder.current
+    holders = app.state.holders
+
+    def version_label(model: str) -> str:
+        current = holders[model].current
         return str(current.version) if current else "none"
 
-    app.add_middleware(RequestContextMiddleware, metrics=metrics, version_of=version_label)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, models=list(holders), version_of=version_label
+    )
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -94,18 +94,19 @@ class Metrics:
 
     _children: dict[tuple[str, int, str], Any] = field(default_factory=dict)
     _log_children: dict[str, Any] = field(default_factory=dict)
-    _model_labels: tuple[str, str, str] | None = None
+    _model_labels: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     def show_model(self, model: str, version: int, engine: str) -> None:
-        """pgmlops_model_info is 1 for the served version; the one it replaced drops to 0.
+        """pgmlops_model_info is 1 for each model's served version; the one it replaced drops to 0.
 
         Set to 0 rather than removed: multi-process mode cannot remove a labelled series.
         """
         labels = (model, str(version), engine)
-        if self._model_labels and self._model_labels != labels:
-            self.model_info.labels(*self._model_labels).set(0)
+        before = self._model_labels.get(model)
+        if before and before != labels:
+            self.model_info.labels(*before).set(0)
         self.model_info.labels(*labels).set(1)
-        self._model_labels = labels
+        self._model_labels[model] = labels
 
     def count_prediction(self, model: str, version: int, label: str, n: int) -> None:
         """Predictions by class; the labelled child is looked up once, then cached."""
@@ -141,13 +142,13 @@ def build_metrics() -> Metrics:
         requests=Counter(
             "pgmlops_http_requests_total",
             "HTTP requests",
-            ["route", "status", "version"],
+            ["route", "status", "model", "version"],
             registry=registry,
         ),
         latency=Histogram(
             "pgmlops_http_request_seconds",
             "HTTP request latency",
-            ["route", "version"],
+            ["route", "model", "version"],
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         ),
@@ -158,7 +159,10 @@ def build_metrics() -> Metrics:
             registry=registry,
         ),
         reloads=Counter(
-            "pgmlops_model_reloads_total", "Model reload attempts", ["result"], registry=registry
+            "pgmlops_model_reloads_total",
+            "Model reload attempts",
+            ["model", "result"],
+            registry=registry,
         ),
         log_records=Counter(
             "pgmlops_prediction_log_records_total",
@@ -182,22 +186,33 @@ def build_metrics() -> Metrics:
 
 
 class RequestContextMiddleware:
-    """Pure ASGI middleware: request id in and out, latency and status per route and version."""
+    """Pure ASGI middleware: request id in and out, latency and status per route and model.
 
-    def __init__(self, app: Any, metrics: Metrics, version_of: Any) -> None:
+    `models` are the served models, the default first; `version_of(model)` its served version.
+    Routes of a served model are labelled by their template and the model; any other unknown
+    path is "other", so clients cannot grow the label sets.
+    """
+
+    def __init__(self, app: Any, metrics: Metrics, models: list[str], version_of: Any) -> None:
         self.app = app
         self.metrics = metrics
+        self.default_model = models[0]
         self.version_of = version_of
+        self._model_routes = {
+            f"/models/{name}/{action}": (f"/models/{{name}}/{action}", name)
+            for name in models
+            for action in ("predict", "feedback")
+        }
         # labels() takes a lock and builds a key on every call; the children never change.
-        self._children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, int, str, str], tuple[Any, Any]] = {}
 
-    def _observe(self, route: str, status: int, version: str, seconds: float) -> None:
-        key = (route, status, version)
+    def _observe(self, route: str, status: int, model: str, version: str, seconds: float) -> None:
+        key = (route, status, model, version)
         children = self._children.get(key)
         if children is None:
             children = (
-                self.metrics.requests.labels(route, str(status), version),
-                self.metrics.latency.labels(route, version),
+                self.metrics.requests.labels(route, str(status), model, version),
+                self.metrics.latency.labels(route, model, version),
             )
             self._children[key] = children
         children[0].inc()
@@ -229,6 +244,11 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             path = scope["path"]
-            route = path if path in KNOWN_ROUTES else "other"
-            self._observe(route, status, self.version_of(), time.perf_counter() - started)
+            if path in KNOWN_ROUTES:
+                route, model = path, self.default_model
+            else:
+                route, model = self._model_routes.get(path, ("other", self.default_model))
+            self._observe(
+                route, status, model, self.version_of(model), time.perf_counter() - started
+            )
             request_id_var.reset(token)

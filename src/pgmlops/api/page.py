@@ -14,6 +14,8 @@ _PAGE = """<!doctype html>
 body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
 header{background:#1d2330;color:#fff;padding:12px 24px;display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline}
 header h1{font-size:20px;margin:0} header span{opacity:.8}
+#pick{display:flex;gap:6px;align-items:baseline;margin:0;color:#fff} #pick[hidden]{display:none}
+#picker{width:auto;padding:2px 4px}
 main{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,340px),1fr));gap:20px;padding:20px;
 max-width:1200px;margin:0 auto}
 section{background:#fff;border-radius:8px;padding:16px 20px;box-shadow:0 1px 3px #0002;min-width:0}
@@ -34,7 +36,8 @@ th{white-space:nowrap}
 .ok{color:#137333}.bad{color:#b3261e}
 </style></head>
 <body>
-<header><h1>pgmlops</h1><span id="headline">loading…</span></header>
+<header><h1>pgmlops</h1><span id="headline">loading…</span>
+<label id="pick" hidden>model <select id="picker"></select></label></header>
 <main>
 <section><h2>Predict</h2><form id="form" novalidate></form><div id="result" role="status"></div></section>
 <section><h2>Model card</h2><div id="card" class="table"></div>
@@ -54,6 +57,24 @@ const when = (iso) => iso ? iso.slice(0, 19).replace("T", " ") + " UTC" : "-";
 // The version (and schema) the form was built for; a prediction from another version means
 // production moved while the page was open.
 let shown = null;
+// The models this server serves (the first answers /predict) and the one the page shows.
+let served = [];
+let current = null;
+const predictPath = () => current && current !== served[0] ?
+  `models/${encodeURIComponent(current)}/predict` : "predict";
+
+function showPicker() {
+  if (served.length < 2 || !$("pick").hidden) return;
+  $("picker").innerHTML = served.map(n => `<option value="${esc(n)}">${esc(n)}</option>`).join("");
+  $("picker").value = current;
+  $("pick").hidden = false;
+  $("picker").onchange = () => {
+    current = $("picker").value;
+    shown = null;
+    $("result").style.display = "none";
+    refresh(false);
+  };
+}
 
 async function getJSON(url, options) {
   let resp;
@@ -138,7 +159,7 @@ async function predict(schema) {
   button.disabled = true;
   button.textContent = "Predicting…";
   try {
-    const {ok, body} = await getJSON("predict", {method: "POST",
+    const {ok, body} = await getJSON(predictPath(), {method: "POST",
       headers: {"Content-Type": "application/json"}, body: JSON.stringify(record)});
     if (!ok) {
       const error = body.error || body.reason || "the server refused the request";
@@ -231,7 +252,13 @@ async function showMonitoring() {
 // Load (or reload) the served version: headline, card, history and, when the version changed,
 // the form (keeping the values of fields that still exist).
 async function refresh(keepValues) {
-  const {ok, body} = await getJSON("models");
+  const {ok, body} = await getJSON(current ? `models?model_name=${encodeURIComponent(current)}` :
+    "models");
+  if (ok && body.served) {
+    served = body.served;
+    current = current || served[0];
+    showPicker();
+  }
   if (!ok || !body.card) {
     $("headline").textContent = body.error || (body.serving && body.serving.error) || "no production model";
     return;

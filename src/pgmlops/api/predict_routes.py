@@ -166,54 +166,57 @@ def count_predictions(metrics: Any, model: LoadedModel, items: list[dict[str, An
         metrics.count_prediction(model.name, model.version, label, n)
 
 
-async def predict(request: Request) -> Response:
-    """Predict one record or a list of records with the production model."""
-    started = time.perf_counter()
-    state = request.app.state
-    serving = state.ctx.settings.serving
-    if state.predict_key:
-        check_key(request, state.predict_key, "/predict", "PGMLOPS_PREDICT_API_KEY")
-    body = await read_body(request, serving.max_body_bytes)
-    model = state.holder.current
-    if model is None:
-        raise HTTPProblem(503, state.holder.last_error or "no production model is loaded")
-    rows, many = _validate_body(model, body, serving.max_batch)
-    # The id the response carries (the client's X-Request-Id, cut to 64 characters, or ours).
-    rid = request_id_var.get()
-    if len(rows) > _THREADPOOL_ROWS:
-        items, records = await run_in_threadpool(
-            predict_records, model, rows, serving, request_id=rid, started=started
-        )
-    else:
-        items, records = predict_records(model, rows, serving, request_id=rid, started=started)
-    if serving.log_predictions:
-        if state.writer.acknowledged:
-            await _logged(state.writer, records)
+def predict_endpoint(model_name: str | None = None) -> Any:
+    """The /predict handler for the default model (None) or for one served model by name."""
+
+    async def predict(request: Request) -> Response:
+        """Predict one record or a list of records with the production model."""
+        started = time.perf_counter()
+        state = request.app.state
+        serving = state.ctx.settings.serving
+        if state.predict_key:
+            check_key(request, state.predict_key, "/predict", "PGMLOPS_PREDICT_API_KEY")
+        body = await read_body(request, serving.max_body_bytes)
+        holder = state.holder if model_name is None else state.holders[model_name]
+        model = holder.current
+        if model is None:
+            raise HTTPProblem(503, holder.last_error or "no production model is loaded")
+        rows, many = _validate_body(model, body, serving.max_batch)
+        # The id the response carries (the client's X-Request-Id, cut to 64 characters, or ours).
+        rid = request_id_var.get()
+        if len(rows) > _THREADPOOL_ROWS:
+            items, records = await run_in_threadpool(
+                predict_records, model, rows, serving, request_id=rid, started=started
+            )
         else:
-            state.writer.submit(records)
-    count_predictions(state.metrics, model, items)
-    answer = (
-        {"model": model.name, "version": model.version, "predictions": items} if many else items[0]
-    )
-    return Response(orjson.dumps(answer), media_type="application/json")
+            items, records = predict_records(model, rows, serving, request_id=rid, started=started)
+        if serving.log_predictions:
+            if state.writer.acknowledged:
+                await _logged(state.writer, records)
+            else:
+                state.writer.submit(records)
+        count_predictions(state.metrics, model, items)
+        answer = (
+            {"model": model.name, "version": model.version, "predictions": items}
+            if many
+            else items[0]
+        )
+        return Response(orjson.dumps(answer), media_type="application/json")
+
+    return predict
 
 
 # A plain Starlette route: FastAPI's per-request dependency solving would only hand over the
 # Request, and /predict is the path whose microseconds count. Its OpenAPI entry is written in
-# app._openapi from the served version's feature schema.
-router.add_route("/predict", predict, methods=["POST"], include_in_schema=False)
+# api/openapi.py from the served version's feature schema.
+router.add_route("/predict", predict_endpoint(), methods=["POST"], include_in_schema=False)
 
 
-@router.post("/feedback", summary="Record true labels for earlier predictions")
-async def feedback(request: Request) -> Response:
-    state = request.app.state
-    serving = state.ctx.settings.serving
-    payload = await read_json(request, serving.max_body_bytes)
+def _feedback_pairs(payload: Any, max_batch: int) -> list[tuple[Any, Any]]:
+    """(prediction_id, label) pairs from a feedback body, or the reason it is refused."""
     items = payload if isinstance(payload, list) else [payload]
-    if len(items) > serving.max_batch:
-        raise HTTPProblem(
-            413, f"{len(items)} items exceed the maximum batch of {serving.max_batch}"
-        )
+    if len(items) > max_batch:
+        raise HTTPProblem(413, f"{len(items)} items exceed the maximum batch of {max_batch}")
     pairs = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or "prediction_id" not in item or "label" not in item:
@@ -222,7 +225,64 @@ async def feedback(request: Request) -> Response:
         if extra:
             raise ValidationError(f"item {i}: unexpected field(s) {sorted(extra)}")
         pairs.append((item["prediction_id"], item["label"]))
+    return pairs
+
+
+async def _feedback(request: Request, model_name: str | None) -> Response:
+    state = request.app.state
+    serving = state.ctx.settings.serving
+    payload = await read_json(request, serving.max_body_bytes)
+    pairs = _feedback_pairs(payload, serving.max_batch)
     result = await run_in_threadpool(
-        record_feedback, get_ctx(request), pairs, flush=lambda: state.writer.flush(5.0)
+        record_feedback,
+        get_ctx(request),
+        pairs,
+        flush=lambda: state.writer.flush(5.0),
+        model_name=model_name,
     )
     return Response(orjson.dumps(result), media_type="application/json")
+
+
+def feedback_endpoint(model_name: str) -> Any:
+    """POST /models/{name}/feedback: labels for predictions of that model only."""
+
+    async def feedback(request: Request) -> Response:
+        return await _feedback(request, model_name)
+
+    return feedback
+
+
+async def unknown_model(request: Request) -> Response:
+    """/models/{name}/predict|feedback for a model this server does not serve: 404."""
+    name = request.path_params["name"][:128]
+    served = ", ".join(request.app.state.holders)
+    raise HTTPProblem(404, f"model {name!r} is not served here (served: {served})")
+
+
+def add_model_routes(router: APIRouter, names: list[str]) -> None:
+    """One predict and one feedback route per served model, then a 404 for any other name.
+
+    Plain routes like /predict; api/openapi.py writes each one's typed body.
+    """
+    for name in names:
+        router.add_route(
+            f"/models/{name}/predict",
+            predict_endpoint(name),
+            methods=["POST"],
+            include_in_schema=False,
+        )
+        router.add_route(
+            f"/models/{name}/feedback",
+            feedback_endpoint(name),
+            methods=["POST"],
+            include_in_schema=False,
+        )
+    for action in ("predict", "feedback"):
+        router.add_route(
+            f"/models/{{name}}/{action}", unknown_model, methods=["POST"], include_in_schema=False
+        )
+
+
+@router.post("/feedback", summary="Record true labels for earlier predictions")
+async def feedback(request: Request) -> Response:
+    return await _feedback(request, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import tempfile
@@ -27,14 +28,27 @@ def run_server(
     model_name: str | None = None,
     config_file: str | None = None,
     demo: bool = False,
+    model_names: list[str] | None = None,
 ) -> None:
-    """Serve `create_app` in `workers` processes; settings reach them through the environment."""
+    """Serve `create_app` in `workers` processes; settings reach them through the environment.
+
+    `model_names` (several models in one server, the default first) are already resolved and
+    checked (services.serving.served_model_names), so workers need not list the registry.
+    """
     import uvicorn
 
     if config_file:
         os.environ["PGMLOPS_CONFIG"] = str(config_file)
     if model_name:
         os.environ["PGMLOPS_MODEL_NAME"] = model_name
+    if model_names and len(model_names) > 1:
+        os.environ["PGMLOPS_MODEL_NAME"] = model_names[0]
+        os.environ["PGMLOPS_SERVING__MODELS"] = json.dumps(model_names)
+        os.environ["PGMLOPS_SERVING__ALL_MODELS"] = "false"
+    elif model_names:
+        os.environ["PGMLOPS_MODEL_NAME"] = model_names[0]
+        os.environ["PGMLOPS_SERVING__MODELS"] = "[]"
+        os.environ["PGMLOPS_SERVING__ALL_MODELS"] = "false"
     if demo and settings.api_key is None and not os.environ.get("PGMLOPS_API_KEY"):
         os.environ["PGMLOPS_API_KEY"] = secrets.token_urlsafe(24)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pgmlops import errors
-from pgmlops.cli.options import ConfigOpt, ModelOpt, actor, handled, open_context
+from pgmlops.cli.options import ConfigOpt, actor, handled, open_context
 
 
 @handled
@@ -46,12 +46,26 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
-    model_name: ModelOpt = None,
+    model_names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model-name",
+            "-m",
+            help="Model to serve; repeat to serve several (the first answers /predict).",
+        ),
+    ] = None,
+    all_models: Annotated[
+        bool,
+        typer.Option(
+            "--all-models", help="Serve every registered model that has a production version."
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Serve the production version over HTTP (also: uvicorn pgmlops.api:app)."""
     from pgmlops.api.server import run_server
     from pgmlops.config import load_settings
+    from pgmlops.services.serving import served_model_names
 
     settings = load_settings(config)
     s = settings.serving
@@ -60,15 +74,18 @@ def serve(
     if workers is not None and not 1 <= workers <= 64:
         raise errors.ConfigError(f"--workers {workers} must be between 1 and 64")
     check = open_context(config)  # fail early on a bad database URL or an old schema
-    check.db.ensure_schema()
-    check.close()
+    try:
+        check.db.ensure_schema()
+        names = served_model_names(check, model_names or None, all_models=all_models or None)
+    finally:
+        check.close()
     run_server(
         settings,
         host=host or s.host,
         port=port or s.port,
         workers=workers or s.workers,
-        model_name=model_name,
         config_file=str(config) if config else None,
+        model_names=names if (model_names or all_models or len(names) > 1) else None,
     )
 
 

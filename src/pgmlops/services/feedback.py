@@ -41,8 +41,12 @@ def record_feedback(
     items: Sequence[tuple[str, Any]],
     *,
     flush: Callable[[], object] | None = None,
+    model_name: str | None = None,
 ) -> dict[str, Any]:
-    """Store (prediction_id, label) pairs; every id must exist and every label fit its model."""
+    """Store (prediction_id, label) pairs; every id must exist and every label fit its model.
+
+    With `model_name`, every id must also be a prediction of that model.
+    """
     if not items:
         raise ValidationError("no feedback given: send {prediction_id, label} or a list of them")
     ids: list[str] = []
@@ -67,6 +71,10 @@ def record_feedback(
     labels: list[tuple[str, str]] = []
     for i, (pid, label) in enumerate(zip(ids, (lab for _, lab in items), strict=True)):
         key = known[pid]
+        if model_name is not None and key[0] != model_name:
+            raise ValidationError(
+                f"item {i}: prediction {pid} was made by model {key[0]!r}, not {model_name!r}"
+            )
         if key not in cards:
             cards[key] = ctx.registry.get_version(*key).card
         labels.append((pid, _label_text(label, cards[key], f"item {i}")))

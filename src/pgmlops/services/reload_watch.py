@@ -13,10 +13,17 @@ log = logging.getLogger(__name__)
 
 
 class AliasWatcher:
-    """A daemon thread that calls `holder.refresh()` when production may have moved."""
+    """A daemon thread that refreshes a holder when its model's production may have moved.
 
-    def __init__(self, holder: ModelHolder, db: Database, poll_seconds: float) -> None:
-        self.holder = holder
+    A notification names its model: only that model's holder reloads. Polling (the fallback,
+    and the LISTEN timeout) checks every holder.
+    """
+
+    def __init__(
+        self, holders: ModelHolder | list[ModelHolder], db: Database, poll_seconds: float
+    ) -> None:
+        self.holders = holders if isinstance(holders, list) else [holders]
+        self._by_name = {h.model_name: h for h in self.holders}
         self.db = db
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
@@ -43,11 +50,12 @@ class AliasWatcher:
             self._refresh()
             self._stop.wait(self.poll_seconds)
 
-    def _refresh(self) -> None:
-        try:
-            self.holder.refresh()
-        except Exception:
-            log.exception("refreshing the production model failed")
+    def _refresh(self, holders: list[ModelHolder] | None = None) -> None:
+        for holder in holders or self.holders:
+            try:
+                holder.refresh()
+            except Exception:
+                log.exception("refreshing the production model of %r failed", holder.model_name)
 
     def _listen(self) -> None:
         import psycopg
@@ -61,6 +69,7 @@ class AliasWatcher:
             while not self._stop.is_set():
                 # A timeout doubles as the polling interval, so a lost NOTIFY is still seen.
                 for note in conn.notifies(timeout=self.poll_seconds, stop_after=1):
-                    if note.payload.startswith(f"{self.holder.model_name}:"):
-                        self._refresh()
+                    holder = self._by_name.get(note.payload.partition(":")[0])
+                    if holder is not None:
+                        self._refresh([holder])
                 self._refresh()

@@ -19,11 +19,11 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
-from pgmlops.config import ServingConfig
+from pgmlops.config import ServingConfig, check_model_name
 from pgmlops.domain.card import ModelCard
 from pgmlops.domain.records import PRODUCTION, ModelVersion, PredictionRecord
 from pgmlops.domain.schema import FLOAT32_MAX, FeatureSchema
-from pgmlops.errors import ArtifactError, NotFoundError, PgmlopsError
+from pgmlops.errors import ArtifactError, ConfigError, NotFoundError, PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.inference import Engine, OnnxEngine, PipelineEngine, load_pipeline
 
@@ -183,6 +183,56 @@ class ModelHolder:
     def _notify(self, result: str, version: int) -> None:
         for callback in self.on_reload:
             callback(result, version)
+
+
+def served_model_names(
+    ctx: Context, names: list[str] | None = None, *, all_models: bool | None = None
+) -> list[str]:
+    """The models one server serves, the default (for /predict) first.
+
+    Given names (or, without, `serving.models` / `serving.all_models`) are checked; when more
+    than one model is served each must have a production version, so a typo fails at start.
+    """
+    serving = ctx.settings.serving
+    if all_models is None:
+        # Names given here (the command line) win over the settings' choice.
+        all_models = serving.all_models if names is None else False
+    every = all_models
+    names = list(names if names is not None else serving.models)
+    if every and names:
+        raise ConfigError("--all-models and --model-name exclude each other: give one")
+    if every:
+        names = [n for n in ctx.registry.model_names() if _production(ctx, n) is not None]
+        if not names:
+            raise ConfigError("--all-models: no registered model has a production version")
+        # The settings' model stays the default when it is among them.
+        if ctx.settings.model_name in names:
+            names.remove(ctx.settings.model_name)
+            names.insert(0, ctx.settings.model_name)
+        return names
+    if not names:
+        return [ctx.settings.model_name]
+    seen: set[str] = set()
+    for name in names:
+        check_model_name(name)
+        if name in seen:
+            raise ConfigError(f"--model-name {name!r} is given twice")
+        seen.add(name)
+    if len(names) > 1:
+        for name in names:
+            if _production(ctx, name) is None:
+                raise ConfigError(
+                    f"--model-name {name!r} has no production version: "
+                    "promote one first, or serve it alone"
+                )
+    return names
+
+
+def _production(ctx: Context, name: str) -> int | None:
+    try:
+        return ctx.registry.alias_version(name, PRODUCTION)
+    except NotFoundError:
+        return None
 
 
 def risk_levels(scores: list[float], bands: dict[str, float]) -> list[str]:
