@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 from pgmlops import __version__
 from pgmlops.api import (
     admin_routes,
+    docs,
     errors,
     monitoring_routes,
     page,
@@ -134,6 +135,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Serve the production model, log every prediction, collect labels.",
         lifespan=lifespan,
+        # Served by api/docs.py from bundled files: FastAPI's own pages load from a CDN.
+        docs_url=None,
+        redoc_url=None,
         # Off unless asked for: the bridge looks up the global providers on every request,
         # and pgmlops already exports Prometheus metrics and request-id'd JSON logs.
         telemetry=None
@@ -154,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(monitoring_routes.router)
     app.include_router(retrain_routes.router)
     app.include_router(page.router)
+    docs.install(app)
 
     holders = app.state.holders
 

@@ -16,6 +16,14 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from pgmlops.domain.boosting import (
+    SUBSTITUTES,
+    accepted_params,
+    install_hint,
+    quiet_defaults,
+    resolve_estimator,
+    route_library_logs,
+)
 from pgmlops.domain.schema import Task
 from pgmlops.errors import ConfigError, DataError
 
@@ -30,8 +38,18 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
+def _number(text: str) -> int | float | str:
+    """YAML 1.1 reads 1e-3 as a string; a parameter value that parses as a number is one."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
 def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """Parse `k=v` flags; values are read as YAML scalars (300 -> int, none -> None)."""
+    """Parse `k=v` flags; values are read as YAML scalars (300 -> int, 1e-3 -> float)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -42,7 +60,9 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"--param {key}: cannot read value {raw!r}") from exc
-        out[key] = None if isinstance(value, str) and value.lower() == "none" else value
+        if isinstance(value, str):
+            value = None if value.lower() == "none" else _number(value.strip())
+        out[key] = value
     return out
 
 
@@ -56,31 +76,57 @@ def import_object(path: str, what: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"{what} {path!r}: cannot import module {module_name!r} ({exc})") from exc
+        raise ConfigError(
+            f"{what} {path!r}: cannot import module {module_name!r} ({exc}){install_hint(path)}"
+        ) from exc
     try:
         return getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"{what} {path!r}: module {module_name!r} has no {attr!r}") from None
 
 
+def _coerce(path: str, name: str, default: Any, value: Any) -> Any:
+    """Fit a value to the type of the parameter's default (31.0 -> 31 where an int is due)."""
+    if value is None or default is None or isinstance(default, str):
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+        raise ConfigError(
+            f"estimator {path!r}: parameter {name!r} takes true or false, not {value!r}"
+        )
+    if isinstance(default, int | float) and not isinstance(value, int | float | bool):
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise ConfigError(f"estimator {path!r}: parameter {name!r} takes {kind}, not {value!r}")
+    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def make_estimator(path: str | None, params: dict[str, Any], task: Task, seed: int) -> Any:
     """Instantiate an estimator by dotted path, checking it fits the task and takes the params."""
-    path = path or DEFAULT_ESTIMATORS[task]
-    cls = import_object(path, "estimator")
+    path = resolve_estimator(path or DEFAULT_ESTIMATORS[task], task)
+    import_object(path, "estimator")  # a missing library is named as the user wrote it
+    cls = import_object(SUBSTITUTES.get(path, path), "estimator")
     if not inspect.isclass(cls) or not (hasattr(cls, "fit") and hasattr(cls, "predict")):
         raise ConfigError(f"estimator {path!r} is not a class with fit() and predict()")
     try:
         est = cls()
     except TypeError as exc:
         raise ConfigError(f"estimator {path!r} cannot be built without arguments: {exc}") from exc
-    valid = est.get_params(deep=False) if hasattr(est, "get_params") else {}
-    merged = {**DEFAULT_PARAMS.get(path, {}), **params}
+    valid = accepted_params(est)
+    merged = {**DEFAULT_PARAMS.get(path, {}), **quiet_defaults(path, params), **params}
     unknown = sorted(k for k in merged if k not in valid)
     if unknown:
-        shown = ", ".join(sorted(valid)[:25])
+        shown = ", ".join(sorted(valid)[:25]) + (", …" if len(valid) > 25 else "")
         raise ConfigError(f"estimator {path!r} has no parameter {unknown[0]!r} (valid: {shown})")
     if "random_state" in valid and "random_state" not in merged:
         merged["random_state"] = seed
+    defaults = est.get_params(deep=False) if hasattr(est, "get_params") else {}
+    merged = {k: _coerce(path, k, defaults.get(k), v) for k, v in merged.items()}
+    route_library_logs(est)
     try:
         est.set_params(**merged)
     except (ValueError, TypeError) as exc:

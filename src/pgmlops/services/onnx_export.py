@@ -18,12 +18,137 @@ log = logging.getLogger(__name__)
 TOLERANCE = 1e-4
 
 
+def _register_boosting_converters(model: Any) -> None:
+    """Teach skl2onnx the boosting estimator at the end of the pipeline (idempotent)."""
+    module = type(model).__module__
+    if module.startswith("pgmlops.domain.xgb_labels") or module.startswith("xgboost"):
+        _register_xgboost()
+    elif module.startswith("lightgbm"):
+        _register_lightgbm()
+    elif module.startswith("catboost"):
+        _register_catboost()
+
+
+def _register_xgboost() -> None:
+    from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+    from xgboost import XGBRegressor
+
+    from pgmlops.domain.xgb_labels import LabelledXGBClassifier
+
+    update_registered_converter(
+        LabelledXGBClassifier,
+        "XGBoostXGBClassifier",
+        calculate_linear_classifier_output_shapes,
+        convert_xgboost,
+        options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+    )
+    update_registered_converter(
+        XGBRegressor,
+        "XGBoostXGBRegressor",
+        calculate_linear_regressor_output_shapes,
+        convert_xgboost,
+    )
+
+
+def _register_lightgbm() -> None:
+    from lightgbm import LGBMClassifier, LGBMRegressor
+    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    update_registered_converter(
+        LGBMClassifier,
+        "LightGbmLGBMClassifier",
+        calculate_linear_classifier_output_shapes,
+        convert_lightgbm,
+        options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+    )
+    update_registered_converter(
+        LGBMRegressor,
+        "LightGbmLGBMRegressor",
+        calculate_linear_regressor_output_shapes,
+        convert_lightgbm,
+        options={"split": None},
+    )
+
+
+def _convert_catboost(scope: Any, operator: Any, container: Any) -> None:
+    """Embed CatBoost's own ONNX export (one TreeEnsemble node) in the pipeline's graph."""
+    from catboost.utils import convert_to_onnx_object
+    from onnx.helper import get_attribute_value
+
+    exported = convert_to_onnx_object(operator.raw_operator)
+    node = exported.graph.node[0]
+    if not node.op_type.startswith("TreeEnsemble") or len(exported.graph.initializer):
+        raise NotImplementedError(f"CatBoost exported {node.op_type}, not one tree ensemble")
+    attrs = {a.name: get_attribute_value(a) for a in node.attribute}
+    container.add_node(
+        node.op_type,
+        [operator.inputs[0].full_name],
+        [out.full_name for out in operator.outputs],
+        op_domain=node.domain,
+        op_version=1,
+        name=scope.get_unique_operator_name("CatBoost"),
+        **attrs,
+    )
+
+
+def _parse_catboost_classifier(
+    scope: Any, model: Any, inputs: list[Any], custom_parsers: Any = None
+) -> list[Any]:
+    """Declare label and probabilities (skl2onnx does not see CatBoost as a classifier)."""
+    from skl2onnx.common.data_types import Int64TensorType, StringTensorType, guess_tensor_type
+
+    operator = scope.declare_local_operator("CatBoostCatBoostClassifier", model)
+    operator.inputs = inputs
+    string_labels = np.asarray(model.classes_).dtype.kind in "OUS"
+    label_type = StringTensorType() if string_labels else Int64TensorType()
+    operator.outputs.append(scope.declare_local_variable("label", label_type))
+    operator.outputs.append(
+        scope.declare_local_variable("probabilities", guess_tensor_type(inputs[0].type))
+    )
+    return list(operator.outputs)
+
+
+def _register_catboost() -> None:
+    from catboost import CatBoostClassifier, CatBoostRegressor
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    update_registered_converter(
+        CatBoostClassifier,
+        "CatBoostCatBoostClassifier",
+        calculate_linear_classifier_output_shapes,
+        _convert_catboost,
+        parser=_parse_catboost_classifier,
+        options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+    )
+    update_registered_converter(
+        CatBoostRegressor,
+        "CatBoostCatBoostRegressor",
+        calculate_linear_regressor_output_shapes,
+        _convert_catboost,
+    )
+
+
 def _convert(pipeline: Any, card: ModelCard) -> bytes:
     import onnx
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     pipe = serving_pipeline(pipeline)
+    _register_boosting_converters(pipe.steps[-1][1])
     types = [
         (f.name, FloatTensorType([None, 1]) if f.kind == "numeric" else StringTensorType([None, 1]))
         for f in card.feature_schema.features

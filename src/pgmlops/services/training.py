@@ -6,6 +6,7 @@ import io
 import logging
 import platform
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pgmlops.config import TrainingConfig
+from pgmlops.domain.boosting import library_fit_errors
 from pgmlops.domain.card import DataFingerprint, ModelCard, OnnxInfo, SplitInfo
 from pgmlops.domain.metrics import PRIMARY_METRIC, Scores, confusion, evaluate
 from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
@@ -52,7 +54,7 @@ def _library_versions() -> dict[str, str]:
 
     from pgmlops import __version__
 
-    return {
+    versions = {
         "python": platform.python_version(),
         "pgmlops": __version__,
         "scikit-learn": sklearn.__version__,
@@ -60,6 +62,11 @@ def _library_versions() -> dict[str, str]:
         "pandas": pd.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
+    # A boosting library's version matters as much as scikit-learn's to reload its model.
+    for name in ("xgboost", "lightgbm", "catboost"):
+        if name in sys.modules:
+            versions[name] = str(getattr(sys.modules[name], "__version__", "unknown"))
+    return versions
 
 
 def _git_commit() -> str | None:
@@ -121,7 +128,8 @@ def _fit(pipeline: Any, x: pd.DataFrame, y: pd.Series) -> Any:
         return pipeline
     except MemoryError as exc:
         raise TrainingError("training ran out of memory") from exc
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, *library_fit_errors()) as exc:
+        # LightGBM and CatBoost raise their own types for bad parameter values.
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TrainingError(f"estimator failed to fit: {first}") from exc
 
