@@ -128,7 +128,8 @@ def gc(
         str | None,
         typer.Option(
             "--predictions-older-than",
-            help="Also drop logged predictions older than this (90d, 12w), and their labels.",
+            help="Also drop logged predictions of every model older than this (90d, 12w), "
+            "and their labels.",
         ),
     ] = None,
     dry_run: Annotated[
