@@ -152,15 +152,27 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     # The route is a plain Starlette one; put it first, where users look for it.
     schema["paths"] = {"/predict": {"post": predict_op}, **schema["paths"]}
     fb = schema["paths"]["/feedback"]["post"]
-    item = {
+    label = {"anyOf": [{"type": "string"}, {"type": "number"}]}
+    by_id = {
         "type": "object",
+        "title": "LabelById",
         "additionalProperties": False,
         "required": ["prediction_id", "label"],
+        "properties": {"prediction_id": {"type": "string", "format": "uuid"}, "label": label},
+    }
+    by_key = {
+        "type": "object",
+        "title": "LabelByKey",
+        "description": "The label goes to the latest prediction of the served model logged "
+        "with this key; keys no prediction carries are listed in unmatched_keys.",
+        "additionalProperties": False,
+        "required": ["key", "label"],
         "properties": {
-            "prediction_id": {"type": "string", "format": "uuid"},
-            "label": {"anyOf": [{"type": "string"}, {"type": "number"}]},
+            "key": {"anyOf": [{"type": "string", "maxLength": 200}, {"type": "integer"}]},
+            "label": label,
         },
     }
+    item = {"anyOf": [by_id, by_key]}
     fb["requestBody"] = {
         "required": True,
         "content": {

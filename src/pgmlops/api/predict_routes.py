@@ -18,7 +18,7 @@ from pgmlops.api.deps import check_key, get_ctx
 from pgmlops.api.errors import HTTPProblem, pydantic_errors
 from pgmlops.api.observability import request_id_var
 from pgmlops.errors import ValidationError
-from pgmlops.services.feedback import record_feedback
+from pgmlops.services.feedback import labels_from_json, record_labels
 from pgmlops.services.serving import LoadedModel, predict_records
 
 router = APIRouter()
@@ -214,15 +214,12 @@ async def feedback(request: Request) -> Response:
         raise HTTPProblem(
             413, f"{len(items)} items exceed the maximum batch of {serving.max_batch}"
         )
-    pairs = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or "prediction_id" not in item or "label" not in item:
-            raise ValidationError(f"item {i}: expected an object with prediction_id and label")
-        extra = set(item) - {"prediction_id", "label"}
-        if extra:
-            raise ValidationError(f"item {i}: unexpected field(s) {sorted(extra)}")
-        pairs.append((item["prediction_id"], item["label"]))
+    labels = labels_from_json(items)
     result = await run_in_threadpool(
-        record_feedback, get_ctx(request), pairs, flush=lambda: state.writer.flush(5.0)
+        record_labels,
+        get_ctx(request),
+        labels,
+        model_name=state.holder.model_name,
+        flush=lambda: state.writer.flush(5.0),
     )
     return Response(orjson.dumps(result), media_type="application/json")

@@ -7,7 +7,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -23,6 +23,7 @@ from pgmlops.store.tables import FeedbackRow, PredictionRow, utcnow
 
 # Ids per IN list: under PostgreSQL's 65,535 bind parameters and SQLite's 32,766.
 _IN_LIST_SIZE = 5_000
+T = TypeVar("T")
 
 
 @cache
@@ -54,6 +55,7 @@ def _row(r: PredictionRecord) -> dict[str, Any]:
         "output": r.output,
         "latency_ms": r.latency_ms,
         "request_id": r.request_id,
+        "entity_key": r.entity_key,
     }
 
 
@@ -146,6 +148,38 @@ class PredictionStore:
                 out.update({str(r.id): (r.model_name, r.version) for r in rows})
         return out
 
+    def latest_by_key(self, model_name: str, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """Per key, (prediction id, version) of the model's latest prediction logged with it.
+
+        Latest by time, then by id (time-ordered), so the answer is one row per key.
+        """
+        wanted = list(dict.fromkeys(keys))
+        out: dict[str, tuple[str, int]] = {}
+        with self.db.session() as s:
+            for part in _chunks(wanted):
+                newest_first = (PredictionRow.created_at.desc(), PredictionRow.id.desc())
+                ranked = (
+                    select(
+                        PredictionRow.entity_key,
+                        PredictionRow.id,
+                        PredictionRow.version,
+                        func.row_number()
+                        .over(partition_by=PredictionRow.entity_key, order_by=newest_first)
+                        .label("rank"),
+                    )
+                    .where(
+                        PredictionRow.model_name == model_name, PredictionRow.entity_key.in_(part)
+                    )
+                    .subquery()
+                )
+                rows = s.execute(
+                    select(ranked.c.entity_key, ranked.c.id, ranked.c.version).where(
+                        ranked.c.rank == 1
+                    )
+                )
+                out.update({r.entity_key: (str(r.id), r.version) for r in rows})
+        return out
+
     def add_feedback(
         self, labels: Sequence[tuple[str, str]]
     ) -> tuple[list[FeedbackRecord], set[str]]:
@@ -192,6 +226,6 @@ class PredictionStore:
             ]
 
 
-def _chunks(items: list[uuid.UUID], size: int = _IN_LIST_SIZE) -> Iterator[list[uuid.UUID]]:
+def _chunks(items: list[T], size: int = _IN_LIST_SIZE) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
