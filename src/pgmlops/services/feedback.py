@@ -123,8 +123,9 @@ def record_labels(
 
     A key's label goes to the latest prediction `model_name` logged with that key (latest by
     time: the score the outcome followed); earlier predictions for the key stay unlabelled.
-    A key no prediction carries stores nothing and is counted and named in the answer; an
-    unknown prediction id, or keys none of which match, store nothing at all.
+    A key no prediction carries stores nothing and is counted and named in the answer. An
+    unknown prediction id, or only keys and none of them matching, is NotFoundError and stores
+    nothing at all.
     """
     if not items:
         raise ValidationError("no feedback given: send {prediction_id, label} or a list of them")
