@@ -100,3 +100,13 @@ def test_keys_are_stored_as_text_the_same_way_on_every_path() -> None:
     assert key_text(25000000) == key_text(25000000.0) == key_text(" 25000000 ") == "25000000"
     assert key_text("C-7") == "C-7"
     assert key_text("  ") is None and key_text(None) is None
+
+
+def test_a_retrain_on_features_alone_still_knows_the_columns_the_base_left_out(
+    schema: FeatureSchema,
+) -> None:
+    features_only = RAW[[*schema.names, "Exited"]].assign(Flag=1)
+    _, _, retrained = prepare_training_frame(features_only, "Exited")
+    kept = retrained.keeping_left_out(schema)
+    assert list(kept.dropped_kinds) == [*schema.dropped_kinds, "Flag"]
+    assert kept.key_column() == "CustomerId" and kept.names == retrained.names

@@ -83,6 +83,23 @@ class FeatureSchema(BaseModel):
         """Columns left out as identifiers, in the dataset's order."""
         return [name for name, kind in self.dropped_kinds.items() if kind == "identifier"]
 
+    def keeping_left_out(self, earlier: FeatureSchema) -> FeatureSchema:
+        """This schema plus the columns `earlier` left out that this data lacks, those first.
+
+        A retrain's frame holds only the features: the base's identifier must stay known.
+        """
+        present = {*self.names, *self.dropped, self.target}
+        carried = [name for name in earlier.dropped if name not in present]
+        return self.model_copy(
+            update={
+                "dropped": {**{n: earlier.dropped[n] for n in carried}, **self.dropped},
+                "dropped_kinds": {
+                    **{n: earlier.dropped_kinds[n] for n in carried},
+                    **self.dropped_kinds,
+                },
+            }
+        )
+
     def key_column(self, configured: str | None = None) -> str | None:
         """The column that keys a logged prediction: the setting, else the first identifier."""
         if configured:
