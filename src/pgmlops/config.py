@@ -75,6 +75,13 @@ class ServingConfig(_Section):
     reload_poll_seconds: float = Field(2.0, gt=0.0)
     unknown_categories: Literal["reject", "flag"] = "reject"
     extra_fields: Literal["reject", "ignore"] = "reject"
+    key_column: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="the request field kept in the prediction log as each prediction's key "
+        "(for feedback by key); default: the first identifier column training left out",
+    )
     risk_bands: dict[str, float] = Field(
         default_factory=lambda: {"low": 0.0, "medium": 0.4, "high": 0.7}
     )

@@ -212,6 +212,30 @@ def test_the_model_picker_switches_the_form_and_predicts_with_the_chosen_model(
     assert response.status == 200 and response.json()["model"] == "churn"
 
 
+def test_the_customer_key_typed_in_the_page_is_kept_in_the_prediction_log(
+    server, ctx, page: Page
+) -> None:
+    from playwright.sync_api import expect
+    from sqlalchemy import select
+
+    from pgmlops.store.tables import PredictionRow
+
+    page.goto(f"{server.url}/")
+    # CustomerId is the identifier training left out: optional, logged, not a feature.
+    key = page.locator("input#key")
+    expect(key).to_be_visible()
+    expect(page.locator("label[for=key]")).to_contain_text("not used by the model")
+    key.fill(" 31415 ")
+    sent, response = _submit(page)
+    assert response.status == 200, response.text()
+    assert sent["CustomerId"] == "31415"
+    with server.client() as http:
+        http.post("/feedback", json={"key": 31415, "label": 1}).raise_for_status()
+    with ctx.db.session() as s:
+        logged = s.execute(select(PredictionRow.id, PredictionRow.entity_key)).one()
+    assert str(logged.id) == response.json()["prediction_id"] and logged.entity_key == "31415"
+
+
 def test_errors_are_shown_in_the_page_and_it_keeps_working(server, page: Page) -> None:
     from playwright.sync_api import expect
 

@@ -121,6 +121,8 @@ def test_forced_retrain_registers_a_candidate_and_records_the_run(
     candidate = ctx.registry.get_version("churn", run.candidate_version)
     base = ctx.registry.get_version("churn", production)
     assert candidate.card.training == {**base.card.training, "task": "binary", "drop": []}
+    # The retrain's frame holds only the features; the identifier is still the logged key.
+    assert candidate.card.feature_schema.dropped_kinds == {"CustomerId": "identifier"}
     assert candidate.source["retrain"]["run_id"] == run.id
     status = retrain_status(ctx, "churn")
     assert [r["id"] for r in status["runs"]] == [run.id]

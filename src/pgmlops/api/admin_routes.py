@@ -51,6 +51,7 @@ def serving_info(request: Request, name: str | None = None) -> dict[str, Any]:
         "model": holder.model_name,
         "version": model.version if model else None,
         "engine": model.engine.name if model else None,
+        "key_column": model.key_column if model else None,
         "loaded_at": model.loaded_at.isoformat() if model else None,
         "error": holder.last_error,
         "reloads": holder.reloads,

@@ -14,14 +14,29 @@ from fastapi.openapi.utils import get_openapi
 from pgmlops.services.serving import ModelHolder
 
 _PROBLEM = {"content": {"application/json": {"schema": {"type": "object"}}}}
+_LABEL = {"anyOf": [{"type": "string"}, {"type": "number"}]}
 _FEEDBACK_ITEM = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["prediction_id", "label"],
-    "properties": {
-        "prediction_id": {"type": "string", "format": "uuid"},
-        "label": {"anyOf": [{"type": "string"}, {"type": "number"}]},
-    },
+    "anyOf": [
+        {
+            "type": "object",
+            "title": "LabelById",
+            "additionalProperties": False,
+            "required": ["prediction_id", "label"],
+            "properties": {"prediction_id": {"type": "string", "format": "uuid"}, "label": _LABEL},
+        },
+        {
+            "type": "object",
+            "title": "LabelByKey",
+            "description": "The label goes to the latest prediction of the model logged with "
+            "this key; keys no prediction carries are listed in unmatched_keys.",
+            "additionalProperties": False,
+            "required": ["key", "label"],
+            "properties": {
+                "key": {"anyOf": [{"type": "string", "maxLength": 200}, {"type": "integer"}]},
+                "label": _LABEL,
+            },
+        },
+    ]
 }
 
 

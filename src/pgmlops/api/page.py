@@ -100,7 +100,7 @@ function defaultValue(f) {
   return String(Number(f.mean.toPrecision(4)));
 }
 
-function buildForm(schema, keep) {
+function buildForm(schema, keep, keyColumn) {
   const form = $("form");
   form.innerHTML = "";
   for (const f of schema.features) {
@@ -121,6 +121,14 @@ function buildForm(schema, keep) {
     const old = keep && keep[f.name];
     if (old !== undefined && old !== null && old !== "" &&
         (el.tagName !== "SELECT" || [...el.options].some(o => o.value === old))) el.value = old;
+  }
+  // The key column (an identifier training left out): optional, logged, not used by the model.
+  if (keyColumn && !schema.features.some(f => f.name === keyColumn)) {
+    form.insertAdjacentHTML("beforeend", `<label for="key">${esc(keyColumn)} <small>(optional: ` +
+      `kept in the prediction log as its key, not used by the model)</small></label>` +
+      `<input id="key" name="${esc(keyColumn)}" data-key="${esc(keyColumn)}" type="text" maxlength="200">`);
+    const old = keep && keep[keyColumn];
+    if (old) $("key").value = old;
   }
   form.insertAdjacentHTML("beforeend", '<button type="submit" id="predict">Predict</button>');
   form.onsubmit = (ev) => { ev.preventDefault(); predict(schema); };
@@ -155,6 +163,8 @@ async function predict(schema) {
       record[f.name] = el.value;
     }
   }
+  const key = $("key");
+  if (key && key.value.trim() !== "") record[key.dataset.key] = key.value.trim();
   const button = $("predict");
   button.disabled = true;
   button.textContent = "Predicting…";
@@ -265,7 +275,8 @@ async function refresh(keepValues) {
   }
   const version = body.serving.version;
   if (!shown || shown.version !== version) {
-    buildForm(body.card.feature_schema, keepValues && shown ? formValues() : null);
+    buildForm(body.card.feature_schema, keepValues && shown ? formValues() : null,
+      body.serving.key_column);
     shown = {version, card: body.card};
   }
   showCard(body);

@@ -18,7 +18,7 @@ from pgmlops.api.deps import check_key, get_ctx
 from pgmlops.api.errors import HTTPProblem, pydantic_errors
 from pgmlops.api.observability import request_id_var
 from pgmlops.errors import ValidationError
-from pgmlops.services.feedback import record_feedback
+from pgmlops.services.feedback import labels_from_json, record_labels
 from pgmlops.services.serving import LoadedModel, predict_records
 
 router = APIRouter()
@@ -212,33 +212,25 @@ def predict_endpoint(model_name: str | None = None) -> Any:
 router.add_route("/predict", predict_endpoint(), methods=["POST"], include_in_schema=False)
 
 
-def _feedback_pairs(payload: Any, max_batch: int) -> list[tuple[Any, Any]]:
-    """(prediction_id, label) pairs from a feedback body, or the reason it is refused."""
-    items = payload if isinstance(payload, list) else [payload]
-    if len(items) > max_batch:
-        raise HTTPProblem(413, f"{len(items)} items exceed the maximum batch of {max_batch}")
-    pairs = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or "prediction_id" not in item or "label" not in item:
-            raise ValidationError(f"item {i}: expected an object with prediction_id and label")
-        extra = set(item) - {"prediction_id", "label"}
-        if extra:
-            raise ValidationError(f"item {i}: unexpected field(s) {sorted(extra)}")
-        pairs.append((item["prediction_id"], item["label"]))
-    return pairs
-
-
 async def _feedback(request: Request, model_name: str | None) -> Response:
     state = request.app.state
     serving = state.ctx.settings.serving
     payload = await read_json(request, serving.max_body_bytes)
-    pairs = _feedback_pairs(payload, serving.max_batch)
+    items = payload if isinstance(payload, list) else [payload]
+    if len(items) > serving.max_batch:
+        raise HTTPProblem(
+            413, f"{len(items)} items exceed the maximum batch of {serving.max_batch}"
+        )
+    labels = labels_from_json(items)
     result = await run_in_threadpool(
-        record_feedback,
+        record_labels,
         get_ctx(request),
-        pairs,
+        labels,
+        # Keys are looked up among this model's predictions; on /models/{name}/feedback ids
+        # must be that model's too.
+        model_name=model_name or state.holder.model_name,
+        only_model=model_name is not None,
         flush=lambda: state.writer.flush(5.0),
-        model_name=model_name,
     )
     return Response(orjson.dumps(result), media_type="application/json")
 

@@ -126,6 +126,8 @@ class PredictionRecord:
     output: dict[str, Any] | None
     latency_ms: float
     request_id: str | None
+    # The row's identifier (e.g. a customer id), so labels can come back by it.
+    entity_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from pgmlops.domain.kinds import Kind, Task
 from pgmlops.errors import DataError
@@ -32,6 +34,24 @@ class FeatureSpec(BaseModel):
     missing_rate: float = 0.0
 
 
+# Why training left a column out, for machines (`dropped` says it in words).
+DropKind = Literal["requested", "empty", "constant", "identifier", "high_cardinality"]
+_KIND_OF_REASON: tuple[tuple[str, DropKind], ...] = (
+    ("dropped by request", "requested"),
+    ("all values are empty", "empty"),
+    ("constant", "constant"),
+    ("identifier", "identifier"),
+    ("high-cardinality", "high_cardinality"),
+)
+
+
+def _kind_of_reason(reason: str) -> DropKind:
+    for prefix, kind in _KIND_OF_REASON:
+        if reason.startswith(prefix):
+            return kind
+    return "requested"
+
+
 class FeatureSchema(BaseModel):
     """The whole input contract of a model version."""
 
@@ -40,10 +60,51 @@ class FeatureSchema(BaseModel):
     features: list[FeatureSpec]
     classes: list[str] | None = None
     dropped: dict[str, str] = Field(default_factory=dict)
+    # Same keys and order as `dropped` (the dataset's column order).
+    dropped_kinds: dict[str, DropKind] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _kinds_for_every_dropped_column(self) -> FeatureSchema:
+        # Cards written before the kinds were recorded hold only the reasons, in words that
+        # this module wrote; read the kind back from them.
+        if set(self.dropped_kinds) != set(self.dropped):
+            self.dropped_kinds = {
+                name: self.dropped_kinds.get(name) or _kind_of_reason(why)
+                for name, why in self.dropped.items()
+            }
+        return self
 
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def identifiers(self) -> list[str]:
+        """Columns left out as identifiers, in the dataset's order."""
+        return [name for name, kind in self.dropped_kinds.items() if kind == "identifier"]
+
+    def keeping_left_out(self, earlier: FeatureSchema) -> FeatureSchema:
+        """This schema plus the columns `earlier` left out that this data lacks, those first.
+
+        A retrain's frame holds only the features: the base's identifier must stay known.
+        """
+        present = {*self.names, *self.dropped, self.target}
+        carried = [name for name in earlier.dropped if name not in present]
+        return self.model_copy(
+            update={
+                "dropped": {**{n: earlier.dropped[n] for n in carried}, **self.dropped},
+                "dropped_kinds": {
+                    **{n: earlier.dropped_kinds[n] for n in carried},
+                    **self.dropped_kinds,
+                },
+            }
+        )
+
+    def key_column(self, configured: str | None = None) -> str | None:
+        """The column that keys a logged prediction: the setting, else the first identifier."""
+        if configured:
+            return configured
+        return next(iter(self.identifiers), None)
 
     @property
     def numeric(self) -> list[str]:
@@ -58,6 +119,21 @@ class FeatureSchema(BaseModel):
             if f.name == name:
                 return f
         raise KeyError(name)
+
+
+def key_text(value: object) -> str | None:
+    """A key as the prediction log stores it: whole numbers as digits (7.0 is "7"), text stripped.
+
+    None for no value or blank text.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        if not value.is_integer():
+            return repr(value)
+        value = int(value)
+    text = str(value).strip()
+    return text or None
 
 
 def _blank_to_nan(col: pd.Series) -> pd.Series:
@@ -155,6 +231,11 @@ def prepare_training_frame(
         if task == "binary" and len(classes) != 2:
             raise DataError(f"task 'binary' needs 2 classes, target has {len(classes)}")
     dropped: dict[str, str] = {c: "dropped by request (--drop)" for c in drop}
+    kinds: dict[str, DropKind] = dict.fromkeys(drop, "requested")
+
+    def leave_out(name: str, kind: DropKind, why: str) -> None:
+        dropped[name], kinds[name] = why, kind
+
     df = df.drop(columns=list(drop))
     features: list[FeatureSpec] = []
     out: dict[str, pd.Series] = {}
@@ -166,15 +247,15 @@ def prepare_training_frame(
             if converted is not None:
                 col = converted
         if col.isna().all():
-            dropped[name] = "all values are empty"
+            leave_out(name, "empty", "all values are empty")
             continue
         if col.nunique(dropna=False) <= 1:
-            dropped[name] = "constant: a single value in every row"
+            leave_out(name, "constant", "constant: a single value in every row")
             continue
         if _is_numeric(col):
             raw = col.astype("float64")
             if n > 50 and raw.nunique() == n and _looks_like_identifier(raw):
-                dropped[name] = "identifier: a distinct integer in every row"
+                leave_out(name, "identifier", "identifier: a distinct integer in every row")
                 continue
             values = as_float32_grid(raw)
             out[name] = values
@@ -182,12 +263,13 @@ def prepare_training_frame(
         else:
             text = col.astype("string")
             if n > 50 and text.nunique() == n:
-                dropped[name] = "identifier: a distinct value in every row"
+                leave_out(name, "identifier", "identifier: a distinct value in every row")
                 continue
             cats = text.fillna(MISSING_CATEGORY).astype(object)
             uniques = sorted(str(v) for v in cats.unique())
             if len(uniques) > _MAX_CATEGORIES and len(uniques) > 0.5 * n:
-                dropped[name] = f"high-cardinality text ({len(uniques)} distinct values)"
+                why = f"high-cardinality text ({len(uniques)} distinct values)"
+                leave_out(name, "high_cardinality", why)
                 continue
             out[name] = cats
             features.append(
@@ -202,7 +284,12 @@ def prepare_training_frame(
         raise DataError("no usable feature columns remain after dropping: " + _fmt(dropped))
     x = pd.DataFrame(out, index=df.index)
     schema = FeatureSchema(
-        task=task, target=target, features=features, classes=classes, dropped=dropped
+        task=task,
+        target=target,
+        features=features,
+        classes=classes,
+        dropped=dropped,
+        dropped_kinds=kinds,
     )
     return x.reset_index(drop=True), y.reset_index(drop=True), schema
 

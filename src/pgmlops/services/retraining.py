@@ -218,6 +218,7 @@ def _execute(
             model_name=base.model_name,
             actor=actor,
             progress=step,
+            left_out_before=base.card.feature_schema,
         )
         candidate = result.version.version
         sizes = {**sizes, "training_seconds": round(result.seconds, 3)}

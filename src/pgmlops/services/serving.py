@@ -17,12 +17,20 @@ from operator import itemgetter
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    create_model,
+)
 
 from pgmlops.config import ServingConfig, check_model_name
 from pgmlops.domain.card import ModelCard
 from pgmlops.domain.records import PRODUCTION, ModelVersion, PredictionRecord
-from pgmlops.domain.schema import FLOAT32_MAX, FeatureSchema
+from pgmlops.domain.schema import FLOAT32_MAX, FeatureSchema, key_text
 from pgmlops.errors import ArtifactError, ConfigError, NotFoundError, PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.inference import Engine, OnnxEngine, PipelineEngine, load_pipeline
@@ -36,8 +44,55 @@ def _no_nul(value: str) -> str:
     return value
 
 
+# Fields a record may carry that the model does not read. Python names of our own, the
+# column's name as the alias: a column called `_id` or `model_config` cannot clash with pydantic.
+ENTITY_KEY_FIELD = "pgmlops_entity_key"
+_IGNORED_FIELD = "pgmlops_ignored_{}"
+# Keys are indexed: a bound (the log's column size) keeps each far below PostgreSQL's btree
+# entry limit, and a NUL would make PostgreSQL refuse the row.
+MAX_KEY_LENGTH = 200
+EntityKey = (
+    Annotated[int, Field(gt=-(10 ** (MAX_KEY_LENGTH - 1)), lt=10 ** (MAX_KEY_LENGTH - 1))]
+    | Annotated[str, StringConstraints(max_length=MAX_KEY_LENGTH), AfterValidator(_no_nul)]
+)
+
+
+def _ignored_fields(
+    schema: FeatureSchema, key: str | None
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Optional fields, documented as ignored, for left-out columns and the key; and their names."""
+    fields: dict[str, Any] = {}
+    if key is not None and key not in schema.names:
+        why = schema.dropped.get(key)
+        left_out = f" Training left it out ({why})." if why else ""
+        fields[ENTITY_KEY_FIELD] = (
+            EntityKey | None,
+            Field(
+                None,
+                alias=key,
+                title=key,
+                description="Ignored by the model; kept in the prediction log as this "
+                f"prediction's key, for feedback by key.{left_out}",
+            ),
+        )
+    for k, (name, why) in enumerate(schema.dropped.items()):
+        if name == key:
+            continue
+        fields[_IGNORED_FIELD.format(k)] = (
+            Any,
+            Field(
+                None, alias=name, title=name, description=f"Ignored: training left it out ({why})."
+            ),
+        )
+    return fields, tuple(fields)
+
+
 def record_model(schema: FeatureSchema, serving: ServingConfig) -> type[BaseModel]:
-    """A pydantic model whose fields ARE the feature schema (typed, enums for categories)."""
+    """A pydantic model whose fields ARE the feature schema (typed, enums for categories).
+
+    Columns training left out are accepted and ignored; other unknown fields follow
+    `serving.extra_fields`.
+    """
     fields: dict[str, Any] = {}
     for spec in schema.features:
         if spec.kind == "numeric":
@@ -64,6 +119,8 @@ def record_model(schema: FeatureSchema, serving: ServingConfig) -> type[BaseMode
                 # a NUL would fail the prediction log's whole batch, again on every replay.
                 kind = Annotated[str, AfterValidator(_no_nul)]
             fields[spec.name] = (kind | None, Field(..., examples=cats[:1] or None))
+    ignored, _ = _ignored_fields(schema, schema.key_column(serving.key_column))
+    fields.update(ignored)
     extra = "forbid" if serving.extra_fields == "reject" else "ignore"
     return create_model(  # type: ignore[call-overload]
         "Record",
@@ -86,6 +143,11 @@ class LoadedModel:
     sha256: str
     loaded_at: datetime
     categories: dict[str, frozenset[str]] = field(default_factory=dict)
+    # The column whose value keys the logged prediction, where a validated record holds it (a
+    # feature's name, or ENTITY_KEY_FIELD), and the fields to take out before predicting.
+    key_column: str | None = None
+    key_field: str | None = None
+    ignored: tuple[str, ...] = ()
 
     @property
     def task(self) -> str:
@@ -105,7 +167,10 @@ def load_version(ctx: Context, version: ModelVersion) -> LoadedModel:
     else:
         engine = PipelineEngine(load_pipeline(ctx.artifacts.read(version, "model")), card)
     serving = ctx.settings.serving
-    record = record_model(card.feature_schema, serving)
+    schema = card.feature_schema
+    record = record_model(schema, serving)
+    key = schema.key_column(serving.key_column)
+    _, ignored = _ignored_fields(schema, key)
     return LoadedModel(
         name=version.model_name,
         version=version.version,
@@ -121,6 +186,9 @@ def load_version(ctx: Context, version: ModelVersion) -> LoadedModel:
             for f in card.feature_schema.features
             if f.kind == "categorical"
         },
+        key_column=key,
+        key_field=key if key in schema.names else (ENTITY_KEY_FIELD if key else None),
+        ignored=ignored,
     )
 
 
@@ -280,6 +348,7 @@ def predict_records(
 ) -> tuple[list[dict[str, Any]], list[PredictionRecord]]:
     """Predict validated rows; return the response items and the log records."""
     n = len(rows)
+    keys = take_keys(model, rows)
     if n == 1:
         # One record never touches a DataFrame or a vectorised post-processing step.
         label, proba = model.engine.predict_one(rows[0])
@@ -364,10 +433,24 @@ def predict_records(
             outputs[k],
             latency_ms,
             request_id,
+            keys[k],
         )
         for k in range(n)
     ]
     return items, records
+
+
+def take_keys(model: LoadedModel, rows: list[dict[str, Any]]) -> list[str | None]:
+    """Each row's key as text; the fields the model ignores are taken out of the rows."""
+    field_name, ignored = model.key_field, model.ignored
+    if field_name is None and not ignored:
+        return [None] * len(rows)
+    keys: list[str | None] = []
+    for row in rows:
+        keys.append(key_text(row.get(field_name)) if field_name else None)
+        for name in ignored:
+            row.pop(name, None)
+    return keys
 
 
 def _unknown_categories(model: LoadedModel, row: dict[str, Any]) -> list[str]:

@@ -175,8 +175,13 @@ def train_model(
     model_name: str,
     actor: str,
     progress: Progress | None = None,
+    left_out_before: FeatureSchema | None = None,
 ) -> TrainResult:
-    """Fit a pipeline, tune, evaluate on the holdout, store artifacts and register a candidate."""
+    """Fit a pipeline, tune, evaluate on the holdout, store artifacts and register a candidate.
+
+    `left_out_before`: a retrain's base schema, whose left-out columns (the identifier that
+    keys the prediction log among them) stay accepted and ignored by the new version.
+    """
     step = progress or (lambda _msg: None)
     started = time.perf_counter()
     if ctx.settings.mlflow_tracking_uri:
@@ -190,6 +195,8 @@ def train_model(
     notes = [f"column {c!r} left out: {why}" for c, why in schema.dropped.items()]
     for note in notes:
         log.warning(note)
+    if left_out_before is not None:
+        schema = schema.keeping_left_out(left_out_before)
     split = split_rows(
         x,
         y,

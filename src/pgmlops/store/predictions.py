@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -31,6 +31,7 @@ _IN_LIST_SIZE = 5_000
 # whose clock reads 2099 must not leave a partition for 2099 behind.
 _OLDEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
 _FUTURE_PLAUSIBLE = timedelta(days=366)
+T = TypeVar("T")
 
 
 @cache
@@ -62,6 +63,7 @@ def _row(r: PredictionRecord) -> dict[str, Any]:
         "output": r.output,
         "latency_ms": r.latency_ms,
         "request_id": r.request_id,
+        "entity_key": r.entity_key,
     }
 
 
@@ -187,6 +189,38 @@ class PredictionStore:
                 out.update({str(r.id): (r.model_name, r.version) for r in rows})
         return out
 
+    def latest_by_key(self, model_name: str, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """Per key, (prediction id, version) of the model's latest prediction logged with it.
+
+        Latest by time, then by id (time-ordered), so the answer is one row per key.
+        """
+        wanted = list(dict.fromkeys(keys))
+        out: dict[str, tuple[str, int]] = {}
+        with self.db.session() as s:
+            for part in _chunks(wanted):
+                newest_first = (PredictionRow.created_at.desc(), PredictionRow.id.desc())
+                ranked = (
+                    select(
+                        PredictionRow.entity_key,
+                        PredictionRow.id,
+                        PredictionRow.version,
+                        func.row_number()
+                        .over(partition_by=PredictionRow.entity_key, order_by=newest_first)
+                        .label("rank"),
+                    )
+                    .where(
+                        PredictionRow.model_name == model_name, PredictionRow.entity_key.in_(part)
+                    )
+                    .subquery()
+                )
+                rows = s.execute(
+                    select(ranked.c.entity_key, ranked.c.id, ranked.c.version).where(
+                        ranked.c.rank == 1
+                    )
+                )
+                out.update({r.entity_key: (str(r.id), r.version) for r in rows})
+        return out
+
     def add_feedback(
         self, labels: Sequence[tuple[str, str]]
     ) -> tuple[list[FeedbackRecord], set[str]]:
@@ -237,6 +271,6 @@ def _aware(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
 
 
-def _chunks(items: list[uuid.UUID], size: int = _IN_LIST_SIZE) -> Iterator[list[uuid.UUID]]:
+def _chunks(items: list[T], size: int = _IN_LIST_SIZE) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -134,6 +135,11 @@ class AliasEventRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# Feedback by key looks up the latest prediction per key; only keyed rows enter the index,
+# so a log written without keys pays nothing for it.
+_KEYED = text("entity_key IS NOT NULL")
+
+
 class PredictionRow(Base):
     """The prediction log.
 
@@ -143,7 +149,17 @@ class PredictionRow(Base):
     """
 
     __tablename__ = "predictions"
-    __table_args__ = (Index("ix_predictions_model_time", "model_name", "created_at"),)
+    __table_args__ = (
+        Index("ix_predictions_model_time", "model_name", "created_at"),
+        Index(
+            "ix_predictions_model_entity",
+            "model_name",
+            "entity_key",
+            "created_at",
+            postgresql_where=_KEYED,
+            sqlite_where=_KEYED,
+        ),
+    )
 
     # No foreign key to model_versions: retention may delete a version whose old logs remain.
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -157,6 +173,7 @@ class PredictionRow(Base):
     output: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     latency_ms: Mapped[float] = mapped_column(Float)
     request_id: Mapped[str | None] = mapped_column(String(64))
+    entity_key: Mapped[str | None] = mapped_column(String(200))
 
 
 class FeedbackRow(Base):
