@@ -379,10 +379,11 @@ def feedback(
 
 
 def _register_commands() -> None:
-    from pgmlops import cli_artifacts, cli_monitor, cli_retrain
+    from pgmlops import cli_artifacts, cli_monitor, cli_predict, cli_retrain
 
     cli_artifacts.register(app)
     cli_monitor.register(app)
+    cli_predict.register(app)
     cli_retrain.register(app)
 
 
