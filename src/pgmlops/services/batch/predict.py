@@ -6,10 +6,13 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
+
+import pandas as pd
 
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.errors import ConfigError, NotFoundError, ValidationError
@@ -125,6 +128,15 @@ def _check_columns(model: LoadedModel, columns: list[str], req: BatchRequest, wh
         )
 
 
+def _refused_rows(chunk: pd.DataFrame, rejected: dict[int, str], before: int) -> pd.DataFrame:
+    """The refused rows' original fields, their row number in the input, and the reason."""
+    positions = sorted(rejected)
+    bad = chunk.iloc[positions].copy()
+    bad.insert(0, "row", [before + p + 1 for p in positions])
+    bad["reason"] = [rejected[p] for p in positions]
+    return bad
+
+
 def run_batch_predict(
     ctx: Context, req: BatchRequest, progress: Progress | None = None
 ) -> BatchSummary:
@@ -142,6 +154,10 @@ def run_batch_predict(
     store = PredictionStore(ctx.db) if req.log else None
     sink = open_output(req.out)
     rejects = open_rejects(req.rejects) if req.rejects is not None else None
+    # The log insert of one chunk runs while the next is read and scored: the database works
+    # on its side while this process computes. At most one write is in flight (bounded memory).
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-log")
+    pending: Future[None] | None = None
     rows = written = refused = logged = 0
     try:
         for chunk in source.chunks():
@@ -154,22 +170,23 @@ def run_batch_predict(
                 log=store is not None,
             )
             if result.rejected:
-                first = min(result.rejected)
                 if rejects is None:
+                    first = min(result.rejected)
                     raise ValidationError(f"row {rows + first + 1}: {result.rejected[first]}")
-                bad = chunk.iloc[sorted(result.rejected)].copy()
-                bad.insert(0, "row", [rows + p + 1 for p in sorted(result.rejected)])
-                bad["reason"] = [result.rejected[p] for p in sorted(result.rejected)]
-                rejects.write(bad)
+                rejects.write(_refused_rows(chunk, result.rejected, rows))
                 refused += len(result.rejected)
             sink.write(result.table)
             if store is not None and result.records:
-                store.write_batch(result.records)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(store.write_batch, result.records)
                 logged += len(result.records)
             rows += len(chunk)
             written += result.table.num_rows
             if progress is not None:
                 progress(rows, source.total_rows)
+        if pending is not None:
+            pending.result()
         if rows == 0:
             raise ValidationError(f"{source.description} has no rows")
         sink.commit()
@@ -179,6 +196,7 @@ def run_batch_predict(
         sink.abort()
         if rejects is not None:
             rejects.abort()
+        writer.shutdown(wait=True)
         if store is not None and logged:
             # The answers were never delivered: their log rows would be predictions nobody
             # saw, counted by monitoring and waiting for labels that cannot come.
@@ -186,6 +204,7 @@ def run_batch_predict(
                 store.delete_request(request_id, since=began)
         raise
     finally:
+        writer.shutdown(wait=True)
         if store is not None:
             store.close()
     return BatchSummary(

@@ -62,7 +62,10 @@ def _categorical(
     """(object values with None for missing, mask of cells /predict would refuse)."""
     raw = col.astype(object).to_numpy()
     missing = pd.isna(raw)
-    is_text = np.fromiter((isinstance(v, str) for v in raw), dtype=bool, count=len(raw))
+    if pd.api.types.is_string_dtype(col.dtype) and col.dtype != object:
+        is_text = ~missing  # a string column (CSV text, Arrow strings) holds only text
+    else:
+        is_text = np.fromiter((isinstance(v, str) for v in raw), dtype=bool, count=len(raw))
     bad = ~missing & ~is_text
     text = pd.Series(np.where(is_text, raw, ""), dtype=object)
     bad |= text.str.contains("\x00", regex=False).to_numpy(dtype=bool)
