@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -136,7 +137,8 @@ def _features(columns: dict[str, np.ndarray], names: list[str]) -> list[dict[str
             lists.append(obj.tolist())
         else:
             lists.append(values.tolist())
-    return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
+    # map() over zip keeps the per-row work in C: this runs for every row of the input.
+    return list(map(dict, map(zip, repeat(names), zip(*lists, strict=True))))
 
 
 def _unknown(model: LoadedModel, columns: dict[str, np.ndarray], n: int) -> list[list[str]]:
@@ -213,7 +215,12 @@ def _records(
     n = len(ids)
     task = model.card.task
     features = _features(columns, model.card.feature_schema.names)
-    labels = predicted.astype(str).tolist() if task != "regression" else predicted.tolist()
+    # As /predict logs them: the label's text, or str() of the regression value.
+    labels = (
+        predicted.astype(str).tolist()
+        if task != "regression"
+        else [str(v) for v in predicted.tolist()]
+    )
     probability: list[Any] = [None] * n
     confidence: list[Any] = [None] * n
     outputs: list[Any] = [None] * n
@@ -231,20 +238,19 @@ def _records(
     # Each row carries its share of the chunk's time: a batch has no per-request latency.
     latency_ms = (time.perf_counter() - started) * 1000.0 / max(n, 1)
     now = datetime.now(UTC)
-    name, version = model.name, model.version
-    return [
-        PredictionRecord(
-            ids[k],
-            name,
-            version,
-            now,
-            features[k],
-            str(labels[k]),
-            probability[k],
-            confidence[k],
-            outputs[k],
-            latency_ms,
-            request_id,
+    return list(
+        map(
+            PredictionRecord,
+            ids,
+            repeat(model.name, n),
+            repeat(model.version, n),
+            repeat(now, n),
+            features,
+            labels,
+            probability,
+            confidence,
+            outputs,
+            repeat(latency_ms, n),
+            repeat(request_id, n),
         )
-        for k in range(n)
-    ]
+    )
