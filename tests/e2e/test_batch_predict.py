@@ -228,6 +228,7 @@ def test_bad_flags_and_paths_get_one_line_errors(
     no_age = tmp_path / "no_age.csv"
     scoring_frame(20).drop(columns=["Age"]).to_csv(no_age, index=False)
     out = str(tmp_path / "out.parquet")
+    db = ctx.settings.database_url
     cases = [
         (["--data", str(tmp_path / "nope.csv"), "--out", out], 3, "does not exist"),
         (["--data", str(data), "--out", str(tmp_path / "out.xlsx")], 2, "unsupported format"),
@@ -242,6 +243,7 @@ def test_bad_flags_and_paths_get_one_line_errors(
         (["--data", str(data), "--out", out, "--id-column", "Nope"], 2, "'Nope'"),
         (["--data", "postgresql://x@127.0.0.1/db", "--out", out], 2, "--query"),
         (["--data", str(data), "--query", "SELECT 1", "--out", out], 2, "database URL"),
+        (["--data", db, "--query", "SELECT * FROM nope;", "--out", out], 3, "SQL data source"),
         (["--data", str(data), "--out", "mysql://h/db?table=t"], 2, "postgresql"),
         (["--data", str(data), "--out", "postgresql://h/db"], 2, "?table="),
     ]

@@ -130,6 +130,10 @@ def _query_source(url: str, query: str, chunk_rows: int) -> Source:
 
     from pgmlops.store.db import normalize_url
 
+    # Wrapped as a subquery to learn the columns without running it: no trailing semicolon.
+    query = query.strip().rstrip(";").strip()
+    if not query:
+        raise ConfigError("--query is empty")
     try:
         engine = create_engine(normalize_url(url))
     except (ArgumentError, NoSuchModuleError) as exc:
