@@ -63,14 +63,17 @@ def _categorical(
     """(object values with None for missing, mask of cells /predict would refuse)."""
     raw = col.astype(object).to_numpy()
     missing = pd.isna(raw)
+    cats = [c for c in spec.categories or [] if c != "__missing__"]
     if pd.api.types.is_string_dtype(col.dtype) and col.dtype != object:
-        is_text = ~missing  # a string column (CSV text, Arrow strings) holds only text
+        # A string column (CSV text, Arrow strings) holds only text: checked in Arrow, not
+        # cell by cell in Python.
+        is_text = ~missing
+        text = col
     else:
         is_text = np.fromiter((isinstance(v, str) for v in raw), dtype=bool, count=len(raw))
+        text = pd.Series(np.where(is_text, raw, ""), dtype=object)
     bad = ~missing & ~is_text
-    text = pd.Series(np.where(is_text, raw, ""), dtype=object)
-    bad |= text.str.contains("\x00", regex=False).to_numpy(dtype=bool)
-    cats = [c for c in spec.categories or [] if c != "__missing__"]
+    bad |= text.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
     if serving.unknown_categories == "reject" and cats:
         bad |= is_text & ~text.isin(cats).to_numpy()
     values = np.where(missing | bad, None, raw).astype(object)
