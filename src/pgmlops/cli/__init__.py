@@ -10,7 +10,17 @@ from typing import Annotated
 
 import typer
 
-from pgmlops.cli import artifacts, db, feedback, monitor, registry, retrain, serve, train
+from pgmlops.cli import (
+    artifacts,
+    db,
+    feedback,
+    monitor,
+    predict,
+    registry,
+    retrain,
+    serve,
+    train,
+)
 from pgmlops.cli.options import EXIT_CODES, exit_code, handled
 
 __all__ = ["EXIT_CODES", "app", "exit_code", "handled", "main"]
@@ -45,7 +55,7 @@ def _root(
 
 
 # The order of --help's command list.
-for _group in (train, registry, serve, feedback, monitor, retrain, artifacts, db):
+for _group in (train, registry, serve, predict, feedback, monitor, retrain, artifacts, db):
     _group.register(app)
 
 

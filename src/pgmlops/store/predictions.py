@@ -14,7 +14,7 @@ import orjson
 import psycopg
 from psycopg.errors import CheckViolation
 from psycopg.types.json import Jsonb
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -167,6 +167,17 @@ class PredictionStore:
         """Release the batch writer's connection."""
         with self._raw_lock:
             self._discard_raw()
+
+    def delete_request(self, request_id: str, *, since: datetime) -> int:
+        """Delete the rows one request (a batch job) logged at or after `since`."""
+        # The time bound lets PostgreSQL skip the older partitions of the log.
+        with self.db.session() as s:
+            result = s.execute(
+                delete(PredictionRow).where(
+                    PredictionRow.request_id == request_id, PredictionRow.created_at >= since
+                )
+            )
+            return int(result.rowcount or 0)
 
     def count(self, model_name: str | None = None) -> int:
         with self.db.session() as s:

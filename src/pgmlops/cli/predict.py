@@ -1,0 +1,130 @@
+"""CLI command for batch scoring (`pgmlops predict`)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pgmlops.cli.options import ConfigOpt, JsonOpt, ModelOpt, handled, open_context, print_json
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A rich bar with rows/s on a terminal; nothing at all otherwise."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]} rows/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("rows", total=None, rate="-")
+
+        def update(done: int, total: int | None) -> None:
+            elapsed = bar.tasks[0].elapsed or 0.0
+            rate = f"{done / elapsed:,.0f}" if elapsed > 0 else "-"
+            bar.update(task, completed=done, total=total, rate=rate)
+
+        yield update
+
+
+@handled
+def predict(
+    data: Annotated[
+        str,
+        typer.Option("--data", help="CSV/Parquet path, or a database URL with --query."),
+    ],
+    out: Annotated[
+        str,
+        typer.Option("--out", help="out.parquet, out.csv or postgresql://…?table=NAME."),
+    ],
+    model_name: ModelOpt = None,
+    version: Annotated[
+        int | None, typer.Option("--version", help="Version to use (default: production).")
+    ] = None,
+    alias: Annotated[
+        str | None, typer.Option("--alias", help="Alias to use (default: production).")
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option("--query", help="SQL query to run against --data.")
+    ] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option("--id-column", help="Input column copied to the output (a row key)."),
+    ] = None,
+    no_log: Annotated[
+        bool, typer.Option("--no-log", help="Do not write the rows to the prediction log.")
+    ] = False,
+    chunk_rows: Annotated[
+        int | None,
+        typer.Option("--chunk-rows", help="Rows read, scored and written at a time [50,000]."),
+    ] = None,
+    on_error: Annotated[
+        str,
+        typer.Option("--on-error", help="A bad row: fail the job, or skip it into --rejects."),
+    ] = "fail",
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="CSV for refused rows (with --on-error skip)."),
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a file or a query with a registered version; log every row like /predict."""
+    from pgmlops.services.batch import DEFAULT_CHUNK_ROWS, BatchRequest, run_batch_predict
+
+    request = BatchRequest(
+        data=data,
+        out=out,
+        model_name=model_name,
+        version=version,
+        alias=alias,
+        query=query,
+        id_column=id_column,
+        log=not no_log,
+        chunk_rows=DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows,
+        on_error=on_error,  # type: ignore[arg-type]  # checked by the service
+        rejects=rejects,
+    )
+    ctx = open_context(config)
+    try:
+        with _progress_bar(not as_json and sys.stdout.isatty()) as progress:
+            summary = run_batch_predict(ctx, request, progress)
+    finally:
+        ctx.close()
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    line = (
+        f"scored {summary.rows} row(s) with {summary.model_name} v{summary.version} "
+        f"in {summary.seconds:.1f} s: {summary.written} written to {summary.output}"
+    )
+    if summary.rejected:
+        line += f", {summary.rejected} refused into {summary.rejects}"
+    if summary.logged:
+        line += f", {summary.logged} logged"
+    typer.echo(line)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `predict` (batch scoring) to the main app."""
+    app.command()(predict)

@@ -1,0 +1,221 @@
+"""`pgmlops predict`: score a file or a query in chunks, write the answers, log every row."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from pgmlops.domain.records import PRODUCTION
+from pgmlops.errors import ConfigError, NotFoundError, ValidationError
+from pgmlops.services.batch.scoring import score_chunk
+from pgmlops.services.batch.sinks import check_output, open_output, open_rejects
+from pgmlops.services.batch.sources import open_source
+from pgmlops.services.context import Context
+from pgmlops.services.serving import LoadedModel, load_version
+from pgmlops.store.predictions import PredictionStore
+
+# Rows per chunk: large enough that per-chunk costs vanish, small enough to bound memory.
+DEFAULT_CHUNK_ROWS = 50_000
+_MAX_CHUNK_ROWS = 5_000_000
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """What to score, with which version, and where the answers go."""
+
+    data: str
+    out: str
+    model_name: str | None = None
+    version: int | None = None
+    alias: str | None = None
+    query: str | None = None
+    id_column: str | None = None
+    log: bool = True
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    on_error: Literal["fail", "skip"] = "fail"
+    rejects: Path | None = None
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What a finished job did."""
+
+    model_name: str
+    version: int
+    rows: int
+    written: int
+    rejected: int
+    logged: int
+    seconds: float
+    output: str
+    rejects: str | None
+    request_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "version": self.version,
+            "rows": self.rows,
+            "written": self.written,
+            "rejected": self.rejected,
+            "logged": self.logged,
+            "seconds": round(self.seconds, 3),
+            "output": self.output,
+            "rejects": self.rejects,
+            "request_id": self.request_id,
+        }
+
+
+Progress = Callable[[int, int | None], None]
+
+
+def _check_request(req: BatchRequest) -> None:
+    if req.version is not None and req.alias is not None:
+        raise ConfigError("choose one of --version N or --alias NAME, not both")
+    if req.version is not None and req.version < 1:
+        raise ConfigError(f"--version must be at least 1, got {req.version}")
+    if not 1 <= req.chunk_rows <= _MAX_CHUNK_ROWS:
+        raise ConfigError(f"--chunk-rows must be between 1 and {_MAX_CHUNK_ROWS}")
+    if req.on_error not in ("fail", "skip"):
+        raise ConfigError(f"--on-error must be fail or skip, got {req.on_error!r}")
+    if req.on_error == "skip" and req.rejects is None:
+        raise ConfigError("--on-error skip needs --rejects FILE to write the refused rows to")
+    if req.on_error == "fail" and req.rejects is not None:
+        raise ConfigError("--rejects is only used with --on-error skip")
+    check_output(req.out)
+
+
+def _load(ctx: Context, req: BatchRequest) -> LoadedModel:
+    name = req.model_name or ctx.settings.model_name
+    number = req.version
+    if number is None:
+        alias = req.alias or PRODUCTION
+        number = ctx.registry.alias_version(name, alias)
+        if number is None:
+            raise NotFoundError(f"model {name!r} has no version with alias {alias!r}")
+    return load_version(ctx, ctx.registry.get_version(name, number))
+
+
+def _check_columns(model: LoadedModel, columns: list[str], req: BatchRequest, where: str) -> None:
+    """Every feature present; other columns follow serving.extra_fields, as on /predict."""
+    schema = model.card.feature_schema
+    missing = [n for n in schema.names if n not in columns]
+    if missing:
+        raise ValidationError(
+            f"{where} has no column {missing[0]!r}, a feature of {model.name} v{model.version}"
+            + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    if req.id_column is not None and req.id_column not in columns:
+        raise ConfigError(f"--id-column {req.id_column!r} is not a column of {where}")
+    if req.id_column in schema.names or req.id_column in ("prediction_id", "prediction"):
+        raise ConfigError(f"--id-column {req.id_column!r} clashes with a feature or output column")
+    # The target and the columns training dropped (ids, constants) are expected in such files.
+    known = {*schema.names, schema.target, *schema.dropped, req.id_column}
+    extra = [c for c in columns if c not in known]
+    if extra and model.record.model_config.get("extra") == "forbid":
+        raise ValidationError(
+            f"{where} has column {extra[0]!r} that is not a feature of {model.name} "
+            f"v{model.version}: Extra inputs are not permitted (serving.extra_fields is reject)"
+        )
+
+
+def _refused_rows(chunk: pd.DataFrame, rejected: dict[int, str], before: int) -> pd.DataFrame:
+    """The refused rows' original fields, their row number in the input, and the reason."""
+    positions = sorted(rejected)
+    bad = chunk.iloc[positions].copy()
+    bad.insert(0, "row", [before + p + 1 for p in positions])
+    bad["reason"] = [rejected[p] for p in positions]
+    return bad
+
+
+def run_batch_predict(
+    ctx: Context, req: BatchRequest, progress: Progress | None = None
+) -> BatchSummary:
+    """Score every row of req.data with one version; all-or-nothing unless on_error is skip."""
+    _check_request(req)
+    started = time.perf_counter()
+    model = _load(ctx, req)
+    numeric = model.card.feature_schema.numeric
+    source = open_source(req.data, req.query, req.chunk_rows, numeric=numeric)
+    _check_columns(model, source.columns, req, source.description)
+    serving = ctx.settings.serving
+    request_id = f"batch-{uuid.uuid4().hex[:16]}"
+    # A minute of slack: the rows' created_at comes from this machine's clock.
+    began = datetime.now(UTC) - timedelta(minutes=1)
+    store = PredictionStore(ctx.db) if req.log else None
+    sink = open_output(req.out)
+    rejects = open_rejects(req.rejects) if req.rejects is not None else None
+    # The log insert of one chunk runs while the next is read and scored: the database works
+    # on its side while this process computes. At most one write is in flight (bounded memory).
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-log")
+    pending: Future[None] | None = None
+    rows = written = refused = logged = 0
+    try:
+        for chunk in source.chunks():
+            result = score_chunk(
+                model,
+                chunk,
+                serving,
+                id_column=req.id_column,
+                request_id=request_id,
+                log=store is not None,
+            )
+            if result.rejected:
+                if rejects is None:
+                    first = min(result.rejected)
+                    raise ValidationError(f"row {rows + first + 1}: {result.rejected[first]}")
+                rejects.write(_refused_rows(chunk, result.rejected, rows))
+                refused += len(result.rejected)
+            sink.write(result.table)
+            if store is not None and result.records:
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(store.write_batch, result.records)
+                logged += len(result.records)
+            rows += len(chunk)
+            written += result.table.num_rows
+            if progress is not None:
+                progress(rows, source.total_rows)
+        if pending is not None:
+            pending.result()
+        if rows == 0:
+            raise ValidationError(f"{source.description} has no rows")
+        sink.commit()
+        if rejects is not None:
+            rejects.commit()
+    except BaseException:
+        sink.abort()
+        if rejects is not None:
+            rejects.abort()
+        writer.shutdown(wait=True)
+        if store is not None and logged:
+            # The answers were never delivered: their log rows would be predictions nobody
+            # saw, counted by monitoring and waiting for labels that cannot come.
+            with contextlib.suppress(Exception):
+                store.delete_request(request_id, since=began)
+        raise
+    finally:
+        writer.shutdown(wait=True)
+        if store is not None:
+            store.close()
+    return BatchSummary(
+        model_name=model.name,
+        version=model.version,
+        rows=rows,
+        written=written,
+        rejected=refused,
+        logged=logged,
+        seconds=time.perf_counter() - started,
+        output=sink.description,
+        rejects=str(rejects.path) if rejects is not None else None,
+        request_id=request_id,
+    )
