@@ -105,6 +105,15 @@ def test_csv_in_chunks_gives_the_answers_of_predict_row_by_row_and_logs_them(
     fed = cli("feedback", "--file", str(labels), "--json")
     assert fed.returncode == 0, fed.stderr
     assert json.loads(fed.stdout)["stored"] == 40
+    # ... and by the customer key, which the log keeps from --id-column.
+    assert first.entity_key == frame["CustomerId"][3]
+    by_key = tmp_path / "by_key.csv"
+    pd.DataFrame(
+        {"CustomerId": frame["CustomerId"][40:70], "label": frame["Exited"][40:70]}
+    ).to_csv(by_key, index=False)
+    fed = cli("feedback", "--file", str(by_key), "--key", "CustomerId", "--json")
+    assert fed.returncode == 0, fed.stderr
+    assert json.loads(fed.stdout)["stored"] == 30
 
 
 def test_a_bad_row_is_refused_with_the_message_predict_gives(

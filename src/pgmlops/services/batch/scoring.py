@@ -21,8 +21,9 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.config import ServingConfig
 from pgmlops.domain.records import PredictionRecord
-from pgmlops.domain.schema import FLOAT32_MAX, FeatureSpec
-from pgmlops.services.serving import LoadedModel, prediction_ids
+from pgmlops.domain.schema import FLOAT32_MAX, FeatureSpec, key_text
+from pgmlops.errors import ValidationError
+from pgmlops.services.serving import MAX_KEY_LENGTH, LoadedModel, prediction_ids
 
 _BOOLEAN = "Input should be a number, not a boolean"
 
@@ -200,7 +201,21 @@ def score_chunk(
         table[id_column] = pa.Array.from_pandas(ids_col.astype(object).where(ids_col.notna(), None))
     records: list[PredictionRecord] = []
     if log and n:
-        records = _records(model, serving, columns, predicted, proba, ids, request_id, started)
+        # Logged with each row's key (--id-column, else the key column /predict logs), so
+        # `pgmlops feedback --key` can join labels to batch predictions too.
+        key_col = id_column or model.card.feature_schema.key_column(serving.key_column)
+        keys = None
+        if key_col is not None and key_col in chunk.columns:
+            keys = [None if pd.isna(v) else key_text(v) for v in chunk[key_col][keep].tolist()]
+            too_long = next((k for k in keys if k is not None and len(k) > MAX_KEY_LENGTH), None)
+            if too_long is not None:
+                raise ValidationError(
+                    f"column {key_col!r}: key {too_long[:40]!r}... is longer than the "
+                    f"{MAX_KEY_LENGTH} characters the prediction log keeps"
+                )
+        records = _records(
+            model, serving, columns, predicted, proba, ids, request_id, started, keys
+        )
     return ChunkResult(pa.table(table), records, rejected)
 
 
@@ -213,6 +228,7 @@ def _records(
     ids: list[str],
     request_id: str,
     started: float,
+    keys: list[str | None] | None = None,
 ) -> list[PredictionRecord]:
     """The prediction-log rows /predict would write for these records."""
     n = len(ids)
@@ -255,5 +271,6 @@ def _records(
             outputs,
             repeat(latency_ms, n),
             repeat(request_id, n),
+            keys if keys is not None else repeat(None, n),
         )
     )
