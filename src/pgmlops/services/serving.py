@@ -284,14 +284,14 @@ def served_model_names(
     for name in names:
         check_model_name(name)
         if name in seen:
-            raise ConfigError(f"--model-name {name!r} is given twice")
+            raise ConfigError(f"--model-name {name!r} is given twice (or in serving.models)")
         seen.add(name)
     if len(names) > 1:
         for name in names:
             if _production(ctx, name) is None:
                 raise ConfigError(
-                    f"--model-name {name!r} has no production version: "
-                    "promote one first, or serve it alone"
+                    f"model {name!r} (--model-name / serving.models) has no production "
+                    "version: promote one first, or serve it alone"
                 )
     return names
 
