@@ -26,7 +26,7 @@ from pgmlops.domain.intervals import (
 )
 from pgmlops.domain.kinds import Task
 from pgmlops.domain.metrics import Scores, evaluate, improvement
-from pgmlops.domain.performance import Calibration, confidence, estimate_loss
+from pgmlops.domain.performance import Calibration, confidence, estimate_loss, estimate_null
 from pgmlops.domain.performance import estimate_performance as estimate
 from pgmlops.domain.policies import PRIMARY_METRIC
 from pgmlops.domain.records import ModelVersion
@@ -99,6 +99,18 @@ def _null(mv: ModelVersion, ref: ReferenceOutputs, metric: str, n: int) -> np.nd
             _NULLS.pop(next(iter(_NULLS)))
         # Seeded by the window size: the same window gets the same verdict on every run.
         _NULLS[key] = null_differences(ref.scores(), metric, n, seed=0)
+    return _NULLS[key]
+
+
+def _estimate_null(
+    mv: ModelVersion, cal: Calibration, proba: np.ndarray, metric: str, n: int
+) -> np.ndarray:
+    """The estimate's own null draws at n rows, computed once per reference, metric and n."""
+    key = (mv.files["reference_outputs"].sha256, f"estimated {metric}", n)
+    if key not in _NULLS:
+        if len(_NULLS) >= 64:
+            _NULLS.pop(next(iter(_NULLS)))
+        _NULLS[key] = estimate_null(cal, proba, mv.card.threshold, metric, n, seed=0)
     return _NULLS[key]
 
 
@@ -232,7 +244,10 @@ def estimated_performance(
         # the window is compared with the same estimate on the reference rows.
         reference = finite(estimate(cal, scores.proba, card.threshold))
         source_note = "CBPE on held-out rows"
-    null = _null(mv, ref, metric, max(rows, 1))
+    if card.task == "regression":
+        null = _null(mv, ref, metric, max(rows, 1))
+    else:
+        null = _estimate_null(mv, cal, scores.proba, metric, max(rows, 1))
     verdict = drop_test(
         metric,
         metrics.get(metric),
