@@ -613,12 +613,6 @@ def false_alarms(bench: Bench, windows: int, sizes: tuple[int, ...], log: Callab
     trig = _drift_trigger()
     five = at_most(0.05)
     for size in sizes:
-        started = time.perf_counter()
-        found = bench.assess(bench.source.draw["none"], size, windows, 1000 + size)
-        results = [_signals(r, trig) for r in found]
-        log(f"null windows of {size:,}: {len(results)} in {time.perf_counter() - started:.1f}s")
-        tested = sum(r["features_tested"] for r in results)
-        flagged = sum(len(r["features_flagged"]) for r in results)
         label = f"{size:,} rows (all labelled)"
         pool = bench.source.pool_rows
         if pool is not None and size > pool:
@@ -627,6 +621,12 @@ def false_alarms(bench: Bench, windows: int, sizes: tuple[int, ...], log: Callab
             why = f"n/a: more than the {pool:,}-row pool (a larger real dataset covers it)"
             rows.append(Row("false alarms", "every signal", label, text=why))
             continue
+        started = time.perf_counter()
+        found = bench.assess(bench.source.draw["none"], size, windows, 1000 + size)
+        results = [_signals(r, trig) for r in found]
+        log(f"null windows of {size:,}: {len(results)} in {time.perf_counter() - started:.1f}s")
+        tested = sum(r["features_tested"] for r in results)
+        flagged = sum(len(r["features_flagged"]) for r in results)
         if pool is not None:
             label += ", subsample of the pool"
         multi = _count(results, "multivariate", **five)
