@@ -198,9 +198,10 @@ def drift_trigger(result: Any, policy: Literal["any", "harmful"]) -> tuple[bool,
         judged.append(_PREFIX[key])
         if part.get("degraded"):
             harms.append(f"{_PREFIX[key]} {part['drop']:.1%} worse (limit {part['limit']:.0%})")
-        elif key == "estimated_performance" and part.get("significant") and part["drop"] > 0:
+        elif key == "estimated_performance" and part.get("harm_significant") and part["drop"] > 0:
             harms.append(
-                f"{_PREFIX[key]} {part['drop']:.1%} worse, significant (p {part['p_value']:.3f})"
+                f"{_PREFIX[key]} {part['drop']:.1%} worse, significant "
+                f"(p {part['harm_p_value']:.3f})"
             )
     if harms:
         return True, f"{drift}, and it is harmful: {'; '.join(harms)} [drift_policy harmful]"
