@@ -716,7 +716,8 @@ def detections(bench: Bench, windows: int, concept: float, log: Callable) -> lis
             Row(
                 "detection",
                 "concept shift: power of an oracle AUC test (null distribution known exactly, "
-                "no reference noise, false alarms 5%): the most any AUC alarm can catch",
+                "no reference noise, false alarms 5%; real data: windows of one finite pool "
+                "vary less than real windows, so an overestimate there)",
                 "1,000 labels",
                 text=f"{bound:.1%} (400 + 400 simulated windows)",
             )
