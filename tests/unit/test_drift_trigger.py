@@ -89,3 +89,19 @@ def test_an_unknown_drift_policy_is_refused_naming_the_key(tmp_path: Any) -> Non
     path.write_text("retraining:\n  triggers:\n    drift_policy: sometimes\n")
     with pytest.raises(ConfigError, match=r"retraining\.triggers\.drift_policy"):
         load_settings(path)
+
+
+def test_harmful_fires_on_a_significant_estimated_fall_below_the_alarm_tolerance(
+    drifted: Any,
+) -> None:
+    # Drift is established; a fall of the estimate beyond chance is harm even when it is
+    # smaller than the estimated-performance alarm's own tolerance.
+    estimated = _signal(0.012, False, harm_significant=True, harm_p_value=0.004)
+    fired, why = drift_trigger(_result(drifted, _signal(0.01, False), estimated), "harmful")
+    assert fired and "1.2% worse, significant (p 0.004)" in why
+
+
+def test_harmful_ignores_a_significant_estimated_rise(drifted: Any) -> None:
+    estimated = _signal(-0.02, False, harm_significant=False, harm_p_value=0.99)
+    fired, _ = drift_trigger(_result(drifted, _signal(0.0, False), estimated), "harmful")
+    assert not fired

@@ -199,3 +199,23 @@ def test_direct_loss_estimation_follows_the_error_where_it_grows():
         assert per_row.shape == (2_000,)
         estimates.append(estimated["mae"])
     assert estimates[1] > 1.4 * estimates[0]
+
+
+def test_the_estimates_null_is_narrower_than_the_labelled_metrics_and_centred() -> None:
+    from pgmlops.domain.intervals import null_differences
+    from pgmlops.domain.metrics import Scores
+    from pgmlops.domain.performance import estimate_null
+
+    p, truth = calibrated_world(21, n=8_000)
+    scores = Scores(
+        task="binary",
+        y_true=np.where(truth, "1", "0"),
+        predicted=np.where(p >= 0.5, "1", "0"),
+        proba=p,
+        classes=("0", "1"),
+    )
+    estimated = estimate_null(IDENTITY, p, None, "roc_auc", 2_000, draws=100)
+    labelled = null_differences(scores, "roc_auc", 2_000, draws=100)
+    # An expectation over the probabilities varies less than the labelled metric.
+    assert estimated.std() < 0.6 * labelled.std()
+    assert abs(estimated.mean()) < 2 * estimated.std() / np.sqrt(100) + 1e-3

@@ -316,7 +316,19 @@ def train_model(
     holdout_frame = x_hold.assign(**{target: y_hold}).reset_index(drop=True)
     step("keeping reference outputs for monitoring")
     val_out = predict_outputs(pipeline, scoring, x_val)
-    files.update(_monitoring_references(ctx, schema, x_val, y_val, val_out, hold_scores, cfg))
+    from pgmlops.domain.crossfit import with_cross_fitted
+
+    refs = _monitoring_references(
+        ctx,
+        schema,
+        (x_val, y_val, val_out),
+        hold_scores,
+        cfg,
+        lambda held: with_cross_fitted(
+            held, pipeline, scoring, x_train, y_train, folds=cfg.reference_folds, seed=cfg.seed
+        ),
+    )
+    files.update(refs)
     step("storing artifacts and registering the version")
     files["model"] = ctx.artifacts.put(dump_pipeline(pipeline))
     files["holdout"] = ctx.artifacts.put(_parquet(holdout_frame))
@@ -349,20 +361,21 @@ def train_model(
 def _monitoring_references(
     ctx: Context,
     schema: FeatureSchema,
-    x_val: pd.DataFrame,
-    y_val: np.ndarray,
-    val_out: Any,
+    validation: tuple[pd.DataFrame, np.ndarray, Any],
     hold_scores: Scores,
     cfg: TrainingConfig,
+    crossed: Callable[[Scores], Scores],
 ) -> dict[str, StoredFile]:
     """Held-out outputs for monitoring's intervals, and the regression loss models (DLE)."""
     from pgmlops.domain.intervals import concat_scores, reference_outputs
     from pgmlops.domain.performance import fit_loss_models
 
+    x_val, y_val, val_out = validation
     val_scores = to_scores(_ScoringCard(schema, None), val_out, y_val)
     # Validation and holdout rows together: neither trained the model, and twice the rows
-    # halve the reference's own noise (a 4,000-row holdout AUC can be 0.01 off the truth).
-    pooled = concat_scores(val_scores, hold_scores)
+    # halve the reference's own noise (a 4,000-row holdout AUC can be 0.01 off the truth);
+    # then the training rows' out-of-fold outputs (domain/crossfit.py).
+    pooled = crossed(concat_scores(val_scores, hold_scores))
     ref = reference_outputs(pooled, seed=cfg.seed)
     files = {"reference_outputs": ctx.artifacts.put(ref.model_dump_json().encode())}
     if schema.task == "regression":

@@ -173,10 +173,14 @@ def drift_trigger(result: Any, policy: Literal["any", "harmful"]) -> tuple[bool,
     """Does a monitoring result's dataset drift start a retrain under ``policy``? (fired, why)
 
     ``any``: dataset drift alone fires. ``harmful``: it fires only when the model also looks
-    worse without labels, i.e. estimated performance (CBPE) or confidence is degraded; a
-    drift the model shrugs off is reported but costs no retrain. Where neither of those can
-    be evaluated (e.g. no calibration, no confidences) ``harmful`` cannot judge harm, so the
-    drift fires as under ``any`` and the reason says so.
+    worse without labels: estimated performance (CBPE/DLE) significantly below its
+    reference, or confidence degraded; a drift the model shrugs off is reported but costs no
+    retrain. The drift is already established, so harm needs only to be beyond chance, not
+    beyond the estimated-performance alarm's tolerance (that tolerance keeps a huge window's
+    harmless wobble from alarming on its own; demo, numeric_shift 2: true AUC -0.043, CBPE
+    -0.010, far below the 3% tolerance yet 4 sd of the estimate's own noise). Where neither
+    can be evaluated (e.g. no calibration, no confidences) ``harmful`` cannot judge harm, so
+    the drift fires as under ``any`` and the reason says so.
     """
     if not result.dataset_drift:
         return False, f"{_PREFIX['drift']}: {_steady(result, 'drift')}"
@@ -194,6 +198,11 @@ def drift_trigger(result: Any, policy: Literal["any", "harmful"]) -> tuple[bool,
         judged.append(_PREFIX[key])
         if part.get("degraded"):
             harms.append(f"{_PREFIX[key]} {part['drop']:.1%} worse (limit {part['limit']:.0%})")
+        elif key == "estimated_performance" and part.get("harm_significant") and part["drop"] > 0:
+            harms.append(
+                f"{_PREFIX[key]} {part['drop']:.1%} worse, significant "
+                f"(p {part['harm_p_value']:.3f})"
+            )
     if harms:
         return True, f"{drift}, and it is harmful: {'; '.join(harms)} [drift_policy harmful]"
     if not judged:
