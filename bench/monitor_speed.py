@@ -139,6 +139,51 @@ def _log_predictions(ctx: Context, version: int, rows: int, labelled: float) -> 
     print(f"  {len(labels):,} feedback labels", flush=True)
 
 
+def _grow(ctx: Context, target: int) -> int:
+    """Copy the logged rows until there are ``target``: new ids, a day earlier per copy."""
+    # Copies are inserted before the first one is read back: the originals are the rows of
+    # the newest day (logged over 86,000 s), every copy at least a day older.
+    with ctx.db.engine.begin() as conn:
+        have = conn.execute(text("SELECT count(*) FROM predictions")).scalar_one()
+        originals = conn.execute(
+            text(
+                "SELECT count(*) FROM predictions WHERE created_at > "
+                "(SELECT max(created_at) FROM predictions) - interval '86400 seconds'"
+            )
+        ).scalar_one()
+        k = -(-have // max(originals, 1)) - 1  # copies made by an earlier --grow-to
+        while have < target:
+            k += 1
+            take = min(originals, target - have)
+            have += take
+            # md5 of (id, copy) gives each copy's id, so its labels follow it.
+            conn.execute(
+                text(
+                    "INSERT INTO predictions (id, model_name, version, created_at, features, "
+                    "prediction, probability, confidence, output, latency_ms, request_id) "
+                    "SELECT md5(id::text || :k)::uuid, model_name, version, "
+                    "created_at - make_interval(days => :k), features, prediction, probability, "
+                    "confidence, output, latency_ms, request_id FROM "
+                    "(SELECT * FROM predictions WHERE created_at > "
+                    "(SELECT max(created_at) FROM predictions) - interval '86400 seconds' "
+                    "ORDER BY id LIMIT :take) p"
+                ),
+                {"k": k, "take": take},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO feedback (prediction_id, label, created_at) "
+                    "SELECT md5(f.prediction_id::text || :k)::uuid, f.label, f.created_at "
+                    "FROM feedback f JOIN (SELECT id FROM predictions WHERE created_at > "
+                    "(SELECT max(created_at) FROM predictions) - interval '86400 seconds' "
+                    "ORDER BY id LIMIT :take) p "
+                    "ON p.id = f.prediction_id WHERE f.superseded_at IS NULL"
+                ),
+                {"k": k, "take": take},
+            )
+        return int(conn.execute(text("SELECT count(*) FROM predictions")).scalar_one())
+
+
 def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
@@ -154,6 +199,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="reuse a kept database")
+    parser.add_argument(
+        "--grow-to",
+        type=int,
+        default=None,
+        help="copy the logged rows (and their labels) in SQL, a day earlier each time, until "
+        "the log holds this many: large logs without scoring every row in Python",
+    )
     parser.add_argument(
         "--cli-only",
         action="store_true",
@@ -177,6 +229,10 @@ def main() -> None:
             print(f"logged {args.rows:,} predictions in {time.perf_counter() - started:.1f} s")
         else:
             version = ctx.registry.alias_version("churn", "production") or 1
+        if args.grow_to:
+            started = time.perf_counter()
+            args.rows = _grow(ctx, args.grow_to)
+            print(f"grew the log to {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
         never = _never_analysed(ctx)
         if args.cli_only:
             state = "never analysed" if never else "already analysed"

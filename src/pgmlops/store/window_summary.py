@@ -185,31 +185,50 @@ def _window(
     return sql.SQL(" AND ").join(sql.SQL("w.") + c for c in where)
 
 
-def _number(text: Any, float32: bool) -> Any:
-    """SQL for a logged value as float8 (NULL unless numeric), float32-rounded if asked."""
+def _number(text: Any, float32: bool = False) -> Any:
+    """SQL for logged text as float8 (NULL unless numeric), float32-rounded if asked."""
     from psycopg import sql
 
     value = sql.SQL("(CASE WHEN {t} ~ {re} THEN ({t})::float8 END)").format(
         t=text, re=sql.Literal(_NUMBER)
     )
-    if not float32:
-        return value
+    return _float32(value) if float32 else value
+
+
+def _json_number(doc: Any, float32: bool) -> Any:
+    """SQL for a JSONB value as float8: numbers directly, numeric text parsed, else NULL."""
+    from psycopg import sql
+
+    # A JSON number casts without a regular expression: only text needs one.
+    value = sql.SQL(
+        "(CASE jsonb_typeof({j}) WHEN 'number' THEN ({j})::float8 WHEN 'string' THEN {text} END)"
+    ).format(j=doc, text=_number(sql.SQL("({} #>> '{{}}')").format(doc)))
+    return _float32(value) if float32 else value
+
+
+def _float32(value: Any) -> Any:
+    from psycopg import sql
+
     return sql.SQL(
-        "(CASE WHEN abs({v}) >= {big} THEN sign({v}) * 'Infinity'::float8 "
-        "ELSE ({v})::float4::float8 END)"
+        "(CASE WHEN abs({v}) < {big} THEN ({v})::float4::float8 "
+        "ELSE sign({v}) * 'Infinity'::float8 END)"
     ).format(v=value, big=sql.Literal(_FLOAT32_OVERFLOW))
 
 
-def _code(x: Any, points: np.ndarray) -> Any:
-    """SQL for a value's cell: 2i for the open cell i, 2i + 1 for point i (see NumericCells)."""
+def _points(points: np.ndarray) -> Any:
     from psycopg import sql
 
-    p = sql.SQL("{}::float8[]").format(sql.Literal([float(v) for v in points]))
-    return sql.SQL(
-        "CASE WHEN {x} IS NULL THEN {missing} WHEN {x} IN ('Infinity', '-Infinity') THEN {inf} "
-        "ELSE 2 * width_bucket({x}, {p}) - coalesce(({x} = ({p})[width_bucket({x}, {p})])::int, 0) "
-        "END"
-    ).format(x=x, p=p, missing=sql.Literal(_MISSING), inf=sql.Literal(_INFINITE))
+    return sql.SQL("{}::float8[]").format(sql.Literal([float(v) for v in points]))
+
+
+# A value's cell: 2i for the open cell i, 2i + 1 for point i (see NumericCells); rows of
+# entries without points (categories, confidences, times) all get 0.
+_CODE = (
+    "CASE WHEN v.p IS NULL THEN 0 WHEN v.x IS NULL THEN {missing} "
+    "WHEN v.x IN ('Infinity', '-Infinity') THEN {inf} "
+    "ELSE 2 * width_bucket(v.x, v.p) - coalesce((v.x = v.p[width_bucket(v.x, v.p)])::int, 0) "
+    "END"
+)
 
 
 def _cells(
@@ -222,49 +241,65 @@ def _cells(
     """One scan: every feature's cells or category counts, the output's, confidence, times."""
     from psycopg import sql
 
-    inner: list[Any] = [
-        # Whole microseconds since 1970 are exact in a float8 (below 2^53).
-        sql.SQL("(extract(epoch FROM w.created_at) * 1000000)::float8 AS t"),
-        sql.SQL("w.confidence AS conf"),
-        sql.SQL("abs(w.probability - 0.5) * 2 AS score_conf"),
-    ]
+    # Each JSONB field is extracted once a row, into the VALUES list; parsing, float32
+    # rounding and the cell code then read the VALUES' output, in a subquery kept apart
+    # (OFFSET 0) so that the parsed number is computed once, not once per reference.
     entries: list[Any] = [
-        sql.SQL("({}, 0, NULL::text, r.t)").format(sql.Literal(_TIME)),
-        sql.SQL("({}, 0, NULL, r.conf)").format(sql.Literal(_CONFIDENCE)),
-        sql.SQL("({}, 0, NULL, r.score_conf)").format(sql.Literal(_SCORE_CONFIDENCE)),
+        # Whole microseconds since 1970 are exact in a float8 (below 2^53).
+        sql.SQL(
+            "({}, NULL::jsonb, (extract(epoch FROM w.created_at) * 1000000)::float8, "
+            "NULL::text, NULL::float8[], false)"
+        ).format(sql.Literal(_TIME)),
+        sql.SQL("({}, NULL, w.confidence, NULL, NULL, false)").format(sql.Literal(_CONFIDENCE)),
+        sql.SQL("({}, NULL, abs(w.probability - 0.5) * 2, NULL, NULL, false)").format(
+            sql.Literal(_SCORE_CONFIDENCE)
+        ),
     ]
     names = list(numeric) + list(categorical)
     for i, name in enumerate(names):
-        text = sql.SQL("(w.features ->> {})").format(sql.Literal(name))
         if name in numeric:
             spec = numeric[name]
-            inner.append(sql.SQL("{} AS {}").format(_number(text, spec.float32), _col(i)))
-            code = _code(sql.SQL("r.") + _col(i), spec.points)
-            entries.append(sql.SQL("({}, {}, NULL, r.{})").format(sql.Literal(i), code, _col(i)))
+            entries.append(
+                sql.SQL("({}, w.features -> {}, NULL, NULL, {}, {})").format(
+                    sql.Literal(i),
+                    sql.Literal(name),
+                    _points(spec.points),
+                    sql.Literal(spec.float32),
+                )
+            )
         else:
-            inner.append(sql.SQL("{} AS {}").format(text, _col(i)))
-            entries.append(sql.SQL("({}, NULL, r.{}, NULL)").format(sql.Literal(i), _col(i)))
+            entries.append(
+                sql.SQL("({}, NULL, NULL, w.features ->> {}, NULL, false)").format(
+                    sql.Literal(i), sql.Literal(name)
+                )
+            )
     if output is not None:
         value = (
             sql.SQL("w.probability")
             if output.column == "probability"
-            else _number(sql.SQL("w.prediction"), output.float32)
+            else _number(sql.SQL("w.prediction"))
         )
-        inner.append(sql.SQL("{} AS out").format(value))
         entries.append(
-            sql.SQL("({}, {}, NULL, r.out)").format(
-                sql.Literal(_OUTPUT), _code(sql.SQL("r.out"), output.points)
+            sql.SQL("({}, NULL, {}, NULL, {}, {})").format(
+                sql.Literal(_OUTPUT), value, _points(output.points), sql.Literal(output.float32)
             )
         )
+    parsed = sql.SQL("coalesce({}, v.n)").format(_json_number(sql.SQL("v.j"), False))
+    rounded = sql.SQL("CASE WHEN v.r THEN {} ELSE {} END").format(_float32(parsed), parsed)
+    code = sql.SQL(_CODE).format(missing=sql.Literal(_MISSING), inf=sql.Literal(_INFINITE))
     query = sql.SQL(
-        "SELECT v.f, v.code, v.key, count(*), count(v.x), sum(v.x), min(v.x), max(v.x) "
-        "FROM (SELECT {inner} FROM predictions w WHERE {where}) r "
-        "CROSS JOIN LATERAL (VALUES {entries}) AS v(f, code, key, x) "
-        "GROUP BY v.f, v.code, v.key"
-    ).format(inner=sql.SQL(", ").join(inner), where=where, entries=sql.SQL(", ").join(entries))
+        "SELECT v.f, {code} AS code, v.key, count(*), count(v.x), sum(v.x), min(v.x), max(v.x) "
+        "FROM (SELECT v.f, v.key, v.p, {rounded} AS x "
+        "FROM predictions w CROSS JOIN LATERAL (VALUES {entries}) AS v(f, j, n, key, p, r) "
+        "WHERE {where} OFFSET 0) v GROUP BY v.f, 2, v.key"
+    ).format(code=code, rounded=rounded, where=where, entries=sql.SQL(", ").join(entries))
+    # Hash the few groups: sorting (features x rows) tuples would spill to disk.
+    cur.execute("SET LOCAL enable_sort = off")
     cur.execute(query)
+    fetched = cur.fetchall()
+    cur.execute("SET LOCAL enable_sort = on")
     groups: dict[int, list[tuple[Any, ...]]] = {}
-    for row in cur.fetchall():
+    for row in fetched:
         groups.setdefault(int(row[0]), []).append(row[1:])
     time = groups.get(_TIME, [])
     # Each group: (code, key, rows, non-null values, sum, min, max).
@@ -305,12 +340,6 @@ def _cells(
         "confidence": (int(conf[3]), float(conf[4] or 0.0)),
         "score_confidence": (score_conf[4] / score_conf[3]) if score_conf[3] else None,
     }
-
-
-def _col(i: int) -> Any:
-    from psycopg import sql
-
-    return sql.Identifier(f"c{i}")
 
 
 def _numeric_cells(points: np.ndarray, found: list[tuple[Any, ...]]) -> tuple[NumericCells, int]:
