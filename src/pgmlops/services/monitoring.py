@@ -156,7 +156,7 @@ def run_monitor(
         summary = summarise_window(ctx, mv, profile, settings, last=last, since=start)
         _check_rows(name, mv.version, summary.rows, settings.drift.min_rows, last, start)
         result = assess_summary(ctx, mv, summary, settings, profile=profile)
-        return _finish(ctx, store, result, last, start, store_run)
+        return _finish(store, result, last, start, store_run)
     columns = [(f.name, f.kind) for f in schema.features]
     window = store.read_window(
         name,
@@ -168,7 +168,7 @@ def run_monitor(
     )
     _check_rows(name, mv.version, len(window), settings.drift.min_rows, last, start)
     result = assess_window(ctx, mv, window, settings, profile=profile)
-    return _finish(ctx, store, result, last, start, store_run)
+    return _finish(store, result, last, start, store_run)
 
 
 def _check_rows(
@@ -183,7 +183,6 @@ def _check_rows(
 
 
 def _finish(
-    ctx: Context,
     store: MonitoringStore,
     result: MonitoringResult,
     last: int | None,
