@@ -56,7 +56,10 @@ class MonitoringResult(BaseModel):
     task: Task
     run_id: int | None = None
     created_at: datetime
-    window: dict[str, Any] = Field(description="rows, first_at, last_at, last, since, labelled")
+    window: dict[str, Any] = Field(
+        description="rows, first_at, last_at, last, since, labelled; read and sample_rows when "
+        "counted in PostgreSQL"
+    )
     drift: DriftReport
     dataset_drift: bool
     prediction_drift: bool | None = Field(None, description="None when outputs are not profiled")
