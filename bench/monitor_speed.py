@@ -1,6 +1,7 @@
 """End-to-end time of monitoring 1,000,000 logged predictions in PostgreSQL.
 
-Run: ``python bench/monitor_speed.py [--rows N] [--labelled F] [--repeats R] [--keep]``.
+Run: ``python bench/monitor_speed.py [--rows N] [--labelled F] [--repeats R] [--keep]
+[--reuse] [--cli-only]``.
 Creates a fresh database (``pgmlops_bench_monitor`` on PGMLOPS_BENCH_POSTGRES_URL, default
 postgres@127.0.0.1:5432), trains and promotes a churn model, logs N predictions of it (with
 a mild numeric shift, and feedback labels on a fraction F of them, 2% by default) through the
@@ -9,7 +10,8 @@ its own, and autovacuum kept off these tables, as on a freshly bulk-loaded datab
 autovacuum catches up. It then times the first ``run_monitor`` over the whole window on that
 never-analysed log, ``read_window`` alone, ``run_monitor`` again (median of R, each run
 stored) and the ``pgmlops monitor --json`` command once as a user would run it. Prints the
-breakdown, the peak RSS and the verdicts; drops the database at the end unless ``--keep``.
+breakdown, the peak RSS (this process's, and the command's own) and the verdicts; drops the
+database at the end unless ``--keep``. ``--cli-only`` times only the command, R times.
 """
 
 from __future__ import annotations
@@ -137,6 +139,51 @@ def _log_predictions(ctx: Context, version: int, rows: int, labelled: float) -> 
     print(f"  {len(labels):,} feedback labels", flush=True)
 
 
+def _grow(ctx: Context, target: int) -> int:
+    """Copy the logged rows until there are ``target``: new ids, a day earlier per copy."""
+    # Copies are inserted before the first one is read back: the originals are the rows of
+    # the newest day (logged over 86,000 s), every copy at least a day older.
+    with ctx.db.engine.begin() as conn:
+        have = conn.execute(text("SELECT count(*) FROM predictions")).scalar_one()
+        originals = conn.execute(
+            text(
+                "SELECT count(*) FROM predictions WHERE created_at > "
+                "(SELECT max(created_at) FROM predictions) - interval '86400 seconds'"
+            )
+        ).scalar_one()
+        k = -(-have // max(originals, 1)) - 1  # copies made by an earlier --grow-to
+        while have < target:
+            k += 1
+            take = min(originals, target - have)
+            have += take
+            # md5 of (id, copy) gives each copy's id, so its labels follow it.
+            conn.execute(
+                text(
+                    "INSERT INTO predictions (id, model_name, version, created_at, features, "
+                    "prediction, probability, confidence, output, latency_ms, request_id) "
+                    "SELECT md5(id::text || :k)::uuid, model_name, version, "
+                    "created_at - make_interval(days => :k), features, prediction, probability, "
+                    "confidence, output, latency_ms, request_id FROM "
+                    "(SELECT * FROM predictions WHERE created_at > "
+                    "(SELECT max(created_at) FROM predictions) - interval '86400 seconds' "
+                    "ORDER BY id LIMIT :take) p"
+                ),
+                {"k": k, "take": take},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO feedback (prediction_id, label, created_at) "
+                    "SELECT md5(f.prediction_id::text || :k)::uuid, f.label, f.created_at "
+                    "FROM feedback f JOIN (SELECT id FROM predictions WHERE created_at > "
+                    "(SELECT max(created_at) FROM predictions) - interval '86400 seconds' "
+                    "ORDER BY id LIMIT :take) p "
+                    "ON p.id = f.prediction_id WHERE f.superseded_at IS NULL"
+                ),
+                {"k": k, "take": take},
+            )
+        return int(conn.execute(text("SELECT count(*) FROM predictions")).scalar_one())
+
+
 def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
@@ -152,6 +199,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="reuse a kept database")
+    parser.add_argument(
+        "--grow-to",
+        type=int,
+        default=None,
+        help="copy the logged rows (and their labels) in SQL, a day earlier each time, until "
+        "the log holds this many: large logs without scoring every row in Python",
+    )
+    parser.add_argument(
+        "--cli-only",
+        action="store_true",
+        help="only time `pgmlops monitor` (R times): no in-process runs inflating this process",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="pgmlops-bench-"))
@@ -170,7 +229,17 @@ def main() -> None:
             print(f"logged {args.rows:,} predictions in {time.perf_counter() - started:.1f} s")
         else:
             version = ctx.registry.alias_version("churn", "production") or 1
+        if args.grow_to:
+            started = time.perf_counter()
+            args.rows = _grow(ctx, args.grow_to)
+            print(f"grew the log to {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
         never = _never_analysed(ctx)
+        if args.cli_only:
+            state = "never analysed" if never else "already analysed"
+            print(f"log {state} before the first `pgmlops monitor`")
+            for _ in range(args.repeats):
+                _time_cli(settings, args.rows, workdir)
+            return
         started = time.perf_counter()
         result = run_monitor(ctx, "churn", last=args.rows)
         first = time.perf_counter() - started
@@ -228,8 +297,11 @@ def _time_cli(settings: Settings, rows: int, workdir: Path) -> None:
     started = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
+    # The only child waited for so far: its peak RSS is what a user's `pgmlops monitor` needs.
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()}"
     print(f"`pgmlops monitor --last {rows} --json` end to end: {seconds:.2f} s ({status})")
+    print(f"peak RSS of `pgmlops monitor`: {child_mb:.0f} MB")
 
 
 if __name__ == "__main__":

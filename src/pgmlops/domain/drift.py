@@ -18,7 +18,7 @@ in the profile), which sees many small shifts at once and changes in how feature
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -47,13 +47,13 @@ from pgmlops.domain.profile import (
     category_counts,
     float_values,
     map_columns,
-    numeric_distance,
     output_values,
     population_stability_index,
     profile_frame,
     select_columns,
 )
 from pgmlops.domain.schema import MISSING_CATEGORY, FeatureSchema, Kind
+from pgmlops.domain.window_counts import NumericCells, cells_distance, numeric_distance
 from pgmlops.errors import DataError
 
 __all__ = [
@@ -207,16 +207,76 @@ def compare(
     """
     policy = policy or DriftPolicy()
     specs = _features_to_test(profile, schema)
-    _check_sizes(profile, current, policy)
+    _check_sizes(profile, len(current), policy)
+    _check_critical(specs, policy)
+    cols = select_columns(current, [s.name for s in specs], "the current window")
+    raws = map_columns(lambda i: _test_column(specs[i], cols[i]), range(len(specs)), len(current))
+    output = _output_drift(profile, scores, policy) if scores is not None else None
+    multivariate, note = multivariate_drift(profile, current, specs, policy)
+    return _report(profile, specs, raws, len(current), policy, output, multivariate, note)
+
+
+WindowColumn = NumericCells | dict[str, int]
+
+
+def compare_counts(
+    profile: ReferenceProfile,
+    counts: Mapping[str, WindowColumn],
+    n_current: int,
+    policy: DriftPolicy | None = None,
+    *,
+    output: WindowColumn | None = None,
+    mean_confidence: float | None = None,
+    sample: pd.DataFrame | None = None,
+    schema: FeatureSchema | None = None,
+) -> DriftReport:
+    """``compare`` on a window already counted: cells per numeric feature, category counts.
+
+    Numeric cells must be on ``cell_points`` of the feature's profile (the output's too);
+    the tests and verdicts are those of ``compare``. ``sample`` is a bounded random sample
+    of the window's rows for the multivariate detector (None: it does not run).
+    """
+    policy = policy or DriftPolicy()
+    specs = _features_to_test(profile, schema)
+    _check_sizes(profile, n_current, policy)
+    _check_critical(specs, policy)
+    absent = [s.name for s in specs if s.name not in counts]
+    if absent:
+        raise DataError(f"the current window has no column for feature(s): {', '.join(absent)}")
+    raws = [_test_counts(spec, counts[spec.name]) for spec in specs]
+    drift_out = None
+    if output is not None:
+        drift_out = _output_counts_drift(profile, output, mean_confidence, n_current, policy)
+    if sample is None:
+        multivariate, note = None, "multivariate detector not run: no sample of the window"
+    else:
+        multivariate, note = multivariate_drift(profile, sample, specs, policy)
+    return _report(profile, specs, raws, n_current, policy, drift_out, multivariate, note)
+
+
+def _check_critical(
+    specs: Sequence[NumericProfile | CategoricalProfile], policy: DriftPolicy
+) -> None:
     unknown = sorted(set(policy.critical_features) - {s.name for s in specs})
     if unknown:
         raise DataError(f"critical_features names feature(s) not monitored: {', '.join(unknown)}")
-    cols = select_columns(current, [s.name for s in specs], "the current window")
-    raws = map_columns(lambda i: _test_column(specs[i], cols[i]), range(len(specs)), len(current))
+
+
+def _report(
+    profile: ReferenceProfile,
+    specs: Sequence[NumericProfile | CategoricalProfile],
+    raws: Sequence[_Raw],
+    n_current: int,
+    policy: DriftPolicy,
+    output: OutputDrift | None,
+    multivariate: MultivariateDrift | None,
+    note: str | None,
+) -> DriftReport:
+    """Correct the features' p-values, judge each and the dataset as a whole."""
     p = np.array([r.p_value for r in raws])
     adjusted = benjamini_hochberg(p) if policy.correction == "bh" else bonferroni(p)
     results = [
-        _verdict(spec, raw, float(p_adj), policy, len(current))
+        _verdict(spec, raw, float(p_adj), policy, n_current)
         for spec, raw, p_adj in zip(specs, raws, adjusted, strict=True)
     ]
     drifted = [r.name for r in results if r.drifted]
@@ -229,14 +289,12 @@ def compare(
     )
     if critical:
         reason += f" or a critical feature, and {', '.join(critical)} drifted"
-    output = _output_drift(profile, scores, policy) if scores is not None else None
-    multivariate, note = multivariate_drift(profile, current, specs, policy)
     if multivariate is not None and multivariate.drifted:
         dataset_drift = True
         reason += f"; {multivariate.reason}"
     return DriftReport(
         n_reference=profile.n_rows,
-        n_current=len(current),
+        n_current=n_current,
         features=results,
         drifted_features=drifted,
         share_drifted=share,
@@ -262,10 +320,10 @@ def _features_to_test(
     return [profile.feature(name) for name in schema.names]
 
 
-def _check_sizes(profile: ReferenceProfile, current: pd.DataFrame, policy: DriftPolicy) -> None:
-    if len(current) < policy.min_rows:
+def _check_sizes(profile: ReferenceProfile, n_current: int, policy: DriftPolicy) -> None:
+    if n_current < policy.min_rows:
         raise DataError(
-            f"the current window has {len(current)} rows; drift tests need at least "
+            f"the current window has {n_current} rows; drift tests need at least "
             f"{policy.min_rows} (min_rows)"
         )
     if profile.n_rows < policy.min_rows:
@@ -281,9 +339,20 @@ def _test_column(spec: NumericProfile | CategoricalProfile, col: pd.Series) -> _
     return _categorical_test(spec, category_counts(col))
 
 
-def _numeric_test(ref: NumericProfile, values: np.ndarray) -> _Raw:
+def _test_counts(spec: NumericProfile | CategoricalProfile, counted: WindowColumn) -> _Raw:
+    if isinstance(spec, NumericProfile) and isinstance(counted, NumericCells):
+        return _numeric_test(spec, counted)
+    if isinstance(spec, CategoricalProfile) and isinstance(counted, dict):
+        return _categorical_test(spec, counted)
+    raise DataError(f"feature {spec.name!r} was counted as the wrong kind ({spec.kind} expected)")
+
+
+def _numeric_test(ref: NumericProfile, values: np.ndarray | NumericCells) -> _Raw:
     """Two-sample KS with the asymptotic Kolmogorov p-value, plus the effect sizes."""
-    dist = numeric_distance(ref, values)
+    if isinstance(values, NumericCells):
+        dist = cells_distance(ref, values)
+    else:
+        dist = numeric_distance(ref, values)
     return _Raw(
         test="ks",
         statistic=dist.ks,
@@ -428,20 +497,34 @@ def _output_drift(
             f"scores cover {len(scores)} rows; drift tests need at least {policy.min_rows}"
         )
     values, confidence = output_values(scores, output.kind, output.classes)
+    current_conf = float(np.nanmean(confidence)) if confidence is not None else None
+    return _output_counts_drift(profile, values, current_conf, len(scores), policy)
+
+
+def _output_counts_drift(
+    profile: ReferenceProfile,
+    values: np.ndarray | WindowColumn,
+    mean_confidence: float | None,
+    n_current: int,
+    policy: DriftPolicy,
+) -> OutputDrift:
+    """The output test on values, cells or class counts (one test, no correction)."""
+    output = profile.output
+    if output is None:
+        raise DataError("scores were given but the reference profile has no output profile")
     spec = output.distribution
-    if isinstance(spec, NumericProfile) and isinstance(values, np.ndarray):
+    if isinstance(spec, NumericProfile) and isinstance(values, np.ndarray | NumericCells):
         raw = _numeric_test(spec, values)
     elif isinstance(spec, CategoricalProfile) and isinstance(values, dict):
         raw = _categorical_test(spec, values)
     else:
         raise DataError(f"scores do not match the reference output profile ({output.kind})")
-    verdict = _verdict(spec, raw, raw.p_value, policy, len(scores))
-    current_conf = float(np.nanmean(confidence)) if confidence is not None else None
+    verdict = _verdict(spec, raw, raw.p_value, policy, n_current)
     return OutputDrift(
         **verdict.model_dump(),
         output=output.kind,
         mean_confidence_reference=output.mean_confidence,
-        mean_confidence_current=current_conf,
+        mean_confidence_current=mean_confidence,
     )
 
 

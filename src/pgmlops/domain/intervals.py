@@ -133,6 +133,10 @@ def null_differences(
 
 def _counts(rng: np.random.Generator, m: int, n: int, size: int) -> np.ndarray:
     """``size`` bootstrap draws of n rows out of m, as (size, m) counts."""
+    if n > m:
+        # The same distribution in O(size * m) time and memory, whatever the window's size
+        # (binning n drawn indices per draw held 8 n bytes each: 800 MB for 100 draws at 1M).
+        return rng.multinomial(n, np.full(m, 1.0 / m), size=size).astype(np.float64)
     # Binning drawn indices is O(size * (n + m)); rng.multinomial walks all m rows per draw.
     flat = (np.arange(size)[:, None] * m + rng.integers(0, m, size=(size, n))).ravel()
     return np.bincount(flat, minlength=size * m).reshape(size, m).astype(np.float64)
@@ -178,14 +182,22 @@ def mean_drop_test(
 ) -> DropVerdict:
     """The same test for a mean (confidence, estimated loss), with the normal approximation."""
     current = current[np.isfinite(current)]
+    mean = float(current.mean()) if current.size else None
+    return mean_drop_from(mean, current.size, reference, alpha=alpha, tolerance=tolerance)
+
+
+def mean_drop_from(
+    current: float | None, n: int, reference: np.ndarray, *, alpha: float, tolerance: float
+) -> DropVerdict:
+    """``mean_drop_test`` from the window's mean of its n finite values (None when n is 0)."""
     reference = reference[np.isfinite(reference)]
-    if current.size == 0 or reference.size < 2:
+    if current is None or n == 0 or reference.size < 2:
         ref = float(reference.mean()) if reference.size else None
-        cur = float(current.mean()) if current.size else None
+        cur = current if n else None
         return DropVerdict("mean", cur, ref, None, None, None, False, False)
-    cur, ref = float(current.mean()), float(reference.mean())
+    cur, ref = float(current), float(reference.mean())
     sd = float(reference.std(ddof=1))
-    spread = sd * math.sqrt(1.0 / current.size + 1.0 / reference.size)
+    spread = sd * math.sqrt(1.0 / n + 1.0 / reference.size)
     z = norm.ppf(1.0 - alpha)
     drop = (ref - cur) / abs(ref) if ref else None
     if spread == 0.0:

@@ -149,9 +149,18 @@ def expected_auc(score: np.ndarray, p: np.ndarray) -> float:
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
     pos = np.add.reduceat(q, starts)
     neg = np.add.reduceat(1 - q, starts)
+    return grouped_expected_auc(pos, neg, float(np.sum(q * (1 - q))))
+
+
+def grouped_expected_auc(pos: np.ndarray, neg: np.ndarray, self_pairs: float) -> float:
+    """``expected_auc`` from groups of tied scores, ascending: expected positives, negatives.
+
+    ``self_pairs`` is the sum of p (1 - p) over all rows. Rows binned together count as tied.
+    """
+    if len(pos) == 0:
+        return float("nan")
     neg_below = np.cumsum(neg) - neg
     # A row is never paired with itself; within its tie group it was counted at half weight.
-    self_pairs = float(np.sum(q * (1 - q)))
     wins = float(np.sum(pos * (neg_below + 0.5 * neg))) - 0.5 * self_pairs
     pairs = float(pos.sum() * neg.sum()) - self_pairs
     return wins / pairs if pairs > 0 else float("nan")

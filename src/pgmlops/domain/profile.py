@@ -12,7 +12,6 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar
 
 import numpy as np
@@ -301,82 +300,6 @@ def numeric_profile(
         psi_counts=psi_counts.tolist(),
         sample=_round(sample, decimals).tolist(),
     )
-
-
-@dataclass(frozen=True)
-class NumericDistance:
-    """How a window's numeric column differs from its reference profile."""
-
-    ks: float  # sup |F_ref - F_cur| at the grid points, missing counted above every number
-    n_effective: float  # n_ref * n_cur / (n_ref + n_cur), for the KS p-value
-    psi: float  # over the reference quantile bins plus a missing bin
-    wasserstein_norm: float | None  # W1 / reference std; None when a side has no values
-    missing_rate: float
-
-
-def numeric_distance(ref: NumericProfile, values: np.ndarray) -> NumericDistance:
-    """Compare window values with a profile: ECDF distance, PSI and Wasserstein-1."""
-    present, n_missing = sorted_present(values, ref.name)
-    n_cur, n_ref = len(values), ref.n
-    grid = np.asarray(ref.grid, dtype=np.float64)
-    ref_le = np.asarray(ref.grid_counts, dtype=np.float64)
-    cur_le = np.searchsorted(present, grid, side="right")
-    cur_below = float(np.searchsorted(present, grid[0], side="left")) if len(grid) else 0.0
-    # ECDFs over all rows with missing as a value above every number: the last point compares
-    # the shares of present values, so a jump in missingness moves the statistic too.
-    f_ref = np.concatenate(([0.0], ref_le, [n_ref - ref.n_missing])) / n_ref
-    f_cur = np.concatenate(([cur_below], cur_le, [len(present)])) / n_cur
-    edges = np.asarray(ref.psi_edges, dtype=np.float64)
-    cur_bins = np.diff(
-        np.searchsorted(present, edges, side="right"), prepend=0, append=len(present)
-    )
-    psi = population_stability_index(
-        np.append(np.asarray(ref.psi_counts, dtype=np.float64), ref.n_missing) / n_ref,
-        np.append(cur_bins.astype(np.float64), n_missing) / n_cur,
-    )
-    return NumericDistance(
-        ks=float(np.max(np.abs(f_ref - f_cur))),
-        n_effective=n_ref * n_cur / (n_ref + n_cur),
-        psi=psi,
-        wasserstein_norm=_wasserstein_norm(ref, grid, ref_le, cur_le, present),
-        missing_rate=n_missing / n_cur,
-    )
-
-
-def _wasserstein_norm(
-    ref: NumericProfile,
-    grid: np.ndarray,
-    ref_le: np.ndarray,
-    cur_le: np.ndarray,
-    present: np.ndarray,
-) -> float | None:
-    """W1 = integral of |F_ref - F_cur|, over the reference std.
-
-    The reference is a step function on its grid; the window is used exactly, through
-    per-interval sums of its sorted values, so the wide tail intervals stay accurate.
-    """
-    n_ref_present, n_cur = ref.n - ref.n_missing, len(present)
-    if n_ref_present == 0 or n_cur == 0 or len(grid) == 0:
-        return None
-    cumulative = np.concatenate(([0.0], np.cumsum(present)))
-    below = np.searchsorted(present, grid, side="left")  # window values < each grid value
-    width = np.diff(grid)
-    f_ref = ref_le[:-1] / n_ref_present
-    start, end = cur_le[:-1] / n_cur, below[1:] / n_cur  # F_cur at g_k and just before g_k+1
-    inner_sum = cumulative[below[1:]] - cumulative[cur_le[:-1]]
-    area_cur = start * width + ((below[1:] - cur_le[:-1]) * grid[1:] - inner_sum) / n_cur
-    one_sided = np.where(f_ref >= end, f_ref * width - area_cur, area_cur - f_ref * width)
-    # Where the window's ECDF crosses the reference step, take it as linear in the interval.
-    crossing = (start < f_ref) & (f_ref < end)
-    t = np.divide(f_ref - start, end - start, out=np.zeros_like(f_ref), where=crossing)
-    crossed = width * ((f_ref - start) * t + (end - f_ref) * (1.0 - t)) / 2.0
-    inside = float(np.sum(np.where(crossing, crossed, one_sided)))
-    # Beyond the reference range F_ref is 0 (below) or 1 (above): integrate the window exactly.
-    n_low, n_high = int(below[0]), int(cur_le[-1])
-    low = grid[0] * n_low - cumulative[n_low]
-    high = (cumulative[-1] - cumulative[n_high]) - grid[-1] * (n_cur - n_high)
-    w1 = inside + (low + high) / n_cur
-    return w1 / ref.std if ref.std else w1
 
 
 def population_stability_index(ref_p: np.ndarray, cur_p: np.ndarray) -> float:

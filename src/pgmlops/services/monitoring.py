@@ -56,7 +56,10 @@ class MonitoringResult(BaseModel):
     task: Task
     run_id: int | None = None
     created_at: datetime
-    window: dict[str, Any] = Field(description="rows, first_at, last_at, last, since, labelled")
+    window: dict[str, Any] = Field(
+        description="rows, first_at, last_at, last, since, labelled; read and sample_rows when "
+        "counted in PostgreSQL"
+    )
     drift: DriftReport
     dataset_drift: bool
     prediction_drift: bool | None = Field(None, description="None when outputs are not profiled")
@@ -145,6 +148,18 @@ def run_monitor(
     profile = load_profile(ctx, mv)
     start = datetime.now(UTC) - since if since is not None else None
     store = MonitoringStore(ctx.db)
+    # Imported here: the aggregate path builds this module's MonitoringResult.
+    from pgmlops.services.monitoring_aggregates import (
+        assess_summary,
+        reads_aggregates,
+        summarise_window,
+    )
+
+    if reads_aggregates(ctx, mv):
+        summary = summarise_window(ctx, mv, profile, settings, last=last, since=start)
+        _check_rows(name, mv.version, summary.rows, settings.drift.min_rows, last, start)
+        result = assess_summary(ctx, mv, summary, settings, profile=profile)
+        return _finish(store, result, last, start, store_run)
     columns = [(f.name, f.kind) for f in schema.features]
     window = store.read_window(
         name,
@@ -154,19 +169,35 @@ def run_monitor(
         last=last,
         since=start,
     )
-    policy = settings.drift
-    if len(window) < policy.min_rows:
+    _check_rows(name, mv.version, len(window), settings.drift.min_rows, last, start)
+    result = assess_window(ctx, mv, window, settings, profile=profile)
+    return _finish(store, result, last, start, store_run)
+
+
+def _check_rows(
+    name: str, version: int, rows: int, min_rows: int, last: int | None, start: datetime | None
+) -> None:
+    if rows < min_rows:
         scope = f"the last {last:,} rows" if last is not None else f"since {start:%Y-%m-%d %H:%M}Z"
         raise DataError(
-            f"{name} v{mv.version} has {len(window):,} logged predictions ({scope}); "
-            f"monitoring needs at least {policy.min_rows:,} (monitoring.drift.min_rows)"
+            f"{name} v{version} has {rows:,} logged predictions ({scope}); "
+            f"monitoring needs at least {min_rows:,} (monitoring.drift.min_rows)"
         )
-    result = assess_window(ctx, mv, window, settings, profile=profile)
+
+
+def _finish(
+    store: MonitoringStore,
+    result: MonitoringResult,
+    last: int | None,
+    start: datetime | None,
+    store_run: bool,
+) -> MonitoringResult:
+    """Record the window's bounds and store the run when asked."""
     result.window.update(last=last, since=start)
     if store_run:
         run = store.add_run(
-            name,
-            mv.version,
+            result.model_name,
+            result.version,
             finite(_jsonable(result.window)),
             _stored(result),
             result.dataset_drift,
@@ -191,7 +222,7 @@ def assess_window(
     card, schema = mv.card, mv.card.feature_schema
     if profile is None:
         profile = load_profile(ctx, mv)
-    features = _model_inputs(window.features, schema.numeric)
+    features = model_inputs(window.features, schema.numeric)
     scores = _output_scores(window, card.task) if profile.output is not None else None
     drift = compare(profile, features, settings.drift, scores=scores, schema=schema)
     estimated = estimated_performance(ctx, mv, window, settings)
@@ -217,7 +248,7 @@ def assess_window(
         distributions=distributions(profile, features, scores),
         reasons=[],
     )
-    result.reasons = _reasons(result)
+    result.reasons = reasons(result)
     return result
 
 
@@ -261,7 +292,7 @@ def _monitored_version(ctx: Context, name: str, version: int | None) -> ModelVer
     return ctx.registry.get_version(name, version)
 
 
-def _model_inputs(features: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
+def model_inputs(features: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
     # The reference was profiled on float32-rounded numbers, as the model sees them.
     out = features.copy()
     for name in numeric:
@@ -279,7 +310,7 @@ def _output_scores(window: PredictionWindow, task: Task) -> np.ndarray:
     return pd.to_numeric(out["prediction"], errors="coerce").to_numpy(dtype=np.float64)
 
 
-def _reasons(result: MonitoringResult) -> list[str]:
+def reasons(result: MonitoringResult) -> list[str]:
     """One human line per degraded signal."""
     lines = []
     drift = result.drift
@@ -347,16 +378,24 @@ def _shares(spec: NumericProfile | CategoricalProfile, col: pd.Series) -> dict[s
         bins = np.bincount(
             np.searchsorted(edges, values[~missing], side="left"), minlength=len(edges) + 1
         )
-        ref = [*spec.psi_counts, spec.n_missing]
-        cur = [*bins.tolist(), int(missing.sum())]
-        return {
-            "kind": "numeric",
-            "edges": spec.psi_edges,
-            "reference": _normalise(ref),
-            "current": _normalise(cur),
-            "labels": [*_bin_labels(spec.psi_edges), "missing"],
-        }
-    current = category_counts(col)
+        return numeric_shares(spec, [*bins.tolist(), int(missing.sum())])
+    return categorical_shares(spec, category_counts(col))
+
+
+def numeric_shares(spec: NumericProfile, current: list[int]) -> dict[str, Any]:
+    """Plot data of a numeric column from the window's counts per PSI bin, then missing."""
+    ref = [*spec.psi_counts, spec.n_missing]
+    return {
+        "kind": "numeric",
+        "edges": spec.psi_edges,
+        "reference": _normalise(ref),
+        "current": _normalise(current),
+        "labels": [*_bin_labels(spec.psi_edges), "missing"],
+    }
+
+
+def categorical_shares(spec: CategoricalProfile, current: dict[str, int]) -> dict[str, Any]:
+    """Plot data of a categorical column from the window's category counts."""
     ref_share = dict(zip(spec.counts, _normalise(list(spec.counts.values())), strict=True))
     cur_share = dict(zip(current, _normalise(list(current.values())), strict=True))
     ranked = sorted(

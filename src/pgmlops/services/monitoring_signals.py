@@ -21,7 +21,7 @@ from pgmlops.config import MonitoringConfig
 from pgmlops.domain.intervals import (
     ReferenceOutputs,
     drop_test,
-    mean_drop_test,
+    mean_drop_from,
     null_differences,
 )
 from pgmlops.domain.kinds import Task
@@ -145,19 +145,33 @@ def confidence_signal(
     true AUC unchanged), and that is not decay.
     """
     values = window.outputs["confidence"].to_numpy(dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if estimated is None:
+        estimated = estimated_performance(ctx, mv, window, settings)
+    mean = float(values.mean()) if values.size else None
+    return judge_confidence(ctx, mv, mean, values.size, settings, estimated)
+
+
+def judge_confidence(
+    ctx: Context,
+    mv: ModelVersion,
+    mean: float | None,
+    rows: int,
+    settings: MonitoringConfig,
+    estimated: dict[str, Any],
+) -> dict[str, Any]:
+    """The confidence block from the mean of the window's ``rows`` finite confidences."""
     limit = settings.confidence_drop
     ref = reference_outputs(ctx, mv)
     if ref is None or ref.proba is None or mv.card.task == "regression":
-        return _legacy_confidence(values, mv.card.reference_confidence, limit)
+        return _legacy_confidence(mean, mv.card.reference_confidence, limit)
     reference = confidence(np.asarray(ref.proba, dtype=np.float64), ref.task)
-    verdict = mean_drop_test(values, reference, alpha=settings.alarm_alpha, tolerance=limit)
-    if estimated is None:
-        estimated = estimated_performance(ctx, mv, window, settings)
+    verdict = mean_drop_from(mean, rows, reference, alpha=settings.alarm_alpha, tolerance=limit)
     corroborated = bool(estimated.get("significant"))
     return {
         "reference": verdict.reference,
         "current": verdict.current,
-        "rows": int(np.isfinite(values).sum()),
+        "rows": int(rows),
         "limit": limit,
         "alpha": settings.alarm_alpha,
         **verdict.block(),
@@ -166,9 +180,10 @@ def confidence_signal(
     }
 
 
-def _legacy_confidence(values: np.ndarray, reference: float | None, limit: float) -> dict[str, Any]:
+def _legacy_confidence(
+    current: float | None, reference: float | None, limit: float
+) -> dict[str, Any]:
     # Versions trained before reference outputs were kept: the relative drop alone.
-    current = float(np.nanmean(values)) if np.isfinite(values).any() else None
     drop = None
     if current is not None and reference:
         drop = (reference - current) / reference
@@ -192,28 +207,61 @@ def estimated_performance(
     changed, drawn from the held-out outputs kept at training time.
     """
     card = mv.card
-    limit = settings.performance_drop
-    empty = {"metric": None, "metrics": {}, "reference": {}, "drop": None, "limit": limit}
-    ref = reference_outputs(ctx, mv)
+    unestimated = estimate_unavailable(ctx, mv, settings)
+    if unestimated is not None:
+        return unestimated
     if card.task == "regression":
-        if ref is None or "loss_model" not in mv.files:
-            note = "not estimated: no loss model stored with this version (retrain for one)"
-            return {**empty, "degraded": False, "note": note}
-        metrics = _direct_loss_estimate(ctx, mv, window)
+        metrics = direct_loss_estimate(ctx, mv, window)
         rows = len(window)
-        source = "direct loss estimation (DLE)"
     else:
-        if card.calibration is None:
-            return {**empty, "degraded": False, "note": "not estimated: no calibration"}
         cal = Calibration.model_validate(card.calibration)
         proba = window_proba(window, card.task)
         if proba is None:
             note = "not estimated: no class probabilities logged"
-            return {**empty, "degraded": False, "note": note}
+            return {**_empty(settings), "degraded": False, "note": note}
         keep = np.isfinite(proba if proba.ndim == 1 else proba.sum(axis=1))
         metrics = finite(estimate(cal, proba[keep], card.threshold))
         rows = int(keep.sum())
-        source = "confidence-based performance estimation (CBPE)"
+    return judge_estimate(ctx, mv, metrics, rows, settings)
+
+
+def _empty(settings: MonitoringConfig) -> dict[str, Any]:
+    limit = settings.performance_drop
+    return {"metric": None, "metrics": {}, "reference": {}, "drop": None, "limit": limit}
+
+
+def estimate_unavailable(
+    ctx: Context, mv: ModelVersion, settings: MonitoringConfig
+) -> dict[str, Any] | None:
+    """The estimated-performance block when nothing can be estimated for ``mv``, else None."""
+    card = mv.card
+    if card.task == "regression":
+        if reference_outputs(ctx, mv) is None or "loss_model" not in mv.files:
+            note = "not estimated: no loss model stored with this version (retrain for one)"
+            return {**_empty(settings), "degraded": False, "note": note}
+    elif card.calibration is None:
+        return {**_empty(settings), "degraded": False, "note": "not estimated: no calibration"}
+    return None
+
+
+def judge_estimate(
+    ctx: Context,
+    mv: ModelVersion,
+    metrics: dict[str, Any],
+    rows: int,
+    settings: MonitoringConfig,
+) -> dict[str, Any]:
+    """The estimated-performance block for ``metrics`` estimated on ``rows`` rows."""
+    card = mv.card
+    limit = settings.performance_drop
+    ref = reference_outputs(ctx, mv)
+    regression = card.task == "regression"
+    source = (
+        "direct loss estimation (DLE)"
+        if regression
+        else "confidence-based performance estimation (CBPE)"
+    )
+    cal = None if regression else Calibration.model_validate(card.calibration)
     metric = _primary(ctx, card.task, metrics)
     result: dict[str, Any] = {
         "metric": metric,
@@ -224,6 +272,7 @@ def estimated_performance(
         "alpha": settings.alarm_alpha,
     }
     if ref is None:
+        assert cal is not None  # regression without reference outputs is not estimated
         reference, note = _holdout_estimate(ctx, mv, cal)
         drop = _relative_drop(metric, metrics.get(metric), reference.get(metric))
         degraded = drop is not None and drop > limit
@@ -242,6 +291,7 @@ def estimated_performance(
     else:
         # CBPE runs a little optimistic when the calibration map is fitted on few rows, so
         # the window is compared with the same estimate on the reference rows.
+        assert cal is not None
         reference = finite(estimate(cal, scores.proba, card.threshold))
         source_note = "CBPE on held-out rows"
     null = _null(mv, ref, metric, max(rows, 1))
@@ -272,7 +322,7 @@ def estimated_performance(
     return {**result, "reference": reference, "reference_source": source_note, **block}
 
 
-def _direct_loss_estimate(
+def direct_loss_estimate(
     ctx: Context, mv: ModelVersion, window: PredictionWindow
 ) -> dict[str, float | None]:
     card = mv.card
@@ -318,29 +368,11 @@ def labelled_performance(
     card = mv.card
     labels = window.outputs["label"]
     has = labels.notna().to_numpy()
-    y_true, good, bad_examples = _valid_labels(labels[has], card.task, card.classes)
+    y_true, good, bad_examples = valid_labels(labels[has], card.task, card.classes)
     n_bad = int((~good).sum())
     rows = np.flatnonzero(has)[good]
-    limit, min_labels = settings.performance_drop, settings.min_labels
-    ref = reference_outputs(ctx, mv)
-    ref_scores = ref.scores() if ref is not None else None
-    reference = _reference_metrics(mv, ref_scores) if ref_scores is not None else dict(card.metrics)
-    result: dict[str, Any] = {
-        "n_labels": len(rows),
-        "min_labels": min_labels,
-        "metric": ctx.settings.promotion.primary_for(card.task),
-        "metrics": {},
-        "reference": reference,
-        "reference_source": "held-out rows" if ref is not None else "holdout metrics in the card",
-        "reference_interval": None,
-        "drop": None,
-        "limit": limit,
-        "alpha": settings.alarm_alpha,
-        "degraded": False,
-        "bad_labels": {"count": n_bad, "examples": bad_examples},
-    }
     if len(rows) == 0:
-        return result
+        return judge_labelled(ctx, mv, 0, None, n_bad, bad_examples, settings)
     predicted = window.outputs["prediction"].to_numpy(dtype=object)[rows]
     proba = window_proba(window, card.task)
     proba = None if proba is None else proba[rows]
@@ -359,15 +391,49 @@ def labelled_performance(
             f"{mv.model_name} v{mv.version}: logged outputs are unusable: {exc}"
         ) from exc
     metrics = finite(evaluate(scores))
+    return judge_labelled(ctx, mv, len(rows), metrics, n_bad, bad_examples, settings)
+
+
+def judge_labelled(
+    ctx: Context,
+    mv: ModelVersion,
+    n_labels: int,
+    metrics: dict[str, Any] | None,
+    n_bad: int,
+    bad_examples: list[str],
+    settings: MonitoringConfig,
+) -> dict[str, Any]:
+    """The labelled-performance block for ``metrics`` measured on ``n_labels`` labels."""
+    card = mv.card
+    limit, min_labels = settings.performance_drop, settings.min_labels
+    ref = reference_outputs(ctx, mv)
+    ref_scores = ref.scores() if ref is not None else None
+    reference = _reference_metrics(mv, ref_scores) if ref_scores is not None else dict(card.metrics)
+    result: dict[str, Any] = {
+        "n_labels": n_labels,
+        "min_labels": min_labels,
+        "metric": ctx.settings.promotion.primary_for(card.task),
+        "metrics": {},
+        "reference": reference,
+        "reference_source": "held-out rows" if ref is not None else "holdout metrics in the card",
+        "reference_interval": None,
+        "drop": None,
+        "limit": limit,
+        "alpha": settings.alarm_alpha,
+        "degraded": False,
+        "bad_labels": {"count": n_bad, "examples": bad_examples},
+    }
+    if n_labels == 0 or metrics is None:
+        return result
     metric = result["metric"]
-    enough = len(rows) >= min_labels
+    enough = n_labels >= min_labels
     if ref_scores is None:
         drop = _relative_drop(metric, metrics.get(metric), reference.get(metric))
         result.update(
             metrics=metrics, drop=drop, degraded=enough and drop is not None and drop > limit
         )
         return result
-    null = _null(mv, ref, metric, len(rows))
+    null = _null(mv, ref, metric, n_labels)
     verdict = drop_test(
         metric,
         metrics.get(metric),
@@ -382,7 +448,7 @@ def labelled_performance(
     return result
 
 
-def _valid_labels(
+def valid_labels(
     labels: pd.Series, task: Task, classes: list[str] | None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(normalised labels, which are usable, a few unusable ones) for the model's task."""

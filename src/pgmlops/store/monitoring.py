@@ -152,7 +152,7 @@ class MonitoringStore:
                 raw = conn.connection.driver_connection
                 with raw.cursor() as cur:
                     if last is not None:
-                        cutoff = _cutoff(cur, where, last)
+                        cutoff = cutoff_time(cur, where, last)
                         if cutoff is not None:
                             where.append(sql.SQL("created_at >= {}").format(sql.Literal(cutoff)))
                     # Pulling fields out of JSONB dominates; worker processes share it. The
@@ -268,7 +268,7 @@ class MonitoringStore:
 _COUNT_FIRST = 100_000
 
 
-def _cutoff(cur: Any, where: list[Any], last: int) -> datetime | None:
+def cutoff_time(cur: Any, where: list[Any], last: int) -> datetime | None:
     """The time of the ``last``-th newest row, or None when there are no more rows than that."""
     from psycopg import sql
 
