@@ -1,6 +1,6 @@
 """`pgmlops predict` on 1,000,000 CSV rows into Parquet, logging every row to PostgreSQL.
 
-Run: ``nice -n 10 .venv/bin/python bench/batch_predict.py [--rows 1000000] [--runs 3]``
+Run: ``.venv/bin/python bench/batch_predict.py [--rows 1000000] [--runs 3]``
 (PostgreSQL at $PGMLOPS_BENCH_POSTGRES_URL, default postgres@127.0.0.1:5432). Sets up like
 bench/serve_bench.py in a database of its own (20,000 demo churn rows, ``pgmlops train`` +
 ``promote``), writes --rows demo churn rows (a different seed) to a CSV, then runs
@@ -181,7 +181,8 @@ def main() -> int:
     lines = [
         "# Batch scoring: `pgmlops predict`, CSV → Parquet, logging to PostgreSQL",
         "",
-        f"`nice -n 10 python bench/batch_predict.py --rows {args.rows} --runs {args.runs}`, "
+        f"`python bench/batch_predict.py --rows {args.rows} --runs {args.runs}` "
+        f"(niceness {os.nice(0)}), "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine_info['nproc']}-core shared VM "
         f"({machine_info['cpu']}, {machine_info['ram_gib']} GiB), load at start "
         f"{' '.join(machine_info['loadavg_at_start'])}.",
