@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 _REFERENCE = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[^@/]*)|/(?P<version>[^@/]*))?$")
 
 
-def default_actor() -> str:
-    """Who acts through the Python API, for the audit trail ($PGMLOPS_ACTOR wins)."""
+def default_actor(via: str = "python") -> str:
+    """Who acts, for the audit trail ($PGMLOPS_ACTOR wins): user@host and the interface."""
     if os.environ.get("PGMLOPS_ACTOR"):
         return os.environ["PGMLOPS_ACTOR"]
     import getpass
@@ -40,7 +40,7 @@ def default_actor() -> str:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return f"{user}@{socket.gethostname()} (python)"
+    return f"{user}@{socket.gethostname()} ({via})"
 
 
 def parse_reference(reference: str) -> tuple[str, str | None, int | None]:

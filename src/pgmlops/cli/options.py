@@ -108,16 +108,9 @@ def open_client(config: Path | None) -> Client:
 
 def actor() -> str:
     """Who is acting, for the audit trail."""
-    import getpass
-    import socket
+    from pgmlops.client import default_actor
 
-    if os.environ.get("PGMLOPS_ACTOR"):
-        return os.environ["PGMLOPS_ACTOR"]
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()} (cli)"
+    return default_actor("cli")
 
 
 def print_json(data: Any) -> None:

@@ -88,7 +88,7 @@ def _convert_catboost(scope: Any, operator: Any, container: Any) -> None:
     exported = convert_to_onnx_object(operator.raw_operator)
     node = exported.graph.node[0]
     if not node.op_type.startswith("TreeEnsemble") or len(exported.graph.initializer):
-        raise NotImplementedError(f"CatBoost exported {node.op_type}, not one tree ensemble")
+        raise ValueError(f"CatBoost exported {node.op_type}, not one tree ensemble")
     attrs = {a.name: get_attribute_value(a) for a in node.attribute}
     container.add_node(
         node.op_type,

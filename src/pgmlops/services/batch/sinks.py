@@ -10,6 +10,7 @@ import contextlib
 import io
 import os
 import tempfile
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -40,7 +41,7 @@ def _first(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class _FileSink:
+class _FileSink(ABC):
     """A file written beside its final name and renamed over it at the end."""
 
     def __init__(self, path: Path) -> None:
@@ -64,8 +65,9 @@ class _FileSink:
                 f"output {self.path}: column types changed between chunks: {_first(exc)}"
             ) from exc
 
+    @abstractmethod
     def _open(self, schema: pa.Schema) -> Any:
-        raise NotImplementedError
+        """The format's writer on the temporary file, for chunks of ``schema``."""
 
     def write(self, table: pa.Table) -> None:
         table = self._conform(table)
