@@ -55,7 +55,13 @@ def server_env(settings, **extra: str) -> dict[str, str]:
 
 
 def start_server(
-    settings, tmp_path: Path, *, workers: int = 1, args: tuple[str, ...] = (), **extra: str
+    settings,
+    tmp_path: Path,
+    *,
+    workers: int = 1,
+    args: tuple[str, ...] = (),
+    cwd: Path | None = None,
+    **extra: str,
 ) -> Server:
     port = free_port()
     env = server_env(settings, **extra)
@@ -72,7 +78,12 @@ def start_server(
         *args,
     ]
     process = subprocess.Popen(
-        cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from pgmlops.services.serving import ModelHolder
 from pgmlops.store.db import Database
 from pgmlops.store.registry import ALIAS_CHANNEL
 
 log = logging.getLogger(__name__)
+# How long stop() may wait for the LISTEN loop to notice.
+STOP_CHECK_SECONDS = 0.5
 
 
 class AliasWatcher:
@@ -37,7 +40,7 @@ class AliasWatcher:
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=self.poll_seconds + 2)
+            self._thread.join(timeout=STOP_CHECK_SECONDS + 2)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -66,10 +69,15 @@ class AliasWatcher:
             self.listening = True
             # Catch a move made between startup and LISTEN.
             self._refresh()
+            next_poll = time.monotonic() + self.poll_seconds
             while not self._stop.is_set():
-                # A timeout doubles as the polling interval, so a lost NOTIFY is still seen.
-                for note in conn.notifies(timeout=self.poll_seconds, stop_after=1):
+                # Short waits, so stop() is prompt however long the polling interval is.
+                wait = min(STOP_CHECK_SECONDS, max(next_poll - time.monotonic(), 0.0))
+                for note in conn.notifies(timeout=wait, stop_after=1):
                     holder = self._by_name.get(note.payload.partition(":")[0])
                     if holder is not None:
                         self._refresh([holder])
-                self._refresh()
+                # Polling goes on beside LISTEN, so a lost NOTIFY is still seen.
+                if time.monotonic() >= next_poll:
+                    self._refresh()
+                    next_poll = time.monotonic() + self.poll_seconds
