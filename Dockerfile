@@ -1,7 +1,8 @@
 # The pgmlops HTTP service: `docker build -t pgmlops . && docker run -p 8000:8000 pgmlops`.
 # State (SQLite database, artifacts, log spill) defaults to /data/.pgmlops; mount a volume there
 # or point PGMLOPS_DATABASE_URL / PGMLOPS_ARTIFACT_ROOT at PostgreSQL and an object store.
-# A pgmlops.yaml in /data is read at start-up.
+# A pgmlops.yaml in /data is read at start-up. /artifacts is owned by the server's user, so a
+# volume mounted there (deploy/docker-compose.yml) can be shared by several containers.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -17,8 +18,8 @@ RUN pip install /tmp/pgmlops && rm -rf /tmp/pgmlops
 # Never run as root.
 RUN groupadd --system --gid 10001 pgmlops \
     && useradd --system --uid 10001 --gid pgmlops --home-dir /data --shell /usr/sbin/nologin pgmlops \
-    && mkdir -p /data \
-    && chown pgmlops:pgmlops /data
+    && mkdir -p /data /artifacts \
+    && chown pgmlops:pgmlops /data /artifacts
 WORKDIR /data
 VOLUME ["/data"]
 USER pgmlops:pgmlops
