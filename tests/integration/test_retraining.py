@@ -26,7 +26,12 @@ from pgmlops.cli import app as cli_app
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.records import PRODUCTION, PredictionRecord
 from pgmlops.errors import ConflictError, DataError
-from pgmlops.retraining_config import LiveSourceConfig, RetrainingConfig, TriggerSwitches
+from pgmlops.retraining_config import (
+    LiveSourceConfig,
+    RetentionConfig,
+    RetrainingConfig,
+    TriggerSwitches,
+)
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
 from pgmlops.services.retention import collect_garbage
@@ -489,6 +494,23 @@ def test_post_retrain_only_enqueues_and_status_lists_the_job(ctx: Context, produ
 
 
 # -- retention -----------------------------------------------------------------------------
+
+
+def test_the_worker_keeps_backups_to_the_configured_count_on_its_own(
+    ctx: Context, production: int, data_file: Path
+) -> None:
+    """Nobody runs `pgmlops gc`: the worker's default daily retention applies `keep`."""
+    backup = _train(ctx, data_file, seed=1)
+    # keep=0: no version without an alias stays (one training fewer than keep=1 would need).
+    configure(ctx, retention=RetentionConfig(keep=0))
+    assert ctx.settings.retraining.retention.schedule_seconds == 86_400  # the default
+    worker = Worker(ctx, say=lambda _msg: None)
+
+    worker.tick()
+
+    assert worker.stats.retention_runs == 1
+    versions = [v.version for v in ctx.registry.list_models("churn")[0].versions]
+    assert versions == [production], f"backup v{backup} is beyond keep=0"
 
 
 def test_gc_keeps_aliased_rollback_recent_and_newest_versions(
