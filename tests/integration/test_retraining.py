@@ -38,7 +38,7 @@ from pgmlops.services.retention import collect_garbage
 from pgmlops.services.retraining import enqueue_retrain, retrain, retrain_status
 from pgmlops.services.serving import load_version, predict_records
 from pgmlops.services.triggers import evaluate_triggers
-from pgmlops.services.worker import Worker
+from pgmlops.services.worker import Worker, alive_lock
 from pgmlops.store.db import Database
 from pgmlops.store.jobs import JobStore
 from pgmlops.store.locks import named_lock
@@ -442,6 +442,30 @@ def test_the_worker_runs_queued_jobs_and_recovers_abandoned_ones(
     assert stats.jobs_succeeded == 1 and stats.jobs_failed == 1
     # Its scheduled pass ran the (quiet) triggers for the production model too.
     assert stats.trigger_checks == 1
+
+
+def test_a_job_left_running_on_another_host_is_failed_once_its_worker_is_gone(
+    ctx: Context,
+) -> None:
+    """Another host's pid cannot be checked: its worker's liveness lock tells instead."""
+    store = JobStore(ctx.db)
+    dead, _ = store.enqueue("monitor", "churn", {"n": 1})
+    alive, _ = store.enqueue("monitor", "churn", {"n": 2})
+    store.claim(["monitor"], worker="host-a:7")
+    store.claim(["monitor"], worker="host-b:7")
+    worker = Worker(ctx, say=lambda _msg: None)
+
+    with named_lock(ctx.db, alive_lock("host-b:7")):  # host-b's worker still runs
+        worker.run(once=True)
+
+    assert worker.stats.recovered_jobs == [dead.id]
+    assert store.get(dead.id).status == "failed"
+    assert "host-a:7 stopped" in (store.get(dead.id).error or "")
+    assert store.get(alive.id).status == "running"
+    # A running worker looks again every minute, without a restart.
+    worker._next_recover = datetime.now(UTC)
+    worker.maintain(datetime.now(UTC))
+    assert store.get(alive.id).status == "failed"
 
 
 def test_the_schedule_trigger_fires_when_the_interval_has_passed(

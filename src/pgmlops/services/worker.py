@@ -7,7 +7,9 @@ log's partitions created ahead (hourly) and runs retention (`gc`: model backups 
 `retention.keep`, log partitions older than `retention.predictions_days`) every
 `retention.schedule_seconds`, so nobody has to run `pgmlops gc`. `stop()` (SIGTERM) lets the
 job in hand finish and then exits; a worker killed outright leaves its run and job to be
-marked failed by the next worker or retrain that starts.
+marked failed by the next worker or retrain that starts, or by a running worker within a
+minute. Each worker holds a liveness lock while it runs (PostgreSQL: a session advisory lock,
+freed the moment its connection dies), so a worker on another host can tell it is gone.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pgmlops.domain.records import PRODUCTION
-from pgmlops.errors import PgmlopsError
+from pgmlops.errors import ConflictError, PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.retention import collect_garbage, ensure_log_partitions
 from pgmlops.services.retraining import recover_stale_runs, retrain
 from pgmlops.services.triggers import next_due, schedule_anchor
 from pgmlops.store.jobs import Job, JobStore, worker_identity
-from pgmlops.store.locks import holder_gone
+from pgmlops.store.locks import holder_gone, named_lock
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -34,6 +36,15 @@ KINDS = ("retrain", "monitor")
 # Partitions are made `log_partitions_ahead` (>= 1) periods ahead, so an hourly look is
 # early enough even for daily partitions, and costs one catalog query.
 PARTITION_CHECK = timedelta(hours=1)
+# How often a running worker looks for jobs a dead worker (on any host) left `running`.
+RECOVER_EVERY = timedelta(minutes=1)
+# SQLite has no session locks: a worker's liveness lease, renewed every third of it.
+LIVENESS_LEASE = 60.0
+
+
+def alive_lock(identity: str) -> str:
+    """The lock a worker holds while it lives (PostgreSQL: dies with its connection)."""
+    return f"worker-alive:{identity}"
 
 
 @dataclass
@@ -67,6 +78,7 @@ class Worker:
         self._next_monitor: dict[str, datetime] = {}
         self._next_partitions: datetime | None = None
         self._next_gc: datetime | None = None
+        self._next_recover: datetime | None = None
 
     # -- control ---------------------------------------------------------------------------
 
@@ -80,23 +92,40 @@ class Worker:
 
     def run(self, *, once: bool = False) -> WorkerStats:
         """Loop until stopped; with `once`, drain the queue and run due checks a single time."""
-        self.recover()
         cfg = self.ctx.settings.retraining
-        while not self.stopping:
-            self.tick()
-            if once:
-                break
-            self._stop.wait(cfg.poll_seconds)
+        # Held while this worker lives, so a worker on another host can tell it is gone.
+        with named_lock(self.ctx.db, alive_lock(self.identity), lease_seconds=LIVENESS_LEASE):
+            self.recover()
+            self._next_recover = datetime.now(UTC) + RECOVER_EVERY
+            while not self.stopping:
+                self.tick()
+                if once:
+                    break
+                self._stop.wait(cfg.poll_seconds)
         return self.stats
 
     def recover(self) -> None:
-        """Mark runs and jobs left behind by dead processes as failed."""
-        self.stats.recovered_runs += recover_stale_runs(self.ctx)
-        self.stats.recovered_jobs += self.jobs.fail_abandoned(holder_gone)
-        for run_id in self.stats.recovered_runs:
+        """Mark runs and jobs left behind by dead processes (on any host) as failed."""
+        runs = recover_stale_runs(self.ctx)
+        jobs = self.jobs.fail_abandoned(self._worker_gone)
+        self.stats.recovered_runs += runs
+        self.stats.recovered_jobs += jobs
+        for run_id in runs:
             self.say(f"run {run_id} was left running by a dead process: marked failed")
-        for job_id in self.stats.recovered_jobs:
+        for job_id in jobs:
             self.say(f"job {job_id} was left running by a dead worker: marked failed")
+
+    def _worker_gone(self, worker: str) -> bool:
+        """A dead process on this host, or a worker anywhere whose liveness lock is free."""
+        if worker == self.identity:
+            return False
+        if holder_gone(worker):
+            return True
+        try:
+            with named_lock(self.ctx.db, alive_lock(worker), lease_seconds=1.0):
+                return True
+        except ConflictError:
+            return False
 
     def tick(self, now: datetime | None = None) -> None:
         while not self.stopping:
@@ -164,7 +193,13 @@ class Worker:
     # -- upkeep ----------------------------------------------------------------------------
 
     def maintain(self, now: datetime) -> None:
-        """Partitions ahead when due, then retention when due; a failure is said, not fatal."""
+        """Recovery, partitions ahead, retention, each when due; a failure is said, not fatal."""
+        if self._next_recover is not None and now >= self._next_recover:
+            self._next_recover = now + RECOVER_EVERY
+            try:
+                self.recover()
+            except PgmlopsError as exc:
+                self.say(f"recovery of abandoned jobs skipped: {exc}")
         if self._next_partitions is None or now >= self._next_partitions:
             try:
                 created = ensure_log_partitions(self.ctx, now)

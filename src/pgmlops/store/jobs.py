@@ -192,13 +192,26 @@ class JobStore:
 
     def fail_abandoned(self, is_gone: Callable[[str], bool]) -> list[int]:
         """Mark running jobs whose worker is gone (``is_gone(host:pid)``) failed; their ids."""
-        failed: list[int] = []
         with self.db.session() as s:
-            for row in s.scalars(select(JobRow).where(JobRow.status == RUNNING)):
-                worker = str((row.result or {}).get("worker") or "")
-                if worker and is_gone(worker):
-                    row.status = FAILED
-                    row.error = f"worker {worker} stopped before finishing this job"
-                    row.finished_at = utcnow()
-                    failed.append(row.id)
+            running = [
+                (row.id, str((row.result or {}).get("worker") or ""))
+                for row in s.scalars(select(JobRow).where(JobRow.status == RUNNING))
+            ]
+        # Outside any transaction: `is_gone` may take a lock of its own (SQLite has one writer).
+        gone = {w for w in {w for _, w in running} if w and is_gone(w)}
+        failed: list[int] = []
+        if not gone:
+            return failed
+        with self.db.session() as s:
+            for job_id, worker in running:
+                row = s.get(JobRow, job_id)
+                # Still running, still that worker's: a job finished meanwhile is left alone.
+                if worker not in gone or row is None or row.status != RUNNING:
+                    continue
+                if (row.result or {}).get("worker") != worker:
+                    continue
+                row.status = FAILED
+                row.error = f"worker {worker} stopped before finishing this job"
+                row.finished_at = utcnow()
+                failed.append(row.id)
         return failed
