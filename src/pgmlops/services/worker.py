@@ -14,6 +14,7 @@ freed the moment its connection dies), so a worker on another host can tell it i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -40,6 +41,8 @@ PARTITION_CHECK = timedelta(hours=1)
 RECOVER_EVERY = timedelta(minutes=1)
 # SQLite has no session locks: a worker's liveness lease, renewed every third of it.
 LIVENESS_LEASE = 60.0
+# One worker at a time runs the scheduled gc.
+RETENTION_LOCK = "retention"
 
 
 def alive_lock(identity: str) -> str:
@@ -216,11 +219,18 @@ class Worker:
             self._retention()
 
     def _retention(self) -> None:
-        try:
-            report = collect_garbage(self.ctx)
-        except PgmlopsError as exc:
-            self.say(f"retention skipped: {exc}")
-            return
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(named_lock(self.ctx.db, RETENTION_LOCK, lease_seconds=600.0))
+            except ConflictError:
+                # Several workers share one schedule: whoever holds the lock does it for all.
+                self.say("retention: another worker is running it")
+                return
+            try:
+                report = collect_garbage(self.ctx)
+            except PgmlopsError as exc:
+                self.say(f"retention skipped: {exc}")
+                return
         self.stats.retention_runs += 1
         versions = sum(len(m["deleted"]) for m in report["models"])
         log_part = report.get("predictions") or {}
