@@ -181,6 +181,11 @@ def export_onnx(
     """ONNX bytes and a verdict; the copy is dropped when outputs differ by more than 1e-4."""
     if card.training.get("features"):
         return None, OnnxInfo(present=False, reason="custom feature function cannot be converted")
+    if card.feature_schema.date_references:
+        # Calendar arithmetic on day counts has no skl2onnx converter; the pipeline serves.
+        return None, OnnxInfo(
+            present=False, reason="date features are computed by a Python step (no converter)"
+        )
     try:
         data = _convert(pipeline, card)
         onnx_engine = OnnxEngine(data, card)
