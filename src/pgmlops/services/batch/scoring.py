@@ -80,10 +80,13 @@ def _categorical(
     canonical = spec.canonical()
     if canonical is not None:
         # Booleans and other spellings mapped to training's, as /predict's validators do.
-        col = canonical_series(col, canonical).astype(object)
+        mapped = canonical_series(col, canonical)
         if spec.boolean:
-            ok = col.isna() | col.isin([TRUE_TEXT, FALSE_TEXT])
-            return np.where(ok, col, None).astype(object), ~ok.to_numpy(dtype=bool)
+            ok = mapped.isna() | mapped.isin([TRUE_TEXT, FALSE_TEXT])
+            return np.where(ok, mapped, None).astype(object), ~ok.to_numpy(dtype=bool)
+        # A string column stays one, for the vectorised checks below.
+        text_dtype = pd.api.types.is_string_dtype(col.dtype) and col.dtype != object
+        col = mapped.astype(col.dtype) if text_dtype else mapped
     raw = col.astype(object).to_numpy()
     missing = pd.isna(raw)
     cats = [c for c in spec.categories or [] if c != "__missing__"]
