@@ -119,9 +119,10 @@ def onnx_feeds(
 def onnx_row_feeds(
     schema: FeatureSchema, row: dict[str, Any], inputs: list[str] | None = None
 ) -> dict[str, np.ndarray]:
-    """The single-record fast path: (1, 1) tensors straight from a validated dict."""
-    if schema.date_references:
-        return onnx_feeds(schema, {n: [row.get(n)] for n in schema.names}, inputs)
+    """The single-record fast path: (1, 1) tensors straight from a validated dict.
+
+    For a schema without date columns (onnx_feeds handles those).
+    """
     feeds: dict[str, np.ndarray] = {}
     for k, spec in enumerate(schema.features):
         key = inputs[k] if inputs else spec.name
@@ -163,6 +164,7 @@ class OnnxEngine:
                 f"ONNX artifact has {len(inputs)} inputs, the feature schema {len(names)}"
             )
         self._inputs = None if inputs == names else inputs
+        self._dates = bool(card.feature_schema.date_references)
         outputs = [o.name for o in self.session.get_outputs()]
         self._output = "variable" if card.task == "regression" else "probabilities"
         if self._output not in outputs:
@@ -193,7 +195,11 @@ class OnnxEngine:
 
     def predict_one(self, row: dict[str, Any]) -> tuple[Any, Any]:
         """(prediction, probability) of one record as plain Python values."""
-        feeds = onnx_row_feeds(self.card.feature_schema, row, self._inputs)
+        schema = self.card.feature_schema
+        if self._dates:
+            feeds = onnx_feeds(schema, {n: [row.get(n)] for n in schema.names}, self._inputs)
+        else:
+            feeds = onnx_row_feeds(schema, row, self._inputs)
         (out,) = self.session.run([self._output], feeds)
         first = out[0].tolist()
         if self._task == "regression":
