@@ -248,3 +248,27 @@ def test_an_unsplit_header_hints_at_sep() -> None:
     frame = pd.DataFrame({"a;b;target": ["1;2;3"]})
     with pytest.raises(DataError, match="pass --sep"):
         prepare_training_frame(frame, "target")
+
+
+def test_retraining_rows_keep_dates_and_spellings_as_training_read_them() -> None:
+    from pgmlops.services.training_data import validate_rows
+
+    frame = messy_frame()
+    _, _, schema = prepare_training_frame(frame, "y")
+    logged = pd.DataFrame(
+        {
+            "signup": [to_days(pd.Series(["2024-02-29"]), ISO).iloc[0], "31/12/2024", "nope"],
+            "region": ["SOUTH ", "north", "South"],
+            "member": [True, "no", "yes"],
+            "x": [0.1, 0.2, 0.3],
+            "y": ["a", "b", "a"],
+        }
+    )
+    good, report = validate_rows(logged, schema, "y")
+    assert report.reasons == {"feature 'signup' is not a date": 1}
+    assert good["signup"].tolist() == ["29/02/2024", "31/12/2024"]
+    assert good["region"].iloc[0] == "South" and good["member"].tolist() == ["True", "False"]
+    # A retrain reads every part through validate_rows, the recorded source too.
+    source, _ = validate_rows(frame, schema, "y")
+    _, _, again = prepare_training_frame(pd.concat([source, good]), "y")
+    assert again.feature("signup").date is not None and again.feature("member").boolean
