@@ -31,11 +31,14 @@ def special_field(spec: FeatureSpec, *, reject_unknown: bool) -> tuple[Any, Any]
         def days(value: Any) -> Any:
             return value if value is None else parse_date(value, fmt)
 
-        kind: Any = Annotated[
-            float, BeforeValidator(days), WithJsonSchema({"type": "string", "format": "date"})
-        ]
-        example = spec.date.reference
-        return kind | None, Field(..., description=f"a date ({fmt})", examples=[example])
+        # Text on the wire; days since 1970 once validated.
+        kind: Any = Annotated[float, BeforeValidator(days), WithJsonSchema({"type": "string"})]
+        also = "" if fmt == "ISO8601" else f", or as in training ({fmt})"
+        return kind | None, Field(
+            ...,
+            description=f"a date: ISO 8601 (2024-03-01, 2024-03-01T12:00:00Z){also}",
+            examples=[spec.date.reference],
+        )
     if spec.boolean:
         as_text = AfterValidator(lambda b: TRUE_TEXT if b else FALSE_TEXT)
         return Annotated[bool, as_text] | None, Field(..., examples=[True])
