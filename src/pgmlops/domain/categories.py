@@ -61,7 +61,7 @@ def looks_boolean(col: pd.Series) -> bool:
 
 def as_boolean_text(col: pd.Series) -> pd.Series:
     """The column as "True"/"False" text, missing where blank."""
-    return col.map(lambda v: None if v is None or v is pd.NA else boolean_text(v)).astype("string")
+    return canonical_series(col, boolean_text).astype("string")
 
 
 def merge_spellings(text: pd.Series) -> tuple[pd.Series, list[str]]:
@@ -81,7 +81,8 @@ def merge_spellings(text: pd.Series) -> tuple[pd.Series, list[str]]:
         for key, spellings in groups.items()
         if len(spellings) > 1
     ]
-    mapped = stripped.map(lambda v: v if v is pd.NA else canonical[fold(v)])
+    # A dict lookup per row, a Python call per distinct value only.
+    mapped = stripped.map({v: canonical[fold(v)] for v in counts.index})
     return mapped.astype("string"), merged
 
 
