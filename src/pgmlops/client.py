@@ -149,11 +149,14 @@ class Client:
         onnx: bool = True,
         actor: str | None = None,
         progress: Progress | None = None,
+        sep: str | None = None,
+        encoding: str | None = None,
         **options: Any,
     ) -> TrainResult:
         """Train and register; the result also carries training's warnings and its duration.
 
-        `data` is a DataFrame, a CSV/Parquet path, or a database URL with `query=`.
+        `data` is a DataFrame, a CSV/Parquet path, or a database URL with `query=`; a CSV's
+        delimiter and encoding are sniffed unless `sep=`/`encoding=` are given.
         `params` are estimator parameters; other keyword options override the `training`
         settings (estimator, task, features, imbalance, outliers, cv_folds, seed, ...).
         """
@@ -183,6 +186,8 @@ class Client:
             onnx=onnx,
             actor=actor or default_actor(),
             progress=progress,
+            sep=sep,
+            encoding=encoding,
         )
 
     def promote(

@@ -49,6 +49,22 @@ class TrainingConfig(_Section):
     positive_class: str | None = None
     threshold: ThresholdPolicy = Field(default_factory=ThresholdPolicy)
     onnx: bool = True
+    # Messy data (README "With your own data"): how text, date and target columns are read.
+    normalize_categories: bool = Field(
+        True, description="merge category spellings that differ only in case or blanks"
+    )
+    max_categories: int = Field(
+        50, ge=2, le=10_000, description="a text column keeps this many values; rarer: 'other'"
+    )
+    max_classes: int = Field(
+        50, ge=2, description="a classification target with more classes is refused"
+    )
+    dates: Literal["features", "drop"] = Field(
+        "features", description="date columns become calendar features, or are left out"
+    )
+    dayfirst: bool = Field(
+        True, description="dates that fit both orders (01/03/2024) are read day/month"
+    )
 
     @field_validator("features")
     @classmethod

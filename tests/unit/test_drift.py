@@ -19,7 +19,8 @@ from pgmlops.domain.drift import (
     detect_drift,
 )
 from pgmlops.domain.profile import MAX_SAMPLE_SIZE, NumericProfile
-from pgmlops.domain.schema import FeatureSchema, FeatureSpec, prepare_training_frame
+from pgmlops.domain.schema import FeatureSchema, FeatureSpec
+from pgmlops.domain.training_frame import prepare_training_frame
 from pgmlops.errors import DataError
 
 SHIFTED_NUMERIC = ["Age", "CreditScore", "Balance", "EstimatedSalary"]

@@ -9,7 +9,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.config import ServingConfig
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.schema import FeatureSchema, key_text, prepare_training_frame
+from pgmlops.domain.schema import FeatureSchema, key_text
+from pgmlops.domain.training_frame import prepare_training_frame
 from pgmlops.services.serving import ENTITY_KEY_FIELD, record_model
 
 RAW = make_churn(500, seed=5).assign(

@@ -11,7 +11,8 @@ from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.drift import compare
 from pgmlops.domain.policies import DriftPolicy
 from pgmlops.domain.profile import build_profile
-from pgmlops.domain.schema import coerce_features, prepare_training_frame
+from pgmlops.domain.schema import coerce_features
+from pgmlops.domain.training_frame import prepare_training_frame
 from pgmlops.services.monitoring import MonitoringResult, distributions
 from pgmlops.services.report import bar_chart, render_html
 

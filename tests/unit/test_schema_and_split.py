@@ -13,8 +13,9 @@ from pgmlops.domain.pipeline import (
     parse_params,
     snap_thresholds_to_float32,
 )
-from pgmlops.domain.schema import coerce_features, infer_task, prepare_training_frame
+from pgmlops.domain.schema import coerce_features
 from pgmlops.domain.split import split_rows
+from pgmlops.domain.training_frame import infer_task, prepare_training_frame
 from pgmlops.errors import ConfigError, DataError
 
 

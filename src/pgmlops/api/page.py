@@ -106,7 +106,10 @@ function buildForm(schema, keep, keyColumn) {
   for (const f of schema.features) {
     const id = "f_" + f.name;
     let html = `<label for="${esc(id)}">${esc(f.name)} `;
-    if (f.kind === "numeric") {
+    if (f.date) {
+      html += `<small>(date)</small></label><input id="${esc(id)}" name="${esc(f.name)}" ` +
+        `type="text" value="${esc(f.date.reference)}" placeholder="2024-03-01">`;
+    } else if (f.kind === "numeric") {
       const range = typeof f.min === "number" ? `${fmt(f.min)} … ${fmt(f.max)}` : "";
       html += `<small>${range ? "(" + esc(range) + ")" : ""}</small></label>` +
         `<input id="${esc(id)}" name="${esc(f.name)}" type="number" step="any" ` +
@@ -151,7 +154,9 @@ async function predict(schema) {
   const record = {};
   for (const f of schema.features) {
     const el = $("f_" + f.name);
-    if (f.kind === "numeric") {
+    if (f.date) {
+      record[f.name] = el.value.trim() === "" ? null : el.value.trim();
+    } else if (f.kind === "numeric") {
       // A number input holding text that is not a number reads as "": say so, do not send null.
       if (el.validity.badInput) {
         showResult(`${esc(f.name)}: not a number (leave it empty for a missing value)`, true);

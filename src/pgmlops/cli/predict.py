@@ -86,6 +86,12 @@ def predict(
         Path | None,
         typer.Option("--rejects", help="CSV for refused rows (with --on-error skip)."),
     ] = None,
+    sep: Annotated[
+        str | None, typer.Option("--sep", help="CSV delimiter, e.g. ';' (sniffed).")
+    ] = None,
+    encoding: Annotated[
+        str | None, typer.Option("--encoding", help="CSV encoding, e.g. cp1252 (sniffed).")
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -104,6 +110,8 @@ def predict(
         chunk_rows=DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows,
         on_error=on_error,  # type: ignore[arg-type]  # checked by the service
         rejects=rejects,
+        sep=sep,
+        encoding=encoding,
     )
     ctx = open_context(config)
     try:

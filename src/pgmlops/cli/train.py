@@ -50,6 +50,12 @@ def train(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     no_onnx: Annotated[bool, typer.Option("--no-onnx", help="Skip the ONNX copy.")] = False,
+    sep: Annotated[
+        str | None, typer.Option("--sep", help="CSV delimiter, e.g. ';' or '\\t' (sniffed).")
+    ] = None,
+    encoding: Annotated[
+        str | None, typer.Option("--encoding", help="CSV encoding, e.g. cp1252 (sniffed).")
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -73,6 +79,8 @@ def train(
         outliers=outliers,
         cv_folds=cv,
         seed=seed,
+        sep=sep,
+        encoding=encoding,
     )
     summary = train_summary(result)
     if as_json:

@@ -17,6 +17,8 @@ class DataFingerprint(BaseModel):
     rows: int
     columns: list[str]
     source: str
+    # Rows left out of training because their target cell was empty.
+    rows_without_target: int = 0
 
 
 class OnnxInfo(BaseModel):

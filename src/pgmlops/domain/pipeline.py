@@ -24,6 +24,7 @@ from pgmlops.domain.boosting import (
     resolve_estimator,
     route_library_logs,
 )
+from pgmlops.domain.dates import DateFeatures
 from pgmlops.domain.schema import Task
 from pgmlops.errors import ConfigError, DataError
 
@@ -175,10 +176,17 @@ def build_pipeline(
     features: str | None = None,
     imbalance: str = "none",
     seed: int = 0,
+    dates: dict[str, float] | None = None,
 ) -> Pipeline:
-    """An unfitted pipeline whose steps turn raw schema columns into a prediction."""
+    """An unfitted pipeline whose steps turn raw schema columns into a prediction.
+
+    `dates`: date columns (days since 1970) and their reference days; a first step turns each
+    into calendar features, so every engine running the pipeline derives them alike.
+    """
     func = load_feature_function(features) if features else None
-    numeric, categorical = _derived_columns(x, func)
+    date_step = DateFeatures(dict(dates)) if dates else None
+    sample = date_step.transform(x.head(200)) if date_step is not None else x
+    numeric, categorical = _derived_columns(sample, func)
     transformers = []
     if numeric:
         num_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
@@ -194,6 +202,8 @@ def build_pipeline(
         transformers.append(("cat", onehot, categorical))
     pre = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
     steps: list[tuple[str, Any]] = []
+    if date_step is not None:
+        steps.append(("dates", date_step))
     if func is not None:
         steps.append(("features", FunctionTransformer(func, validate=False)))
     steps.append(("preprocess", pre))

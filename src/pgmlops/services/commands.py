@@ -66,8 +66,13 @@ def train_version(
     onnx: bool = True,
     actor: str,
     progress: Progress | None = None,
+    sep: str | None = None,
+    encoding: str | None = None,
 ) -> TrainResult:
-    """Load data (a path, a query's rows or a DataFrame), train with settings + options."""
+    """Load data (a path, a query's rows or a DataFrame), train with settings + options.
+
+    `sep`/`encoding`: a CSV's delimiter and encoding, sniffed when not given.
+    """
     base = ctx.settings.training
     extra: dict[str, Any] = dict(overrides or {})
     if params:
@@ -82,11 +87,13 @@ def train_version(
     if isinstance(data, pd.DataFrame):
         if query:
             raise ConfigError("query= reads from a database URL, not from a DataFrame")
+        if sep is not None or encoding is not None:
+            raise ConfigError("sep= and encoding= read a CSV file, not a DataFrame")
         dataset = frame_dataset(data)
     else:
         if progress:
             progress(f"reading {data}")
-        dataset = load_dataset(data, query)
+        dataset = load_dataset(data, query, sep=sep, encoding=encoding)
     return train_model(ctx, dataset, target, cfg, model_name=name, actor=actor, progress=progress)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
+import csv
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ class Dataset:
     frame: pd.DataFrame
     source: dict[str, Any]
     sha256: str
+    # What reading noticed (a sniffed delimiter, a fallback encoding), shown as warnings.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def description(self) -> str:
@@ -40,25 +44,125 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def _read_file(path: Path) -> pd.DataFrame:
+# Tried in order: UTF-8 (a BOM is dropped), then Windows' Western European code page, then
+# Latin-1, which decodes any byte, so a file always reads.
+_ENCODINGS = ("utf-8", "cp1252", "latin-1")
+_DELIMITERS = ",;\t|"
+_SAMPLE_BYTES = 64 * 1024
+
+
+def csv_options(sep: str | None, encoding: str | None) -> tuple[str | None, str | None]:
+    """`--sep`/`--encoding` checked: one character ("\\t" or "tab" for a tab), a known codec."""
+    if sep is not None:
+        sep = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(sep, sep)
+        if len(sep) != 1:
+            raise ConfigError(f"--sep {sep!r} must be a single character, e.g. ';' or '\\t'")
+    if encoding is not None:
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise ConfigError(
+                f"--encoding {encoding!r} is not a known encoding (e.g. utf-8, cp1252, latin-1)"
+            ) from None
+    return sep, encoding
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter of a CSV sample among , ; tab and |; a comma when it cannot tell."""
+    lines = [line for line in text.splitlines()[:50] if line.strip()]
+    if not lines:
+        return ","
+    try:
+        found = csv.Sniffer().sniff("\n".join(lines), delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+    # The Sniffer may choose a character that merely repeats inside values; a header split
+    # into more fields by a comma keeps the comma.
+    if found != "," and lines[0].count(",") > lines[0].count(found):
+        return ","
+    return found
+
+
+def _decoded_sample(path: Path, encoding: str | None) -> tuple[str, str]:
+    """The file's first bytes as text, and the first encoding that reads them."""
+    with path.open("rb") as handle:
+        raw = handle.read(_SAMPLE_BYTES)
+    if encoding:
+        return raw.decode(encoding, errors="replace"), encoding
+    if raw.startswith(codecs.BOM_UTF8):
+        return raw[3:].decode("utf-8", errors="replace"), "utf-8-sig"
+    for name in _ENCODINGS:
+        try:
+            # Not final when the sample is cut: a split multi-byte character is no error.
+            text = codecs.getincrementaldecoder(name)().decode(raw, final=len(raw) < _SAMPLE_BYTES)
+        except UnicodeDecodeError:
+            continue
+        return text, name
+    return raw.decode("latin-1"), "latin-1"
+
+
+def sniff_csv(path: Path, sep: str | None, encoding: str | None) -> tuple[str, str]:
+    """The delimiter and encoding of a CSV, from its first bytes (given values win)."""
+    if path.name.lower().endswith(".gz"):
+        sample, found = "", encoding or "utf-8"
+    else:
+        sample, found = _decoded_sample(path, encoding)
+    if sep is None:
+        sep = "\t" if path.name.lower().endswith(".tsv") else sniff_delimiter(sample)
+    return sep, found
+
+
+def _read_csv(
+    path: Path, sep: str | None, encoding: str | None, notes: list[str]
+) -> tuple[pd.DataFrame, str, str]:
+    """Read a CSV with its sniffed (or given) delimiter and encoding."""
+    given = sep
+    sep, first = sniff_csv(path, sep, encoding)
+    if given is None and sep not in (",", "\t"):
+        notes.append(f"{path.name}: columns separated by {sep!r} (sniffed; --sep overrides)")
+    # The sample decoded; a later byte may not: fall back along the list, Latin-1 last.
+    later = list(_ENCODINGS[_ENCODINGS.index(first) + 1 :]) if first in _ENCODINGS else []
+    tries = [first] if encoding else [first, *later]
+    for k, name in enumerate(tries):
+        try:
+            frame = pd.read_csv(path, sep=sep, encoding=name, low_memory=False)
+        except UnicodeDecodeError:
+            if k == len(tries) - 1:
+                raise
+            continue
+        if not encoding and name not in ("utf-8", "utf-8-sig"):
+            notes.append(f"{path.name}: read as {name} text, not UTF-8 (--encoding overrides)")
+        return frame, sep, name
+    raise DataError(f"data file {path} cannot be decoded")  # unreachable: Latin-1 reads all
+
+
+def _read_file(
+    path: Path, sep: str | None, encoding: str | None, notes: list[str]
+) -> tuple[pd.DataFrame, dict[str, str]]:
     name = path.name.lower()
     if name.endswith(_PARQUET):
-        return pd.read_parquet(path)
+        return pd.read_parquet(path), {}
     if name.endswith(_CSV):
-        sep = "\t" if name.endswith(".tsv") else ","
-        return pd.read_csv(path, sep=sep, low_memory=False)
+        frame, used_sep, used_encoding = _read_csv(path, sep, encoding, notes)
+        return frame, {"sep": used_sep, "encoding": used_encoding}
     raise DataError(f"data file {path}: unsupported format (use .csv, .tsv or .parquet)")
 
 
-def load_file(path_text: str) -> Dataset:
-    """Read a CSV/TSV/Parquet file with errors that name the file and the problem."""
+def load_file(path_text: str, sep: str | None = None, encoding: str | None = None) -> Dataset:
+    """Read a CSV/TSV/Parquet file with errors that name the file and the problem.
+
+    A CSV's delimiter and encoding are sniffed unless given; both are recorded in the source,
+    so retraining reads the file the same way.
+    """
+    sep, encoding = csv_options(sep, encoding)
     path = Path(path_text).expanduser()
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
     if path.is_dir():
         raise DataError(f"data file {path} is a directory, not a file")
+    notes: list[str] = []
     try:
-        frame = _read_file(path)
+        frame, read_as = _read_file(path, sep, encoding, notes)
     except DataError:
         raise
     except pd.errors.EmptyDataError as exc:
@@ -70,8 +174,8 @@ def load_file(path_text: str) -> Dataset:
         raise DataError(f"data file {path} cannot be parsed: {first}") from exc
     if frame.empty:
         raise DataError(f"data file {path} has no rows")
-    source = {"kind": "file", "path": str(path.resolve())}
-    return Dataset(frame, source, fingerprint(frame))
+    source = {"kind": "file", "path": str(path.resolve()), **read_as}
+    return Dataset(frame, source, fingerprint(frame), notes)
 
 
 FRAME_SOURCE = "(in-memory DataFrame)"
@@ -116,13 +220,17 @@ def load_query(url: str, query: str) -> Dataset:
     return Dataset(frame, {"kind": "sql", "url": safe_url, "query": query}, fingerprint(frame))
 
 
-def load_dataset(data: str, query: str | None = None) -> Dataset:
+def load_dataset(
+    data: str, query: str | None = None, *, sep: str | None = None, encoding: str | None = None
+) -> Dataset:
     """A file path, or (with `query`) a database URL to run the query against."""
     if query:
+        if sep is not None or encoding is not None:
+            raise ConfigError("--sep and --encoding apply to CSV files, not to --query")
         return load_query(data, query)
     if "://" in data and not data.startswith("file://"):
         raise ConfigError(f"--data {data!r} looks like a URL: pass --query to read from a database")
-    return load_file(data.removeprefix("file://"))
+    return load_file(data.removeprefix("file://"), sep, encoding)
 
 
 SOURCE_URL_ENV = "PGMLOPS_SOURCE_DATABASE_URL"
@@ -143,4 +251,4 @@ def load_source(source: dict[str, Any]) -> Dataset:
                     f"{SOURCE_URL_ENV} to the full database URL"
                 )
         return load_query(url, source["query"])
-    return load_file(source["path"])
+    return load_file(source["path"], source.get("sep"), source.get("encoding"))

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from pgmlops.domain.card import ModelCard
+from pgmlops.domain.dates import PARTS as DATE_PARTS
+from pgmlops.domain.dates import date_features
 from pgmlops.domain.predict import Outputs, class_columns, predict_outputs
 from pgmlops.domain.schema import MISSING_CATEGORY, FeatureSchema, coerce_features
 from pgmlops.errors import ArtifactError
@@ -68,18 +70,46 @@ class PipelineEngine:
         return out.predicted.tolist()[0], None if out.proba is None else out.proba.tolist()[0]
 
 
+def onnx_columns(schema: FeatureSchema) -> list[tuple[str, bool]]:
+    """The ONNX graph's inputs as (name, numeric?): a date column is its five calendar features.
+
+    The graph starts after the pipeline's date step: onnxruntime is fed the features that
+    step derives, computed by the same function (domain/dates.py).
+    """
+    out: list[tuple[str, bool]] = []
+    for spec in schema.features:
+        if spec.date is not None:
+            out += [(f"{spec.name}__{part}", True) for part in DATE_PARTS]
+        else:
+            out.append((spec.name, spec.kind == "numeric"))
+    return out
+
+
+def _as_floats(values: np.ndarray) -> np.ndarray:
+    if values.dtype == object:
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return values.astype(np.float64)
+
+
 def onnx_feeds(
     schema: FeatureSchema, columns: dict[str, Any], inputs: list[str] | None = None
 ) -> dict[str, np.ndarray]:
-    """One (n, 1) tensor per feature, named as the graph's inputs (default: feature names)."""
+    """One (n, 1) tensor per graph input, named as the graph's inputs (default: onnx_columns)."""
     feeds: dict[str, np.ndarray] = {}
-    for k, spec in enumerate(schema.features):
-        key = inputs[k] if inputs else spec.name
+    k = 0
+    for spec in schema.features:
         values = np.asarray(columns[spec.name])
+        if spec.date is not None:
+            parts = date_features(_as_floats(values), spec.date.reference_days)
+            for part in DATE_PARTS:
+                key = inputs[k] if inputs else f"{spec.name}__{part}"
+                feeds[key] = parts[part].astype(np.float32).reshape(-1, 1)
+                k += 1
+            continue
+        key = inputs[k] if inputs else spec.name
+        k += 1
         if spec.kind == "numeric":
-            if values.dtype == object:
-                values = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-            feeds[key] = values.astype(np.float32).reshape(-1, 1)
+            feeds[key] = _as_floats(values).astype(np.float32).reshape(-1, 1)
         else:
             arr = values.astype(object).reshape(-1, 1)
             feeds[key] = np.where(pd.isna(arr), MISSING_CATEGORY, arr).astype(str).astype(object)
@@ -89,7 +119,10 @@ def onnx_feeds(
 def onnx_row_feeds(
     schema: FeatureSchema, row: dict[str, Any], inputs: list[str] | None = None
 ) -> dict[str, np.ndarray]:
-    """The single-record fast path: (1, 1) tensors straight from a validated dict."""
+    """The single-record fast path: (1, 1) tensors straight from a validated dict.
+
+    For a schema without date columns (onnx_feeds handles those).
+    """
     feeds: dict[str, np.ndarray] = {}
     for k, spec in enumerate(schema.features):
         key = inputs[k] if inputs else spec.name
@@ -124,13 +157,14 @@ class OnnxEngine:
         self.card = card
         # skl2onnx turns names like "petal width (cm)" into identifiers; inputs keep the
         # order of the feature schema, so feeds are named by position.
-        names = card.feature_schema.names
+        names = [name for name, _ in onnx_columns(card.feature_schema)]
         inputs = [i.name for i in self.session.get_inputs()]
         if len(inputs) != len(names):
             raise ArtifactError(
                 f"ONNX artifact has {len(inputs)} inputs, the feature schema {len(names)}"
             )
         self._inputs = None if inputs == names else inputs
+        self._dates = bool(card.feature_schema.date_references)
         outputs = [o.name for o in self.session.get_outputs()]
         self._output = "variable" if card.task == "regression" else "probabilities"
         if self._output not in outputs:
@@ -161,7 +195,11 @@ class OnnxEngine:
 
     def predict_one(self, row: dict[str, Any]) -> tuple[Any, Any]:
         """(prediction, probability) of one record as plain Python values."""
-        feeds = onnx_row_feeds(self.card.feature_schema, row, self._inputs)
+        schema = self.card.feature_schema
+        if self._dates:
+            feeds = onnx_feeds(schema, {n: [row.get(n)] for n in schema.names}, self._inputs)
+        else:
+            feeds = onnx_row_feeds(schema, row, self._inputs)
         (out,) = self.session.run([self._output], feeds)
         first = out[0].tolist()
         if self._task == "regression":

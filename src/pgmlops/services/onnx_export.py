@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from pgmlops.domain.card import ModelCard, OnnxInfo
 from pgmlops.domain.pipeline import serving_pipeline
 from pgmlops.domain.predict import Outputs
-from pgmlops.services.inference import OnnxEngine, PipelineEngine
+from pgmlops.services.inference import OnnxEngine, PipelineEngine, onnx_columns
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +148,13 @@ def _convert(pipeline: Any, card: ModelCard) -> bytes:
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-    pipe = serving_pipeline(pipeline)
+    # The date step has no converter: the graph starts after it, and the engine feeds it the
+    # calendar features (services/inference.py, onnx_columns).
+    pipe = Pipeline([(n, s) for n, s in serving_pipeline(pipeline).steps if n != "dates"])
     _register_boosting_converters(pipe.steps[-1][1])
     types = [
-        (f.name, FloatTensorType([None, 1]) if f.kind == "numeric" else StringTensorType([None, 1]))
-        for f in card.feature_schema.features
+        (name, FloatTensorType([None, 1]) if numeric else StringTensorType([None, 1]))
+        for name, numeric in onnx_columns(card.feature_schema)
     ]
     options = {}
     if card.task != "regression":

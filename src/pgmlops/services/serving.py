@@ -31,6 +31,7 @@ from pgmlops.config import ServingConfig, check_model_name
 from pgmlops.domain.card import ModelCard
 from pgmlops.domain.records import PRODUCTION, ModelVersion, PredictionRecord
 from pgmlops.domain.schema import FLOAT32_MAX, FeatureSchema, key_text
+from pgmlops.domain.served_fields import special_field
 from pgmlops.errors import ArtifactError, ConfigError, NotFoundError, PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.inference import Engine, OnnxEngine, PipelineEngine, load_pipeline
@@ -95,7 +96,10 @@ def record_model(schema: FeatureSchema, serving: ServingConfig) -> type[BaseMode
     """
     fields: dict[str, Any] = {}
     for spec in schema.features:
-        if spec.kind == "numeric":
+        special = special_field(spec, reject_unknown=serving.unknown_categories == "reject")
+        if special is not None:
+            fields[spec.name] = special
+        elif spec.kind == "numeric":
             hint = f"training range {spec.min:g} .. {spec.max:g}" if spec.min is not None else None
             fields[spec.name] = (
                 float | None,

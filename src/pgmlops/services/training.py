@@ -25,9 +25,10 @@ from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresho
 from pgmlops.domain.predict import baseline_scores, predict_outputs, to_scores
 from pgmlops.domain.records import ModelVersion, StoredFile
 from pgmlops.domain.redact import redact_secrets
-from pgmlops.domain.schema import FeatureSchema, prepare_training_frame
+from pgmlops.domain.schema import FeatureSchema, ReadOptions
 from pgmlops.domain.split import split_rows
 from pgmlops.domain.threshold import tune_threshold
+from pgmlops.domain.training_frame import prepare_training_frame
 from pgmlops.errors import DataError, TrainingError
 from pgmlops.services.context import Context
 from pgmlops.services.datasets import Dataset
@@ -147,7 +148,12 @@ def _cross_validate(
     folds: list[dict[str, float]] = []
     for train_idx, test_idx in splitter.split(x, y):
         pipe = build_pipeline(
-            x, est_factory(), features=cfg.features, imbalance=cfg.imbalance, seed=cfg.seed
+            x,
+            est_factory(),
+            features=cfg.features,
+            imbalance=cfg.imbalance,
+            seed=cfg.seed,
+            dates=schema.date_references,
         )
         _fit(pipe, x.iloc[train_idx], y.iloc[train_idx])
         card_like = _ScoringCard(schema, None)
@@ -190,9 +196,14 @@ def train_model(
         require_mlflow()
     ctx.artifacts.key.get()  # no signing key: fail before the fit, not after it
     step("preparing data")
-    x, y, schema = prepare_training_frame(dataset.frame, target, cfg.task, cfg.drop)
+    read_notes: list[str] = []
+    options = ReadOptions(**cfg.model_dump(include=set(ReadOptions.__dataclass_fields__)))
+    x, y, schema = prepare_training_frame(
+        dataset.frame, target, cfg.task, cfg.drop, options=options, notes=read_notes
+    )
     schema = _order_classes(schema, cfg.positive_class)
     notes = [f"column {c!r} left out: {why}" for c, why in schema.dropped.items()]
+    notes += dataset.notes + read_notes
     for note in notes:
         log.warning(note)
     if left_out_before is not None:
@@ -220,7 +231,12 @@ def train_model(
 
     estimator = new_estimator()
     pipeline = build_pipeline(
-        x_train, estimator, features=cfg.features, imbalance=cfg.imbalance, seed=cfg.seed
+        x_train,
+        estimator,
+        features=cfg.features,
+        imbalance=cfg.imbalance,
+        seed=cfg.seed,
+        dates=schema.date_references,
     )
     step(f"fitting {type(estimator).__name__} on {len(x_train):,} rows")
     _fit(pipeline, x_train, y_train)
@@ -276,6 +292,7 @@ def train_model(
             rows=len(dataset.frame),
             columns=[str(c) for c in dataset.frame.columns],
             source=dataset.description,
+            rows_without_target=len(dataset.frame) - len(x),
         ),
         split=SplitInfo(
             method="content-hash, stratified",

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pgmlops.domain.categories import canonical_series
+from pgmlops.domain.dates import as_days, days_as_text
 from pgmlops.domain.records import ModelVersion
 from pgmlops.domain.schema import FeatureSchema
 from pgmlops.errors import ConfigError, DataError
@@ -138,7 +140,16 @@ def validate_rows(
     out: dict[str, Any] = {}
     for spec in schema.features:
         col = frame[spec.name] if spec.name in frame.columns else pd.Series([None] * n)
-        if spec.kind == "numeric":
+        if spec.date is not None:
+            # Logged rows hold days since 1970, a recorded file holds the dates as text.
+            days = as_days(col, spec.date.format)
+            wrong = (days.isna() & ~_blank(col)).to_numpy()
+            if wrong.any():
+                reasons[f"feature {spec.name!r} is not a date"] += int((wrong & ~bad).sum())
+                bad |= wrong
+            # As text in the training format: the retrained version reads a date column again.
+            out[spec.name] = days_as_text(days, spec.date.format)
+        elif spec.kind == "numeric":
             if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
                 number = col.astype("float64")
             else:
@@ -153,6 +164,9 @@ def validate_rows(
                 bad |= wrong
             out[spec.name] = number
         else:
+            canonical = spec.canonical()
+            if canonical is not None:
+                col = canonical_series(col, canonical)
             text = col.astype("string").str.strip()
             present = (text.notna() & (text != "")).fillna(False).to_numpy(dtype=bool)
             out[spec.name] = text.astype(object).where(present, None)

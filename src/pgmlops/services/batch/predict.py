@@ -43,6 +43,9 @@ class BatchRequest:
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     on_error: Literal["fail", "skip"] = "fail"
     rejects: Path | None = None
+    # A CSV's delimiter and encoding; sniffed when None.
+    sep: str | None = None
+    encoding: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,9 @@ def run_batch_predict(
     started = time.perf_counter()
     model = _load(ctx, req)
     numeric = model.card.feature_schema.numeric
-    source = open_source(req.data, req.query, req.chunk_rows, numeric=numeric)
+    source = open_source(
+        req.data, req.query, req.chunk_rows, numeric=numeric, sep=req.sep, encoding=req.encoding
+    )
     _check_columns(model, source.columns, req, source.description)
     serving = ctx.settings.serving
     request_id = f"batch-{uuid.uuid4().hex[:16]}"

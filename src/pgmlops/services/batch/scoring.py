@@ -20,6 +20,8 @@ import pyarrow as pa
 from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.config import ServingConfig
+from pgmlops.domain.categories import FALSE_TEXT, TRUE_TEXT, canonical_series
+from pgmlops.domain.dates import ISO, to_days
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.domain.schema import FLOAT32_MAX, FeatureSpec, key_text
 from pgmlops.errors import ValidationError
@@ -58,10 +60,33 @@ def _numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.where(bad, np.nan, values), bad
 
 
+def _dates(col: pd.Series, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """(days since 1970 with NaN for missing, mask of cells that are not dates)."""
+    text = col.astype("string").str.strip()
+    present = (text.notna() & (text != "")).to_numpy(dtype=bool)
+    values = to_days(text, fmt)
+    if fmt != ISO:
+        # /predict takes ISO 8601 as well as the training format.
+        values = values.fillna(to_days(text, ISO))
+    days = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = present & np.isnan(days)
+    return days, bad
+
+
 def _categorical(
     col: pd.Series, spec: FeatureSpec, serving: ServingConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """(object values with None for missing, mask of cells /predict would refuse)."""
+    canonical = spec.canonical()
+    if canonical is not None:
+        # Booleans and other spellings mapped to training's, as /predict's validators do.
+        mapped = canonical_series(col, canonical)
+        if spec.boolean:
+            ok = mapped.isna() | mapped.isin([TRUE_TEXT, FALSE_TEXT])
+            return np.where(ok, mapped, None).astype(object), ~ok.to_numpy(dtype=bool)
+        # A string column stays one, for the vectorised checks below.
+        text_dtype = pd.api.types.is_string_dtype(col.dtype) and col.dtype != object
+        col = mapped.astype(col.dtype) if text_dtype else mapped
     raw = col.astype(object).to_numpy()
     missing = pd.isna(raw)
     cats = [c for c in spec.categories or [] if c != "__missing__"]
@@ -75,7 +100,7 @@ def _categorical(
         text = pd.Series(np.where(is_text, raw, ""), dtype=object)
     bad = ~missing & ~is_text
     bad |= text.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
-    if serving.unknown_categories == "reject" and cats:
+    if serving.unknown_categories == "reject" and cats and not spec.pooled:
         bad |= is_text & ~text.isin(cats).to_numpy()
     values = np.where(missing | bad, None, raw).astype(object)
     return values, bad
@@ -113,7 +138,9 @@ def validate_chunk(
     bad_any = np.zeros(len(chunk), dtype=bool)
     first_bad: dict[int, str] = {}
     for spec in model.card.feature_schema.features:
-        if spec.kind == "numeric":
+        if spec.date is not None:
+            values, bad = _dates(chunk[spec.name], spec.date.format)
+        elif spec.kind == "numeric":
             values, bad = _numeric(chunk[spec.name])
         else:
             values, bad = _categorical(chunk[spec.name], spec, serving)

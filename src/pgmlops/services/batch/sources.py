@@ -11,6 +11,7 @@ import pandas as pd
 
 from pgmlops.domain.redact import redact_secrets
 from pgmlops.errors import ConfigError, DataError
+from pgmlops.services.datasets import csv_options, sniff_csv
 
 _CSV = (".csv", ".csv.gz", ".tsv", ".txt")
 _PARQUET = (".parquet", ".pq")
@@ -49,11 +50,19 @@ def open_source(
     chunk_rows: int,
     *,
     numeric: list[str],
+    sep: str | None = None,
+    encoding: str | None = None,
 ) -> Source:
-    """Open --data (with --query for a database) without reading more than its header."""
+    """Open --data (with --query for a database) without reading more than its header.
+
+    A CSV's delimiter and encoding are sniffed from its first bytes unless given.
+    """
+    sep, encoding = csv_options(sep, encoding)
     if query is not None:
         if "://" not in data or data.startswith("file://"):
             raise ConfigError(f"--query needs --data to be a database URL, got {data!r}")
+        if sep is not None or encoding is not None:
+            raise ConfigError("--sep and --encoding apply to CSV files, not to --query")
         return _query_source(data, query, chunk_rows)
     if "://" in data and not data.startswith("file://"):
         raise ConfigError(f"--data {data!r} looks like a URL: pass --query to read from a database")
@@ -66,14 +75,16 @@ def open_source(
     if name.endswith(_PARQUET):
         return _parquet_source(path, chunk_rows)
     if name.endswith(_CSV):
-        return _csv_source(path, chunk_rows, numeric=numeric)
+        return _csv_source(path, chunk_rows, numeric=numeric, sep=sep, encoding=encoding)
     raise DataError(f"data file {path}: unsupported format (use .csv, .tsv or .parquet)")
 
 
-def _csv_source(path: Path, chunk_rows: int, *, numeric: list[str]) -> Source:
-    sep = "\t" if path.name.lower().endswith(".tsv") else ","
+def _csv_source(
+    path: Path, chunk_rows: int, *, numeric: list[str], sep: str | None, encoding: str | None
+) -> Source:
     try:
-        header = pd.read_csv(path, sep=sep, nrows=0)
+        sep, encoding = sniff_csv(path, sep, encoding)
+        header = pd.read_csv(path, sep=sep, nrows=0, encoding=encoding)
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"data file {path} is empty") from exc
     except PermissionError as exc:
@@ -91,6 +102,7 @@ def _csv_source(path: Path, chunk_rows: int, *, numeric: list[str]) -> Source:
         with pd.read_csv(
             path,
             sep=sep,
+            encoding=encoding,
             chunksize=chunk_rows,
             dtype=dtype,
             keep_default_na=False,

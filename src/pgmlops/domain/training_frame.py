@@ -1,0 +1,283 @@
+"""Read a raw training table into features, target and the feature schema, once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pgmlops.domain import categories as cat
+from pgmlops.domain.dates import ISO, DateSpec, as_days, day_text, detect_format
+from pgmlops.domain.schema import (
+    MISSING_CATEGORY,
+    DropKind,
+    FeatureSchema,
+    FeatureSpec,
+    ReadOptions,
+    Task,
+    as_float32_grid,
+    blank_to_nan,
+)
+from pgmlops.domain.schema import is_number_column as _is_numeric
+from pgmlops.errors import DataError
+
+# A text column converts to numbers when at least this share of its non-blank cells parse.
+_NUMERIC_TEXT_SHARE = 0.98
+# A numeric target with at most this many distinct values is treated as classes.
+_MAX_CLASSES = 20
+# More distinct values than this, in more than half the rows: free text, left out.
+_MAX_CATEGORIES = 200
+
+
+def _as_numeric_text(col: pd.Series) -> pd.Series | None:
+    """Return the column as floats when it is numbers stored as text (blanks allowed)."""
+    stripped = blank_to_nan(col).dropna()
+    if stripped.empty:
+        return None
+    parsed = pd.to_numeric(stripped, errors="coerce")
+    if parsed.notna().mean() < _NUMERIC_TEXT_SHARE:
+        return None
+    bad = stripped[parsed.isna()]
+    if not bad.empty:
+        # Nearly all numbers with a few words is a data error, not a categorical column.
+        raise DataError(
+            f"column {col.name!r} is numeric but {len(bad)} row(s) hold text, "
+            f"e.g. {bad.iloc[0]!r} at row {bad.index[0]}; fix or blank those cells, or --drop it"
+        )
+    return pd.to_numeric(blank_to_nan(col), errors="coerce").astype("float64")
+
+
+def infer_task(y: pd.Series) -> Task:
+    """Binary for two classes, multiclass for a few, regression for many numeric values."""
+    values = y.dropna()
+    n_unique = values.nunique()
+    if n_unique < 2:
+        raise DataError(
+            f"target column {y.name!r} has {n_unique} distinct value(s); it needs at least 2"
+        )
+    if n_unique == 2:
+        return "binary"
+    if _is_numeric(values):
+        integral = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
+        if integral and n_unique <= _MAX_CLASSES:
+            return "multiclass"
+        return "regression"
+    return "multiclass"
+
+
+def prepare_training_frame(
+    df: pd.DataFrame,
+    target: str,
+    task: Task | None = None,
+    drop: list[str] | tuple[str, ...] = (),
+    options: ReadOptions | None = None,
+    notes: list[str] | None = None,
+) -> tuple[pd.DataFrame, pd.Series, FeatureSchema]:
+    """Clean a raw frame into (features, target, schema); unusable columns are dropped.
+
+    What the user should know (rows without a target, merged spellings, pooled values, a
+    guessed date order) is appended to `notes`.
+    """
+    opts = options or ReadOptions()
+    notes = notes if notes is not None else []
+    if df.empty or len(df.columns) == 0:
+        raise DataError("the dataset is empty: it has no rows")
+    if target not in df.columns:
+        shown = ", ".join(map(str, list(df.columns)[:12]))
+        hint = ""
+        if len(df.columns) == 1 and any(c in str(df.columns[0]) for c in ";\t|,"):
+            hint = "; the file's columns were not split: pass --sep (e.g. --sep ';')"
+        raise DataError(f"target column {target!r} is not in the dataset (columns: {shown}){hint}")
+    unknown = [c for c in drop if c not in df.columns]
+    if unknown:
+        raise DataError(f"--drop names columns that are not in the dataset: {', '.join(unknown)}")
+    df = df.copy()
+    df.columns = [str(c) for c in df.columns]
+    y_raw = df.pop(target)
+    keep = y_raw.notna() & (y_raw.astype("string").str.strip() != "")
+    if not keep.all():
+        df, y_raw = df[keep.to_numpy()], y_raw[keep]
+        if not df.empty:
+            notes.append(
+                f"{int((~keep).sum()):,} row(s) dropped: target column {target!r} is empty there"
+            )
+    if df.empty:
+        raise DataError(f"the dataset has no rows with a value in target column {target!r}")
+    numeric_target = _as_numeric_text(y_raw) if y_raw.dtype == object else None
+    if numeric_target is not None:
+        y_raw = numeric_target
+    task = task or infer_task(y_raw)
+    if task == "regression":
+        if not _is_numeric(y_raw):
+            raise DataError(f"target column {target!r} is not numeric; regression needs numbers")
+        y = y_raw.astype("float64")
+        classes = None
+    else:
+        y = _labels_as_text(y_raw)
+        classes = sorted(y.unique().tolist())
+        if len(classes) < 2:
+            raise DataError(f"target column {target!r} has one class ({classes[0]!r}); need 2+")
+        if task == "binary" and len(classes) != 2:
+            raise DataError(f"task 'binary' needs 2 classes, target has {len(classes)}")
+        _check_class_count(target, y_raw, len(classes), opts.max_classes)
+    dropped: dict[str, str] = {c: "dropped by request (--drop)" for c in drop}
+    kinds: dict[str, DropKind] = dict.fromkeys(drop, "requested")
+
+    def leave_out(name: str, kind: DropKind, why: str) -> None:
+        dropped[name], kinds[name] = why, kind
+
+    df = df.drop(columns=list(drop))
+    features: list[FeatureSpec] = []
+    out: dict[str, pd.Series] = {}
+    n = len(df)
+    for name in df.columns:
+        col = df[name]
+        boolean = not _is_numeric(col) and cat.looks_boolean(col)
+        if boolean:
+            col = cat.as_boolean_text(col)
+        elif not _is_numeric(col):
+            converted = _as_numeric_text(col)
+            if converted is not None:
+                col = converted
+        if col.isna().all():
+            leave_out(name, "empty", "all values are empty")
+            continue
+        if col.nunique(dropna=False) <= 1:
+            leave_out(name, "constant", "constant: a single value in every row")
+            continue
+        if _is_numeric(col):
+            raw = col.astype("float64")
+            if n > 50 and raw.nunique() == n and _looks_like_identifier(raw):
+                leave_out(name, "identifier", "identifier: a distinct integer in every row")
+                continue
+            values = as_float32_grid(raw)
+            out[name] = values
+            features.append(_numeric_spec(name, values))
+            continue
+        found = None if boolean else _date_format(col, opts.dayfirst)
+        if found is not None:
+            if opts.dates == "drop":
+                leave_out(name, "date", "date: left out by training.dates: drop")
+                continue
+            spec, values = _date_spec(name, col, *found, notes)
+            out[name] = values
+            features.append(spec)
+            continue
+        text = col.astype("string")
+        text, folded = (
+            (text, False)
+            if boolean
+            else cat.tidy_text(
+                name,
+                text,
+                normalize=opts.normalize_categories,
+                max_categories=opts.max_categories,
+                notes=notes,
+            )
+        )
+        if n > 50 and text.nunique() == n:
+            leave_out(name, "identifier", "identifier: a distinct value in every row")
+            continue
+        distinct = text.nunique(dropna=True)
+        if distinct > _MAX_CATEGORIES and distinct > 0.5 * n:
+            why = f"high-cardinality text ({distinct} distinct values)"
+            leave_out(name, "high_cardinality", why)
+            continue
+        text, pooled = cat.cap_categories(
+            name, text, max_categories=opts.max_categories, notes=notes
+        )
+        cats = text.fillna(MISSING_CATEGORY).astype(object)
+        out[name] = cats
+        features.append(
+            FeatureSpec(
+                name=name,
+                kind="categorical",
+                categories=sorted(str(v) for v in cats.unique()),
+                missing_rate=float(text.isna().mean()),
+                folded=folded,
+                boolean=boolean,
+                pooled=pooled,
+            )
+        )
+    if not features:
+        raise DataError("no usable feature columns remain after dropping: " + _fmt(dropped))
+    x = pd.DataFrame(out, index=df.index)
+    schema = FeatureSchema(
+        task=task,
+        target=target,
+        features=features,
+        classes=classes,
+        dropped=dropped,
+        dropped_kinds=kinds,
+    )
+    return x.reset_index(drop=True), y.reset_index(drop=True), schema
+
+
+def _check_class_count(target: str, y_raw: pd.Series, count: int, limit: int) -> None:
+    """Refuse a target with more classes than a classifier can learn from the rows at hand."""
+    if count <= limit:
+        return
+    hint = (
+        "it holds numbers: pass --task regression"
+        if _is_numeric(y_raw)
+        else "group rare classes together, or pick another target"
+    )
+    raise DataError(
+        f"target column {target!r} has {count} classes, more than training.max_classes "
+        f"({limit}); {hint} (or raise training.max_classes)"
+    )
+
+
+def _date_format(col: pd.Series, dayfirst: bool) -> tuple[str, bool] | None:
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return ISO, False
+    return detect_format(col, dayfirst=dayfirst)
+
+
+def _date_spec(
+    name: str, col: pd.Series, fmt: str, ambiguous: bool, notes: list[str]
+) -> tuple[FeatureSpec, pd.Series]:
+    """A date column as days since 1970 (float32 grid) and its spec."""
+    days = as_days(col, fmt)
+    unread = int((days.isna() & blank_to_nan(col.astype("string")).notna()).sum())
+    if unread:
+        notes.append(f"column {name!r}: {unread} value(s) are not dates in {fmt}; read as missing")
+    if ambiguous:
+        order = "day/month" if fmt.startswith("%d") else "month/day"
+        notes.append(
+            f"column {name!r}: every date fits both day/month and month/day; read as {order} "
+            "(training.dayfirst); write dates as 2024-03-01 to be sure"
+        )
+    values = as_float32_grid(days)
+    reference = float(np.floor(values.min()))
+    date = DateSpec(
+        format=fmt, reference=day_text(reference), reference_days=reference, ambiguous=ambiguous
+    )
+    return _numeric_spec(name, values).model_copy(update={"date": date}), values
+
+
+def _fmt(dropped: dict[str, str]) -> str:
+    return "; ".join(f"{k} ({v})" for k, v in dropped.items()) or "none"
+
+
+def _looks_like_identifier(values: pd.Series) -> bool:
+    arr = values.to_numpy()
+    return bool(np.all(np.mod(arr, 1) == 0))
+
+
+def _labels_as_text(y: pd.Series) -> pd.Series:
+    if _is_numeric(y) and np.all(np.mod(y.to_numpy(dtype=float), 1) == 0):
+        return y.astype("int64").astype(str)
+    return y.astype(str).str.strip()
+
+
+def _numeric_spec(name: str, values: pd.Series) -> FeatureSpec:
+    finite = values.dropna()
+    return FeatureSpec(
+        name=name,
+        kind="numeric",
+        min=float(finite.min()),
+        max=float(finite.max()),
+        mean=float(finite.mean()),
+        std=float(finite.std(ddof=0)),
+        missing_rate=float(values.isna().mean()),
+    )
