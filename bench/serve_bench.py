@@ -68,7 +68,8 @@ MLFLOW_VENV = BENCH / ".venv-mlflow"
 ADMIN_URL = os.environ.get(
     "PGMLOPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-DB_NAME = "pgmlops_bench_serve"
+# Its own name per run when asked, so two benchmarks on one PostgreSQL do not drop each other.
+DB_NAME = os.environ.get("PGMLOPS_BENCH_DB", "pgmlops_bench_serve")
 MODEL = "default"
 CLK = os.sysconf("SC_CLK_TCK")
 # The demo data's feature columns: everything but the identifier and the target.

@@ -1,0 +1,102 @@
+"""The logging process: reads encoded rows from a pipe and runs the writer on them.
+
+Rows arrive as spill lines (one JSON record per line). The process ignores SIGINT and SIGTERM:
+it stops when the serving process closes its end of the pipe (a clean stop, a crash or a
+kill -9 alike), drains what it holds to the database or the spill file, and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pgmlops.services.prediction_log.writer import PredictionLogWriter
+from pgmlops.store.db import Database
+from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.spill import decode
+
+log = logging.getLogger("pgmlops.services.prediction_log")
+_READ_BYTES = 1 << 20
+# How often the counters and health reach the serving process.
+PUBLISH_EVERY_S = 0.05
+
+
+@dataclass(frozen=True)
+class LogProcessConfig:
+    """What the logging process needs to build its writer (plain values: it is pickled)."""
+
+    database_url: str
+    spill_dir: str
+    partition_period: str = "month"
+    max_queue: int = 200_000
+    batch_size: int = 500
+    flush_seconds: float = 0.1
+    drain_seconds: float = 10.0
+
+
+def publish(shared: Any, snapshot: dict[str, Any]) -> None:
+    """Put the writer's stats where the serving process reads them."""
+    data = orjson.dumps(snapshot)
+    with shared.get_lock():
+        shared.value = data[: len(shared) - 1]
+
+
+def _records(lines: list[bytes], writer: PredictionLogWriter) -> list[Any]:
+    out = []
+    for line in lines:
+        try:
+            out.append(decode(line))
+        except (ValueError, TypeError, KeyError):
+            # Written by our own encoder, so this is a bug, not bad input: say so, count it.
+            writer._count("rejected", 1)
+            log.error("prediction log: unreadable row from the serving process dropped")
+    return out
+
+
+def run(
+    config: LogProcessConfig,
+    conn: Any,
+    shared: Any,
+    log_setup: Callable[[], None] | None = None,
+) -> None:
+    """The logging process's main function."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    if log_setup is not None:
+        log_setup()
+    fd = conn.fileno()
+    store = PredictionStore(Database(config.database_url), partition_period=config.partition_period)  # type: ignore[arg-type]
+    writer = PredictionLogWriter(
+        store,
+        config.spill_dir,
+        max_queue=config.max_queue,
+        batch_size=config.batch_size,
+        flush_seconds=config.flush_seconds,
+        drain_seconds=config.drain_seconds,
+    )
+    writer.start()
+    received, rest = 0, b""
+    next_publish = 0.0
+    while True:
+        ready, _, _ = select.select([fd], [], [], PUBLISH_EVERY_S)
+        if ready:
+            chunk = os.read(fd, _READ_BYTES)
+            if not chunk:
+                break
+            *lines, rest = (rest + chunk).split(b"\n")
+            received += len(lines)
+            writer.submit(_records(lines, writer))
+        now = time.monotonic()
+        if now >= next_publish:
+            next_publish = now + PUBLISH_EVERY_S
+            publish(shared, {**writer.stats(), "received": received, "pid": os.getpid()})
+    writer.stop()
+    publish(shared, {**writer.stats(), "received": received, "pid": os.getpid(), "ended": True})
