@@ -196,8 +196,9 @@ def main() -> int:
             sb.wrk(t, 2, 16)
         for rnd in range(args.rounds):
             for t in servers:
-                pids = t.pids()
-                cpu0 = sb.cpu_of(pids)
+                pid = t.process.pid  # type: ignore[union-attr]
+                kids = [p for p in t.pids() if p != pid]  # the logging process, if any
+                cpu0, kids0 = sb.cpu_of([pid]), sb.cpu_of(kids)
                 data = workdir / f"{t.key}-{rnd}.data"
                 start = py_spy if args.py_spy else profile
                 rec = start(t.process.pid, args.duration, data)  # type: ignore[union-attr]
@@ -205,9 +206,10 @@ def main() -> int:
                 if not args.py_spy:
                     rec.send_signal(2)
                 rec.wait(60)
-                cpu = sb.cpu_of(pids) - cpu0
+                cpu = sb.cpu_of([pid]) - cpu0
                 n = max(1, w["requests"])
                 per_req = cpu / n * 1e6
+                kids_us = (sb.cpu_of(kids) - kids0) / n * 1e6
                 rps[t.key].append(w["rps"])
                 if args.py_spy:
                     incl, threads = functions(data)
@@ -225,10 +227,12 @@ def main() -> int:
                 part, top = shares(data)
                 row = {b: part.get(b, 0.0) * per_req for b in BUCKETS}
                 row["total"] = per_req
+                row["child processes"] = kids_us
                 us[t.key].append(row)
                 tops[t.key] = top
                 sb.say(
-                    f"round {rnd + 1} {t.label}: {w['rps']:,.0f} req/s, {per_req:.1f} CPU µs/req; "
+                    f"round {rnd + 1} {t.label}: {w['rps']:,.0f} req/s, {per_req:.1f} CPU µs/req "
+                    f"(+{kids_us:.1f} in child processes); "
                     + ", ".join(f"{b} {row[b]:.1f}" for b in BUCKETS if row[b] >= 1)
                 )
     finally:
@@ -240,14 +244,16 @@ def main() -> int:
         report_functions(servers, fn_us, rps, args)
         return 0
     med = {
-        k: {b: statistics.median(r[b] for r in runs) for b in (*BUCKETS, "total")}
+        k: {
+            b: statistics.median(r[b] for r in runs) for b in (*BUCKETS, "total", "child processes")
+        }
         for k, runs in us.items()
     }
     on, off = servers[0].key, servers[1].key
     head = " | ".join(t.label for t in servers)
     print(f"\n| CPU µs per request (median of rounds) | {head} | on - off |")
     print("| --- |" + " ---: |" * (len(servers) + 1))
-    for b in (*BUCKETS, "total"):
+    for b in (*BUCKETS, "total", "child processes"):
         cells = " | ".join(f"{med[t.key][b]:.1f}" for t in servers)
         print(f"| {b} | {cells} | {med[on][b] - med[off][b]:+.1f} |")
     cells = " | ".join(f"{statistics.median(rps[t.key]):,.0f}" for t in servers)

@@ -27,9 +27,7 @@ def _writer(url: str, spill: Path, **kw: object) -> ProcessLogWriter:
     return ProcessLogWriter(config)
 
 
-def test_rows_handed_to_the_logging_process_reach_the_table_and_flush_waits_for_them(
-    ctx, tmp_path: Path
-) -> None:
+def test_rows_reach_the_table_and_a_killed_logging_process_is_replaced(ctx, tmp_path: Path) -> None:
     writer = _writer(ctx.db.url, tmp_path / "spill")
     writer.start()
     try:
@@ -39,10 +37,22 @@ def test_rows_handed_to_the_logging_process_reach_the_table_and_flush_waits_for_
         assert PredictionStore(ctx.db).count("churn") == 300
         stats = writer.stats()
         assert stats["status"] == "ok" and stats["written"] == 300 and stats["queue_depth"] == 0
+        first = stats["process_pid"]
+        os.kill(first, signal.SIGKILL)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 20
+        # The next rows find the pipe broken: the process is replaced and takes them.
+        while writer.stats().get("process_pid") in (first, None) and time.monotonic() < deadline:
+            writer.submit(_records(1))
+            time.sleep(0.2)
+        assert writer.flush(20.0)
+        stats = writer.stats()
+        assert stats["process_pid"] != first and stats["status"] == "ok"
     finally:
         writer.stop()
-    assert writer.counts["queued"] == 300 and writer.counts["lost"] == 0
     assert not writer.alive
+    stored = PredictionStore(ctx.db).count("churn")
+    # Every row submitted is in the table or counted lost: none vanished silently.
+    assert stored >= 300 and stored + writer.counts["lost"] == writer.counts["queued"]
 
 
 def test_stop_drains_into_the_spill_file_when_the_database_is_gone(tmp_path: Path) -> None:
@@ -55,28 +65,3 @@ def test_stop_drains_into_the_spill_file_when_the_database_is_gone(tmp_path: Pat
     assert writer.counts["spilled"] == 200 and writer.counts["lost"] == 0
     lines = [p.read_bytes().splitlines() for p in (tmp_path / "spill").glob("predictions-*")]
     assert sum(map(len, lines)) == 200
-
-
-def test_a_killed_logging_process_is_replaced_and_its_unsettled_rows_counted_lost(
-    ctx, tmp_path: Path
-) -> None:
-    writer = _writer(ctx.db.url, tmp_path / "spill")
-    writer.start()
-    try:
-        writer.submit(_records(5))
-        assert writer.flush(20.0)
-        first = writer.stats()["process_pid"]
-        os.kill(first, signal.SIGKILL)  # type: ignore[arg-type]
-        deadline = time.monotonic() + 20
-        # The next rows find the pipe broken: the process is replaced and takes them.
-        while writer.stats().get("process_pid") in (first, None) and time.monotonic() < deadline:
-            writer.submit(_records(1))
-            time.sleep(0.2)
-        assert writer.flush(20.0)
-        stats = writer.stats()
-        assert stats["process_pid"] != first and stats["status"] == "ok"
-    finally:
-        writer.stop()
-    stored = PredictionStore(ctx.db).count("churn")
-    # Every row submitted is in the table or counted lost: none vanished silently.
-    assert stored + writer.counts["lost"] == writer.counts["queued"]

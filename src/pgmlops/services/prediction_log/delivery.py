@@ -10,7 +10,7 @@ from pathlib import Path
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.errors import ValidationError
 from pgmlops.store.predictions import PredictionStore
-from pgmlops.store.spill import SpillFolder
+from pgmlops.store.spill import EncodedRecord, SpillFolder, as_record
 
 log = logging.getLogger("pgmlops.services.prediction_log")
 _BACKOFF_MIN_S = 0.2
@@ -22,6 +22,13 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type when it has none)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _ident(r: PredictionRecord | EncodedRecord) -> str:
+    try:
+        return as_record(r).id
+    except ValidationError:
+        return "(unreadable row)"
 
 
 class Delivery:
@@ -126,7 +133,7 @@ class Delivery:
         except ValidationError as exc:
             if len(records) == 1:
                 self._count("rejected", 1)
-                log.error("prediction %s not logged: %s", records[0].id, exc)
+                log.error("prediction %s not logged: %s", _ident(records[0]), exc)
                 return 0
             return sum(self._write([r], write) for r in records)
 
