@@ -112,8 +112,14 @@ class ProcessLogWriter:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the logging process and wait until its writer runs (as the thread's does)."""
         self._spawn()
+        deadline = time.monotonic() + timeout
+        while not self._read() and self._proc.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self._read():
+            log.error("prediction log process not running after %.0f s", timeout)
         # Runs before multiprocessing's own exit hook, which would wait for the process
         # forever while this end of the pipe is open.
         atexit.register(self.stop)
