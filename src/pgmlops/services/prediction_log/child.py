@@ -82,6 +82,10 @@ def run(
         flush_seconds=config.flush_seconds,
         drain_seconds=config.drain_seconds,
     )
+    # The imports and the first connection happen now, before the serving process is told
+    # the writer runs: not at the first row, which may come in the middle of an outage.
+    with contextlib.suppress(Exception):
+        store.db.ensure_schema()
     writer.start()
     received, rest = 0, b""
     next_publish, last = 0.0, None
