@@ -7,7 +7,6 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -107,7 +106,6 @@ def _log_writer(ctx: Context, settings: Settings, metrics: Metrics) -> Any:
                 drain_seconds=serving.log_drain_seconds,
             ),
             on_count=metrics.count_log_event,
-            log_setup=partial(configure_logging, settings.log_level),
         )
     return PredictionLogWriter(
         PredictionStore(ctx.db, partition_period=serving.log_partition_period),

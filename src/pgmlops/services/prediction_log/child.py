@@ -12,6 +12,7 @@ import logging
 import os
 import select
 import signal
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,19 +61,39 @@ def _name_process() -> None:
         ctypes.CDLL(None).prctl(15, b"pgmlops-log", 0, 0, 0)  # PR_SET_NAME
 
 
+def _close_inherited_sockets(keep: int) -> None:
+    """Close the worker's sockets a forked child holds: its listening socket above all.
+
+    A listening socket still open here would keep taking the connections the kernel
+    routes to it after the worker died, and no one would answer them.
+    """
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        with contextlib.suppress(OSError):
+            if fd > 2 and fd != keep and stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
+
+
 def run(
     config: LogProcessConfig,
     conn: Any,
     shared: Any,
     log_setup: Callable[[], None] | None = None,
+    sender: Any = None,
 ) -> None:
-    """The logging process's main function."""
+    """The logging process's main function; `sender`, the pipe's other end, is closed first."""
+    if sender is not None:
+        # Forked with the serving process's end of the pipe: holding it, we would never see
+        # the end of the stream.
+        sender.close()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     _name_process()
     if log_setup is not None:
         log_setup()
     fd = conn.fileno()
+    if os.path.isdir("/proc/self/fd"):
+        _close_inherited_sockets(fd)
     store = PredictionStore(Database(config.database_url), partition_period=config.partition_period)  # type: ignore[arg-type]
     writer = PredictionLogWriter(
         store,

@@ -62,7 +62,11 @@ class ProcessLogWriter:
         self.max_queue = config.max_queue
         self._on_count = on_count
         self._log_setup = log_setup
-        self._mp = multiprocessing.get_context("spawn")
+        # fork, not spawn: the worker has imported everything already (a spawned process
+        # spent seconds importing pandas and SQLAlchemy before it could take a row, longer
+        # than start-up checks wait on a loaded machine). The child closes the sockets it
+        # inherits (child.py), so a worker's listening socket dies with the worker.
+        self._mp = multiprocessing.get_context("fork")
         self._snapshot = self._mp.Array("c", _SNAPSHOT_BYTES)
         self._proc: Any = None
         self._fd = -1
@@ -129,7 +133,7 @@ class ProcessLogWriter:
         self._snapshot.value = b""
         self._proc = self._mp.Process(
             target=run,
-            args=(self.config, reader, self._snapshot, self._log_setup),
+            args=(self.config, reader, self._snapshot, self._log_setup, writer),
             name="pgmlops-prediction-log",
         )
         self._proc.start()
