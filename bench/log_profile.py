@@ -159,6 +159,14 @@ def report_functions(
     )
 
 
+def reuse_record() -> dict:
+    """The record serve_bench.py's set-up sends (the first demo row)."""
+    from pgmlops.domain.demo_data import make_churn
+
+    row = make_churn(20_000, seed=7)[list(sb.FEATURES)].to_dict("records")[0]
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -166,13 +174,23 @@ def main() -> int:
     ap.add_argument("--src", action="append", default=[], type=Path)
     ap.add_argument("--top", action="store_true", help="print each server's top symbols")
     ap.add_argument("--py-spy", action="store_true", help="Python functions (py-spy) instead")
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        help="a work folder whose database already holds the trained, promoted model (left "
+        "by an interrupted serve_bench.py or log_profile.py run): skip the training",
+    )
     args = ap.parse_args()
     if not shutil.which("perf"):
         print("perf is missing (linux-perf)", file=sys.stderr)
         return 2
 
-    workdir = Path(tempfile.mkdtemp(prefix="pgmlops-log-profile-"))
-    setup = sb.set_up(workdir)
+    if args.reuse:
+        workdir = args.reuse
+        setup = sb.Setup(workdir, sb.base_env(workdir, sb.db_url()), 1, 0.0, [reuse_record()])
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="pgmlops-log-profile-"))
+        setup = sb.set_up(workdir)
     servers = []
     for label, src, logging in [
         ("logging on", SRC, True),
@@ -238,8 +256,9 @@ def main() -> int:
     finally:
         for t in servers:
             t.stop()
-        sb.drop_database()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.reuse:
+            sb.drop_database()
+            shutil.rmtree(workdir, ignore_errors=True)
     if args.py_spy:
         report_functions(servers, fn_us, rps, args)
         return 0
