@@ -68,7 +68,8 @@ MLFLOW_VENV = BENCH / ".venv-mlflow"
 ADMIN_URL = os.environ.get(
     "PGMLOPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-DB_NAME = "pgmlops_bench_serve"
+# Its own name per run when asked, so two benchmarks on one PostgreSQL do not drop each other.
+DB_NAME = os.environ.get("PGMLOPS_BENCH_DB", "pgmlops_bench_serve")
 MODEL = "default"
 CLK = os.sysconf("SC_CLK_TCK")
 # The demo data's feature columns: everything but the identifier and the target.
@@ -162,6 +163,16 @@ def postgres_pids() -> list[int]:
     for pid in _all_pids():
         with contextlib.suppress(OSError):
             if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres":
+                out.append(pid)
+    return out
+
+
+def log_process_pids(pids: list[int]) -> list[int]:
+    """The prediction-logging processes among pids (they name themselves `pgmlops-log`)."""
+    out = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "pgmlops-log":
                 out.append(pid)
     return out
 
@@ -915,6 +926,9 @@ def summarize(t: Target) -> dict[str, Any]:
         "rows_logged": sum(r.get("rows", 0) for r in t.runs) if t.logging is not None else None,
         "server_cores": round(_med(t.runs, "server_cores"), 2),
         "server_cpu_us": round(_med(t.runs, "server_cpu_us"), 1),
+        "serving_cpu_us_runs": [r.get("serving_cpu_us") for r in t.runs],
+        "log_process_cpu_us": round(_med(t.runs, "log_process_cpu_us"), 1),
+        "p99_ms_runs": [r.get("p99_ms") for r in t.runs],
         "loadgen_cores": round(_med(t.runs, "loadgen_cores"), 2),
         "postgres_cores": round(_med(t.runs, "postgres_cores"), 2),
         "other_cores": round(_med(t.runs, "other_cores"), 2),
@@ -1102,21 +1116,35 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     for w in (1, 2):
         on, off = s.get(f"pgmlops_on_{w}w"), s.get(f"pgmlops_off_{w}w")
         if on and off:
-            # Medians of each configuration, and the median of the on/off ratio of the runs
-            # made back to back in the same round (a fast or slow spell of the machine hits
-            # both); met only if both are under 10%.
-            cost = 1 - on["rps"] / off["rps"]
-            paired = 1 - statistics.median(
-                a / b for a, b in zip(on["rps_runs"], off["rps_runs"], strict=False)
-            )
-            cpu = on["server_cpu_us"] / off["server_cpu_us"] - 1
+            # Issue 11 §4: the on/off ratio of the runs made back to back in the same round
+            # (a fast or slow spell of the machine hits both), its median and its worst
+            # round; and the serving processes' CPU per request (the logging processes'
+            # CPU is counted apart), same-round differences.
+            ratios = [a / b for a, b in zip(on["rps_runs"], off["rps_runs"], strict=False)]
+            paired, worst = 1 - statistics.median(ratios), 1 - min(ratios)
+            cpu_on = [x or 0.0 for x in on["serving_cpu_us_runs"]]
+            cpu_off = [x or 0.0 for x in off["serving_cpu_us_runs"]]
+            extra = [a - b for a, b in zip(cpu_on, cpu_off, strict=False)]
+            name = f"{w} worker{'s' if w > 1 else ''}"
             out.append(
                 (
-                    f"logging costs < 10% of throughput ({w} worker{'s' if w > 1 else ''})",
-                    f"{cost:.1%} by medians ({on['rps']:,.0f} on vs {off['rps']:,.0f} off), "
-                    f"{paired:.1%} by the median of same-round ratios; CPU per request "
-                    f"{cpu:+.1%} ({on['server_cpu_us']:,.0f} vs {off['server_cpu_us']:,.0f} µs)",
-                    max(cost, paired) < 0.10,
+                    f"logging costs <= 8% of throughput ({name}, same-round on/off ratio)",
+                    f"{paired:.1%} by the median of same-round ratios (rounds: "
+                    + ", ".join(f"{1 - r:.1%}" for r in ratios)
+                    + f"; worst {worst:.1%}); medians {on['rps']:,.0f} on vs "
+                    f"{off['rps']:,.0f} off req/s",
+                    paired <= 0.08,
+                )
+            )
+            out.append(
+                (
+                    f"logging costs <= 20 µs of serving-process CPU per request ({name})",
+                    f"{statistics.median(extra):+.1f} µs by the median of same-round "
+                    "differences (rounds: "
+                    + ", ".join(f"{x:+.1f}" for x in extra)
+                    + f"); the logging process{'es' if w > 1 else ''} "
+                    f"{on['log_process_cpu_us']:.1f} µs/req on top",
+                    statistics.median(extra) <= 20,
                 )
             )
     for w in (1, 2):
@@ -1294,11 +1322,15 @@ def main() -> int:
                 def one_run(t: Target = t) -> dict[str, Any]:
                     before = counter.stable() if t.logging is not None else None
                     win = CpuWindow(t.pids())
+                    logp = log_process_pids(win.target_pids)
+                    log0 = cpu_of(logp)
                     r = wrk(t, args.duration, args.connections)
                     r.update(win.close())
-                    r["server_cpu_us"] = round(
-                        r["server_cores"] * r["wall_s"] / max(1, r["requests"]) * 1e6, 1
-                    )
+                    n = max(1, r["requests"])
+                    r["server_cpu_us"] = round(r["server_cores"] * r["wall_s"] / n * 1e6, 1)
+                    # The logging processes' share, and what is left: the serving processes.
+                    r["log_process_cpu_us"] = round((cpu_of(logp) - log0) / n * 1e6, 1)
+                    r["serving_cpu_us"] = round(r["server_cpu_us"] - r["log_process_cpu_us"], 1)
                     if before is not None:
                         r["rows"] = counter.stable() - before
                     return r

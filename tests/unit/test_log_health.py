@@ -58,6 +58,7 @@ def test_held_rows_spilled_bytes_a_half_full_queue_and_a_dead_writer_are_each_na
         ("PGMLOPS_SERVING__LOG_DURABILITY", "always", "serving.log_durability"),
         ("PGMLOPS_SERVING__LOG_DRAIN_SECONDS", "-1", "serving.log_drain_seconds"),
         ("PGMLOPS_SERVING__LOG_QUEUE_SIZE", "10", "serving.log_queue_size"),
+        ("PGMLOPS_SERVING__LOG_WRITER", "fork", "serving.log_writer"),
     ],
 )
 def test_bad_log_settings_are_refused_naming_the_key(
@@ -74,5 +75,5 @@ def test_the_default_log_is_fast_bounded_and_drains_on_shutdown(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     serving = load_settings().serving
-    assert serving.log_durability == "fast"
+    assert serving.log_durability == "fast" and serving.log_writer == "thread"
     assert serving.log_queue_size == 200_000 and serving.log_drain_seconds == 10.0

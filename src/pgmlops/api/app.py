@@ -31,7 +31,11 @@ from pgmlops.api.openapi import build_openapi
 from pgmlops.config import Settings, get_settings
 from pgmlops.errors import PgmlopsError
 from pgmlops.services.context import Context
-from pgmlops.services.prediction_log import PredictionLogWriter
+from pgmlops.services.prediction_log import (
+    LogProcessConfig,
+    PredictionLogWriter,
+    ProcessLogWriter,
+)
 from pgmlops.services.reload_watch import AliasWatcher
 from pgmlops.services.retention import ensure_log_partitions
 from pgmlops.services.serving import ModelHolder, served_model_names
@@ -77,7 +81,33 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
 
     for holder in holders.values():
         holder.on_reload.append(on_reload(holder))
-    writer = PredictionLogWriter(
+    writer = _log_writer(ctx, settings, metrics)
+    app.state.ctx = ctx
+    app.state.holders = holders
+    app.state.holder = next(iter(holders.values()))
+    app.state.writer = writer
+    app.state.watcher = AliasWatcher(list(holders.values()), ctx.db, serving.reload_poll_seconds)
+    key = settings.predict_api_key
+    app.state.predict_key = key.get_secret_value() if key else None
+
+
+def _log_writer(ctx: Context, settings: Settings, metrics: Metrics) -> Any:
+    """The prediction log writer: a logging process (fast), or a thread (acknowledged)."""
+    serving = settings.serving
+    if serving.log_durability == "fast" and serving.log_writer == "process":
+        return ProcessLogWriter(
+            LogProcessConfig(
+                database_url=ctx.db.url,
+                spill_dir=str(serving.spill_dir),
+                partition_period=serving.log_partition_period,
+                max_queue=serving.log_queue_size,
+                batch_size=serving.log_batch_size,
+                flush_seconds=serving.log_flush_seconds,
+                drain_seconds=serving.log_drain_seconds,
+            ),
+            on_count=metrics.count_log_event,
+        )
+    return PredictionLogWriter(
         PredictionStore(ctx.db, partition_period=serving.log_partition_period),
         serving.spill_dir,
         max_queue=serving.log_queue_size,
@@ -87,13 +117,6 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
         acknowledged=serving.log_durability == "acknowledged",
         on_count=metrics.count_log_event,
     )
-    app.state.ctx = ctx
-    app.state.holders = holders
-    app.state.holder = next(iter(holders.values()))
-    app.state.writer = writer
-    app.state.watcher = AliasWatcher(list(holders.values()), ctx.db, serving.reload_poll_seconds)
-    key = settings.predict_api_key
-    app.state.predict_key = key.get_secret_value() if key else None
 
 
 @asynccontextmanager

@@ -23,6 +23,7 @@ from pgmlops.domain.records import FeedbackRecord, PredictionRecord
 from pgmlops.errors import NotFoundError, StoreError, ValidationError
 from pgmlops.store.db import Database, first_line
 from pgmlops.store.partitions import PartitionStore
+from pgmlops.store.spill import EncodedRecord, as_record, json_array
 from pgmlops.store.tables import FeedbackRow, PredictionRow, utcnow
 
 # Ids per IN list: under PostgreSQL's 65,535 bind parameters and SQLite's 32,766.
@@ -32,6 +33,8 @@ _IN_LIST_SIZE = 5_000
 _OLDEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
 _FUTURE_PLAUSIBLE = timedelta(days=366)
 T = TypeVar("T")
+# A record, or one already encoded by the serving process (the logging process's rows).
+Record = PredictionRecord | EncodedRecord
 
 
 @cache
@@ -50,7 +53,8 @@ def _insert_json_sql() -> str:
     )
 
 
-def _row(r: PredictionRecord) -> dict[str, Any]:
+def _row(record: Record) -> dict[str, Any]:
+    r = as_record(record)
     return {
         "id": uuid.UUID(r.id),
         "model_name": r.model_name,
@@ -78,7 +82,7 @@ class PredictionStore:
         self._raw: Any = None
         self._raw_lock = threading.Lock()
 
-    def write_batch(self, records: Sequence[PredictionRecord]) -> None:
+    def write_batch(self, records: Sequence[Record]) -> None:
         """Insert a batch in one statement; all or nothing.
 
         ValidationError when the database refuses a value of some row, StoreError otherwise.
@@ -91,7 +95,7 @@ class PredictionStore:
         with self.db.session() as s:
             s.execute(insert(PredictionRow), [_row(r) for r in records])
 
-    def replay_batch(self, records: Sequence[PredictionRecord]) -> int:
+    def replay_batch(self, records: Sequence[Record]) -> int:
         """Insert spilled records, skipping ids already stored (a replay may repeat)."""
         if not records:
             return 0
@@ -108,7 +112,7 @@ class PredictionStore:
             s.execute(stmt, [_row(r) for r in records])
         return len(records)
 
-    def _insert_json(self, records: Sequence[PredictionRecord], statement: str) -> None:
+    def _insert_json(self, records: Sequence[Record], statement: str) -> None:
         """Run the batch statement; a row outside every partition gets its partition made."""
         self.db.ensure_schema()
         with self._raw_lock:
@@ -127,7 +131,7 @@ class PredictionStore:
                         "(created_at is not a plausible time for a partition)"
                     ) from again
 
-    def _execute_json(self, records: Sequence[PredictionRecord], statement: str) -> None:
+    def _execute_json(self, records: Sequence[Record], statement: str) -> None:
         # The batch travels as one JSON document that orjson writes in a single C call and
         # PostgreSQL takes apart: COPY's per-value formatting cost the serving process's
         # GIL about four times as much per row. As jsonb, the document is parsed once; with
@@ -137,7 +141,7 @@ class PredictionStore:
                 self._raw = self.db.engine.raw_connection()
                 self._raw.driver_connection.autocommit = True
             with self._raw.driver_connection.cursor() as cur:
-                cur.execute(statement, (Jsonb(records, dumps=orjson.dumps),))
+                cur.execute(statement, (Jsonb(records, dumps=json_array),))
         except CheckViolation:
             raise  # the connection is fine; the caller decides
         except (psycopg.DataError, orjson.JSONEncodeError) as exc:
@@ -147,12 +151,12 @@ class PredictionStore:
             self._discard_raw()
             raise StoreError(f"prediction log write failed: {first_line(exc)}") from exc
 
-    def _cover(self, records: Sequence[PredictionRecord]) -> list[TimeRange]:
+    def _cover(self, records: Sequence[Record]) -> list[TimeRange]:
         """Partitions for the plausible periods of these records (StoreError if impossible)."""
         latest = datetime.now(UTC) + _FUTURE_PLAUSIBLE
         needed = {
             period_of(r.created_at, self.partition_period)
-            for r in records
+            for r in map(as_record, records)
             if _OLDEST_PLAUSIBLE <= _aware(r.created_at) <= latest
         }
         return PartitionStore(self.db).cover(needed)

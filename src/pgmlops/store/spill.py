@@ -20,11 +20,25 @@ from pathlib import Path
 import orjson
 
 from pgmlops.domain.records import PredictionRecord
+from pgmlops.errors import ValidationError
 
 
-def encode(r: PredictionRecord) -> bytes:
+@dataclass(frozen=True, slots=True)
+class EncodedRecord:
+    """A record already encoded as a spill line (no newline): what the logging process gets.
+
+    Written to PostgreSQL and to the spill file as the bytes it is; decoded only where a
+    field is needed (SQLite, a refused row's id, a missing partition's period).
+    """
+
+    line: bytes
+
+
+def encode(r: PredictionRecord | EncodedRecord) -> bytes:
     """One spill line."""
-    return orjson.dumps(asdict(r)) + b"\n"
+    if type(r) is EncodedRecord:
+        return r.line + b"\n"
+    return orjson.dumps(asdict(r)) + b"\n"  # type: ignore[arg-type]
 
 
 def decode(line: bytes) -> PredictionRecord:
@@ -32,6 +46,25 @@ def decode(line: bytes) -> PredictionRecord:
     data = orjson.loads(line)
     data["created_at"] = datetime.fromisoformat(data["created_at"])
     return PredictionRecord(**data)
+
+
+def as_record(r: PredictionRecord | EncodedRecord) -> PredictionRecord:
+    """The record itself, decoding an encoded one; ValidationError if it cannot be read."""
+    if type(r) is not EncodedRecord:
+        return r  # type: ignore[return-value]
+    try:
+        return decode(r.line)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValidationError(f"prediction log row unreadable: {exc}") from None
+
+
+def json_array(records: Sequence[PredictionRecord | EncodedRecord]) -> bytes:
+    """The records as one JSON array; encoded ones are copied in as they are."""
+    if records and all(type(r) is EncodedRecord for r in records):
+        return b"[" + b",".join(r.line for r in records) + b"]"  # type: ignore[union-attr]
+    return orjson.dumps(
+        [orjson.Fragment(r.line) if type(r) is EncodedRecord else r for r in records]  # type: ignore[union-attr]
+    )
 
 
 @dataclass

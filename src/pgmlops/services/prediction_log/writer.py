@@ -26,11 +26,11 @@ from pathlib import Path
 
 from pgmlops.domain.log_health import LogFacts, log_risks
 from pgmlops.domain.records import PredictionRecord
-from pgmlops.errors import ValidationError
+from pgmlops.services.prediction_log.delivery import Delivery, first_line
 from pgmlops.store.predictions import PredictionStore
 from pgmlops.store.spill import SpillFolder
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pgmlops.services.prediction_log")
 COUNTERS = (
     "queued",
     "written",
@@ -41,9 +41,6 @@ COUNTERS = (
     "quarantined",
     "failures",
 )
-_BACKOFF_MIN_S = 0.2
-# Caps how long a recovered database waits for its first retry (health clears within 5 s).
-_BACKOFF_MAX_S = 2.0
 _CLAIM_EVERY_S = 10.0
 Done = Callable[[str | None], None]
 
@@ -54,12 +51,7 @@ class _Acked(list):  # type: ignore[type-arg]
     __slots__ = ("done",)
 
 
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-class PredictionLogWriter:
+class PredictionLogWriter(Delivery):
     """Owns the queue, the writer thread and the spill files of one process."""
 
     def __init__(
@@ -237,7 +229,7 @@ class PredictionLogWriter:
             except Exception as exc:
                 # Supervision: nothing may end the writer. The batch in hand stays in
                 # self._batch and is delivered on the next turn.
-                self.last_error = _line(exc)
+                self.last_error = first_line(exc)
                 self._count("failures", 1)
                 log.exception("prediction log writer: unexpected error; carrying on")
                 self._pause(0.5)
@@ -321,74 +313,6 @@ class PredictionLogWriter:
             with contextlib.suppress(RuntimeError):
                 item.done(error)
 
-    def _deliver(self, batch: list[PredictionRecord]) -> bool:
-        """To the database unless it is backing off, else to spill; False if neither took it."""
-        if time.monotonic() >= self._retry_at:
-            try:
-                written = self._write(batch, self.store.write_batch)
-            except Exception as exc:
-                self._database_failed(exc)
-            else:
-                self._database_ok()
-                self._count("written", written)
-                return True
-        try:
-            self._count("rejected", self.spill.append(batch))
-        except OSError as exc:
-            if self._spill_error is None:
-                log.error(
-                    "prediction log: spill folder %s refuses rows (%s): holding them in memory "
-                    "(queue limit %d rows, newer rows are lost beyond it)",
-                    self.spill.dir,
-                    exc.strerror or exc,
-                    self.max_queue,
-                )
-            self._spill_error = f"{exc.strerror or exc}"
-            return False
-        if self._spill_error is not None:
-            log.info("prediction log: spill folder %s takes rows again", self.spill.dir)
-            self._spill_error = None
-        self._spill_dirty = True
-        self._count("spilled", len(batch))
-        return True
-
-    def _database_failed(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        self.last_error = _line(exc)
-        self._count("failures", 1)
-        self._backoff = min(_BACKOFF_MAX_S, max(_BACKOFF_MIN_S, self._backoff * 2))
-        self._retry_at = now + self._backoff
-        if self._failing_since is None:
-            self._failing_since = now
-            log.warning(
-                "prediction log: database writes failing (%s); spilling to %s, retrying",
-                self.last_error,
-                self.spill.dir,
-            )
-
-    def _database_ok(self) -> None:
-        if self._failing_since is not None:
-            log.info(
-                "prediction log: database writes recovered after %.1f s",
-                time.monotonic() - self._failing_since,
-            )
-        self._failing_since = None
-        self._backoff = 0.0
-        self._retry_at = 0.0
-        self.last_error = None
-
-    def _report_losses(self) -> None:
-        lost = self.counts["lost"]
-        if lost > self._lost_logged:
-            log.error(
-                "prediction log: %d rows lost (queue of %d full: neither the database nor the "
-                "spill folder takes rows); %d lost since start",
-                lost - self._lost_logged,
-                self.max_queue,
-                lost,
-            )
-            self._lost_logged = lost
-
     def _give_up_rest(self) -> None:
         """After the drain deadline: what is still held or queued is lost, and said so."""
         rest = self._batch
@@ -408,70 +332,3 @@ class PredictionLogWriter:
             self._pending -= len(rest)
         self._batch, self._held = [], False
         self._report_losses()
-
-    def _write(
-        self, records: list[PredictionRecord], write: Callable[[list[PredictionRecord]], object]
-    ) -> int:
-        """Write records, row by row if the database refuses a value; returns how many went in.
-
-        One bad row must not hold back its batch, nor block every replay of the spill file.
-        StoreError (database away) propagates: the caller spills the batch, and the replay
-        skips the rows already written.
-        """
-        try:
-            write(records)
-            return len(records)
-        except ValidationError as exc:
-            if len(records) == 1:
-                self._count("rejected", 1)
-                log.error("prediction %s not logged: %s", records[0].id, exc)
-                return 0
-            return sum(self._write([r], write) for r in records)
-
-    def _replay_if_due(self) -> None:
-        now = time.monotonic()
-        if not self._spill_dirty or now < self._retry_at or now < self._replay_at:
-            return
-        try:
-            for path in self.spill.replay_files():
-                self._replay_file(path)
-        except FileNotFoundError:
-            return  # claimed by another worker meanwhile; look again next turn
-        except OSError as exc:
-            # A spill file this process cannot read: not the database's fault.
-            self._replay_at = now + _BACKOFF_MAX_S
-            log.error("prediction log: cannot read spill files: %s", exc)
-            return
-        except Exception as exc:
-            self._database_failed(exc)
-            return
-        self._spill_dirty = False
-
-    def _replay_file(self, path: Path) -> None:
-        replayed = 0
-        for chunk in self.spill.read(path, self.batch_size, self._resume.get(path, 0)):
-            if chunk.bad_lines:
-                self._count("quarantined", chunk.bad_lines)
-                if chunk.quarantine_error:
-                    log.error(
-                        "prediction log: %d unreadable line(s) in %s dropped: cannot write %s: %s",
-                        chunk.bad_lines,
-                        path,
-                        self.spill.quarantine,
-                        chunk.quarantine_error,
-                    )
-                else:
-                    log.warning(
-                        "prediction log: %d unreadable line(s) in %s moved to %s",
-                        chunk.bad_lines,
-                        path,
-                        self.spill.quarantine,
-                    )
-            replayed += self._write(chunk.records, self.store.replay_batch)
-            self._resume[path] = chunk.end
-        self._database_ok()
-        if self.spill.discard(path):
-            self._resume.pop(path, None)
-        self._count("replayed", replayed)
-        if replayed:
-            log.info("prediction log: replayed %d spilled records from %s", replayed, path)

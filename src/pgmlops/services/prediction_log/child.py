@@ -1,0 +1,128 @@
+"""The logging process: reads encoded rows from a pipe and runs the writer on them.
+
+Rows arrive as spill lines (one JSON record per line). The process ignores SIGINT and SIGTERM:
+it stops when the serving process closes its end of the pipe (a clean stop, a crash or a
+kill -9 alike), drains what it holds to the database or the spill file, and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pgmlops.services.prediction_log.writer import PredictionLogWriter
+from pgmlops.store.db import Database
+from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.spill import EncodedRecord
+
+log = logging.getLogger("pgmlops.services.prediction_log")
+_READ_BYTES = 1 << 20
+# How often the counters and health reach the serving process while rows flow; when
+# nothing changes, every IDLE_PUBLISH_S (the spill folder is looked at then).
+PUBLISH_EVERY_S = 0.05
+IDLE_PUBLISH_S = 1.0
+
+
+@dataclass(frozen=True)
+class LogProcessConfig:
+    """What the logging process needs to build its writer (plain values: it is pickled)."""
+
+    database_url: str
+    spill_dir: str
+    partition_period: str = "month"
+    max_queue: int = 200_000
+    batch_size: int = 500
+    flush_seconds: float = 0.1
+    drain_seconds: float = 10.0
+
+
+def publish(shared: Any, snapshot: dict[str, Any]) -> None:
+    """Put the writer's stats where the serving process reads them."""
+    data = orjson.dumps(snapshot)
+    with shared.get_lock():
+        shared.value = data[: len(shared) - 1]
+
+
+def _name_process() -> None:
+    """Show as `pgmlops-log` in ps/top (Linux), so its CPU can be told from the server's."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, b"pgmlops-log", 0, 0, 0)  # PR_SET_NAME
+
+
+def _close_inherited_sockets(keep: int) -> None:
+    """Close the worker's sockets a forked child holds: its listening socket above all.
+
+    A listening socket still open here would keep taking the connections the kernel
+    routes to it after the worker died, and no one would answer them.
+    """
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        with contextlib.suppress(OSError):
+            if fd > 2 and fd != keep and stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
+
+
+def run(
+    config: LogProcessConfig,
+    conn: Any,
+    shared: Any,
+    log_setup: Callable[[], None] | None = None,
+    sender: Any = None,
+) -> None:
+    """The logging process's main function; `sender`, the pipe's other end, is closed first."""
+    if sender is not None:
+        # Forked with the serving process's end of the pipe: holding it, we would never see
+        # the end of the stream.
+        sender.close()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    _name_process()
+    if log_setup is not None:
+        log_setup()
+    fd = conn.fileno()
+    if os.path.isdir("/proc/self/fd"):
+        _close_inherited_sockets(fd)
+    store = PredictionStore(Database(config.database_url), partition_period=config.partition_period)  # type: ignore[arg-type]
+    writer = PredictionLogWriter(
+        store,
+        config.spill_dir,
+        max_queue=config.max_queue,
+        batch_size=config.batch_size,
+        flush_seconds=config.flush_seconds,
+        drain_seconds=config.drain_seconds,
+    )
+    # The imports and the first connection happen now, before the serving process is told
+    # the writer runs: not at the first row, which may come in the middle of an outage.
+    with contextlib.suppress(Exception):
+        store.db.ensure_schema()
+    writer.start()
+    received, rest = 0, b""
+    next_publish, last = 0.0, None
+    while True:
+        ready, _, _ = select.select([fd], [], [], PUBLISH_EVERY_S)
+        if ready:
+            chunk = os.read(fd, _READ_BYTES)
+            if not chunk:
+                break
+            *lines, rest = (rest + chunk).split(b"\n")
+            received += len(lines)
+            writer.submit([EncodedRecord(line) for line in lines])  # type: ignore[misc]
+        now = time.monotonic()
+        seen = (received, writer.depth, *writer.counts.values())
+        if seen != last or now >= next_publish:
+            last, next_publish = seen, now + IDLE_PUBLISH_S
+            publish(shared, {**writer.stats(), "received": received, "pid": os.getpid()})
+    writer.stop()
+    publish(shared, {**writer.stats(), "received": received, "pid": os.getpid(), "ended": True})
