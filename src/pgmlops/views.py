@@ -31,6 +31,14 @@ def step_printer() -> Callable[[str], None]:
     return step
 
 
+def fitting_table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table that folds long cells onto more lines to fit the terminal instead of cutting."""
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    return table
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -51,7 +59,7 @@ def print_trained(result: dict[str, Any]) -> None:
     onnx = result["onnx_detail"]
     if onnx["present"]:
         console.print(f"ONNX copy stored (max |diff| {onnx['max_abs_diff']:.1e} vs pipeline)")
-    else:
+    elif not result["engine"].startswith("pipeline (onnx rejected"):  # already a warning
         console.print(f"no ONNX copy: {onnx.get('reason')}")
     console.print(
         f"next: pgmlops promote --model-name {result['model_name']} --version {result['version']}"
@@ -73,25 +81,27 @@ def print_promotion(result: dict[str, Any]) -> None:
 
 def print_models(result: dict[str, Any]) -> None:
     for model in result["models"]:
-        table = Table(title=f"{model['name']}", title_justify="left")
-        for col in ("version", "aliases", "task", "key metrics", "onnx", "rows", "created"):
-            table.add_column(col)
+        table = fitting_table(
+            f"{model['name']}",
+            ("version", "aliases", "task", "key metrics", "engine", "rows", "created"),
+        )
         for v in model["versions"]:
-            metrics = " ".join(f"{k}={_fmt(x)}" for k, x in v["metrics"].items())
+            # One metric a line: a narrow terminal folds the table, never cuts a number.
+            metrics = "\n".join(f"{k}={_fmt(x)}" for k, x in v["metrics"].items())
             table.add_row(
                 str(v["version"]),
                 ",".join(v["aliases"]),
                 v["task"],
                 metrics,
-                "yes" if v["onnx"] else "no",
-                str(v["rows"]),
+                v.get("engine") or ("onnx" if v["onnx"] else "pipeline"),
+                f"{v['rows']:,}",
                 v["created_at"][:19],
             )
         console.print(table)
         if "history" in model:
-            hist = Table(title="production history", title_justify="left")
-            for col in ("at", "action", "from", "to", "actor", "reason"):
-                hist.add_column(col)
+            hist = fitting_table(
+                "production history", ("at", "action", "from", "to", "actor", "reason")
+            )
             for e in model["history"]:
                 hist.add_row(
                     e["at"][:19],
@@ -116,9 +126,9 @@ def print_overview(result: dict[str, Any]) -> None:
     if not result["models"]:
         console.print("no models registered yet: `pgmlops train --data ... --target ...`")
         return
-    table = Table(title="registered models", title_justify="left")
-    for col in ("model", "production", "versions", "last trained", "primary metric"):
-        table.add_column(col)
+    table = fitting_table(
+        "registered models", ("model", "production", "versions", "last trained", "primary metric")
+    )
     for m in result["models"]:
         metric = m["primary_metric"]
         table.add_row(

@@ -11,10 +11,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from pgmlops.api.deps import get_ctx, require_admin
+from pgmlops.api.deps import get_ctx, require_admin, sees_details
+from pgmlops.config import check_model_name
+from pgmlops.domain.redact import public_text
 from pgmlops.services.retraining import enqueue_retrain, retrain_status
+from pgmlops.services.triggers import trigger_status
 
 router = APIRouter(tags=["retraining"], dependencies=[Depends(require_admin)])
+# Where the triggers stand is what the page shows anyone, like /monitoring/drift.
+public = APIRouter(tags=["retraining"])
 
 
 class RetrainBody(BaseModel):
@@ -72,4 +77,24 @@ def get_retrain_status(
 ) -> dict[str, Any]:
     """Runs newest first (a run whose process died is marked failed first) and queued jobs."""
     ctx = get_ctx(request)
-    return retrain_status(ctx, model_name or ctx.settings.model_name, limit)
+    name = check_model_name(model_name or ctx.settings.model_name, "model_name")
+    return retrain_status(ctx, name, limit)
+
+
+@public.get("/retrain/triggers", summary="Where each retraining trigger stands now")
+def get_retrain_triggers(
+    request: Request,
+    model_name: Annotated[
+        str | None, Query(description="Registered model name (default: the configured one).")
+    ] = None,
+) -> dict[str, Any]:
+    """Each trigger's progress ("3,000 of 5,000 new labels"), next due time, or signal state."""
+    ctx = get_ctx(request)
+    name = check_model_name(model_name or ctx.settings.model_name, "model_name")
+    report = trigger_status(ctx, name).to_dict()
+    if not sees_details(request):
+        # A live source's error may name its host; anonymous clients get it without.
+        for check in report["checks"]:
+            check["detail"] = public_text(check["detail"])
+            check.get("state", {}).pop("counted", None)
+    return report

@@ -29,7 +29,11 @@ def retrain(
         typer.Option("--force", help="Retrain now even when there is nothing new to learn."),
     ] = False,
     status: Annotated[
-        bool, typer.Option("--status", help="Show recent runs and queued jobs; change nothing.")
+        bool,
+        typer.Option(
+            "--status",
+            help="Show each trigger's progress, recent runs, queued jobs; change nothing.",
+        ),
     ] = False,
     allow_feedback_only: Annotated[
         bool,
@@ -179,10 +183,23 @@ def _print_outcome(result: dict[str, Any]) -> None:
         if numbers["bad"]:
             reasons = "; ".join(f"{k}: {v}" for k, v in numbers["reasons"].items())
             typer.echo(f"  {part}: {numbers['bad']:,} bad row(s) left out ({reasons})")
+    for warning in data.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(result["message"])
 
 
+def _print_triggers(report: dict[str, Any] | None) -> None:
+    if report is None:
+        return
+    run = report.get("monitoring_run_id")
+    source = f"; monitoring signals as of monitoring run {run}" if run is not None else ""
+    typer.echo(f"triggers of {report['model_name']} now{source}:")
+    for check in report["checks"]:
+        typer.echo(f"  [{'x' if check['fired'] else ' '}] {check['detail']}")
+
+
 def _print_status(result: dict[str, Any]) -> None:
+    _print_triggers(result.get("triggers"))
     runs, jobs = result["runs"], result["jobs"]
     if not runs:
         typer.echo(f"no retraining runs for {result['model_name']}")
