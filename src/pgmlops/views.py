@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -17,25 +15,12 @@ def say(message: str) -> None:
     console.print(message)
 
 
-def step_printer() -> Callable[[str], None]:
-    """Print each training step with the time the previous one took."""
-    state = {"t": time.perf_counter(), "msg": None}
-
-    def step(message: str) -> None:
-        now = time.perf_counter()
-        if state["msg"] is not None:
-            err_console.print(f"[dim]  done in {now - state['t']:.1f}s[/dim]")
-        err_console.print(f"[cyan]›[/cyan] {message}")
-        state["t"], state["msg"] = now, message
-
-    return step
-
-
-def fitting_table(title: str, columns: tuple[str, ...]) -> Table:
-    """A table that folds long cells onto more lines to fit the terminal instead of cutting."""
+def fitting_table(title: str, columns: tuple[str, ...], whole: tuple[str, ...] = ()) -> Table:
+    """A table whose long cells wrap to fit the terminal; `whole` columns are never split."""
     table = Table(title=title, title_justify="left")
     for col in columns:
-        table.add_column(col, overflow="fold")
+        # Numbers ('roc_auc=0.8301', one a line) stay whole; text wraps at spaces, else folds.
+        table.add_column(col, overflow="fold", no_wrap=col in whole)
     return table
 
 
@@ -81,23 +66,31 @@ def print_promotion(result: dict[str, Any]) -> None:
 
 def print_models(result: dict[str, Any]) -> None:
     for model in result["models"]:
+        tasks = sorted({v["task"] for v in model["versions"]})
         table = fitting_table(
-            f"{model['name']}",
-            ("version", "aliases", "task", "key metrics", "engine", "rows", "created"),
+            f"{model['name']} ({', '.join(tasks)})" if tasks else model["name"],
+            ("version", "aliases", "key metrics", "engine", "rows", "created"),
+            whole=("aliases", "key metrics", "rows"),
         )
+        notes = []
         for v in model["versions"]:
-            # One metric a line: a narrow terminal folds the table, never cuts a number.
+            # One metric a line: a narrow terminal wraps the table, never cuts a number.
             metrics = "\n".join(f"{k}={_fmt(x)}" for k, x in v["metrics"].items())
+            engine = v.get("engine") or ("onnx" if v["onnx"] else "pipeline")
+            if ":" in engine:  # the why is a sentence: below the table, where it has room
+                notes.append(f"v{v['version']} engine: {engine}")
+                engine = engine.split(":", 1)[0] + ")"
             table.add_row(
                 str(v["version"]),
                 ",".join(v["aliases"]),
-                v["task"],
                 metrics,
-                v.get("engine") or ("onnx" if v["onnx"] else "pipeline"),
+                engine,
                 f"{v['rows']:,}",
-                v["created_at"][:19],
+                v["created_at"][:16].replace("T", " "),
             )
         console.print(table)
+        for note in notes:
+            console.print(note, markup=False, highlight=False)
         if "history" in model:
             hist = fitting_table(
                 "production history", ("at", "action", "from", "to", "actor", "reason")
@@ -127,7 +120,9 @@ def print_overview(result: dict[str, Any]) -> None:
         console.print("no models registered yet: `pgmlops train --data ... --target ...`")
         return
     table = fitting_table(
-        "registered models", ("model", "production", "versions", "last trained", "primary metric")
+        "registered models",
+        ("model", "production", "versions", "last trained", "primary metric"),
+        whole=("primary metric",),
     )
     for m in result["models"]:
         metric = m["primary_metric"]

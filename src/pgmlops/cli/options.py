@@ -149,10 +149,3 @@ def actor() -> str:
 def print_json(data: Any) -> None:
     """Indented JSON on stdout; dates and other objects as text."""
     typer.echo(json.dumps(data, indent=2, default=str))
-
-
-def progress_printer() -> Callable[[str], None]:
-    """A callback that prints each training step with its elapsed time."""
-    from pgmlops import views
-
-    return views.step_printer()

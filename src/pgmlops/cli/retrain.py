@@ -14,8 +14,8 @@ from pgmlops.cli.options import (
     handled,
     open_context,
     print_json,
-    progress_printer,
 )
+from pgmlops.cli.progress import QuietOpt, steps, wanted
 
 
 @handled
@@ -47,6 +47,7 @@ def retrain(
     ] = 10,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Retrain a model: triggers decide with --if-needed; the promotion gates always do."""
     from pgmlops.errors import ConfigError
@@ -64,14 +65,15 @@ def retrain(
         else:
             _print_status(result)
         return
-    outcome = run_retrain(
-        ctx,
-        model_name,
-        mode=mode,
-        allow_feedback_only=allow_feedback_only or None,
-        actor=actor(),
-        progress=None if as_json else progress_printer(),
-    )
+    with steps(wanted(as_json, quiet)) as progress:
+        outcome = run_retrain(
+            ctx,
+            model_name,
+            mode=mode,
+            allow_feedback_only=allow_feedback_only or None,
+            actor=actor(),
+            progress=progress,
+        )
     if as_json:
         print_json(outcome.to_dict())
         return

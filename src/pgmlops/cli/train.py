@@ -14,8 +14,8 @@ from pgmlops.cli.options import (
     handled,
     open_client,
     print_json,
-    progress_printer,
 )
+from pgmlops.cli.progress import QuietOpt, steps, wanted
 
 
 @handled
@@ -52,28 +52,30 @@ def train(
     no_onnx: Annotated[bool, typer.Option("--no-onnx", help="Skip the ONNX copy.")] = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train, evaluate and register a candidate version."""
     from pgmlops.services.commands import train_summary
 
-    result = open_client(config).train_run(
-        data,
-        target=target,
-        model_name=model_name,
-        query=query,
-        params=param or [],
-        drop=drop or [],
-        onnx=not no_onnx,
-        actor=actor(),
-        progress=None if as_json else progress_printer(),
-        estimator=estimator,
-        task=task,
-        features=features,
-        imbalance=imbalance,
-        outliers=outliers,
-        cv_folds=cv,
-        seed=seed,
-    )
+    with steps(wanted(as_json, quiet)) as progress:
+        result = open_client(config).train_run(
+            data,
+            target=target,
+            model_name=model_name,
+            query=query,
+            params=param or [],
+            drop=drop or [],
+            onnx=not no_onnx,
+            actor=actor(),
+            progress=progress,
+            estimator=estimator,
+            task=task,
+            features=features,
+            imbalance=imbalance,
+            outliers=outliers,
+            cv_folds=cv,
+            seed=seed,
+        )
     summary = train_summary(result)
     if as_json:
         print_json(summary)
