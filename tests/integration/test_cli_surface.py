@@ -66,6 +66,22 @@ def test_errors_under_json_are_one_json_object_on_stdout_with_the_exit_code(
     assert plain.stderr.startswith("error: ") and words in plain.stderr
 
 
+def test_flags_the_parser_refuses_are_json_too_under_json() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pgmlops.cli", "train", "--json", "--target", "y"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 2 and done.stderr == ""
+    assert json.loads(done.stdout) == {
+        "error": "Missing option '--data'.",
+        "code": "usage_error",
+        "exit_code": 2,
+    }
+
+
 @pytest.fixture
 def rejected_onnx(ctx: Context, tmp_path: Path) -> dict:
     """churn v1 in production, trained with a feature step its ONNX copy cannot express."""
