@@ -45,6 +45,13 @@ class _Steps:
             count = f"{done:,}/{total:,}" if total else f"{done:,}"
             self.bar.update(self.tasks[-1], count=count)
 
+    def fail(self) -> None:
+        if self.tasks:
+            task = self.tasks[-1]
+            description = self.bar.tasks[-1].description
+            self.bar.update(task, description=f"{description} [red](failed)[/red]")
+            self.bar.stop_task(task)
+
     def finish(self) -> None:
         if self.tasks:
             self.bar.update(self.tasks[-1], total=1, completed=1)
@@ -70,8 +77,10 @@ def steps(enabled: bool, console: Console | None = None) -> Iterator[_Steps | No
         callback = _Steps(bar)
         try:
             yield callback
-        finally:
-            callback.finish()
+        except BaseException:
+            callback.fail()  # the error line follows; the step it broke says so
+            raise
+        callback.finish()
 
 
 @contextmanager
