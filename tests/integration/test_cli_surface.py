@@ -113,9 +113,13 @@ def test_a_rejected_onnx_copy_is_named_in_health_and_an_80_column_models_table(
     with TestClient(create_app(ctx.settings)) as client:
         health = client.get("/health").json()
         models = client.get("/models").json()
+        page = client.get("/").text
+        triggers = client.get("/retrain/triggers")  # what the page's retraining block shows
     assert health["model"]["engine"] == "pipeline"
     assert health["model"]["engine_detail"] == REJECTED
     assert models["serving"]["engine_detail"] == REJECTED
+    assert "engine_detail" in page and 'id="retraining"' in page
+    assert triggers.status_code == 200 and triggers.json()["checks"], triggers.text
 
     # `pgmlops models` in an 80-column terminal: the table wraps, no number is cut.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGMLOPS_")}
