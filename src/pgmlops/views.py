@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -17,18 +15,13 @@ def say(message: str) -> None:
     console.print(message)
 
 
-def step_printer() -> Callable[[str], None]:
-    """Print each training step with the time the previous one took."""
-    state = {"t": time.perf_counter(), "msg": None}
-
-    def step(message: str) -> None:
-        now = time.perf_counter()
-        if state["msg"] is not None:
-            err_console.print(f"[dim]  done in {now - state['t']:.1f}s[/dim]")
-        err_console.print(f"[cyan]›[/cyan] {message}")
-        state["t"], state["msg"] = now, message
-
-    return step
+def fitting_table(title: str, columns: tuple[str, ...], whole: tuple[str, ...] = ()) -> Table:
+    """A table whose long cells wrap to fit the terminal; `whole` columns are never split."""
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        # Numbers ('roc_auc=0.8301', one a line) stay whole; text wraps at spaces, else folds.
+        table.add_column(col, overflow="fold", no_wrap=col in whole)
+    return table
 
 
 def _fmt(value: Any) -> str:
@@ -51,7 +44,7 @@ def print_trained(result: dict[str, Any]) -> None:
     onnx = result["onnx_detail"]
     if onnx["present"]:
         console.print(f"ONNX copy stored (max |diff| {onnx['max_abs_diff']:.1e} vs pipeline)")
-    else:
+    elif not result["engine"].startswith("pipeline (onnx rejected"):  # already a warning
         console.print(f"no ONNX copy: {onnx.get('reason')}")
     console.print(
         f"next: pgmlops promote --model-name {result['model_name']} --version {result['version']}"
@@ -73,25 +66,35 @@ def print_promotion(result: dict[str, Any]) -> None:
 
 def print_models(result: dict[str, Any]) -> None:
     for model in result["models"]:
-        table = Table(title=f"{model['name']}", title_justify="left")
-        for col in ("version", "aliases", "task", "key metrics", "onnx", "rows", "created"):
-            table.add_column(col)
+        tasks = sorted({v["task"] for v in model["versions"]})
+        table = fitting_table(
+            f"{model['name']} ({', '.join(tasks)})" if tasks else model["name"],
+            ("version", "aliases", "key metrics", "engine", "rows", "created"),
+            whole=("aliases", "key metrics", "rows"),
+        )
+        notes = []
         for v in model["versions"]:
-            metrics = " ".join(f"{k}={_fmt(x)}" for k, x in v["metrics"].items())
+            # One metric a line: a narrow terminal wraps the table, never cuts a number.
+            metrics = "\n".join(f"{k}={_fmt(x)}" for k, x in v["metrics"].items())
+            engine = v.get("engine") or ("onnx" if v["onnx"] else "pipeline")
+            if ":" in engine:  # the why is a sentence: below the table, where it has room
+                notes.append(f"v{v['version']} engine: {engine}")
+                engine = engine.split(":", 1)[0] + ")"
             table.add_row(
                 str(v["version"]),
                 ",".join(v["aliases"]),
-                v["task"],
                 metrics,
-                "yes" if v["onnx"] else "no",
-                str(v["rows"]),
-                v["created_at"][:19],
+                engine,
+                f"{v['rows']:,}",
+                v["created_at"][:16].replace("T", " "),
             )
         console.print(table)
+        for note in notes:
+            console.print(note, markup=False, highlight=False)
         if "history" in model:
-            hist = Table(title="production history", title_justify="left")
-            for col in ("at", "action", "from", "to", "actor", "reason"):
-                hist.add_column(col)
+            hist = fitting_table(
+                "production history", ("at", "action", "from", "to", "actor", "reason")
+            )
             for e in model["history"]:
                 hist.add_row(
                     e["at"][:19],
@@ -116,9 +119,11 @@ def print_overview(result: dict[str, Any]) -> None:
     if not result["models"]:
         console.print("no models registered yet: `pgmlops train --data ... --target ...`")
         return
-    table = Table(title="registered models", title_justify="left")
-    for col in ("model", "production", "versions", "last trained", "primary metric"):
-        table.add_column(col)
+    table = fitting_table(
+        "registered models",
+        ("model", "production", "versions", "last trained", "primary metric"),
+        whole=("primary metric",),
+    )
     for m in result["models"]:
         metric = m["primary_metric"]
         table.add_row(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
-from tests.e2e.test_cli import Cli, assert_one_line_error
+from tests.e2e.test_cli import Cli
 
 pytestmark = pytest.mark.e2e
 
@@ -24,6 +25,15 @@ def assert_stdout_is_json_or_empty(stdout: str) -> None:
     """Under --json, stdout is a JSON document or nothing: never a library's log line."""
     if stdout.strip():
         json.loads(stdout)
+
+
+def assert_json_error(result: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    """Under --json a failure is one JSON object on stdout (no log line), with the exit code."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    body = json.loads(result.stdout)
+    assert body["exit_code"] == code and "Traceback" not in result.stderr
+    for word in words:
+        assert word in body["error"], body["error"]
 
 
 @pytest.fixture
@@ -77,8 +87,7 @@ def test_bad_params_are_one_line_naming_the_parameter_and_estimator(
         "train", "--data", str(csv), "--target", "Exited", "--estimator", library,
         "--param", param, "--json",
     )  # fmt: skip
-    assert_one_line_error(result, 2, *words)
-    assert_stdout_is_json_or_empty(result.stdout)
+    assert_json_error(result, 2, *words)
 
 
 def test_a_value_lightgbm_rejects_keeps_its_log_line_off_stdout(cli: Cli, csv: Path) -> None:
@@ -87,6 +96,5 @@ def test_a_value_lightgbm_rejects_keeps_its_log_line_off_stdout(cli: Cli, csv: P
         "train", "--data", str(csv), "--target", "Exited", "--estimator", "lightgbm",
         "--param", "min_data_in_leaf=abc", "--json",
     )  # fmt: skip
-    assert_one_line_error(result, 4, "min_data_in_leaf")
+    assert_json_error(result, 4, "min_data_in_leaf")
     assert "[LightGBM]" not in result.stdout
-    assert_stdout_is_json_or_empty(result.stdout)

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from pgmlops.api.deps import get_client, require_admin, sees_details
 from pgmlops.api.errors import json_response
+from pgmlops.domain.card import engine_label
 from pgmlops.domain.redact import public_text
 from pgmlops.services.commands import model_detail, promotion_summary, rollback_summary
 
@@ -51,6 +52,8 @@ def serving_info(request: Request, name: str | None = None) -> dict[str, Any]:
         "model": holder.model_name,
         "version": model.version if model else None,
         "engine": model.engine.name if model else None,
+        # 'pipeline (onnx rejected: why)': a slower engine is never served silently.
+        "engine_detail": engine_label(model.card.onnx, model.engine.name) if model else None,
         "key_column": model.key_column if model else None,
         "loaded_at": model.loaded_at.isoformat() if model else None,
         "error": holder.last_error,
@@ -80,6 +83,7 @@ def anonymous_models(result: dict[str, Any]) -> dict[str, Any]:
     serving = result.get("serving")
     if serving is not None:
         serving["error"] = _public(serving.get("error"))
+        serving["engine_detail"] = _public(serving.get("engine_detail"))
     return result
 
 
@@ -109,6 +113,7 @@ async def health(request: Request) -> Response:
     else:
         for info in served:
             info["error"] = _public(info["error"])
+            info["engine_detail"] = _public(info["engine_detail"])
         reasons = _public(reasons)
         log_stats = {k: _public(v) for k, v in log_stats.items()}
     return json_response(

@@ -180,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_routes.admin)
     app.include_router(monitoring_routes.router)
     app.include_router(retrain_routes.router)
+    app.include_router(retrain_routes.public)
     app.include_router(page.router)
     docs.install(app)
 

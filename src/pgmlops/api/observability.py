@@ -36,6 +36,7 @@ KNOWN_ROUTES = frozenset(
         "/rollback",
         "/retrain",
         "/retrain/status",
+        "/retrain/triggers",
         "/monitoring/drift",
         "/monitoring/history",
         "/",

@@ -42,7 +42,8 @@ th{white-space:nowrap}
 <section><h2>Predict</h2><form id="form" novalidate></form><div id="result" role="status"></div></section>
 <section><h2>Model card</h2><div id="card" class="table"></div>
 <h2 style="margin-top:18px">Promotion history</h2><div id="history" class="table"></div>
-<h2 style="margin-top:18px">Monitoring</h2><div id="monitoring">no monitoring run yet</div></section>
+<h2 style="margin-top:18px">Monitoring</h2><div id="monitoring">no monitoring run yet</div>
+<h2 style="margin-top:18px">Retraining triggers</h2><div id="retraining">-</div></section>
 </main>
 <script>
 const $ = (id) => document.getElementById(id);
@@ -72,7 +73,7 @@ function showPicker() {
     current = $("picker").value;
     shown = null;
     $("result").style.display = "none";
-    refresh(false);
+    refresh(false).then(() => showRetraining());
   };
 }
 
@@ -214,7 +215,7 @@ async function predict(schema) {
 function showCard(data) {
   const card = data.card;
   const s = data.serving;
-  $("headline").textContent = `${s.model} v${s.version} · ${s.engine} engine`;
+  $("headline").textContent = `${s.model} v${s.version} · engine: ${s.engine_detail || s.engine}`;
   const estimator = String(card.estimator);
   const rows = [["version", s.version], ["task", card.task], ["target", card.target],
     ["estimator", estimator.split(".").pop()], ["trained", when(card.created_at)],
@@ -264,6 +265,16 @@ async function showMonitoring() {
   $("monitoring").innerHTML = html;
 }
 
+// Where each retraining trigger stands: "[ ] 30 of 50 new labels (60%)", next due, drift.
+async function showRetraining() {
+  const name = current ? `?model_name=${encodeURIComponent(current)}` : "";
+  const {ok, body} = await getJSON("retrain/triggers" + name);
+  if (!ok) return;
+  $("retraining").innerHTML = "<ul>" + (body.checks || []).map(c =>
+    `<li class="${c.fired ? "bad" : ""}">${c.fired ? "<b>fires:</b> " : ""}${esc(c.detail)}</li>`)
+    .join("") + "</ul>";
+}
+
 // Load (or reload) the served version: headline, card, history and, when the version changed,
 // the form (keeping the values of fields that still exist).
 async function refresh(keepValues) {
@@ -287,7 +298,7 @@ async function refresh(keepValues) {
   showCard(body);
 }
 
-refresh(false).then(() => showMonitoring()).catch(() => {});
+refresh(false).then(() => Promise.all([showMonitoring(), showRetraining()])).catch(() => {});
 </script></body></html>
 """
 

@@ -5,16 +5,26 @@ Handlers are plain functions so FastAPI runs their database work on its thread p
 
 from __future__ import annotations
 
+import copy
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from pgmlops.api.deps import get_ctx, require_admin
+from pgmlops.api.deps import get_ctx, require_admin, sees_details
+from pgmlops.config import check_model_name
+from pgmlops.domain.redact import public_text
 from pgmlops.services.retraining import enqueue_retrain, retrain_status
+from pgmlops.services.triggers import trigger_status
 
 router = APIRouter(tags=["retraining"], dependencies=[Depends(require_admin)])
+# Where the triggers stand is what the page shows anyone, like /monitoring/drift.
+public = APIRouter(tags=["retraining"])
+# Each page view asks; counting labels (and a live source's rows, on another server) for
+# every anonymous view would let page reloads load the databases, so answers live briefly.
+TRIGGERS_TTL_SECONDS = 10.0
 
 
 class RetrainBody(BaseModel):
@@ -72,4 +82,32 @@ def get_retrain_status(
 ) -> dict[str, Any]:
     """Runs newest first (a run whose process died is marked failed first) and queued jobs."""
     ctx = get_ctx(request)
-    return retrain_status(ctx, model_name or ctx.settings.model_name, limit)
+    name = check_model_name(model_name or ctx.settings.model_name, "model_name")
+    return retrain_status(ctx, name, limit)
+
+
+@public.get("/retrain/triggers", summary="Where each retraining trigger stands now")
+def get_retrain_triggers(
+    request: Request,
+    model_name: Annotated[
+        str | None, Query(description="Registered model name (default: the configured one).")
+    ] = None,
+) -> dict[str, Any]:
+    """Each trigger's progress ("3,000 of 5,000 new labels"), next due time, or signal state."""
+    ctx = get_ctx(request)
+    name = check_model_name(model_name or ctx.settings.model_name, "model_name")
+    recent = getattr(request.app.state, "trigger_status", None)
+    if recent is None:
+        recent = request.app.state.trigger_status = {}
+    cached = recent.get(name)
+    if cached is not None and time.monotonic() - cached[0] < TRIGGERS_TTL_SECONDS:
+        report = copy.deepcopy(cached[1])
+    else:
+        report = trigger_status(ctx, name).to_dict()
+        recent[name] = (time.monotonic(), copy.deepcopy(report))
+    if not sees_details(request):
+        # A live source's error may name its host; anonymous clients get it without.
+        for check in report["checks"]:
+            check["detail"] = public_text(check["detail"])
+            check.get("state", {}).pop("counted", None)
+    return report

@@ -6,6 +6,7 @@ our errors into one line and an exit code, JSON printing) is in `cli.options`.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -21,7 +22,7 @@ from pgmlops.cli import (
     serve,
     train,
 )
-from pgmlops.cli.options import EXIT_CODES, exit_code, handled
+from pgmlops.cli.options import EXIT_CODES, exit_code, handled, json_error
 
 __all__ = ["EXIT_CODES", "app", "exit_code", "handled", "main"]
 
@@ -61,4 +62,20 @@ for _group in (train, registry, serve, predict, feedback, monitor, retrain, arti
 
 def main() -> None:
     """Console-script entry point."""
-    app(prog_name="pgmlops")
+    if "--json" not in sys.argv[1:]:
+        app(prog_name="pgmlops")
+        return
+    # Under --json even the parser's own refusals (unknown option, missing --target) are JSON.
+    # Typer vendors click, so its ClickException is recognised by what it carries.
+    try:
+        code = app(prog_name="pgmlops", standalone_mode=False)
+    except typer.Abort:
+        json_error("interrupted", "interrupted", 130)
+        code = 130
+    except Exception as exc:
+        message = getattr(exc, "format_message", None)
+        if message is None:
+            raise
+        code = getattr(exc, "exit_code", 2)
+        json_error(message(), "usage_error", code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pgmlops.cli.options import ConfigOpt, JsonOpt, ModelOpt, handled, open_client, print_json
+from pgmlops.cli.progress import QuietOpt, spinner, wanted
 
 if TYPE_CHECKING:
     from pgmlops.model import MonitoringResult
@@ -35,6 +36,7 @@ def monitor(
     ] = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Compare live traffic with the training reference: drift, confidence, performance."""
     from pgmlops.errors import ConfigError
@@ -45,11 +47,16 @@ def monitor(
         raise ConfigError(f"--last must be at least 1, got {last}")
     if html is not None and not html.resolve().parent.is_dir():
         raise ConfigError(f"--html: folder {html.resolve().parent} does not exist")
-    result = open_client(config).monitor(
-        model_name, window=last if last is not None else since, version=version, store=not no_store
-    )
+    with spinner(wanted(as_json, quiet), "monitoring: reading the window, testing drift"):
+        result = open_client(config).monitor(
+            model_name,
+            window=last if last is not None else since,
+            version=version,
+            store=not no_store,
+        )
     if html is not None:
-        _write_report(result, html)
+        with spinner(wanted(as_json, quiet), f"writing the report to {html}"):
+            _write_report(result, html)
     if as_json:
         print_json(result.to_json())
         if html is not None:

@@ -51,11 +51,25 @@ def exit_code(exc: errors.PgmlopsError) -> int:
     return 1
 
 
+def error_code(exc: BaseException) -> str:
+    """A stable machine-readable name of an error's kind: ConfigError -> 'config_error'."""
+    if not isinstance(exc, errors.PgmlopsError):
+        return "internal_error"
+    name = type(exc).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def json_error(message: str, code: str, status: int, **extra: Any) -> None:
+    """An error as one JSON object on stdout, where --json output is read from."""
+    typer.echo(json.dumps({"error": message, "code": code, "exit_code": status, **extra}))
+
+
 def handled(fn: F) -> F:
-    """Turn our errors into one line on stderr and a non-zero exit; never a traceback."""
+    """Turn our errors into one line (JSON under --json) and a non-zero exit; no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
         try:
             if kwargs.get("model_name") is not None:
                 from pgmlops.config import check_model_name
@@ -63,19 +77,38 @@ def handled(fn: F) -> F:
                 check_model_name(kwargs["model_name"])
             return fn(*args, **kwargs)
         except errors.PromotionRefused as exc:
-            print_refusal(exc)
+            if as_json:
+                decision = getattr(exc.decision, "to_dict", None)
+                json_error(
+                    str(exc),
+                    error_code(exc),
+                    exit_code(exc),
+                    decision=decision() if decision else None,
+                )
+            else:
+                print_refusal(exc)
             raise typer.Exit(exit_code(exc)) from None
         except errors.PgmlopsError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            if as_json:
+                json_error(str(exc), error_code(exc), exit_code(exc))
+            else:
+                typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exit_code(exc)) from None
         except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
+            if as_json:
+                json_error("interrupted", "interrupted", 130)
+            else:
+                typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
         except Exception as exc:
             if os.environ.get("PGMLOPS_DEBUG"):
                 raise
             hint = "set PGMLOPS_DEBUG=1 for a traceback"
-            typer.echo(f"internal error: {type(exc).__name__}: {exc} ({hint})", err=True)
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            if as_json:
+                json_error(message, error_code(exc), 1, hint=hint)
+            else:
+                typer.echo(f"{message} ({hint})", err=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -116,10 +149,3 @@ def actor() -> str:
 def print_json(data: Any) -> None:
     """Indented JSON on stdout; dates and other objects as text."""
     typer.echo(json.dumps(data, indent=2, default=str))
-
-
-def progress_printer() -> Callable[[str], None]:
-    """A callback that prints each training step with its elapsed time."""
-    from pgmlops import views
-
-    return views.step_printer()

@@ -2,49 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pgmlops.cli.options import ConfigOpt, JsonOpt, ModelOpt, handled, open_context, print_json
-
-
-@contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A rich bar with rows/s on a terminal; nothing at all otherwise."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    columns = (
-        TextColumn("scoring"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]} rows/s"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("rows", total=None, rate="-")
-
-        def update(done: int, total: int | None) -> None:
-            elapsed = bar.tasks[0].elapsed or 0.0
-            rate = f"{done / elapsed:,.0f}" if elapsed > 0 else "-"
-            bar.update(task, completed=done, total=total, rate=rate)
-
-        yield update
+from pgmlops.cli.progress import QuietOpt, rows_bar, wanted
 
 
 @handled
@@ -94,6 +58,7 @@ def predict(
     ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Score a file or a query with a registered version; log every row like /predict."""
     from pgmlops.services.batch import DEFAULT_CHUNK_ROWS, BatchRequest, run_batch_predict
@@ -115,7 +80,7 @@ def predict(
     )
     ctx = open_context(config)
     try:
-        with _progress_bar(not as_json and sys.stdout.isatty()) as progress:
+        with rows_bar(wanted(as_json, quiet)) as progress:
             summary = run_batch_predict(ctx, request, progress)
     finally:
         ctx.close()

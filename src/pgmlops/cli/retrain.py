@@ -14,8 +14,8 @@ from pgmlops.cli.options import (
     handled,
     open_context,
     print_json,
-    progress_printer,
 )
+from pgmlops.cli.progress import QuietOpt, steps, wanted
 
 
 @handled
@@ -29,7 +29,11 @@ def retrain(
         typer.Option("--force", help="Retrain now even when there is nothing new to learn."),
     ] = False,
     status: Annotated[
-        bool, typer.Option("--status", help="Show recent runs and queued jobs; change nothing.")
+        bool,
+        typer.Option(
+            "--status",
+            help="Show each trigger's progress, recent runs, queued jobs; change nothing.",
+        ),
     ] = False,
     allow_feedback_only: Annotated[
         bool,
@@ -43,6 +47,7 @@ def retrain(
     ] = 10,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Retrain a model: triggers decide with --if-needed; the promotion gates always do."""
     from pgmlops.errors import ConfigError
@@ -60,14 +65,15 @@ def retrain(
         else:
             _print_status(result)
         return
-    outcome = run_retrain(
-        ctx,
-        model_name,
-        mode=mode,
-        allow_feedback_only=allow_feedback_only or None,
-        actor=actor(),
-        progress=None if as_json else progress_printer(),
-    )
+    with steps(wanted(as_json, quiet)) as progress:
+        outcome = run_retrain(
+            ctx,
+            model_name,
+            mode=mode,
+            allow_feedback_only=allow_feedback_only or None,
+            actor=actor(),
+            progress=progress,
+        )
     if as_json:
         print_json(outcome.to_dict())
         return
@@ -179,10 +185,23 @@ def _print_outcome(result: dict[str, Any]) -> None:
         if numbers["bad"]:
             reasons = "; ".join(f"{k}: {v}" for k, v in numbers["reasons"].items())
             typer.echo(f"  {part}: {numbers['bad']:,} bad row(s) left out ({reasons})")
+    for warning in data.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(result["message"])
 
 
+def _print_triggers(report: dict[str, Any] | None) -> None:
+    if report is None:
+        return
+    run = report.get("monitoring_run_id")
+    source = f"; monitoring signals as of monitoring run {run}" if run is not None else ""
+    typer.echo(f"triggers of {report['model_name']} now{source}:")
+    for check in report["checks"]:
+        typer.echo(f"  [{'x' if check['fired'] else ' '}] {check['detail']}")
+
+
 def _print_status(result: dict[str, Any]) -> None:
+    _print_triggers(result.get("triggers"))
     runs, jobs = result["runs"], result["jobs"]
     if not runs:
         typer.echo(f"no retraining runs for {result['model_name']}")

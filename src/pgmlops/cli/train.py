@@ -14,8 +14,8 @@ from pgmlops.cli.options import (
     handled,
     open_client,
     print_json,
-    progress_printer,
 )
+from pgmlops.cli.progress import QuietOpt, steps, wanted
 
 
 @handled
@@ -58,30 +58,32 @@ def train(
     ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train, evaluate and register a candidate version."""
     from pgmlops.services.commands import train_summary
 
-    result = open_client(config).train_run(
-        data,
-        target=target,
-        model_name=model_name,
-        query=query,
-        params=param or [],
-        drop=drop or [],
-        onnx=not no_onnx,
-        actor=actor(),
-        progress=None if as_json else progress_printer(),
-        estimator=estimator,
-        task=task,
-        features=features,
-        imbalance=imbalance,
-        outliers=outliers,
-        cv_folds=cv,
-        seed=seed,
-        sep=sep,
-        encoding=encoding,
-    )
+    with steps(wanted(as_json, quiet)) as progress:
+        result = open_client(config).train_run(
+            data,
+            target=target,
+            model_name=model_name,
+            query=query,
+            params=param or [],
+            drop=drop or [],
+            onnx=not no_onnx,
+            actor=actor(),
+            progress=progress,
+            estimator=estimator,
+            task=task,
+            features=features,
+            imbalance=imbalance,
+            outliers=outliers,
+            cv_folds=cv,
+            seed=seed,
+            sep=sep,
+            encoding=encoding,
+        )
     summary = train_summary(result)
     if as_json:
         print_json(summary)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from pgmlops.domain.schema import Task
@@ -122,3 +123,36 @@ def library_fit_errors() -> tuple[type[BaseException], ...]:
 
         errors.append(CatBoostError)
     return tuple(errors)
+
+
+Advance = Callable[[int, int | None], None]
+
+
+def iteration_fit_params(estimator: Any, advance: Advance | None) -> dict[str, Any]:
+    """Pipeline fit parameters reporting boosting iterations to ``advance(done, total)``.
+
+    Only where the library takes a per-fit callback that is not kept in the fitted model:
+    LightGBM and CatBoost. XGBoost takes callbacks only in its constructor (they would be
+    pickled with the model), and scikit-learn estimators have no hook, so those report none.
+    """
+    if advance is None:
+        return {}
+    library = library_of(f"{type(estimator).__module__}.{type(estimator).__name__}")
+    params = estimator.get_params(deep=False)
+    if library == "lightgbm":
+        total = params.get("n_estimators")
+
+        def lightgbm_step(env: Any) -> None:
+            advance(env.iteration + 1, env.end_iteration or total)
+
+        return {"model__callbacks": [lightgbm_step]}
+    if library == "catboost":
+        total = params.get("iterations") or params.get("n_estimators") or 1000
+
+        class _CatboostStep:
+            def after_iteration(self, info: Any) -> bool:
+                advance(info.iteration, total)
+                return True  # keep training
+
+        return {"model__callbacks": [_CatboostStep()]}
+    return {}

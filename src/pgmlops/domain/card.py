@@ -29,6 +29,30 @@ class OnnxInfo(BaseModel):
     reason: str | None = None
 
 
+ONNX_DISABLED = "disabled in config"
+
+
+def onnx_rejection(onnx: OnnxInfo) -> str | None:
+    """Why a wanted ONNX copy was refused (conversion failed, outputs differ), else None."""
+    if onnx.present or onnx.reason in (None, ONNX_DISABLED):
+        return None
+    return onnx.reason
+
+
+def engine_label(onnx: OnnxInfo, engine: str | None = None) -> str:
+    """What serves a version, as users read it: 'onnx', or 'pipeline (onnx rejected: why)'."""
+    if engine is None:
+        engine = "onnx" if onnx.present else "pipeline"
+    if engine == "onnx":
+        return engine
+    rejected = onnx_rejection(onnx)
+    if rejected is not None:
+        return f"{engine} (onnx rejected: {rejected})"
+    if onnx.reason == ONNX_DISABLED:
+        return f"{engine} (onnx disabled)"
+    return engine
+
+
 class SplitInfo(BaseModel):
     """How rows were divided; the holdout is stored beside the model for promotion."""
 

@@ -10,6 +10,7 @@ import pandas as pd
 from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.config import TrainingConfig, describe_validation_error
+from pgmlops.domain.card import engine_label, onnx_rejection
 from pgmlops.domain.pipeline import parse_params
 from pgmlops.domain.records import PRODUCTION, AliasEvent, ModelOverview, ModelVersion
 from pgmlops.domain.signing import key_id
@@ -46,6 +47,7 @@ def version_summary(v: ModelVersion) -> dict[str, Any]:
         "metrics": {k: card.metrics.get(k) for k in KEY_METRICS[card.task] if k in card.metrics},
         "threshold": card.threshold,
         "onnx": card.onnx.present,
+        "engine": engine_label(card.onnx),
         "rows": card.data.rows,
         "data_sha256": card.data.sha256,
         "created_at": v.created_at.isoformat(),
@@ -100,7 +102,10 @@ def train_version(
 def train_summary(result: TrainResult) -> dict[str, Any]:
     """A trained version as JSON-ready data, with what training noticed and how long it took."""
     summary = version_summary(result.version)
-    summary["warnings"] = result.warnings
+    rejected = onnx_rejection(result.version.card.onnx)
+    # A rejected ONNX copy means the slower pipeline serves this version: say so loudly.
+    onnx_note = [f"ONNX copy rejected, this version will serve on the pipeline: {rejected}"]
+    summary["warnings"] = [*result.warnings, *(onnx_note if rejected else [])]
     summary["seconds"] = round(result.seconds, 2)
     summary["all_metrics"] = result.version.card.metrics
     summary["onnx_detail"] = result.version.card.onnx.model_dump()

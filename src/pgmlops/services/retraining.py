@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pgmlops.config import TrainingConfig
+from pgmlops.domain.card import onnx_rejection
 from pgmlops.domain.records import PRODUCTION, ModelVersion
 from pgmlops.errors import ConfigError, ConflictError, PgmlopsError, PromotionRefused
 from pgmlops.services.context import Context
 from pgmlops.services.promotion import promote
 from pgmlops.services.training import train_model
 from pgmlops.services.training_data import TrainingData, as_dataset, assemble, nothing_new
-from pgmlops.services.triggers import TriggerReport, evaluate_triggers
+from pgmlops.services.triggers import TriggerReport, evaluate_triggers, trigger_status
 from pgmlops.store.jobs import JobStore
 from pgmlops.store.locks import named_lock
 from pgmlops.store.retraining import (
@@ -222,10 +223,15 @@ def _execute(
         )
         candidate = result.version.version
         sizes = {**sizes, "training_seconds": round(result.seconds, 3)}
+        rejected = onnx_rejection(result.version.card.onnx)
+        if rejected is not None:
+            note = f"v{candidate}'s ONNX copy was rejected, it would serve on the pipeline: "
+            sizes = {**sizes, "warnings": [note + rejected]}
         runs.update(run.id, candidate_version=candidate, data=sizes)
         still_locked()
         step(f"candidate v{candidate} registered; the promotion gates decide")
-        decision = _decide(ctx, base.model_name, candidate, actor)
+        why = f"retraining run {run.id}: " + "; ".join(run.triggers.get("reasons", []))
+        decision = _decide(ctx, base.model_name, candidate, actor, why)
         if data.live is not None and data.live_consumed is not None:
             from pgmlops.services.live_source import LiveSource
 
@@ -234,7 +240,8 @@ def _execute(
             try:
                 LiveSource(ctx, base.model_name, live_cfg).advance(data.live, data.live_consumed)
             except PgmlopsError as exc:
-                sizes = {**sizes, "warnings": [f"live watermark not advanced: {exc}"]}
+                warned = [*sizes.get("warnings", []), f"live watermark not advanced: {exc}"]
+                sizes = {**sizes, "warnings": warned}
         sizes = {**sizes, "seconds": round(time.perf_counter() - started, 3)}
         return runs.finish(run.id, SUCCEEDED, data=sizes, decision=decision)
     except BaseException as exc:
@@ -247,10 +254,11 @@ def _execute(
         raise
 
 
-def _decide(ctx: Context, name: str, candidate: int, actor: str) -> dict[str, Any]:
+def _decide(ctx: Context, name: str, candidate: int, actor: str, why: str) -> dict[str, Any]:
     champion = ctx.registry.alias_version(name, PRODUCTION)
     try:
-        result = promote(ctx, name, candidate, actor=actor)
+        # The reason lands in the production history: who moved it is the retraining run.
+        result = promote(ctx, name, candidate, actor=actor, reason=why)
     except PromotionRefused as exc:
         gates = exc.decision.to_dict() if exc.decision is not None else None
         return {
@@ -314,7 +322,7 @@ def enqueue_retrain(
 
 
 def retrain_status(ctx: Context, model_name: str | None = None, limit: int = 10) -> dict[str, Any]:
-    """Latest runs (orphaned ones marked failed first) and jobs not yet finished."""
+    """Where each trigger stands, latest runs (orphans marked failed first), unfinished jobs."""
     if limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")
     recover_stale_runs(ctx, model_name)
@@ -322,8 +330,10 @@ def retrain_status(ctx: Context, model_name: str | None = None, limit: int = 10)
     jobs = JobStore(ctx.db).recent(
         model_name=model_name, statuses=("queued", "running"), limit=limit
     )
+    triggers = trigger_status(ctx, model_name).to_dict() if model_name else None
     return {
         "model_name": model_name,
+        "triggers": triggers,
         "runs": [r.to_dict() for r in runs],
         "jobs": [j.to_dict() for j in jobs],
     }

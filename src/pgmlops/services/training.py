@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pgmlops.config import TrainingConfig
-from pgmlops.domain.boosting import library_fit_errors
+from pgmlops.domain.boosting import iteration_fit_params, library_fit_errors
 from pgmlops.domain.card import DataFingerprint, ModelCard, OnnxInfo, SplitInfo
 from pgmlops.domain.metrics import PRIMARY_METRIC, Scores, confusion, evaluate
 from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
@@ -120,11 +120,11 @@ def _order_classes(schema: FeatureSchema, positive: str | None) -> FeatureSchema
     return schema.model_copy(update={"classes": [negative, positive]})
 
 
-def _fit(pipeline: Any, x: pd.DataFrame, y: pd.Series) -> Any:
+def _fit(pipeline: Any, x: pd.DataFrame, y: pd.Series, **fit_params: Any) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
-            pipeline.fit(x, y)
+            pipeline.fit(x, y, **fit_params)
         snap_thresholds_to_float32(pipeline)
         return pipeline
     except MemoryError as exc:
@@ -133,6 +133,11 @@ def _fit(pipeline: Any, x: pd.DataFrame, y: pd.Series) -> Any:
         # LightGBM and CatBoost raise their own types for bad parameter values.
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TrainingError(f"estimator failed to fit: {first}") from exc
+
+
+def _advance(progress: Progress | None) -> Any:
+    """The progress callback's optional `advance(done, total)` for counted sub-steps."""
+    return getattr(progress, "advance", None)
 
 
 def _cross_validate(
@@ -239,7 +244,8 @@ def train_model(
         dates=schema.date_references,
     )
     step(f"fitting {type(estimator).__name__} on {len(x_train):,} rows")
-    _fit(pipeline, x_train, y_train)
+    # Boosting libraries with a per-fit callback report iterations (`advance` on a terminal).
+    _fit(pipeline, x_train, y_train, **iteration_fit_params(estimator, _advance(progress)))
 
     threshold = None
     calibration = None

@@ -23,9 +23,14 @@ class Check:
     name: str
     fired: bool
     detail: str
+    # Where the trigger stands, for `retrain --status`: counts, next due time, which run.
+    state: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "fired": self.fired, "detail": self.detail}
+        out: dict[str, Any] = {"name": self.name, "fired": self.fired, "detail": self.detail}
+        if self.state:
+            out["state"] = self.state
+        return out
 
 
 @dataclass
@@ -105,6 +110,13 @@ def new_labels_check(ctx: Context, name: str, needed: int) -> Check:
         "new_labels",
         fired,
         f"new labelled rows since the last training: {_percent(count, needed)} — {verb} ({where})",
+        {
+            "count": count,
+            "needed": needed,
+            "percent": round(100 * count / needed, 1),
+            "since": since.isoformat() if since else None,
+            "counted": where,
+        },
     )
 
 
@@ -116,13 +128,17 @@ def schedule_check(ctx: Context, name: str, now: datetime) -> Check | None:
     if anchor is None:
         return Check("schedule", False, "schedule: the model has never been trained")
     due = next_due(schedule, anchor)
+    state = {"schedule": schedule, "anchor": anchor.isoformat(), "next_due": due.isoformat()}
     if now >= due:
-        return Check("schedule", True, f"schedule ({schedule}): retraining due since {due:%c} UTC")
-    return Check("schedule", False, f"schedule ({schedule}): next retraining at {due:%c} UTC")
+        return Check(
+            "schedule", True, f"schedule ({schedule}): retraining due since {due:%c} UTC", state
+        )
+    return Check(
+        "schedule", False, f"schedule ({schedule}): next retraining at {due:%c} UTC", state
+    )
 
 
-def monitoring_checks(ctx: Context, name: str, report: TriggerReport) -> None:
-    """Run monitoring once (stored as a monitoring run) and read each enabled signal."""
+def _wanted_signals(ctx: Context) -> list[str]:
     switches = ctx.settings.retraining.triggers
     enabled = [
         ("drift", switches.drift),
@@ -130,7 +146,12 @@ def monitoring_checks(ctx: Context, name: str, report: TriggerReport) -> None:
         ("estimated_performance", switches.estimated_performance),
         ("labelled_performance", switches.labelled_performance),
     ]
-    wanted = [key for key, on in enabled if on]
+    return [key for key, on in enabled if on]
+
+
+def monitoring_checks(ctx: Context, name: str, report: TriggerReport) -> None:
+    """Run monitoring once (stored as a monitoring run) and read each enabled signal."""
+    wanted = _wanted_signals(ctx)
     if not wanted:
         return
     try:
@@ -142,11 +163,23 @@ def monitoring_checks(ctx: Context, name: str, report: TriggerReport) -> None:
         report.checks.append(Check("monitoring", False, f"{signals}: not evaluated: {exc}"))
         return
     report.monitoring_run_id = getattr(result, "run_id", None)
+    report.checks.extend(signal_checks(ctx, result, wanted))
+
+
+def signal_checks(ctx: Context, result: Any, wanted: list[str]) -> list[Check]:
+    """Each wanted monitoring signal of one monitoring result, as a trigger verdict."""
+    policy = ctx.settings.retraining.triggers.drift_policy
+    created = getattr(result, "created_at", None)
+    state = {
+        "monitoring_run_id": getattr(result, "run_id", None),
+        "as_of": created.isoformat() if created else None,
+    }
     reasons: list[str] = list(result.reasons)
+    checks = []
     for key in wanted:
         if key == "drift":
-            fired, detail = drift_trigger(result, switches.drift_policy)
-            report.checks.append(Check(key, fired, detail))
+            fired, detail = drift_trigger(result, policy)
+            checks.append(Check(key, fired, detail, state))
             continue
         fired = _degraded(result, key)
         why = next((r for r in reasons if r.startswith(_PREFIX[key])), None)
@@ -154,7 +187,8 @@ def monitoring_checks(ctx: Context, name: str, report: TriggerReport) -> None:
             detail = why or f"{_label(key)}: degraded"
         else:
             detail = f"{_label(key)}: {_steady(result, key)}"
-        report.checks.append(Check(key, fired, detail))
+        checks.append(Check(key, fired, detail, state))
+    return checks
 
 
 _PREFIX = {
@@ -235,20 +269,52 @@ def _steady(result: Any, key: str) -> str:
     return f"within limits{scope}"
 
 
-def evaluate_triggers(ctx: Context, name: str, *, now: datetime | None = None) -> TriggerReport:
-    """Every configured trigger for `name`; nothing is changed except a stored monitoring run."""
-    now = now or datetime.now(UTC)
-    cfg = ctx.settings.retraining
-    report = TriggerReport(name)
-    needed = cfg.triggers.new_labels or ctx.settings.monitoring.new_rows_trigger
+def _cheap_checks(ctx: Context, name: str, now: datetime, report: TriggerReport) -> None:
+    """The triggers that only count rows or read the clock."""
+    needed = ctx.settings.retraining.triggers.new_labels or ctx.settings.monitoring.new_rows_trigger
     if needed:
         report.checks.append(new_labels_check(ctx, name, needed))
     scheduled = schedule_check(ctx, name, now)
     if scheduled is not None:
         report.checks.append(scheduled)
-    monitoring_checks(ctx, name, report)
+
+
+def _none_configured(report: TriggerReport) -> TriggerReport:
     if not report.checks:
         report.checks.append(
             Check("none", False, "no retraining trigger is configured (retraining.triggers)")
         )
     return report
+
+
+def evaluate_triggers(ctx: Context, name: str, *, now: datetime | None = None) -> TriggerReport:
+    """Every configured trigger for `name`; nothing is changed except a stored monitoring run."""
+    report = TriggerReport(name)
+    _cheap_checks(ctx, name, now or datetime.now(UTC), report)
+    monitoring_checks(ctx, name, report)
+    return _none_configured(report)
+
+
+def trigger_status(ctx: Context, name: str, *, now: datetime | None = None) -> TriggerReport:
+    """Where each trigger stands now, changing nothing (monitoring from the newest stored run)."""
+    # Running monitoring here would make a status request as slow as a check, and store a run.
+    report = TriggerReport(name)
+    _cheap_checks(ctx, name, now or datetime.now(UTC), report)
+    wanted = _wanted_signals(ctx)
+    if wanted:
+        from pgmlops.services.monitoring import latest_run
+
+        try:
+            result = latest_run(ctx, name)
+        except PgmlopsError as exc:
+            result = None
+            note = f"not readable: {exc}"
+        else:
+            note = "no monitoring run yet (`pgmlops monitor` or the worker's checks store one)"
+        if result is None:
+            signals = ", ".join(_label(key) for key in wanted)
+            report.checks.append(Check("monitoring", False, f"{signals}: {note}"))
+        else:
+            report.monitoring_run_id = result.run_id
+            report.checks.extend(signal_checks(ctx, result, wanted))
+    return _none_configured(report)
