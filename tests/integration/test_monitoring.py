@@ -296,9 +296,15 @@ def test_cli_prints_json_and_writes_the_html_report(
     assert set(data["drift"]["drifted_features"]) >= SHIFTED_NUMERIC
     html = report.read_text(encoding="utf-8")
     assert "<svg" in html and "Age" in html
+    assert data["status"]["level"] == "degraded" and data["status"]["reasons"] == data["reasons"]
+    assert 'data-status="degraded"' in html
 
-    table = runner.invoke(cli_app, ["monitor", "--since", "1h"], env=_cli_env(ctx))
-    assert table.exit_code == 0, table.output
+    # --fail-on turns the status into an exit code for CI; the table is printed all the same.
+    table = runner.invoke(
+        cli_app, ["monitor", "--since", "1h", "--fail-on", "degraded"], env=_cli_env(ctx)
+    )
+    assert table.exit_code == 10, table.output
+    assert "status: degraded" in table.stdout and "--fail-on degraded" in table.stderr
     assert "corrected p" in table.stdout and "DRIFT" in table.stdout
     flat = " ".join(table.stdout.split())  # the console wraps long lines
     assert "multivariate: DRIFT" in flat and "held-out AUC" in flat
@@ -312,6 +318,7 @@ def test_cli_prints_json_and_writes_the_html_report(
         (["--since", "yesterday"], "not a duration"),
         (["--last", "0"], "at least 1"),
         (["--html", "/no/such/folder/report.html"], "does not exist"),
+        (["--fail-on", "sometimes"], "--fail-on must be"),
     ],
 )
 def test_cli_refuses_bad_window_flags(ctx: Context, args: list[str], message: str) -> None:

@@ -20,7 +20,8 @@ import pandas as pd
 from pgmlops.config import TrainingConfig
 from pgmlops.domain.boosting import library_fit_errors
 from pgmlops.domain.card import DataFingerprint, ModelCard, OnnxInfo, SplitInfo
-from pgmlops.domain.metrics import PRIMARY_METRIC, Scores, confusion, evaluate
+from pgmlops.domain.importance import IMPORTANCE_ROWS, permutation_importance
+from pgmlops.domain.metrics import PRIMARY_METRIC, Scores, confusion, evaluate, metric_value
 from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
 from pgmlops.domain.predict import baseline_scores, predict_outputs, to_scores
 from pgmlops.domain.records import ModelVersion, StoredFile
@@ -251,6 +252,18 @@ def train_model(
         y_cv = pd.concat([y_train, y.iloc[split.validation]], ignore_index=True)
         cv_metrics = _cross_validate(cfg, x_cv, y_cv, schema, new_estimator)
 
+    step(f"permutation importance on up to {IMPORTANCE_ROWS:,} holdout rows")
+    primary = ctx.settings.promotion.primary_for(schema.task)
+    importance = permutation_importance(
+        lambda frame, truth: metric_value(
+            primary, to_scores(scoring, predict_outputs(pipeline, scoring, frame), truth)
+        ),
+        x_hold,
+        y_hold,
+        primary,
+        seed=cfg.seed,
+    )
+
     from pgmlops.domain.performance import confidence
 
     hold_conf = confidence(hold_out.proba, schema.task) if hold_out.proba is not None else None
@@ -267,6 +280,7 @@ def train_model(
         training=cfg.model_dump(mode="json"),
         metrics=_clean(metrics),
         confusion_matrix=confusion(hold_scores) if schema.task != "regression" else None,
+        feature_importance=importance,
         cv_metrics=_clean(cv_metrics) if cv_metrics else None,
         baseline_metrics=_clean(baseline),
         calibration=calibration.model_dump(mode="json") if calibration else None,
