@@ -444,3 +444,23 @@ def test_regression_monitoring_estimates_its_error_with_an_interval(
     older, truth = monitor(spend_frame(1_500, seed=3, shift=1.0))
     assert older["metrics"]["rmse"] == pytest.approx(truth, rel=0.1)
     assert older["degraded"] and older["metrics"]["rmse"] > hi
+
+
+def test_models_card_shows_the_feature_importance_kept_at_training(
+    ctx: Context, production: int
+) -> None:
+    card = ctx.registry.get_version("churn", production).card
+    importance = card.feature_importance
+    assert importance is not None and importance.repeats == 3
+    assert set(importance.values) == set(card.feature_schema.names)
+    top = next(iter(importance.values))
+    runner = CliRunner()
+    shown = runner.invoke(cli_app, ["models", "--card", "production"], env=_cli_env(ctx))
+    assert shown.exit_code == 0, shown.output
+    assert "feature importance" in shown.stdout and top in shown.stdout
+    as_json = runner.invoke(
+        cli_app, ["models", "--card", str(production), "--json"], env=_cli_env(ctx)
+    )
+    assert json.loads(as_json.stdout)["feature_importance"]["values"] == importance.values
+    missing = runner.invoke(cli_app, ["models", "--card", "99"], env=_cli_env(ctx))
+    assert missing.exit_code == 7 and len(missing.stderr.strip().splitlines()) == 1

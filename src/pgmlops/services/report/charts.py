@@ -7,6 +7,7 @@ chart, smaller, instead of a sideways scroll.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -36,6 +37,12 @@ def bar_chart(dist: dict[str, Any], title: str) -> str:
     beside every numeric feature says nothing.
     """
     labels = [_label(x) for x in dist.get("labels", [])]
+    edges = dist.get("edges")
+    if dist.get("kind") == "numeric" and edges and len(labels) == len(edges) + 2:
+        # Bin labels from the edges, compact: "55.6k–81.3k" reads where "5.555e+04–…" did not.
+        cuts = [_compact(e) for e in edges]
+        inner = [f"{a}–{b}" for a, b in itertools.pairwise(cuts)]
+        labels = [f"≤{cuts[0]}", *inner, f">{cuts[-1]}", labels[-1]]
     ref, cur = list(dist.get("reference", [])), list(dist.get("current", []))
     n = min(len(labels), len(ref), len(cur))
     keep = [i for i in range(n) if not (labels[i] == "(missing)" and not ref[i] and not cur[i])]
@@ -238,6 +245,15 @@ def residual_chart(view: dict[str, Any]) -> str:
         out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2" fill="{REF}" opacity=".6"/>')
     out.append("</svg>")
     return "".join(out)
+
+
+def _compact(value: float) -> str:
+    size = abs(value)
+    if size >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if size >= 1e4:
+        return f"{value / 1e3:.3g}k"
+    return f"{value:.4g}"
 
 
 def _padded(lo: float, hi: float) -> tuple[float, float]:
