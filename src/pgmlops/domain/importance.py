@@ -27,7 +27,7 @@ class FeatureImportance(BaseModel):
 
 
 def permutation_importance(
-    score: Callable[[pd.DataFrame, np.ndarray], float],
+    score_blocks: Callable[[pd.DataFrame, np.ndarray, int], list[float]],
     x: pd.DataFrame,
     y: np.ndarray,
     metric: str,
@@ -36,26 +36,38 @@ def permutation_importance(
     repeats: int = IMPORTANCE_REPEATS,
     seed: int = 0,
 ) -> FeatureImportance | None:
-    """Each column of ``x`` shuffled ``repeats`` times; None when the metric is undefined."""
+    """Each column of ``x`` shuffled ``repeats`` times; None when the metric is undefined.
+
+    ``score_blocks(frame, y, n)`` scores a frame of stacked n-row blocks, one metric value per
+    block: every shuffled copy goes through the model in one call, since a call's fixed cost
+    dominates at a few hundred rows.
+    """
     rng = np.random.default_rng(seed)
     if len(x) > rows:
         pick = np.sort(rng.choice(len(x), rows, replace=False))
         x, y = x.iloc[pick], y[pick]
     x = x.reset_index(drop=True)
-    base = score(x, y)
+    n = len(x)
+    names = [str(c) for c in x.columns]
+    blocks = [x]
+    for name in x.columns:
+        for _ in range(repeats):
+            shuffled = x.copy()
+            shuffled[name] = x[name].to_numpy()[rng.permutation(n)]
+            blocks.append(shuffled)
+    scores = score_blocks(pd.concat(blocks, ignore_index=True), y, n)
+    base, rest = scores[0], scores[1:]
     if not math.isfinite(base):
         return None
     values: dict[str, float] = {}
-    for name in x.columns:
-        falls = []
-        for _ in range(repeats):
-            shuffled = x.copy()
-            shuffled[name] = x[name].to_numpy()[rng.permutation(len(x))]
-            value = score(shuffled, y)
-            if math.isfinite(value):
-                # improvement() is signed so that positive is better: the fall is base - shuffled.
-                falls.append(improvement(metric, base, value))
+    for i, name in enumerate(names):
+        # improvement() is signed so that positive is better: the fall is base - shuffled.
+        falls = [
+            improvement(metric, base, v)
+            for v in rest[i * repeats : (i + 1) * repeats]
+            if math.isfinite(v)
+        ]
         if falls:
-            values[str(name)] = round(float(np.mean(falls)), 6)
+            values[name] = round(float(np.mean(falls)), 6)
     ranked = dict(sorted(values.items(), key=lambda kv: -kv[1]))
-    return FeatureImportance(metric=metric, rows=len(x), repeats=repeats, values=ranked)
+    return FeatureImportance(metric=metric, rows=n, repeats=repeats, values=ranked)

@@ -23,7 +23,7 @@ from pgmlops.domain.card import DataFingerprint, ModelCard, OnnxInfo, SplitInfo
 from pgmlops.domain.importance import IMPORTANCE_ROWS, permutation_importance
 from pgmlops.domain.metrics import PRIMARY_METRIC, Scores, confusion, evaluate, metric_value
 from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
-from pgmlops.domain.predict import baseline_scores, predict_outputs, to_scores
+from pgmlops.domain.predict import Outputs, baseline_scores, predict_outputs, to_scores
 from pgmlops.domain.records import ModelVersion, StoredFile
 from pgmlops.domain.redact import redact_secrets
 from pgmlops.domain.schema import FeatureSchema, prepare_training_frame
@@ -254,15 +254,15 @@ def train_model(
 
     step(f"permutation importance on up to {IMPORTANCE_ROWS:,} holdout rows")
     primary = ctx.settings.promotion.primary_for(schema.task)
-    importance = permutation_importance(
-        lambda frame, truth: metric_value(
-            primary, to_scores(scoring, predict_outputs(pipeline, scoring, frame), truth)
-        ),
-        x_hold,
-        y_hold,
-        primary,
-        seed=cfg.seed,
-    )
+
+    def score_blocks(frame: pd.DataFrame, truth: np.ndarray, n: int) -> list[float]:
+        out = predict_outputs(pipeline, scoring, frame)
+        return [
+            metric_value(primary, to_scores(scoring, _rows(out, i * n, (i + 1) * n), truth))
+            for i in range(len(frame) // n)
+        ]
+
+    importance = permutation_importance(score_blocks, x_hold, y_hold, primary, seed=cfg.seed)
 
     from pgmlops.domain.performance import confidence
 
@@ -412,6 +412,11 @@ def _baseline_metrics(
 ) -> dict[str, float]:
     """What a model that ignores the features scores on the same holdout."""
     return evaluate(baseline_scores(schema.task, y_train.to_numpy(), y_hold, schema.classes))
+
+
+def _rows(out: Outputs, start: int, stop: int) -> Outputs:
+    proba = None if out.proba is None else out.proba[start:stop]
+    return Outputs(predicted=out.predicted[start:stop], proba=proba)
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:
