@@ -25,15 +25,22 @@ def labelled_view(
     return confusion_view(y_true, predicted, classes or [])
 
 
-def confusion_view(y_true: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Counts of (true, predicted) class pairs in ``classes`` order."""
+def confusion_view(
+    y_true: np.ndarray,
+    predicted: np.ndarray,
+    classes: list[str],
+    weights: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Counts of (true, predicted) class pairs in ``classes`` order; ``weights``: rows per pair
+    (the PostgreSQL path hands over counted groups, not rows)."""
     labels = [str(c) for c in classes]
     index = {c: i for i, c in enumerate(labels)}
     matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
-    for truth, guess in zip(y_true, predicted, strict=True):
+    counts = np.ones(len(y_true), dtype=np.int64) if weights is None else np.asarray(weights)
+    for truth, guess, count in zip(y_true, predicted, counts, strict=True):
         i, j = index.get(str(truth)), index.get(str(guess))
         if i is not None and j is not None:
-            matrix[i, j] += 1
+            matrix[i, j] += int(count)
     return {"kind": "confusion", "labels": labels, "matrix": matrix.tolist()}
 
 
