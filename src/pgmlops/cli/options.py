@@ -71,6 +71,9 @@ def handled(fn: F) -> F:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except typer.Exit:
+            # A command's own exit code (`monitor --fail-on`), not an internal error.
+            raise
         except Exception as exc:
             if os.environ.get("PGMLOPS_DEBUG"):
                 raise
