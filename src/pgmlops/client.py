@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from pgmlops.model import Model, MonitoringResult
     from pgmlops.services.context import Context
+    from pgmlops.services.monitoring import HistoryPoint
     from pgmlops.services.promotion import PromotionResult
     from pgmlops.services.training import Progress, TrainResult
 
@@ -296,6 +297,14 @@ class Client:
             store_run=store,
         )
         return MonitoringResult.from_result(result)
+
+    def monitoring_history(
+        self, model_name: str | None = None, limit: int = 50
+    ) -> list[HistoryPoint]:
+        """The newest ``limit`` stored monitoring runs as time-series points, oldest first."""
+        from pgmlops.services.monitoring import run_history
+
+        return run_history(self.context, self._name(model_name), limit)
 
 
 def _is_frame(data: Any) -> bool:

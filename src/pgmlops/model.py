@@ -176,11 +176,14 @@ class MonitoringResult(monitoring_service.MonitoringResult):
         values = {k: getattr(result, k) for k in type(result).model_fields}
         return cls.model_construct(_fields_set=result.model_fields_set, **values)
 
-    def to_html(self) -> str:
-        """The self-contained HTML report `pgmlops monitor --html` writes."""
+    def to_html(self, history: list[monitoring_service.HistoryPoint] | None = None) -> str:
+        """The self-contained HTML report `pgmlops monitor --html` writes.
+
+        ``history`` (`Client.monitoring_history`) adds the drift and performance over time.
+        """
         from pgmlops.services.report import render_html
 
-        return render_html(self)
+        return render_html(self, history or [])
 
     def to_frame(self) -> pd.DataFrame:
         """One row per signal (each feature's drift, outputs, confidence, performance)."""

@@ -114,6 +114,29 @@ def print_models(result: dict[str, Any]) -> None:
             )
 
 
+def print_card(card: Any, version: int) -> None:
+    """A version's card: what it is, its holdout metrics and its feature importance as bars."""
+    console.print(
+        f"[bold]{card.model_name} v{version}[/bold]: {card.task}, target {card.target}, "
+        f"{card.estimator.rsplit('.', 1)[-1]}, trained {str(card.created_at)[:19]} on "
+        f"{card.data.rows:,} rows"
+    )
+    console.print("holdout: " + ", ".join(f"{k}={_fmt(v)}" for k, v in card.metrics.items()))
+    imp = card.feature_importance
+    if imp is None:
+        console.print("feature importance: not computed for this version (trained before it)")
+        return
+    console.print(
+        f"feature importance: fall of {imp.metric} when the feature is shuffled "
+        f"({imp.rows:,} holdout rows, {imp.repeats} repeats)"
+    )
+    top = max((abs(v) for v in imp.values.values()), default=0.0) or 1.0
+    width = max((len(n) for n in imp.values), default=0)
+    for name, value in imp.values.items():
+        bar = "█" * max(0, round(24 * value / top))
+        console.print(f"  {name:<{width}} {value:>9.4f} [cyan]{bar}[/cyan]", highlight=False)
+
+
 def print_overview(result: dict[str, Any]) -> None:
     """One row per registered model (`pgmlops models` without a name)."""
     if not result["models"]:

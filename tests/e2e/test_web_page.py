@@ -110,7 +110,7 @@ def _other_option(page: Page, select: str) -> str:
 
 
 def test_the_page_predicts_from_the_form_and_shows_the_card(
-    server, page: Page, tmp_path: Path
+    ctx, server, trained, page: Page, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -129,7 +129,8 @@ def test_the_page_predicts_from_the_form_and_shows_the_card(
     age_hint = page.locator("label[for=f_Age] small").inner_text()
     assert re.search(r"\d+\s*…\s*\d+", age_hint), f"no training range in {age_hint!r}"
     geographies = page.eval_on_selector_all("#f_Geography option", "os => os.map(o => o.value)")
-    assert set(geographies) == {"France", "Germany", "Spain"}
+    # Every category, and "(missing)" (an empty value) to send a missing one.
+    assert set(geographies) == {"France", "Germany", "Spain", ""}
 
     # The model card and the promotion history come from the registry.
     card_table = page.locator("#card table")
@@ -168,8 +169,14 @@ def test_the_page_predicts_from_the_form_and_shows_the_card(
         assert overflow <= 0, f"the page is {overflow}px wider than a {width}px window"
     page.screenshot(path=str(tmp_path / "web-page-narrow.png"), full_page=True)
 
-    # A cleared numeric field is sent as null, which the model accepts as missing.
+    # A cleared numeric field is not sent as a silent null: the page asks for a number or
+    # for "missing" to be ticked.
     page.fill("#f_Balance", "")
+    page.click("#predict")
+    expect(result).to_have_class(re.compile("error"))
+    expect(result).to_contain_text('Balance: empty; enter a number or tick "missing"')
+    # Ticked "missing" is sent as null, which the model accepts as missing.
+    page.check("#f_Balance__missing")
     sent, response = _submit(page)
     assert sent["Balance"] is None
     assert response.status == 200, response.text()
@@ -177,6 +184,73 @@ def test_the_page_predicts_from_the_form_and_shows_the_card(
         f"Prediction: {response.json()['prediction']}"
     )
     expect(result).to_contain_text(response.json()["prediction_id"])
+    _page_and_report_answer_at_a_glance(ctx, server, trained, page)
+
+
+def _page_and_report_answer_at_a_glance(ctx, server, trained, page: Page) -> None:
+    """Importance, favicon, status, sparklines, range warnings; the report's charts drawn.
+
+    A continuation of the test above (its server and trained versions): a server with two
+    trained versions costs most of this module's time.
+    """
+    from playwright.sync_api import expect
+
+    from pgmlops.domain.demo_data import make_churn
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    _log_and_monitor(
+        ctx,
+        trained["v1"],
+        [make_churn(300, seed=40), make_churn(300, seed=41, numeric_shift=1.0)],
+    )
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    page.goto(f"{server.url}/")
+    card = ctx.registry.get_version("churn", trained["v1"]).card
+    importance = card.feature_importance
+    assert importance is not None and set(importance.values) == set(card.feature_schema.names)
+
+    # Feature importance: one bar per feature, from the card; a shipped favicon.
+    bars = page.locator("#importance svg rect.bar")
+    expect(bars).to_have_count(len(importance.values))
+    assert page.get_attribute("link[rel=icon]", "href") == "favicon.svg"
+    with server.client() as http:
+        icon = http.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
+
+    # The monitoring status is the run's own, and the sparklines have dated axes.
+    expect(page.locator("#monitor-status")).to_have_class(re.compile("degraded"))
+    expect(page.locator(".spark svg polyline.series")).to_have_count(4)
+    ticks = page.eval_on_selector_all(".spark svg text.tick", "ts => ts.map(t => t.textContent)")
+    assert ticks and all(re.match(r"\d\d-\d\d", t) for t in ticks), ticks
+
+    # Out of range: warned, predicted all the same; "(missing)" sends null.
+    page.fill("#f_Age", "150")
+    expect(page.locator("#f_Age__range")).to_contain_text("outside the training range")
+    page.select_option("#f_Geography", "")
+    sent, response = _submit(page)
+    assert response.status == 200, response.text()
+    assert sent["Age"] == 150 and sent["Geography"] is None
+    expect(page.locator("#range-warning")).to_contain_text("Age = 150 is outside")
+    expect(page.locator("#prediction")).to_be_visible()
+
+    # The report of the newest run, opened from the page: status first, charts drawn.
+    page.click("text=full report")
+    expect(page.locator("#status")).to_have_attribute("data-status", "degraded")
+    drift_points = page.locator("#drift-over-time svg circle")
+    assert drift_points.count() >= 2
+    expect(page.locator("#performance-over-time svg polyline.series")).to_have_count(3)
+    expect(page.locator("#confusion svg rect.cell")).to_have_count(4)
+    expect(page.locator("#labelled-metrics tr[data-verdict]")).to_have_count(len(card.metrics))
+    expect(page.locator("details#steady")).to_have_count(1)
+    assert page.locator("svg rect").count() > 20
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"the report is {overflow}px wider than a {width}px window"
+    assert console == [], f"console errors: {console}"
 
 
 def test_the_model_picker_switches_the_form_and_predicts_with_the_chosen_model(
@@ -330,3 +404,24 @@ def test_a_form_left_open_across_a_promotion_is_rebuilt_for_the_new_version(
     assert response.json()["version"] == new
     expect(page.locator("#prediction")).to_be_visible()
     expect(result).to_contain_text(f"v{new}")
+
+
+def _log_and_monitor(ctx, version: int, frames: list[pd.DataFrame]) -> None:
+    """Score frames with the served version as the server does, log them, monitor each."""
+    import time
+
+    from pgmlops.services.monitoring import run_monitor
+    from pgmlops.services.serving import load_version, predict_records
+    from pgmlops.store.predictions import PredictionStore
+
+    model = load_version(ctx, ctx.registry.get_version("churn", version))
+    names = model.card.feature_schema.names
+    for frame in frames:
+        rows = frame[names].astype(object).where(frame[names].notna(), None).to_dict("records")
+        _, records = predict_records(
+            model, rows, ctx.settings.serving, request_id=None, started=time.perf_counter()
+        )
+        store = PredictionStore(ctx.db)
+        store.write_batch(records)
+        store.add_feedback([(r.id, str(y)) for r, y in zip(records, frame["Exited"], strict=True)])
+        run_monitor(ctx, "churn", last=len(frame))

@@ -296,9 +296,15 @@ def test_cli_prints_json_and_writes_the_html_report(
     assert set(data["drift"]["drifted_features"]) >= SHIFTED_NUMERIC
     html = report.read_text(encoding="utf-8")
     assert "<svg" in html and "Age" in html
+    assert data["status"]["level"] == "degraded" and data["status"]["reasons"] == data["reasons"]
+    assert 'data-status="degraded"' in html
 
-    table = runner.invoke(cli_app, ["monitor", "--since", "1h"], env=_cli_env(ctx))
-    assert table.exit_code == 0, table.output
+    # --fail-on turns the status into an exit code for CI; the table is printed all the same.
+    table = runner.invoke(
+        cli_app, ["monitor", "--since", "1h", "--fail-on", "degraded"], env=_cli_env(ctx)
+    )
+    assert table.exit_code == 10, table.output
+    assert "status: degraded" in table.stdout and "--fail-on degraded" in table.stderr
     assert "corrected p" in table.stdout and "DRIFT" in table.stdout
     flat = " ".join(table.stdout.split())  # the console wraps long lines
     assert "multivariate: DRIFT" in flat and "held-out AUC" in flat
@@ -312,6 +318,7 @@ def test_cli_prints_json_and_writes_the_html_report(
         (["--since", "yesterday"], "not a duration"),
         (["--last", "0"], "at least 1"),
         (["--html", "/no/such/folder/report.html"], "does not exist"),
+        (["--fail-on", "sometimes"], "--fail-on must be"),
     ],
 )
 def test_cli_refuses_bad_window_flags(ctx: Context, args: list[str], message: str) -> None:
@@ -437,3 +444,23 @@ def test_regression_monitoring_estimates_its_error_with_an_interval(
     older, truth = monitor(spend_frame(1_500, seed=3, shift=1.0))
     assert older["metrics"]["rmse"] == pytest.approx(truth, rel=0.1)
     assert older["degraded"] and older["metrics"]["rmse"] > hi
+
+
+def test_models_card_shows_the_feature_importance_kept_at_training(
+    ctx: Context, production: int
+) -> None:
+    card = ctx.registry.get_version("churn", production).card
+    importance = card.feature_importance
+    assert importance is not None and importance.repeats == 3
+    assert set(importance.values) == set(card.feature_schema.names)
+    top = next(iter(importance.values))
+    runner = CliRunner()
+    shown = runner.invoke(cli_app, ["models", "--card", "production"], env=_cli_env(ctx))
+    assert shown.exit_code == 0, shown.output
+    assert "feature importance" in shown.stdout and top in shown.stdout
+    as_json = runner.invoke(
+        cli_app, ["models", "--card", str(production), "--json"], env=_cli_env(ctx)
+    )
+    assert json.loads(as_json.stdout)["feature_importance"]["values"] == importance.values
+    missing = runner.invoke(cli_app, ["models", "--card", "99"], env=_cli_env(ctx))
+    assert missing.exit_code == 7 and len(missing.stderr.strip().splitlines()) == 1

@@ -154,6 +154,9 @@ def test_aggregates_agree_with_rows_on_drift_labels_confidence_and_cbpe(
     assert labelled_counts["n_labels"] == labelled_rows["n_labels"] == 1_200
     assert labelled_counts["bad_labels"] == labelled_rows["bad_labels"]
     assert_same_block(labelled_rows, labelled_counts, tolerances=auc)
+    # The confusion matrix the report draws: the same counts from rows and from groups.
+    assert labelled_counts["view"] == labelled_rows["view"]
+    assert labelled_counts["view"]["kind"] == "confusion"
     assert [r.split(":")[0] for r in counts.reasons] == [r.split(":")[0] for r in rows.reasons]
 
 

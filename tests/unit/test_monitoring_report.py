@@ -13,7 +13,7 @@ from pgmlops.domain.policies import DriftPolicy
 from pgmlops.domain.profile import build_profile
 from pgmlops.domain.schema import coerce_features
 from pgmlops.domain.training_frame import prepare_training_frame
-from pgmlops.services.monitoring import MonitoringResult, distributions
+from pgmlops.services.monitoring import HistoryPoint, MonitoringResult, distributions
 from pgmlops.services.report import bar_chart, render_html
 
 
@@ -86,11 +86,10 @@ def test_every_feature_gets_its_own_plot_and_numbers(drifted: MonitoringResult) 
     assert "corrected p" in html and "PSI" in html
 
 
-def test_the_dataset_verdict_comes_before_the_features(drifted: MonitoringResult) -> None:
+def test_the_overall_status_comes_before_the_features(drifted: MonitoringResult) -> None:
     html = render_html(drifted)
-    assert drifted.dataset_drift
-    verdict = html.index("Dataset drift detected")
-    assert verdict < html.index("<svg")
+    assert drifted.dataset_drift and drifted.status.level == "degraded"
+    assert html.index('data-status="degraded"') < html.index("<svg")
     assert html.index("data drift:") < html.index("<svg")
 
 
@@ -105,3 +104,99 @@ def test_labels_are_escaped() -> None:
     )
     assert "<script>" not in chart and "&lt;script&gt;" in chart
     assert chart.count("<rect") == 2
+
+
+def test_drifted_features_come_first_and_the_rest_are_folded(drifted: MonitoringResult) -> None:
+    html = render_html(drifted)
+    moved = drifted.drift.drifted_features
+    steady = [f.name for f in drifted.drift.features if not f.drifted]
+    assert moved and steady
+    table = html[html.index('<table id="features">') :]
+    rows = re.findall(r'<tr><td><a href="#f-([^"]+)"', table)
+    assert rows[: len(moved)] == sorted(moved, key=rows.index) and set(rows[: len(moved)]) == set(
+        moved
+    )
+    folded = html[html.index('<details id="steady">') : html.index("</details>")]
+    assert all(f'id="f-{name}"' in folded for name in steady)
+    assert not any(f'id="f-{name}"' in folded for name in moved)
+
+
+def test_p_values_are_in_scientific_notation(drifted: MonitoringResult) -> None:
+    html = render_html(drifted)
+    assert "0.000<" not in html
+    assert re.search(r"<td>\d\.\de-\d\d</td>", html)
+
+
+def test_an_empty_missing_bin_is_not_drawn() -> None:
+    dist = {
+        "labels": ["≤1", ">1", "missing"],
+        "reference": [0.5, 0.5, 0.0],
+        "current": [0.4, 0.6, 0],
+    }
+    assert "(missing)" not in bar_chart(dist, "x")
+    dist["current"] = [0.4, 0.5, 0.1]
+    assert "(missing)" in bar_chart(dist, "x")
+
+
+def test_runs_over_time_are_drawn_on_dated_axes(drifted: MonitoringResult) -> None:
+    points = [
+        HistoryPoint(
+            run_id=i,
+            created_at=datetime(2026, 3, 1 + 3 * i, tzinfo=UTC),
+            version=3,
+            rows=2_000,
+            share_drifted=0.1 * i,
+            dataset_drift=i == 3,
+            prediction_drift=None,
+            mean_confidence=0.8 - 0.02 * i,
+            primary_metric="roc_auc",
+            estimated_primary=0.85,
+            labelled_primary=None if i == 0 else 0.86 - 0.03 * i,
+            n_labels=300,
+            reasons=[],
+            status="degraded" if i == 3 else "ok",
+        )
+        for i in range(4)
+    ]
+    html = render_html(drifted, points)
+    over_time = html[html.index('id="drift-over-time"') : html.index("<h2>Features")]
+    assert "2026-03-01" in over_time and "2026-03-10" in over_time
+    assert over_time.count('class="series"') == 4  # drift share + three performance lines
+    assert "degraded run" in over_time
+
+
+def test_a_labelled_window_shows_its_confusion_matrix_and_every_metric(
+    drifted: MonitoringResult,
+) -> None:
+    lab = {
+        **drifted.labelled_performance,
+        "n_labels": 400,
+        "metrics": {"roc_auc": 0.84, "precision": 0.782},
+        "judged": [
+            {
+                "metric": "roc_auc",
+                "role": "primary",
+                "current": 0.84,
+                "reference": 0.85,
+                "drop": 0.01,
+                "p_value": None,
+                "verdict": "ok",
+                "note": "",
+            },
+            {
+                "metric": "precision",
+                "role": "other",
+                "current": 0.782,
+                "reference": 0.92,
+                "drop": 0.15,
+                "p_value": 0.0025,
+                "verdict": "warning",
+                "note": "precision fell",
+            },
+        ],
+        "view": {"kind": "confusion", "labels": ["0", "1"], "matrix": [[250, 30], [60, 60]]},
+    }
+    html = render_html(drifted.model_copy(update={"labelled_performance": lab}))
+    assert 'data-verdict="warning"' in html and "2.5e-03" in html
+    confusion = html[html.index('id="confusion"') :]
+    assert confusion.count('class="cell"') == 4 and ">250<" in confusion

@@ -63,4 +63,4 @@ def monitoring_report(request: Request, model_name: ModelQuery = None) -> Any:
     result = latest_run(ctx, name)
     if result is None:
         return _no_run(name)
-    return HTMLResponse(render_html(result))
+    return HTMLResponse(render_html(result, run_history(ctx, name)))

@@ -12,6 +12,7 @@ from pgmlops.cli.progress import QuietOpt, spinner, wanted
 
 if TYPE_CHECKING:
     from pgmlops.model import MonitoringResult
+    from pgmlops.services.monitoring import HistoryPoint
 
 
 @handled
@@ -34,6 +35,14 @@ def monitor(
     no_store: Annotated[
         bool, typer.Option("--no-store", help="Do not record this run in monitoring_runs.")
     ] = False,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit with code 10 when the run's status is at least this level "
+            "(warning or degraded), for CI.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -41,14 +50,18 @@ def monitor(
     """Compare live traffic with the training reference: drift, confidence, performance."""
     from pgmlops.errors import ConfigError
 
+    if fail_on is not None and fail_on not in ("warning", "degraded"):
+        raise ConfigError(f"--fail-on must be 'warning' or 'degraded', got {fail_on!r}")
+
     if last is not None and since is not None:
         raise ConfigError("choose one window: --last N or --since DURATION, not both")
     if last is not None and last < 1:
         raise ConfigError(f"--last must be at least 1, got {last}")
     if html is not None and not html.resolve().parent.is_dir():
         raise ConfigError(f"--html: folder {html.resolve().parent} does not exist")
+    client = open_client(config)
     with spinner(wanted(as_json, quiet), "monitoring: reading the window, testing drift"):
-        result = open_client(config).monitor(
+        result = client.monitor(
             model_name,
             window=last if last is not None else since,
             version=version,
@@ -56,22 +69,30 @@ def monitor(
         )
     if html is not None:
         with spinner(wanted(as_json, quiet), f"writing the report to {html}"):
-            _write_report(result, html)
+            _write_report(result, html, client.monitoring_history(result.model_name))
     if as_json:
         print_json(result.to_json())
         if html is not None:
             typer.echo(f"report written to {html}", err=True)
-        return
-    _print_result(result)
-    if html is not None:
-        typer.echo(f"report written to {html}")
+    else:
+        _print_result(result)
+        if html is not None:
+            typer.echo(f"report written to {html}")
+    status = result.status
+    if fail_on is not None and status.fails(fail_on):  # type: ignore[arg-type]
+        typer.echo(f"status {status.level} (--fail-on {fail_on}): exit {FAIL_ON_EXIT}", err=True)
+        raise typer.Exit(FAIL_ON_EXIT)
 
 
-def _write_report(result: MonitoringResult, path: Path) -> None:
+# Not one of the error codes (2-9): CI can tell "monitoring found a problem" from "it failed".
+FAIL_ON_EXIT = 10
+
+
+def _write_report(result: MonitoringResult, path: Path, history: list[HistoryPoint]) -> None:
     from pgmlops.errors import ConfigError
 
     try:
-        path.write_text(result.to_html(), encoding="utf-8")
+        path.write_text(result.to_html(history), encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"--html: cannot write {path}: {exc.strerror}") from exc
 
@@ -84,6 +105,11 @@ def _num(value: Any, digits: int = 4) -> str:
             return f"{value:.1e}"
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _p(value: float | None) -> str:
+    """A p-value in scientific notation: 0.000 would hide how small it is."""
+    return "-" if value is None else f"{value:.1e}"
 
 
 def _change(drop: float, down: str, up: str) -> str:
@@ -124,8 +150,8 @@ def _print_result(result: MonitoringResult) -> None:
             f.name,
             f.test,
             _num(f.statistic),
-            _num(f.p_value),
-            _num(f.p_adjusted),
+            _p(f.p_value),
+            _p(f.p_adjusted),
             effect,
             _num(f.psi, 3),
             _mark(f.drifted, "DRIFT"),
@@ -142,7 +168,7 @@ def _print_result(result: MonitoringResult) -> None:
         out = drift.output
         console.print(
             f"prediction drift ({out.output}): {_mark(out.drifted, 'DRIFT')} — {out.test} "
-            f"{_num(out.statistic)}, p {_num(out.p_value)}, PSI {_num(out.psi, 3)}"
+            f"{_num(out.statistic)}, p {_p(out.p_value)}, PSI {_num(out.psi, 3)}"
         )
     conf = result.confidence
     if conf.get("current") is not None:
@@ -158,8 +184,13 @@ def _print_result(result: MonitoringResult) -> None:
         )
     _print_performance(console, "estimated performance", result.estimated_performance)
     _print_performance(console, "labelled performance", result.labelled_performance)
-    for reason in result.reasons:
+    status = result.status
+    colour = {"ok": "green", "warning": "yellow", "degraded": "bold red"}[status.level]
+    console.print(f"status: [{colour}]{status.level}[/{colour}]")
+    for reason in status.reasons:
         console.print(f"[red]•[/red] {reason}")
+    for warning in status.warnings:
+        console.print(f"[yellow]•[/yellow] {warning}")
     if result.run_id is not None:
         console.print(f"[dim]stored as monitoring run {result.run_id}[/dim]")
 

@@ -100,6 +100,9 @@ def handled(fn: F) -> F:
             else:
                 typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except typer.Exit:
+            # A command's own exit code (`monitor --fail-on`), not an internal error.
+            raise
         except Exception as exc:
             if os.environ.get("PGMLOPS_DEBUG"):
                 raise

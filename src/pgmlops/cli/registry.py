@@ -76,17 +76,34 @@ def models(
     at: Annotated[
         str | None, typer.Option("--at", help="Which version was production at this ISO time.")
     ] = None,
+    card: Annotated[
+        str | None,
+        typer.Option(
+            "--card",
+            help="Show one version's model card with its feature importance: a version "
+            "number or an alias (production).",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Every registered model; with --model-name, its versions, aliases, metrics and dates.
 
-    --history and --at describe one model (the default model without --model-name).
+    --history, --at and --card describe one model (the default model without --model-name).
     """
     from pgmlops import views
     from pgmlops.services.commands import model_detail, overview_summary
 
     client = open_client(config)
+    if card is not None:
+        name = model_name or client.settings.model_name
+        sep = "/" if card.isdigit() else "@"
+        mv = client.version(f"{name}{sep}{card}")
+        if as_json:
+            print_json(mv.card.model_dump(mode="json"))
+        else:
+            views.print_card(mv.card, mv.version)
+        return
     if model_name is None and (history or at):
         # History is one model's: the default model, as promote and rollback use.
         model_name = client.settings.model_name

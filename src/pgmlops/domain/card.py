@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from pgmlops.domain.importance import FeatureImportance
 from pgmlops.domain.schema import FeatureSchema, Task
 
 
@@ -79,6 +80,9 @@ class ModelCard(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, float | None] = Field(default_factory=dict)
     confusion_matrix: list[list[int]] | None = None
+    feature_importance: FeatureImportance | None = Field(
+        None, description="permutation importance on the holdout (None before it existed)"
+    )
     cv_metrics: dict[str, float | None] | None = None
     baseline_metrics: dict[str, float | None] = Field(default_factory=dict)
     calibration: dict[str, Any] | None = None

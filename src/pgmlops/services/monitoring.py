@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.config import MonitoringConfig
@@ -31,6 +31,7 @@ from pgmlops.domain.profile import (
 )
 from pgmlops.domain.records import PRODUCTION, ModelVersion
 from pgmlops.domain.schema import as_float32_grid
+from pgmlops.domain.status import Status, overall_status
 from pgmlops.errors import ArtifactError, ConfigError, DataError, NotFoundError
 from pgmlops.services.context import Context
 from pgmlops.services.monitoring_signals import (
@@ -84,6 +85,18 @@ class MonitoringResult(BaseModel):
     def degraded(self) -> bool:
         return bool(self.reasons)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> Status:
+        """ok, warning or degraded with reasons: what the banner, page, JSON and exit code say."""
+        return overall_status(
+            self.reasons,
+            self.drift,
+            self.confidence,
+            self.estimated_performance,
+            self.labelled_performance,
+        )
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: NaN and infinities become null."""
         return finite(self.model_dump(mode="json"))
@@ -105,6 +118,7 @@ class HistoryPoint(BaseModel):
     labelled_primary: float | None
     n_labels: int
     reasons: list[str]
+    status: str = Field(description="the run's overall status: ok, warning or degraded")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -338,6 +352,9 @@ def reasons(result: MonitoringResult) -> list[str]:
                 f"{perf['reference'][metric]:.3f} reference{_interval(perf)}, "
                 f"{perf['drop']:.1%} worse (limit {perf['limit']:.0%})"
             )
+    for row in result.labelled_performance.get("judged") or []:
+        if row.get("verdict") == "degraded" and row.get("role") == "guard":
+            lines.append(f"labelled guard metric: {row['note']}")
     return lines
 
 
@@ -465,4 +482,6 @@ def _point(run: MonitoringRun) -> HistoryPoint:
         labelled_primary=(labelled.get("metrics") or {}).get(labelled.get("metric") or metric),
         n_labels=int(labelled.get("n_labels") or 0),
         reasons=list(report.get("reasons") or []),
+        status=(report.get("status") or {}).get("level")
+        or ("degraded" if report.get("reasons") else "ok"),
     )

@@ -25,12 +25,14 @@ from pgmlops.domain.intervals import (
     null_differences,
 )
 from pgmlops.domain.kinds import Task
+from pgmlops.domain.labelled_views import labelled_view
 from pgmlops.domain.metrics import Scores, evaluate, improvement
 from pgmlops.domain.performance import Calibration, confidence, estimate_loss, estimate_null
 from pgmlops.domain.performance import estimate_performance as estimate
 from pgmlops.domain.policies import PRIMARY_METRIC
 from pgmlops.domain.records import ModelVersion
 from pgmlops.domain.schema import coerce_features
+from pgmlops.domain.status import judge_metrics
 from pgmlops.errors import ArtifactError, DataError, PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.inference import load_pipeline
@@ -391,7 +393,9 @@ def labelled_performance(
             f"{mv.model_name} v{mv.version}: logged outputs are unusable: {exc}"
         ) from exc
     metrics = finite(evaluate(scores))
-    return judge_labelled(ctx, mv, len(rows), metrics, n_bad, bad_examples, settings)
+    block = judge_labelled(ctx, mv, len(rows), metrics, n_bad, bad_examples, settings)
+    block["view"] = labelled_view(card.task, y_true[good], predicted, card.classes)
+    return block
 
 
 def judge_labelled(
@@ -422,11 +426,23 @@ def judge_labelled(
         "alpha": settings.alarm_alpha,
         "degraded": False,
         "bad_labels": {"count": n_bad, "examples": bad_examples},
+        "judged": [],
     }
     if n_labels == 0 or metrics is None:
         return result
     metric = result["metric"]
     enough = n_labels >= min_labels
+    result["judged"] = judge_metrics(
+        metrics,
+        reference,
+        primary=metric,
+        guards=list(ctx.settings.promotion.guards_for(card.task)),
+        n_labels=n_labels,
+        min_labels=min_labels,
+        limit=limit,
+        alpha=settings.alarm_alpha,
+        null_for=None if ref_scores is None else lambda name: _null(mv, ref, name, n_labels),
+    )
     if ref_scores is None:
         drop = _relative_drop(metric, metrics.get(metric), reference.get(metric))
         result.update(

@@ -20,9 +20,10 @@ import pandas as pd
 from pgmlops.config import TrainingConfig
 from pgmlops.domain.boosting import iteration_fit_params, library_fit_errors
 from pgmlops.domain.card import DataFingerprint, ModelCard, OnnxInfo, SplitInfo
-from pgmlops.domain.metrics import PRIMARY_METRIC, Scores, confusion, evaluate
+from pgmlops.domain.importance import IMPORTANCE_ROWS, permutation_importance
+from pgmlops.domain.metrics import PRIMARY_METRIC, Scores, confusion, evaluate, metric_value
 from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
-from pgmlops.domain.predict import baseline_scores, predict_outputs, to_scores
+from pgmlops.domain.predict import Outputs, baseline_scores, predict_outputs, to_scores
 from pgmlops.domain.records import ModelVersion, StoredFile
 from pgmlops.domain.redact import redact_secrets
 from pgmlops.domain.schema import FeatureSchema, ReadOptions
@@ -273,6 +274,18 @@ def train_model(
         y_cv = pd.concat([y_train, y.iloc[split.validation]], ignore_index=True)
         cv_metrics = _cross_validate(cfg, x_cv, y_cv, schema, new_estimator)
 
+    step(f"permutation importance on up to {IMPORTANCE_ROWS:,} holdout rows")
+    primary = ctx.settings.promotion.primary_for(schema.task)
+
+    def score_blocks(frame: pd.DataFrame, truth: np.ndarray, n: int) -> list[float]:
+        out = predict_outputs(pipeline, scoring, frame)
+        return [
+            metric_value(primary, to_scores(scoring, _rows(out, i * n, (i + 1) * n), truth))
+            for i in range(len(frame) // n)
+        ]
+
+    importance = permutation_importance(score_blocks, x_hold, y_hold, primary, seed=cfg.seed)
+
     from pgmlops.domain.performance import confidence
 
     hold_conf = confidence(hold_out.proba, schema.task) if hold_out.proba is not None else None
@@ -289,6 +302,7 @@ def train_model(
         training=cfg.model_dump(mode="json"),
         metrics=_clean(metrics),
         confusion_matrix=confusion(hold_scores) if schema.task != "regression" else None,
+        feature_importance=importance,
         cv_metrics=_clean(cv_metrics) if cv_metrics else None,
         baseline_metrics=_clean(baseline),
         calibration=calibration.model_dump(mode="json") if calibration else None,
@@ -421,6 +435,11 @@ def _baseline_metrics(
 ) -> dict[str, float]:
     """What a model that ignores the features scores on the same holdout."""
     return evaluate(baseline_scores(schema.task, y_train.to_numpy(), y_hold, schema.classes))
+
+
+def _rows(out: Outputs, start: int, stop: int) -> Outputs:
+    proba = None if out.proba is None else out.proba[start:stop]
+    return Outputs(predicted=out.predicted[start:stop], proba=proba)
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:

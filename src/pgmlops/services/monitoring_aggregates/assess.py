@@ -16,6 +16,7 @@ from pgmlops.domain.binned_metrics import (
     score_edges,
 )
 from pgmlops.domain.drift import compare_counts
+from pgmlops.domain.labelled_views import confusion_view
 from pgmlops.domain.performance import Calibration
 from pgmlops.domain.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 from pgmlops.domain.records import ModelVersion
@@ -251,6 +252,7 @@ def _labelled(
         sums,
     )
     block = judge_labelled(ctx, mv, n_good, finite(metrics), n_bad, examples, settings)
+    block["view"] = confusion_view(fixed[good], predicted, classes, kept["n"].to_numpy())
     return block, labelled
 
 

@@ -1,8 +1,9 @@
 """A self-contained HTML monitoring report: inline CSS and SVG drawn here, nothing fetched.
 
-The machine that opens it may have no internet, so there is no CDN, script or font: bars
-are SVG rectangles computed from the run's stored distributions, which makes any stored run
-(not only a fresh one) renderable.
+The machine that opens it may have no internet, so there is no CDN, script or font: charts
+are SVG computed from the run's stored numbers, which makes any stored run (not only a fresh
+one) renderable. The banner is the run's one overall status (domain/status.py), the same one
+the JSON, the page and `pgmlops monitor --fail-on` read.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from html import escape
 from typing import Any
 
 from pgmlops.domain.drift import FeatureDrift
-from pgmlops.domain.schema import MISSING_CATEGORY
-from pgmlops.services.monitoring import MonitoringResult
-
-_REF, _CUR = "#4c78a8", "#f58518"
-_W, _H, _PAD_L, _PAD_B, _PAD_T = 640, 210, 44, 58, 12
+from pgmlops.services.monitoring import HistoryPoint, MonitoringResult
+from pgmlops.services.report.charts import (
+    CUR,
+    REF,
+    bar_chart,
+    confusion_chart,
+    line_chart,
+    residual_chart,
+)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;
@@ -24,23 +29,32 @@ max-width:1000px;color:#1d2733;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px}
 h3{font-size:15px;margin:18px 0 4px}.muted{color:#5b6675;font-size:13px}
 .verdict{padding:14px 18px;border-radius:8px;margin:16px 0;font-size:16px}
-.bad{background:#fdecea;border:1px solid #e0a39c}.good{background:#e9f6ec;border:1px solid #9fd3ab}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:12px}
+.verdict small{display:block;font-size:13px;color:#5b6675;margin-top:4px}
+.degraded{background:#fdecea;border:1px solid #e0a39c}
+.warning{background:#fff6e0;border:1px solid #e8c56d}
+.ok-box{background:#e9f6ec;border:1px solid #9fd3ab}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));gap:12px}
 .card{border:1px solid #d8dee6;border-radius:8px;padding:10px 14px}
 .card b{display:block;font-size:13px;color:#5b6675;font-weight:600}
 .card span{font-size:18px}.flag{color:#b3261e;font-weight:600}.ok{color:#1e7b34}
+.warn{color:#8a5a00;font-weight:600}
+.scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:13px;margin:6px 0}
 th,td{border-bottom:1px solid #e4e8ee;padding:4px 8px;text-align:right}
 th:first-child,td:first-child{text-align:left}th{background:#f4f6f9}
 .feature{border-top:1px solid #e4e8ee;padding-top:6px}
+details{margin:12px 0}summary{cursor:pointer;font-weight:600}
+.scroll svg.chart{min-width:520px}
 .legend i{display:inline-block;width:11px;height:11px;margin:0 4px 0 12px;vertical-align:-1px}
-ul{margin:6px 0 0 18px;padding:0}
+ul{margin:6px 0 0 18px;padding:0}svg.chart{display:block;height:auto}
 """
 
 
-def render_html(result: MonitoringResult) -> str:
-    """The report of one monitoring run as one HTML document."""
+def render_html(result: MonitoringResult, history: list[HistoryPoint] | None = None) -> str:
+    """The report of one monitoring run (and, with ``history``, its runs over time)."""
     title = f"Monitoring report — {result.model_name} v{result.version}"
+    drifted = [f for f in result.drift.features if f.drifted]
+    steady = [f for f in result.drift.features if not f.drifted]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -50,10 +64,12 @@ def render_html(result: MonitoringResult) -> str:
         f'<p class="muted">{escape(_window_line(result))}</p>',
         _verdict(result),
         _cards(result),
+        _over_time(history or []),
         "<h2>Features</h2>",
-        _feature_table(result),
+        _feature_table(drifted + steady, result),
         _legend(),
-        *(_feature_section(result, f) for f in result.drift.features),
+        *(_feature_section(result, f) for f in drifted),
+        _collapsed(result, steady),
         _output_section(result),
         _performance_section(result),
         "</body></html>",
@@ -80,18 +96,23 @@ def _time(value: Any) -> str:
 
 
 def _verdict(result: MonitoringResult) -> str:
-    drift = result.drift
-    if result.dataset_drift:
-        head = f"Dataset drift detected: {escape(drift.reason)}"
-    else:
-        head = f"No dataset drift: {escape(drift.reason)}"
-    css = "bad" if result.reasons else "good"
-    if result.reasons:
-        items = "".join(f"<li>{escape(r)}</li>" for r in result.reasons)
-        body = f"<ul>{items}</ul>"
-    else:
-        body = '<div class="muted">No degraded signal.</div>'
-    return f'<div class="verdict {css}"><strong>{head}</strong>{body}</div>'
+    status = result.status
+    css = {"ok": "ok-box", "warning": "warning", "degraded": "degraded"}[status.level]
+    body = ""
+    if status.reasons:
+        items = "".join(f'<li class="reason">{escape(r)}</li>' for r in status.reasons)
+        body += f"<ul>{items}</ul>"
+    if status.warnings:
+        items = "".join(f'<li class="warning-line">{escape(w)}</li>' for w in status.warnings)
+        head = "<small>Also worth a look:</small>" if status.reasons else ""
+        body += f"{head}<ul>{items}</ul>"
+    if not result.dataset_drift:
+        # A degraded run already says why the dataset drifted; otherwise say it does not.
+        body += f"<small>No dataset drift: {escape(result.drift.reason)}</small>"
+    return (
+        f'<div id="status" class="verdict {css}" data-status="{status.level}">'
+        f"<strong>{escape(status.headline)}</strong>{body}</div>"
+    )
 
 
 def _cards(result: MonitoringResult) -> str:
@@ -109,7 +130,7 @@ def _cards(result: MonitoringResult) -> str:
         ),
         (
             "Prediction drift",
-            "-" if output is None else f"{output.test} p={_num(output.p_value)}",
+            "-" if output is None else f"{output.test} p={_p(output.p_value)}",
             bool(result.prediction_drift),
         ),
         (
@@ -156,6 +177,13 @@ def _num(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _p(value: Any) -> str:
+    """A p-value in scientific notation: "0.000" would hide how small it is."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{float(value):.1e}"
+
+
 def _effect(f: FeatureDrift) -> str:
     if f.wasserstein_norm is not None:
         return f"W/σ {_num(f.wasserstein_norm)}"
@@ -164,30 +192,31 @@ def _effect(f: FeatureDrift) -> str:
     return "-"
 
 
-def _feature_table(result: MonitoringResult) -> str:
+def _feature_table(features: list[FeatureDrift], result: MonitoringResult) -> str:
     head = (
         "<tr><th>feature</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th>"
         "<th>corrected p</th><th>effect size</th><th>PSI</th><th>missing ref → cur</th>"
         "<th>verdict</th></tr>"
     )
     rows = []
-    for f in result.drift.features:
+    for f in features:
         verdict = '<span class="flag">drift</span>' if f.drifted else '<span class="ok">ok</span>'
         rows.append(
             f'<tr><td><a href="#f-{_anchor(f.name)}">{escape(f.name)}</a></td>'
             f"<td>{f.kind}</td><td>{f.test}</td><td>{_num(f.statistic)}</td>"
-            f"<td>{_num(f.p_value)}</td><td>{_num(f.p_adjusted)}</td><td>{_effect(f)}</td>"
+            f"<td>{_p(f.p_value)}</td><td>{_p(f.p_adjusted)}</td><td>{_effect(f)}</td>"
             f"<td>{_num(f.psi)}</td><td>{f.missing_rate_reference:.1%} → "
             f"{f.missing_rate_current:.1%}</td><td>{verdict}</td></tr>"
         )
-    correction = "Benjamini-Hochberg" if result.drift.policy.correction == "bh" else "Bonferroni"
+    policy = result.drift.policy
+    correction = "Benjamini-Hochberg" if policy.correction == "bh" else "Bonferroni"
     note = (
-        f'<p class="muted">p-values corrected with {correction}; a feature drifts when its '
-        f"corrected p-value is below {result.drift.policy.alpha:g} and an effect size reaches "
-        f"its floor (W/σ ≥ {result.drift.policy.wasserstein_floor:g}, "
-        f"JS ≥ {result.drift.policy.js_floor:g} or PSI ≥ {result.drift.policy.psi_floor:g}).</p>"
+        f'<p class="muted">Drifted features first. p-values corrected with {correction}; a '
+        f"feature drifts when its corrected p-value is below {policy.alpha:g} and an effect "
+        f"size reaches its floor (W/σ ≥ {policy.wasserstein_floor:g}, "
+        f"JS ≥ {policy.js_floor:g} or PSI ≥ {policy.psi_floor:g}).</p>"
     )
-    return f"<table>{head}{''.join(rows)}</table>{note}"
+    return f'<div class="scroll"><table id="features">{head}{"".join(rows)}</table></div>{note}'
 
 
 def _anchor(name: str) -> str:
@@ -196,8 +225,8 @@ def _anchor(name: str) -> str:
 
 def _legend() -> str:
     return (
-        f'<p class="legend muted">share of rows per bin:<i style="background:{_REF}"></i>'
-        f'reference (training)<i style="background:{_CUR}"></i>current window</p>'
+        f'<p class="legend muted">share of rows per bin:<i style="background:{REF}"></i>'
+        f'reference (training)<i style="background:{CUR}"></i>current window</p>'
     )
 
 
@@ -207,10 +236,56 @@ def _feature_section(result: MonitoringResult, f: FeatureDrift) -> str:
     head = (
         f'<div class="feature" id="f-{_anchor(f.name)}"><h3>{escape(f.name)} — {verdict}</h3>'
         f'<div class="muted">{escape(f.test)} statistic {_num(f.statistic)}, corrected p '
-        f"{_num(f.p_adjusted)}, {_effect(f)}, PSI {_num(f.psi)}: {escape(f.reason)}</div>"
+        f"{_p(f.p_adjusted)}, {_effect(f)}, PSI {_num(f.psi)}: {escape(f.reason)}</div>"
     )
-    chart = bar_chart(dist, f.name) if dist else '<p class="muted">no distribution stored</p>'
+    chart = (
+        f'<div class="scroll">{bar_chart(dist, f.name)}</div>'
+        if dist
+        else '<p class="muted">no distribution stored</p>'
+    )
     return f"{head}{chart}</div>"
+
+
+def _collapsed(result: MonitoringResult, steady: list[FeatureDrift]) -> str:
+    """The features without drift, folded away: a page per feature hides the ones that moved."""
+    if not steady:
+        return ""
+    charts = "".join(_feature_section(result, f) for f in steady)
+    return (
+        f'<details id="steady"><summary>{len(steady)} feature{"s" if len(steady) != 1 else ""} '
+        f"without drift</summary>{charts}</details>"
+    )
+
+
+def _over_time(history: list[HistoryPoint]) -> str:
+    """Drift and performance across stored runs, on dated axes."""
+    if not history:
+        return ""
+    times = [p.created_at for p in history]
+    marks = [p.status == "degraded" for p in history]
+    drift = line_chart(
+        times,
+        [("share of drifted features", [p.share_drifted for p in history])],
+        "share of drifted features over time",
+        percent=True,
+        marks=marks,
+    )
+    metric = next((p.primary_metric for p in reversed(history) if p.primary_metric), "metric")
+    perf = line_chart(
+        times,
+        [
+            (f"estimated {metric}", [p.estimated_primary for p in history]),
+            (f"labelled {metric}", [p.labelled_primary for p in history]),
+            ("mean confidence", [p.mean_confidence for p in history]),
+        ],
+        "performance over time",
+    )
+    return (
+        f'<h2>Over time</h2><p class="muted">The last {len(history)} stored runs (UTC); a red '
+        f'dot on top marks a degraded run.</p><h3>Drift</h3><div id="drift-over-time" '
+        f'class="scroll">{drift}</div><h3>Performance</h3><div id="performance-over-time" '
+        f'class="scroll">{perf}</div>'
+    )
 
 
 def _output_section(result: MonitoringResult) -> str:
@@ -220,11 +295,11 @@ def _output_section(result: MonitoringResult) -> str:
     dist = result.distributions.get("__output__")
     what = {"probability": "P(positive)", "class": "predicted class", "prediction": "prediction"}
     verdict = "drifted" if output.drifted else "no drift"
-    chart = bar_chart(dist, "model output") if dist else ""
+    chart = f'<div class="scroll">{bar_chart(dist, "model output")}</div>' if dist else ""
     return (
         f"<h2>Prediction drift — {verdict}</h2>"
         f'<div class="muted">{escape(what[output.output])}: {output.test} statistic '
-        f"{_num(output.statistic)}, p {_num(output.p_value)}, PSI {_num(output.psi)}: "
+        f"{_num(output.statistic)}, p {_p(output.p_value)}, PSI {_num(output.psi)}: "
         f"{escape(output.reason)}</div>{chart}"
     )
 
@@ -250,8 +325,54 @@ def _performance_section(result: MonitoringResult) -> str:
         shown = ", ".join(repr(x) for x in bad.get("examples", []))
         note += f"; {bad['count']:,} labels not usable for this model, e.g. {shown}"
     parts.append(f'<p class="muted">{escape(note)}</p>')
-    parts.append(_metric_table(lab, "labelled window", "holdout labels"))
+    if lab.get("judged"):
+        parts.append(_judged_table(lab))
+    else:
+        parts.append(_metric_table(lab, "labelled window", "holdout labels"))
+    parts.append(_labelled_view(lab))
     return "\n".join(parts)
+
+
+def _judged_table(perf: dict[str, Any]) -> str:
+    """Every labelled metric with its own verdict: the primary, the promotion guards, the rest."""
+    marks = {
+        "ok": '<span class="ok">ok</span>',
+        "warning": '<span class="warn">warning</span>',
+        "degraded": '<span class="flag">degraded</span>',
+    }
+    rows = "".join(
+        f'<tr data-verdict="{r["verdict"]}"><td>{escape(r["metric"])}'
+        f"{'' if r['role'] == 'other' else ' (' + r['role'] + ')'}</td>"
+        f"<td>{_num(r['current'])}</td><td>{_num(r['reference'])}</td>"
+        f"<td>{_pct(r['drop'])}</td><td>{_p(r['p_value'])}</td><td>{marks[r['verdict']]}</td></tr>"
+        for r in perf["judged"]
+    )
+    return (
+        '<div class="scroll"><table id="labelled-metrics"><tr><th>metric</th>'
+        "<th>labelled window</th><th>reference (holdout labels)</th><th>drop</th>"
+        f"<th>p-value</th><th>verdict</th></tr>{rows}</table></div>"
+        f'<p class="muted">A metric is judged when it falls by more than '
+        f"{_pct(perf.get('limit'))}: the primary and promotion guards are degraded when the "
+        f"fall is significant (p ≤ {perf.get('alpha', 0.01):g}) with at least "
+        f"{perf.get('min_labels')} labels; any other significant fall is a warning.</p>"
+    )
+
+
+def _labelled_view(perf: dict[str, Any]) -> str:
+    view = perf.get("view") or {}
+    if view.get("kind") == "confusion":
+        return (
+            '<h3>Confusion matrix of the labelled window</h3><div id="confusion">'
+            f"{confusion_chart(view)}</div>"
+        )
+    if view.get("kind") == "residuals":
+        shown = len(view.get("predicted") or [])
+        return (
+            f'<h3>Residuals of the labelled window</h3><p class="muted">{shown:,} of '
+            f'{view.get("n", shown):,} labelled rows.</p><div id="residuals" class="scroll">'
+            f"{residual_chart(view)}</div>"
+        )
+    return ""
 
 
 def _metric_table(perf: dict[str, Any], current: str, reference: str | None) -> str:
@@ -275,59 +396,3 @@ def _metric_table(perf: dict[str, Any], current: str, reference: str | None) -> 
 
 def _pct(value: Any) -> str:
     return "-" if value is None else f"{value:.1%}"
-
-
-def bar_chart(dist: dict[str, Any], title: str) -> str:
-    """Reference and current shares side by side per bin or category, as inline SVG."""
-    labels = [_label(x) for x in dist.get("labels", [])]
-    ref, cur = list(dist.get("reference", [])), list(dist.get("current", []))
-    n = min(len(labels), len(ref), len(cur))
-    if n == 0:
-        return '<p class="muted">no data</p>'
-    top = max(max(ref[:n]), max(cur[:n]), 1e-9)
-    plot_w, plot_h = _W - _PAD_L - 8, _H - _PAD_B - _PAD_T
-    slot = plot_w / n
-    bar = max(slot * 0.38, 1.0)
-    out = [
-        # HTML5 inline SVG needs no xmlns, and the report holds no URL at all.
-        f'<svg width="{_W}" height="{_H}" '
-        f'viewBox="0 0 {_W} {_H}" role="img" aria-label="{escape(title)}: reference vs current">'
-    ]
-    for frac in (0.0, 0.5, 1.0):
-        y = _PAD_T + plot_h * (1 - frac)
-        out.append(
-            f'<line x1="{_PAD_L}" y1="{y:.1f}" x2="{_W - 8}" y2="{y:.1f}" stroke="#e4e8ee"/>'
-            f'<text x="{_PAD_L - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" '
-            f'fill="#5b6675">{top * frac:.0%}</text>'
-        )
-    rotate = n > 8
-    for i in range(n):
-        x0 = _PAD_L + i * slot + slot * 0.1
-        for j, (share, color, who) in enumerate(((ref[i], _REF, "ref"), (cur[i], _CUR, "cur"))):
-            h = plot_h * share / top
-            out.append(
-                f'<rect x="{x0 + j * bar:.1f}" y="{_PAD_T + plot_h - h:.1f}" width="{bar:.1f}" '
-                f'height="{h:.1f}" fill="{color}"><title>{escape(labels[i])} {who} '
-                f"{share:.1%}</title></rect>"
-            )
-        cx, cy = _PAD_L + (i + 0.5) * slot, _PAD_T + plot_h + 12
-        anchor = (
-            f'text-anchor="end" transform="rotate(-40 {cx:.1f} {cy:.1f})"'
-            if rotate
-            else 'text-anchor="middle"'
-        )
-        out.append(
-            f'<text x="{cx:.1f}" y="{cy:.1f}" font-size="10" fill="#1d2733" {anchor}>'
-            f"{escape(_short(labels[i]))}</text>"
-        )
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _label(value: Any) -> str:
-    text = str(value)
-    return "(missing)" if text == MISSING_CATEGORY else "(other)" if text == "__other__" else text
-
-
-def _short(text: str, limit: int = 16) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
