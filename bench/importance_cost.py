@@ -26,7 +26,7 @@ from pgmlops.domain.importance import permutation_importance
 from pgmlops.domain.metrics import metric_value
 from pgmlops.domain.pipeline import build_pipeline, make_estimator
 from pgmlops.domain.predict import Outputs, predict_outputs, to_scores
-from pgmlops.domain.schema import prepare_training_frame
+from pgmlops.domain.training_frame import prepare_training_frame
 
 
 def main() -> None:

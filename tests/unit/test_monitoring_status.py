@@ -10,7 +10,8 @@ from pgmlops.domain.drift import compare
 from pgmlops.domain.labelled_views import MAX_RESIDUAL_POINTS, labelled_view
 from pgmlops.domain.policies import DriftPolicy
 from pgmlops.domain.profile import build_profile
-from pgmlops.domain.schema import coerce_features, prepare_training_frame
+from pgmlops.domain.schema import coerce_features
+from pgmlops.domain.training_frame import prepare_training_frame
 from pgmlops.domain.status import Status, judge_metrics, overall_status
 
 QUIET = {"drop": 0.0, "limit": 0.1, "degraded": False}
