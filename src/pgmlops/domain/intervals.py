@@ -42,6 +42,7 @@ REFERENCE_DRAWS = 400
 # rows it drew rather than as counts over the whole reference: O(n) instead of O(m) a draw.
 _SUBSET_ROWS = 4_096
 
+
 class ReferenceOutputs(BaseModel):
     """Model outputs and truth on held-out rows, kept at training time (bounded sample)."""
 
