@@ -7,6 +7,9 @@ asks the monitoring signals for their verdicts. A regression model (make_churn w
 synthetic heteroscedastic target) checks direct loss estimation the same way.
 
     PYTHONPATH=src python bench/alarm_rates.py [--windows 200] [--sizes 100,200,500,1000,5000]
+        [--concept-windows N] [--quick]
+
+Each rate is printed as hits/windows = share [Wilson 95% interval].
 """
 
 from __future__ import annotations
@@ -95,6 +98,21 @@ def verdicts(ctx, mv, win: PredictionWindow) -> dict[str, bool]:
     }
 
 
+def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson 95% interval of a proportion."""
+    p = hits / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def cell(share: float, total: int) -> str:
+    """``hits/total = share [Wilson 95%]``."""
+    hits = round(share * total)
+    lo, hi = wilson(hits, total)
+    return f"{hits}/{total} = {share:.1%} [{lo:.1%}, {hi:.1%}]"
+
+
 def rates(ctx, mv, engine, make, n: int, windows: int, seed0: int) -> tuple[dict, float]:
     hits = dict.fromkeys(SIGNALS, 0)
     aucs = []
@@ -110,9 +128,14 @@ def rates(ctx, mv, engine, make, n: int, windows: int, seed0: int) -> tuple[dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=200)
-    parser.add_argument("--sizes", default="100,200,500,1000,5000")
+    parser.add_argument(
+        "--sizes", default="100,200,500,1000,5000", help='in-distribution sizes ("" for none)'
+    )
     # 0.37 lowers the demo model's true AUC by 0.05 (0.857 -> ~0.807 on 400k fresh rows).
     parser.add_argument("--concept-shift", type=float, default=0.37)
+    parser.add_argument(
+        "--concept-windows", type=int, default=None, help="windows of the concept cell"
+    )
     parser.add_argument("--quick", action="store_true", help="skip covariate shifts and DLE")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -141,14 +164,17 @@ def main() -> None:
         f"{m.alarm_alpha}, performance_drop {m.performance_drop}, confidence_drop "
         f"{m.confidence_drop}, min_labels {m.min_labels}; {args.windows} windows per cell"
     )
+    concept_windows = args.concept_windows or args.windows
     print("\n| window (rows = labels) | true AUC | labelled | confidence | estimated (CBPE) |")
     print("|---|---|---|---|---|")
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     for n in sizes:
         r, auc = rates(ctx, mv, engine, lambda k, s: make_churn(k, seed=s), n, args.windows, 10_000)
+        w = args.windows
         print(
-            f"| {n:,} in-distribution | {auc:.3f} | {r['labelled']:.1%} | {r['confidence']:.1%} "
-            f"| {r['estimated']:.1%} |"
+            f"| {n:,} in-distribution | {auc:.3f} | {cell(r['labelled'], w)} "
+            f"| {cell(r['confidence'], w)} | {cell(r['estimated'], w)} |",
+            flush=True,
         )
     cs = args.concept_shift
     r, auc = rates(
@@ -157,16 +183,18 @@ def main() -> None:
         engine,
         lambda k, s: make_churn(k, seed=s, concept_shift=cs),
         1000,
-        args.windows,
+        concept_windows,
         20_000,
     )
+    w = concept_windows
     print(
-        f"| 1,000 concept_shift {cs} | {auc:.3f} | {r['labelled']:.1%} | {r['confidence']:.1%} "
-        f"| {r['estimated']:.1%} |"
+        f"| 1,000 concept_shift {cs} | {auc:.3f} | {cell(r['labelled'], w)} "
+        f"| {cell(r['confidence'], w)} | {cell(r['estimated'], w)} |"
     )
     if args.quick:
         ctx.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        print(f"\n{time.perf_counter() - started:.0f} s, load {os.getloadavg()[0]:.1f} at the end")
         return
     for shift in (0.75, 1.0, 1.5):
         r, auc = rates(
@@ -185,7 +213,7 @@ def main() -> None:
     regression(ctx, tmp, args.windows)
     ctx.close()
     shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\n{time.perf_counter() - started:.0f} s")
+    print(f"\n{time.perf_counter() - started:.0f} s, load {os.getloadavg()[0]:.1f} at the end")
 
 
 def regression(ctx, tmp: Path, windows: int) -> None:

@@ -55,7 +55,7 @@ def test_bootstrap_null_has_the_delong_spread_at_the_window_size() -> None:
     reference = binary_rows(4_000, rng)
     truth = reference.positive
     _, var_ref = delong(truth, reference.proba)
-    for n in (500, 2_000):
+    for n in (100, 500, 2_000):
         # DeLong's variance scales with 1/rows; the null holds the window's and the reference's.
         expected = np.sqrt(var_ref * len(reference) / n + var_ref)
         spread = null_differences(reference, "roc_auc", n, draws=300).std()
@@ -81,6 +81,31 @@ def test_in_distribution_windows_alarm_at_most_5_percent(n: int) -> None:
         )
         alarms += verdict.degraded
     assert alarms / 150 <= 0.05
+
+
+def window_aucs(windows: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The AUC of ``windows`` fresh windows of n rows drawn like ``binary_rows``."""
+    truth = rng.random((windows, n)) < 0.2
+    score = rng.normal(size=(windows, n)) + 1.5 * truth
+    ranks = score.argsort(axis=1).argsort(axis=1) + 1.0
+    pos = truth.sum(axis=1)
+    return ((ranks * truth).sum(axis=1) - pos * (pos + 1) / 2) / (pos * (n - pos))
+
+
+def test_the_null_at_100_labels_alarms_at_alpha_whatever_its_seed() -> None:
+    # Every window of a size shares one seeded null, so its alpha quantile must be precise:
+    # with 400 draws one seed's false-alarm rate could sit a point or two off alpha.
+    rng = np.random.default_rng(8)
+    # A reference this size (AUC within 0.002 of the truth here): the test is about the null.
+    reference = binary_rows(8_000, rng)
+    ref_auc = metric_value("roc_auc", reference)
+    drops = window_aucs(4_000, 100, rng) - ref_auc
+    rates = []
+    for seed in range(2):
+        null = null_differences(reference, "roc_auc", 100, seed=seed)
+        assert null.size == 2_000
+        rates.append(float(np.mean(drops <= np.quantile(null, 0.03))))
+    assert all(0.015 <= r <= 0.045 for r in rates), rates
 
 
 def test_a_real_drop_is_caught_and_reported_with_its_interval() -> None:
