@@ -323,10 +323,14 @@ def _time_cli(settings: Settings, rows: int, workdir: Path) -> None:
     done = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     # The only child waited for so far: its peak RSS is what a user's `pgmlops monitor` needs.
-    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_mb = usage.ru_maxrss / 1024
     status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()}"
     print(f"`pgmlops monitor --last {rows} --json` end to end: {seconds:.2f} s ({status})")
     print(f"peak RSS of `pgmlops monitor`: {child_mb:.0f} MB")
+    # CPU seconds of the command itself (all children so far), not of PostgreSQL's backends:
+    # on a loaded machine the wall time above says more about the load than about the code.
+    print(f"CPU of `pgmlops monitor` processes so far: {usage.ru_utime + usage.ru_stime:.1f} s")
 
 
 if __name__ == "__main__":
