@@ -5,11 +5,12 @@ Each row's feature values are parsed to float8 once, into an array, and ``unnest
 (entry, cell code, category). The query has no fence, so PostgreSQL may share the scan and
 the partial aggregation among parallel workers.
 
-Why an array and not a ``LATERAL (VALUES …)`` list: PostgreSQL prepares a VALUES list's
-expressions again for every outer row, which for a dozen JSONB parsing expressions cost about
-8x the parsing itself (measured in bench/results/monitor-10m.md); an array's elements are
-prepared once per query. The cell code reads the unnested value, a plain column, so the
-parsing is not repeated for each reference to it either.
+Why an array and not a ``LATERAL (VALUES …)`` list (the previous query): PostgreSQL
+prepares a VALUES list's expressions again for every outer row (nodeValuesscan.c), costly for
+a dozen JSONB parsing expressions, while an array's elements are prepared once per query; and
+the VALUES list needed an ``OFFSET 0`` fence, which kept the query on one core. The cell code
+reads the unnested value, a plain column, so the parsing is not repeated for each reference
+to it either. bench/monitor_query_cpu.py measures the query's CPU a row.
 """
 
 from __future__ import annotations

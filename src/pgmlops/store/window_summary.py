@@ -4,8 +4,9 @@ Monitoring a window needs, per numeric feature, how many values fall at and betw
 reference profile's points and their sums (``width_bucket`` over the stored points), per
 categorical feature the count of every category, the same for the model's output, the sum
 of the logged confidences, and for labelled rows counts by (label, prediction, score bin)
-or, for regression, sums of errors. One query per aggregate scans the window; Python gets
-O(features x points) numbers whatever the window's size. Raw rows are read only as a
+or, for regression, sums of errors. One query per aggregate scans the window (the features'
+cells in one scan: store/window_cells.py); Python gets O(features x points) numbers whatever
+the window's size. Raw rows are read only as a
 bounded, reproducible sample (a hash of the prediction id picks it) for the detectors that
 need them. SQLite keeps reading rows (store/monitoring.py).
 """
