@@ -196,12 +196,12 @@ def _collect(
     groups: dict[int, list[tuple[Any, ...]]] = {}
     for row in fetched:
         groups.setdefault(int(row[0]), []).append(row[1:])
-    time = groups.get(_TIME, [])
-    # Each group: (code, key, rows, non-null values, sum, min, max).
-    rows = int(time[0][2]) if time else 0
-    none = (0, None, 0, 0, None, None, None)
-    conf = groups.get(_CONFIDENCE, [none])[0]
-    score_conf = groups.get(_SCORE_CONFIDENCE, [none])[0]
+    # Each group: (code, key, rows, non-null values, sum, min, max). An entry without points
+    # has one group, or two when some of its values are NULL (the missing code): merge them.
+    time = _merged(groups.get(_TIME, []))
+    rows = int(time[2])
+    conf = _merged(groups.get(_CONFIDENCE, []))
+    score_conf = _merged(groups.get(_SCORE_CONFIDENCE, []))
     features: dict[str, NumericCells | dict[str, int]] = {}
     infinite = []
     for i, name in enumerate(names):
@@ -226,8 +226,8 @@ def _collect(
             out_range = (min(g[5] for g in present), max(g[6] for g in present))
     return {
         "rows": rows,
-        "first_at": _time(time[0][5]) if time else None,
-        "last_at": _time(time[0][6]) if time else None,
+        "first_at": _time(time[5]),
+        "last_at": _time(time[6]),
         "features": features,
         "infinite": infinite,
         "output": out_cells,
@@ -235,6 +235,22 @@ def _collect(
         "confidence": (int(conf[3]), float(conf[4] or 0.0)),
         "score_confidence": (score_conf[4] / score_conf[3]) if score_conf[3] else None,
     }
+
+
+def _merged(found: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """One (code, key, rows, non-null values, sum, min, max) from an entry's groups."""
+    lows = [g[5] for g in found if g[5] is not None]
+    highs = [g[6] for g in found if g[6] is not None]
+    sums = [g[4] for g in found if g[4] is not None]
+    return (
+        0,
+        None,
+        sum(int(g[2]) for g in found),
+        sum(int(g[3]) for g in found),
+        sum(sums) if sums else None,
+        min(lows) if lows else None,
+        max(highs) if highs else None,
+    )
 
 
 def _numeric_cells(points: np.ndarray, found: list[tuple[Any, ...]]) -> tuple[NumericCells, int]:
