@@ -2,16 +2,17 @@
 
 Run: ``python bench/monitor_speed.py [--rows N] [--labelled F] [--repeats R] [--keep]
 [--reuse] [--cli-only]``.
-Creates a fresh database (``pgmlops_bench_monitor`` on PGMLOPS_BENCH_POSTGRES_URL, default
-postgres@127.0.0.1:5432), trains and promotes a churn model, logs N predictions of it (with
-a mild numeric shift, and feedback labels on a fraction F of them, 2% by default) through the
-prediction store's batch write and feedback write, and nothing else: no VACUUM or ANALYZE of
-its own, and autovacuum kept off these tables, as on a freshly bulk-loaded database before
-autovacuum catches up. It then times the first ``run_monitor`` over the whole window on that
-never-analysed log, ``read_window`` alone, ``run_monitor`` again (median of R, each run
-stored) and the ``pgmlops monitor --json`` command once as a user would run it. Prints the
-breakdown, the peak RSS (this process's, and the command's own) and the verdicts; drops the
-database at the end unless ``--keep``. ``--cli-only`` times only the command, R times.
+Creates a fresh database (``pgmlops_bench_monitor``, or PGMLOPS_BENCH_DB, on
+PGMLOPS_BENCH_POSTGRES_URL, default postgres@127.0.0.1:5432), trains and promotes a churn
+model, logs N predictions of it (with a mild numeric shift, and feedback labels on a fraction
+F of them, 2% by default) through the prediction store's batch write and feedback write, and
+nothing else: no VACUUM or ANALYZE of its own, and autovacuum kept off these tables, as on a
+freshly bulk-loaded database before autovacuum catches up. It then times the first
+``run_monitor`` over the whole window on that never-analysed log, ``read_window`` alone,
+``run_monitor`` again (median of R, each run stored) and the ``pgmlops monitor --json``
+command once as a user would run it. Prints the breakdown, the peak RSS (this process's, and
+the command's own) and the verdicts; drops the database at the end unless ``--keep``.
+``--cli-only`` times only the command, R times.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from sqlalchemy.engine import make_url
 
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
+from pgmlops.domain.partitions import period_of
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.domain.schema import coerce_features
 from pgmlops.services.commands import promote_command, train_command
@@ -42,12 +44,13 @@ from pgmlops.services.monitoring import run_monitor
 from pgmlops.services.promotion import version_engine
 from pgmlops.store.db import normalize_url
 from pgmlops.store.monitoring import MonitoringStore
+from pgmlops.store.partitions import PartitionStore
 from pgmlops.store.predictions import PredictionStore
 
 ADMIN_URL = os.environ.get(
     "PGMLOPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-DB_NAME = "pgmlops_bench_monitor"
+DB_NAME = os.environ.get("PGMLOPS_BENCH_DB", "pgmlops_bench_monitor")
 CHUNK = 100_000
 
 
@@ -98,9 +101,6 @@ def _log_predictions(ctx: Context, version: int, rows: int, labelled: float) -> 
     names = card.feature_schema.names
     store = PredictionStore(ctx.db)
     now = datetime.now(UTC)
-    with ctx.db.engine.begin() as conn:
-        for table in ("predictions", "feedback"):
-            conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
     labels: list[tuple[str, str]] = []
     for start in range(0, rows, CHUNK):
         n = min(CHUNK, rows - start)
@@ -133,17 +133,37 @@ def _log_predictions(ctx: Context, version: int, rows: int, labelled: float) -> 
             if int((start + i + 1) * labelled) > int((start + i) * labelled):
                 labels.append((pid, truth[i]))
         store.write_batch(records)
+        _autovacuum_off(ctx)
         print(f"  logged {start + n:,} predictions", flush=True)
     for start in range(0, len(labels), 5_000):
         store.add_feedback(labels[start : start + 5_000])
     print(f"  {len(labels):,} feedback labels", flush=True)
 
 
+def _autovacuum_off(ctx: Context) -> None:
+    """Keep autovacuum off the log's tables: a partitioned table takes no storage options,
+    so each leaf partition (created as rows arrive) gets it."""
+    with ctx.db.engine.begin() as conn:
+        leaves = conn.execute(
+            text(
+                "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND (c.relname = "
+                "'feedback' OR c.oid IN (SELECT relid FROM pg_partition_tree('predictions') "
+                "WHERE isleaf)) AND NOT coalesce('autovacuum_enabled=false' = ANY(c.reloptions), "
+                "false)"
+            )
+        ).scalars()
+        for name in list(leaves):
+            conn.execute(text(f'ALTER TABLE "{name}" SET (autovacuum_enabled = false)'))
+
+
 def _grow(ctx: Context, target: int) -> int:
     """Copy the logged rows until there are ``target``: new ids, a day earlier per copy."""
+    partitions = PartitionStore(ctx.db)
     # Copies are inserted before the first one is read back: the originals are the rows of
-    # the newest day (logged over 86,000 s), every copy at least a day older.
-    with ctx.db.engine.begin() as conn:
+    # the newest day (logged over 86,000 s), every copy at least a day older. One
+    # transaction per copy: an open one keeps the partitions it first saw, not those
+    # `cover` attaches meanwhile.
+    with ctx.db.engine.connect() as conn:
         have = conn.execute(text("SELECT count(*) FROM predictions")).scalar_one()
         originals = conn.execute(
             text(
@@ -152,8 +172,11 @@ def _grow(ctx: Context, target: int) -> int:
             )
         ).scalar_one()
         k = -(-have // max(originals, 1)) - 1  # copies made by an earlier --grow-to
+        newest = conn.execute(text("SELECT max(created_at) FROM predictions")).scalar_one()
         while have < target:
             k += 1
+            # No DEFAULT partition: the copy's month(s) must exist before it is inserted.
+            partitions.cover({period_of(newest - timedelta(days=k + d), "month") for d in (0, 1)})
             take = min(originals, target - have)
             have += take
             # md5 of (id, copy) gives each copy's id, so its labels follow it.
@@ -181,6 +204,8 @@ def _grow(ctx: Context, target: int) -> int:
                 ),
                 {"k": k, "take": take},
             )
+            conn.commit()
+            _autovacuum_off(ctx)
         return int(conn.execute(text("SELECT count(*) FROM predictions")).scalar_one())
 
 
@@ -271,8 +296,8 @@ def _never_analysed(ctx: Context) -> list[str]:
     with ctx.db.engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT relname FROM pg_class WHERE relname IN ('predictions', 'feedback') "
-                "AND reltuples < 0"
+                "SELECT relname FROM pg_class WHERE (relname = 'feedback' OR oid IN "
+                "(SELECT relid FROM pg_partition_tree('predictions'))) AND reltuples < 0"
             )
         )
         return [r[0] for r in rows]
@@ -298,10 +323,14 @@ def _time_cli(settings: Settings, rows: int, workdir: Path) -> None:
     done = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     # The only child waited for so far: its peak RSS is what a user's `pgmlops monitor` needs.
-    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_mb = usage.ru_maxrss / 1024
     status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()}"
     print(f"`pgmlops monitor --last {rows} --json` end to end: {seconds:.2f} s ({status})")
     print(f"peak RSS of `pgmlops monitor`: {child_mb:.0f} MB")
+    # CPU seconds of the command itself (all children so far), not of PostgreSQL's backends:
+    # on a loaded machine the wall time above says more about the load than about the code.
+    print(f"CPU of `pgmlops monitor` processes so far: {usage.ru_utime + usage.ru_stime:.1f} s")
 
 
 if __name__ == "__main__":

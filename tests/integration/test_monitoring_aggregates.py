@@ -257,6 +257,44 @@ def test_infinite_numbers_are_refused_on_both_paths(ctx: Context, production: in
         run_monitor(ctx, "churn")
 
 
+def test_float32_limits_and_numeric_text_are_counted_as_the_rows_count_them(
+    ctx: Context, production: int
+) -> None:
+    postgres_only(ctx)
+    mv = ctx.registry.get_version("churn", production)
+    names = mv.card.feature_schema.names
+    odd: dict[int, object] = {
+        0: 3.4028235e38,  # rounds to the largest float32: finite
+        1: -3.4028235e38,
+        2: 1e-40,  # a float32 subnormal
+        3: " 1250.5 ",  # numeric text
+        4: "n/a",  # text: missing
+        5: True,  # not a number: missing
+    }
+    records = [
+        PredictionRecord(
+            id=str(uuid.uuid4()),
+            model_name="churn",
+            version=production,
+            created_at=datetime.now(UTC),
+            features={k: _plain(v) for k, v in row.items()}
+            | ({"Balance": odd[i]} if i in odd else {}),
+            prediction="0",
+            probability=0.2,
+            confidence=0.6,
+            output=None,
+            latency_ms=1.0,
+            request_id=None,
+        )
+        for i, row in enumerate(make_churn(400, seed=37)[names].to_dict("records"))
+    ]
+    PredictionStore(ctx.db).write_batch(records)
+    rows, counts = both_paths(ctx, "churn")
+    assert_same_drift(rows, counts)
+    balance = counts.drift.feature("Balance")
+    assert balance.missing_rate_current == pytest.approx(2 / 400)
+
+
 def test_regression_aggregates_agree_and_the_estimate_uses_a_sample(
     ctx: Context, trained_spend: tuple[ModelCard, dict[str, bytes]]
 ) -> None:

@@ -219,3 +219,22 @@ def test_the_estimates_null_is_narrower_than_the_labelled_metrics_and_centred() 
     # An expectation over the probabilities varies less than the labelled metric.
     assert estimated.std() < 0.6 * labelled.std()
     assert abs(estimated.mean()) < 2 * estimated.std() / np.sqrt(100) + 1e-3
+
+
+def test_a_weighted_estimate_counts_each_row_as_often_as_its_weight() -> None:
+    p, _ = calibrated_world(22, n=500)
+    p = np.round(p, 2)  # ties, which repeated rows also make
+    weights = np.random.default_rng(3).integers(0, 4, len(p))
+    weighted = estimate_performance(IDENTITY, p, 0.4, weights)
+    repeated = estimate_performance(IDENTITY, np.repeat(p, weights), 0.4)
+    for metric, value in repeated.items():
+        assert weighted[metric] == pytest.approx(value, rel=1e-12), metric
+
+
+def test_the_estimates_null_costs_the_same_at_ten_million_rows() -> None:
+    from pgmlops.domain.performance import estimate_null
+
+    p, _ = calibrated_world(23, n=2_000)
+    # Drawn as counts over the 2,000 reference rows, not as 10M indices (~1 GB, minutes).
+    draws = estimate_null(IDENTITY, p, None, "roc_auc", 10_000_000, draws=20)
+    assert draws.shape == (20,) and np.all(np.abs(draws) < 0.05)

@@ -4,19 +4,19 @@ Monitoring a window needs, per numeric feature, how many values fall at and betw
 reference profile's points and their sums (``width_bucket`` over the stored points), per
 categorical feature the count of every category, the same for the model's output, the sum
 of the logged confidences, and for labelled rows counts by (label, prediction, score bin)
-or, for regression, sums of errors. One query per aggregate scans the window; Python gets
-O(features x points) numbers whatever the window's size. Raw rows are read only as a
+or, for regression, sums of errors. One query per aggregate scans the window (the features'
+cells in one scan: store/window_cells.py); Python gets O(features x points) numbers whatever
+the window's size. Raw rows are read only as a
 bounded, reproducible sample (a hash of the prediction id picks it) for the detectors that
 need them. SQLite keeps reading rows (store/monitoring.py).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -24,33 +24,15 @@ import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
 from pgmlops.domain.kinds import Kind
-from pgmlops.domain.schema import MISSING_CATEGORY
 from pgmlops.domain.window_counts import NumericCells
 from pgmlops.errors import StoreError
 from pgmlops.store.db import Database, first_line
 from pgmlops.store.monitoring import PredictionWindow, cutoff_time
 from pgmlops.store.statistics import refresh_statistics
+from pgmlops.store.window_cells import NumericSpec, count_cells, number
 
-# A logged number: JSON numbers and numeric text; anything else is missing, as pandas'
-# to_numeric(errors="coerce") treats it on the row path.
-_NUMBER = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
-# float64 values at or beyond this round to an infinite float32 (ties go to even: infinity).
-_FLOAT32_OVERFLOW = 3.4028235677973366e38
-# Pseudo-feature numbers of the cells query, beside the features' own 0, 1, ...
-_OUTPUT, _CONFIDENCE, _SCORE_CONFIDENCE, _TIME = -1, -2, -3, -4
-# Cell codes besides the width_bucket ones (0..2K).
-_MISSING, _INFINITE = -1, -2
 # log_loss clips probabilities at the float64 epsilon, as scikit-learn does.
 _EPS = float(np.finfo(np.float64).eps)
-
-
-@dataclass(frozen=True)
-class NumericSpec:
-    """A numeric column to count on ``points``; features are rounded to float32 first."""
-
-    points: np.ndarray
-    float32: bool = True
-    column: str = "features"  # or the logged "probability" or "prediction" (outputs)
 
 
 @dataclass(frozen=True)
@@ -110,7 +92,13 @@ class WindowSummaryStore:
         try:
             with self._cursor() as cur:
                 where = _window(cur, model_name, version, last, since)
-                cells = _cells(cur, where, numeric, categorical, output)
+                cells = count_cells(cur, where, numeric, categorical, output)
+                # Only a hash join with the labels, whatever the row estimates (see
+                # store/monitoring.py: a nested loop there is quadratic in the window).
+                # Not before the cells query: its unnest is a nested loop by nature, and
+                # disabling those makes the planner give up its parallel plan.
+                cur.execute("SET LOCAL enable_nestloop = off")
+                cur.execute("SET LOCAL enable_mergejoin = off")
                 scores = _scores(cur, where, score_edges) if score_edges is not None else None
                 sums = _regression(cur, where) if regression else None
                 sample = None
@@ -143,10 +131,6 @@ class WindowSummaryStore:
                     # JSONB extraction dominates: let worker processes share the scan.
                     cur.execute("SET LOCAL parallel_setup_cost = 0")
                     cur.execute("SET LOCAL parallel_tuple_cost = 0")
-                    # Only a hash join with the labels, whatever the row estimates (see
-                    # store/monitoring.py: a nested loop there is quadratic in the window).
-                    cur.execute("SET LOCAL enable_nestloop = off")
-                    cur.execute("SET LOCAL enable_mergejoin = off")
                     yield cur
             finally:
                 raw.rollback()
@@ -185,183 +169,6 @@ def _window(
     return sql.SQL(" AND ").join(sql.SQL("w.") + c for c in where)
 
 
-def _number(text: Any, float32: bool = False) -> Any:
-    """SQL for logged text as float8 (NULL unless numeric), float32-rounded if asked."""
-    from psycopg import sql
-
-    value = sql.SQL("(CASE WHEN {t} ~ {re} THEN ({t})::float8 END)").format(
-        t=text, re=sql.Literal(_NUMBER)
-    )
-    return _float32(value) if float32 else value
-
-
-def _json_number(doc: Any, float32: bool) -> Any:
-    """SQL for a JSONB value as float8: numbers directly, numeric text parsed, else NULL."""
-    from psycopg import sql
-
-    # A JSON number casts without a regular expression: only text needs one.
-    value = sql.SQL(
-        "(CASE jsonb_typeof({j}) WHEN 'number' THEN ({j})::float8 WHEN 'string' THEN {text} END)"
-    ).format(j=doc, text=_number(sql.SQL("({} #>> '{{}}')").format(doc)))
-    return _float32(value) if float32 else value
-
-
-def _float32(value: Any) -> Any:
-    from psycopg import sql
-
-    return sql.SQL(
-        "(CASE WHEN abs({v}) < {big} THEN ({v})::float4::float8 "
-        "ELSE sign({v}) * 'Infinity'::float8 END)"
-    ).format(v=value, big=sql.Literal(_FLOAT32_OVERFLOW))
-
-
-def _points(points: np.ndarray) -> Any:
-    from psycopg import sql
-
-    return sql.SQL("{}::float8[]").format(sql.Literal([float(v) for v in points]))
-
-
-# A value's cell: 2i for the open cell i, 2i + 1 for point i (see NumericCells); rows of
-# entries without points (categories, confidences, times) all get 0.
-_CODE = (
-    "CASE WHEN v.p IS NULL THEN 0 WHEN v.x IS NULL THEN {missing} "
-    "WHEN v.x IN ('Infinity', '-Infinity') THEN {inf} "
-    "ELSE 2 * width_bucket(v.x, v.p) - coalesce((v.x = v.p[width_bucket(v.x, v.p)])::int, 0) "
-    "END"
-)
-
-
-def _cells(
-    cur: Any,
-    where: Any,
-    numeric: dict[str, NumericSpec],
-    categorical: Sequence[str],
-    output: NumericSpec | None,
-) -> dict[str, Any]:
-    """One scan: every feature's cells or category counts, the output's, confidence, times."""
-    from psycopg import sql
-
-    # Each JSONB field is extracted once a row, into the VALUES list; parsing, float32
-    # rounding and the cell code then read the VALUES' output, in a subquery kept apart
-    # (OFFSET 0) so that the parsed number is computed once, not once per reference.
-    entries: list[Any] = [
-        # Whole microseconds since 1970 are exact in a float8 (below 2^53).
-        sql.SQL(
-            "({}, NULL::jsonb, (extract(epoch FROM w.created_at) * 1000000)::float8, "
-            "NULL::text, NULL::float8[], false)"
-        ).format(sql.Literal(_TIME)),
-        sql.SQL("({}, NULL, w.confidence, NULL, NULL, false)").format(sql.Literal(_CONFIDENCE)),
-        sql.SQL("({}, NULL, abs(w.probability - 0.5) * 2, NULL, NULL, false)").format(
-            sql.Literal(_SCORE_CONFIDENCE)
-        ),
-    ]
-    names = list(numeric) + list(categorical)
-    for i, name in enumerate(names):
-        if name in numeric:
-            spec = numeric[name]
-            entries.append(
-                sql.SQL("({}, w.features -> {}, NULL, NULL, {}, {})").format(
-                    sql.Literal(i),
-                    sql.Literal(name),
-                    _points(spec.points),
-                    sql.Literal(spec.float32),
-                )
-            )
-        else:
-            entries.append(
-                sql.SQL("({}, NULL, NULL, w.features ->> {}, NULL, false)").format(
-                    sql.Literal(i), sql.Literal(name)
-                )
-            )
-    if output is not None:
-        value = (
-            sql.SQL("w.probability")
-            if output.column == "probability"
-            else _number(sql.SQL("w.prediction"))
-        )
-        entries.append(
-            sql.SQL("({}, NULL, {}, NULL, {}, {})").format(
-                sql.Literal(_OUTPUT), value, _points(output.points), sql.Literal(output.float32)
-            )
-        )
-    parsed = sql.SQL("coalesce({}, v.n)").format(_json_number(sql.SQL("v.j"), False))
-    rounded = sql.SQL("CASE WHEN v.r THEN {} ELSE {} END").format(_float32(parsed), parsed)
-    code = sql.SQL(_CODE).format(missing=sql.Literal(_MISSING), inf=sql.Literal(_INFINITE))
-    query = sql.SQL(
-        "SELECT v.f, {code} AS code, v.key, count(*), count(v.x), sum(v.x), min(v.x), max(v.x) "
-        "FROM (SELECT v.f, v.key, v.p, {rounded} AS x "
-        "FROM predictions w CROSS JOIN LATERAL (VALUES {entries}) AS v(f, j, n, key, p, r) "
-        "WHERE {where} OFFSET 0) v GROUP BY v.f, 2, v.key"
-    ).format(code=code, rounded=rounded, where=where, entries=sql.SQL(", ").join(entries))
-    # Hash the few groups: sorting (features x rows) tuples would spill to disk.
-    cur.execute("SET LOCAL enable_sort = off")
-    cur.execute(query)
-    fetched = cur.fetchall()
-    cur.execute("SET LOCAL enable_sort = on")
-    groups: dict[int, list[tuple[Any, ...]]] = {}
-    for row in fetched:
-        groups.setdefault(int(row[0]), []).append(row[1:])
-    time = groups.get(_TIME, [])
-    # Each group: (code, key, rows, non-null values, sum, min, max).
-    rows = int(time[0][2]) if time else 0
-    none = (0, None, 0, 0, None, None, None)
-    conf = groups.get(_CONFIDENCE, [none])[0]
-    score_conf = groups.get(_SCORE_CONFIDENCE, [none])[0]
-    features: dict[str, NumericCells | dict[str, int]] = {}
-    infinite = []
-    for i, name in enumerate(names):
-        found = groups.get(i, [])
-        if name in numeric:
-            cells, n_infinite = _numeric_cells(numeric[name].points, found)
-            features[name] = cells
-            if n_infinite:
-                infinite.append(name)
-        else:
-            features[name] = {
-                MISSING_CATEGORY if key is None else str(key): int(n)
-                for _code_, key, n, *_ in found
-            }
-    out_cells = None
-    out_range: tuple[float | None, float | None] = (None, None)
-    if output is not None:
-        found = groups.get(_OUTPUT, [])
-        out_cells, _ = _numeric_cells(output.points, found)
-        present = [g for g in found if g[0] not in (_MISSING, _INFINITE) and g[3]]
-        if present:
-            out_range = (min(g[5] for g in present), max(g[6] for g in present))
-    return {
-        "rows": rows,
-        "first_at": _time(time[0][5]) if time else None,
-        "last_at": _time(time[0][6]) if time else None,
-        "features": features,
-        "infinite": infinite,
-        "output": out_cells,
-        "output_range": out_range,
-        "confidence": (int(conf[3]), float(conf[4] or 0.0)),
-        "score_confidence": (score_conf[4] / score_conf[3]) if score_conf[3] else None,
-    }
-
-
-def _numeric_cells(points: np.ndarray, found: list[tuple[Any, ...]]) -> tuple[NumericCells, int]:
-    missing = sum(int(n) for code, _, n, *_ in found if code == _MISSING)
-    infinite = sum(int(n) for code, _, n, *_ in found if code == _INFINITE)
-    kept = [g for g in found if g[0] not in (_MISSING, _INFINITE)]
-    cells = NumericCells.from_codes(
-        points,
-        np.array([g[0] for g in kept], dtype=np.int64),
-        np.array([g[2] for g in kept], dtype=np.float64),
-        np.array([g[4] or 0.0 for g in kept], dtype=np.float64),
-        missing,
-    )
-    return cells, infinite
-
-
-def _time(micros: float | None) -> datetime | None:
-    if micros is None or not math.isfinite(micros):
-        return None
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(micros))
-
-
 _LABELS = (
     "LEFT JOIN (SELECT DISTINCT ON (prediction_id) prediction_id, label FROM feedback "
     "WHERE superseded_at IS NULL ORDER BY prediction_id, id DESC) f ON f.prediction_id = w.id"
@@ -395,8 +202,8 @@ def _regression(cur: Any, where: Any) -> dict[str, Any]:
     """Sums of the labelled rows' errors, the count of unusable labels and a few of them."""
     from psycopg import sql
 
-    y = _number(sql.SQL("f.label"), False)
-    pred = _number(sql.SQL("w.prediction"), False)
+    y = number(sql.SQL("f.label"))
+    pred = number(sql.SQL("w.prediction"))
     query = sql.SQL(
         "SELECT count(f.label), count({y}), count(*) FILTER (WHERE f.label IS NOT NULL AND "
         "{y} IS NOT NULL AND {pred} IS NULL), "

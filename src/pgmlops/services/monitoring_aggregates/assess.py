@@ -40,7 +40,8 @@ from pgmlops.services.monitoring_signals import (
     reference_outputs,
     valid_labels,
 )
-from pgmlops.store.window_summary import NumericSpec, WindowSummary, WindowSummaryStore
+from pgmlops.store.window_cells import NumericSpec
+from pgmlops.store.window_summary import WindowSummary, WindowSummaryStore
 
 # Rows sampled for a regression model's direct loss estimate: its interval is drawn at this
 # size, where a window's mean loss is already known to about 1%.
