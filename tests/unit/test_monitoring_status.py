@@ -11,8 +11,8 @@ from pgmlops.domain.labelled_views import MAX_RESIDUAL_POINTS, labelled_view
 from pgmlops.domain.policies import DriftPolicy
 from pgmlops.domain.profile import build_profile
 from pgmlops.domain.schema import coerce_features
-from pgmlops.domain.training_frame import prepare_training_frame
 from pgmlops.domain.status import Status, judge_metrics, overall_status
+from pgmlops.domain.training_frame import prepare_training_frame
 
 QUIET = {"drop": 0.0, "limit": 0.1, "degraded": False}
 
