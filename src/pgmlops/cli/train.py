@@ -50,6 +50,9 @@ def train(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     no_onnx: Annotated[bool, typer.Option("--no-onnx", help="Skip the ONNX copy.")] = False,
+    engine: Annotated[
+        str | None, typer.Option(help="local, or dask (see training.dask_address).")
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -73,6 +76,7 @@ def train(
         outliers=outliers,
         cv_folds=cv,
         seed=seed,
+        engine=engine,
     )
     summary = train_summary(result)
     if as_json:

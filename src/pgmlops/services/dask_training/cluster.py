@@ -1,0 +1,64 @@
+"""The Dask client a run trains through: a configured scheduler, or a LocalCluster for the run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pgmlops.errors import ConfigError
+
+# A scheduler that does not answer within this many seconds is reported, not waited for.
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def require_dask() -> None:
+    """ConfigError naming the extra to install when dask.distributed is missing."""
+    try:
+        import dask.dataframe  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"training.engine dask needs Dask ({exc}); install it with pip install 'pgmlops[dask]'"
+        ) from exc
+
+
+def _quiet_lightgbm() -> None:
+    """In a worker: LightGBM's native log lines go to logging (stderr), never to stdout."""
+    import lightgbm
+
+    lightgbm.register_logger(logging.getLogger("lightgbm"))
+
+
+@contextmanager
+def dask_client(address: str, workers: int) -> Iterator[Any]:
+    """A connected client; a LocalCluster started here is closed when the block ends."""
+    require_dask()
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if address:
+        try:
+            client = Client(address, timeout=f"{CONNECT_TIMEOUT_SECONDS}s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(
+                f"training.dask_address {address!r}: cannot reach the Dask scheduler ({first})"
+            ) from exc
+    else:
+        # One thread a worker: LightGBM runs its own threads inside each worker.
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+        )
+        client = Client(cluster)
+    try:
+        client.run(_quiet_lightgbm)
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
