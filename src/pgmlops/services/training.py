@@ -21,6 +21,7 @@ from pgmlops.config import TrainingConfig
 from pgmlops.domain.boosting import library_fit_errors
 from pgmlops.domain.card import DataFingerprint, ModelCard, OnnxInfo, SplitInfo
 from pgmlops.domain.metrics import PRIMARY_METRIC, Scores, confusion, evaluate
+from pgmlops.domain.outliers import handle_outliers
 from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
 from pgmlops.domain.predict import baseline_scores, predict_outputs, to_scores
 from pgmlops.domain.records import ModelVersion, StoredFile
@@ -77,36 +78,6 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _outlier_mask(x: pd.DataFrame, numeric: list[str], factor: float) -> tuple[pd.DataFrame, dict]:
-    q1, q3 = x[numeric].quantile(0.25), x[numeric].quantile(0.75)
-    iqr = q3 - q1
-    return pd.DataFrame({"low": q1 - factor * iqr, "high": q3 + factor * iqr}), {}
-
-
-def handle_outliers(
-    x: pd.DataFrame, y: pd.Series, schema: FeatureSchema, cfg: TrainingConfig
-) -> tuple[pd.DataFrame, pd.Series, str | None]:
-    """IQR clipping or removal on the training split only; serving never sees this step."""
-    numeric = schema.numeric
-    if cfg.outliers == "none" or not numeric:
-        return x, y, None
-    bounds, _ = _outlier_mask(x, numeric, cfg.iqr_factor)
-    if cfg.outliers == "clip":
-        x = x.copy()
-        x[numeric] = x[numeric].clip(bounds["low"], bounds["high"], axis=1)
-        return x, y, f"outliers clipped to Q1/Q3 ± {cfg.iqr_factor}·IQR in training rows"
-    values = x[numeric]
-    outside = ((values < bounds["low"]) | (values > bounds["high"])).any(axis=1)
-    kept = ~outside.to_numpy()
-    if kept.sum() < max(10, 0.5 * len(x)):
-        return x, y, "outlier removal skipped: it would remove more than half of the rows"
-    return (
-        x[kept].reset_index(drop=True),
-        y[kept].reset_index(drop=True),
-        f"{int(outside.sum())} training rows removed as outliers (IQR × {cfg.iqr_factor})",
-    )
 
 
 def order_classes(schema: FeatureSchema, positive: str | None) -> FeatureSchema:
@@ -212,7 +183,9 @@ def train_model(
     )
     x_val, y_val = x.iloc[split.validation], y.iloc[split.validation].to_numpy()
     x_hold, y_hold = x.iloc[split.holdout], y.iloc[split.holdout].to_numpy()
-    x_train, y_train, outlier_note = handle_outliers(x_train, y_train, schema, cfg)
+    x_train, y_train, outlier_note = handle_outliers(
+        x_train, y_train, schema.numeric, cfg.outliers, cfg.iqr_factor
+    )
     if outlier_note:
         notes.append(outlier_note)
 

@@ -23,11 +23,10 @@ from pgmlops.domain.profile import (
     PSI_BINS,
     NumericProfile,
     ReferenceProfile,
-    _decimals,
-    _round,
     categorical_profile,
     category_counts,
     profile_output,
+    round_to_spread,
     sample_rows,
     sorted_present,
 )
@@ -110,12 +109,12 @@ def profile_partitions(
         count, _, _, _, lo, hi = total[name]
         if count == 0:
             continue
-        decimals = _decimals(float(hi - lo))
         values = np.array(q, dtype=np.float64)
         # The grid's ends are the exact extremes, as a local profile's observed quantiles are.
         values[0], values[GRID_POINTS - 1] = lo, hi
-        grid = np.unique(_round(values[:GRID_POINTS], decimals))
-        edges[name] = (grid, np.unique(_round(values[GRID_POINTS:], decimals)))
+        spread = float(hi - lo)
+        grid = np.unique(round_to_spread(values[:GRID_POINTS], spread))
+        edges[name] = (grid, np.unique(round_to_spread(values[GRID_POINTS:], spread)))
     at = _tree([dask.delayed(_counts_at)(c, edges) for c in chunks], _add_counts)
     counts = dask.compute(at)[0] if edges else {}
     features = []
@@ -165,5 +164,5 @@ def _numeric(
         grid_counts=[int(c) for c in grid_counts],
         psi_edges=psi.tolist(),
         psi_counts=np.diff(psi_at, prepend=0, append=count).astype(int).tolist(),
-        sample=_round(np.asarray(picked, dtype=np.float64), _decimals(float(hi - lo))).tolist(),
+        sample=round_to_spread(np.asarray(picked, dtype=np.float64), float(hi - lo)).tolist(),
     )
