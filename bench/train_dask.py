@@ -125,8 +125,8 @@ def write_report(
     lines = [
         "# Training: single process vs a Dask LocalCluster",
         "",
-        f"Run {started} with `nice -n {niceness} python bench/train_dask.py "
-        f"{' '.join(sys.argv[1:])}`.",
+        f"Runs on {started[:10]}, each with the command in its row (PYTHONPATH=src, "
+        "niceness as shown).",
         "",
         f"Machine: {m['nproc']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, Python {m['python']}. "
         "Other helpers' builds and tests shared the machine: the load average at each run's "
@@ -140,15 +140,16 @@ def write_report(
         "(the Dask workers; the nanny processes stay below).",
         "",
         "| rows | engine | wall s | in-process s | ROC AUC | driver peak MB | others' peak MB | "
-        "tree total peak MB | load at start | machine busy cores |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: |",
+        "tree total peak MB | load at start | machine busy cores | started | command |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | --- | --- |",
     ]
     for r in results:
         others = ", ".join(str(x) for x in r["other_processes_mb"]) or "-"
         lines.append(
             f"| {r['rows']:,} | {r['engine']} | {r['wall_s']} | {r['in_process_s']} | "
             f"{r['roc_auc']} | {r['driver_mb']} | {others} | {r['tree_total_peak_mb']} | "
-            f"{r['load_at_start']} | {r['machine_busy_cores']} |"
+            f"{r['load_at_start']} | {r['machine_busy_cores']} | {r.get('at', '')} | "
+            f"`{r.get('command', '')}` |"
         )
     md = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -160,18 +161,27 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--engines", nargs="+", default=["local", "dask"], choices=["local", "dask"])
+    ap.add_argument(
+        "--append", action="store_true", help="keep the runs already in the results JSON"
+    )
     ap.add_argument("--out", type=Path, default=BENCH / "results" / "train-dask.md")
     args = ap.parse_args()
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     m = machine()
     niceness = os.nice(0)
+    command = f"nice -n {niceness} python bench/train_dask.py {' '.join(sys.argv[1:])}".strip()
     results = []
+    if args.append and args.out.with_suffix(".json").exists():
+        results = json.loads(args.out.with_suffix(".json").read_text())
     top = Path(tempfile.mkdtemp(prefix="pgmlops-train-dask-"))
     try:
         for rows in args.rows:
             say(f"writing {rows:,} rows")
             single, parts = write_data(rows, top)
             for engine, data in (("local", single), ("dask", parts)):
+                if engine not in args.engines:
+                    continue
                 work = top / f"{engine}-{rows}"
                 work.mkdir()
                 env = {k: v for k, v in os.environ.items() if not k.startswith("PGMLOPS_")}
@@ -190,6 +200,8 @@ def main() -> int:
                     "rows": rows,
                     "engine": engine,
                     "load_at_start": load,
+                    "at": datetime.now(UTC).strftime("%H:%M UTC"),
+                    "command": command,
                     **run(cmd, env, work),
                 }
                 say(str(result))

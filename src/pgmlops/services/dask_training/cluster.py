@@ -56,7 +56,12 @@ def dask_client(address: str, workers: int) -> Iterator[Any]:
         )
         client = Client(cluster)
     try:
-        client.run(_quiet_lightgbm)
+        try:
+            client.run(_quiet_lightgbm)
+        except ImportError as exc:
+            raise ConfigError(
+                f"the Dask workers cannot import LightGBM ({exc}): install pgmlops[dask] on them"
+            ) from exc
         yield client
     finally:
         client.close()

@@ -101,7 +101,7 @@ def _hashes(frame: pd.DataFrame) -> bytes:
 
 
 def infer_schema(
-    raw: dd.DataFrame, target: str, cfg: TrainingConfig
+    client: Any, raw: dd.DataFrame, target: str, cfg: TrainingConfig
 ) -> tuple[FeatureSchema, str, int]:
     """The schema over every row, the data's sha256 (as a local run computes it) and its rows."""
     if target not in raw.columns:
@@ -113,14 +113,17 @@ def infer_schema(
     frac = min(1.0, SCHEMA_SAMPLE_ROWS / n_rows)
     sample = raw.sample(frac=frac, random_state=cfg.seed) if frac < 1.0 else raw
     _, _, draft = prepare_local(sample.compute(), target, cfg.task, cfg.drop)
-    parts = [dask.delayed(_summarise)(p, draft) for p in raw.to_delayed()]
-    hashes = [dask.delayed(_hashes)(p) for p in raw.to_delayed()]
-    summaries, hashed = dask.compute(parts, hashes)
-    total = _merge(list(summaries), draft)
-    # The same bytes, in the same order, as datasets.fingerprint over the whole frame.
+    chunks = raw.to_delayed()
+    parts = [dask.delayed(_summarise)(p, draft) for p in chunks]
+    hashes = client.compute([dask.delayed(_hashes)(p) for p in chunks])
+    total = _merge(list(dask.compute(*parts)), draft)
+    # The same bytes, in the same order, as datasets.fingerprint over the whole frame; each
+    # partition's 8 bytes a row reach the driver one partition at a time.
     digest = hashlib.sha256("\x1f".join(map(str, raw.columns)).encode())
-    for chunk in hashed:
-        digest.update(chunk)
+    for i, future in enumerate(hashes):
+        digest.update(future.result())
+        hashes[i] = None
+        future.release()
     return _exact_schema(draft, total), digest.hexdigest(), n_rows
 
 

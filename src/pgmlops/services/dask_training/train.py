@@ -53,7 +53,7 @@ def train_on_dask(
     step(f"connecting to {where}")
     with dask_client(cfg.dask_address, cfg.dask_workers) as client:
         step(f"reading {raw.npartitions} partitions and inferring the schema")
-        schema, sha256, n_rows = frames.infer_schema(raw, target, cfg)
+        schema, sha256, n_rows = frames.infer_schema(client, raw, target, cfg)
         schema = order_classes(schema, cfg.positive_class)
         notes = [f"column {c!r} left out: {why}" for c, why in schema.dropped.items()]
         prepared = frames.prepare_rows(client, raw, schema, cfg, n_rows)
