@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +34,24 @@ def _quiet_lightgbm() -> None:
 
 
 @contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Worker processes started inside inherit stderr as their stdout.
+
+    LightGBM's network set-up prints to the C stdout of the worker thread that trains (its
+    log callback is per thread), which would corrupt `pgmlops train --json`.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@contextmanager
 def dask_client(address: str, workers: int) -> Iterator[Any]:
     """A connected client; a LocalCluster started here is closed when the block ends."""
     require_dask()
@@ -47,13 +67,14 @@ def dask_client(address: str, workers: int) -> Iterator[Any]:
                 f"training.dask_address {address!r}: cannot reach the Dask scheduler ({first})"
             ) from exc
     else:
-        # One thread a worker: LightGBM runs its own threads inside each worker.
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            dashboard_address=None,
-            silence_logs=logging.WARNING,
-        )
+        with _stdout_to_stderr():
+            # One thread a worker: LightGBM runs its own threads inside each worker.
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                dashboard_address=None,
+                silence_logs=logging.WARNING,
+            )
         client = Client(cluster)
     try:
         try:
