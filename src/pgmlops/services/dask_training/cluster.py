@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,21 @@ def _quiet_lightgbm() -> None:
     lightgbm.register_logger(logging.getLogger("lightgbm"))
 
 
+def _refuse_fast(address: str) -> None:
+    """OSError at once when a tcp:// scheduler refuses the connection.
+
+    Dask's client retries a refused connection until its timeout runs out.
+    """
+    scheme, sep, rest = address.rpartition("://")
+    if sep and scheme != "tcp":
+        return
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    with socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_SECONDS):
+        pass
+
+
 @contextmanager
 def _stdout_to_stderr() -> Iterator[None]:
     """Worker processes started inside inherit stderr as their stdout.
@@ -60,9 +76,14 @@ def dask_client(address: str, workers: int) -> Iterator[Any]:
     cluster = None
     if address:
         try:
+            _refuse_fast(address)
             client = Client(address, timeout=f"{CONNECT_TIMEOUT_SECONDS}s")
-        except (OSError, TimeoutError, ValueError) as exc:
+        except (OSError, TimeoutError, ValueError, MemoryError) as exc:
+            # MemoryError: something answered that does not speak Dask's protocol, and its
+            # first bytes were read as a frame length.
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if isinstance(exc, MemoryError):
+                first = "it answers, but not as a Dask scheduler"
             raise ConfigError(
                 f"training.dask_address {address!r}: cannot reach the Dask scheduler ({first})"
             ) from exc
