@@ -65,6 +65,20 @@ class TrainingConfig(_Section):
     dayfirst: bool = Field(
         True, description="dates that fit both orders (01/03/2024) are read day/month"
     )
+    # Where the fit runs: in this process, or on a Dask cluster that reads the data in
+    # partitions (Parquet, or a database table split by an indexed column).
+    engine: Literal["local", "dask"] = "local"
+    dask_address: str = Field(
+        "", description="Dask scheduler (tcp://host:8786); empty: a LocalCluster for the run"
+    )
+    dask_workers: int = Field(
+        2, ge=1, le=256, description="worker processes of the LocalCluster started for a run"
+    )
+    dask_index_column: str | None = Field(
+        None,
+        min_length=1,
+        description="engine dask reading a database table: the indexed column it is split on",
+    )
 
     @field_validator("features")
     @classmethod

@@ -2,4 +2,6 @@
 
 from pgmlops.cli import main
 
-main()
+# Guarded: a LocalCluster's worker processes (training.engine dask) re-import the main module.
+if __name__ == "__main__":
+    main()

@@ -56,6 +56,9 @@ def train(
     encoding: Annotated[
         str | None, typer.Option("--encoding", help="CSV encoding, e.g. cp1252 (sniffed).")
     ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="local, or dask (see training.dask_address).")
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -83,6 +86,7 @@ def train(
             seed=seed,
             sep=sep,
             encoding=encoding,
+            engine=engine,
         )
     summary = train_summary(result)
     if as_json:

@@ -412,5 +412,10 @@ def _round(values: np.ndarray, decimals: int | None) -> np.ndarray:
     return values if decimals is None else np.round(values, decimals)
 
 
+def round_to_spread(values: np.ndarray, spread: float) -> np.ndarray:
+    """Values rounded as a profile's grid is, for a column whose values span ``spread``."""
+    return _round(values, _decimals(spread))
+
+
 def _is_missing(key: object) -> bool:
     return key is None or key is pd.NA or (isinstance(key, float) and math.isnan(key))

@@ -86,6 +86,16 @@ def train_version(
         extra["onnx"] = False
     cfg = training_config(base, extra)
     name = model_name or ctx.settings.model_name
+    if cfg.engine == "dask":
+        if isinstance(data, pd.DataFrame):
+            raise ConfigError(
+                "training.engine dask reads Parquet files or a database table, not a DataFrame"
+            )
+        from pgmlops.services.dask_training.train import train_on_dask
+
+        return train_on_dask(
+            ctx, data, target, cfg, query=query, model_name=name, actor=actor, progress=progress
+        )
     if isinstance(data, pd.DataFrame):
         if query:
             raise ConfigError("query= reads from a database URL, not from a DataFrame")

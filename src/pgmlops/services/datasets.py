@@ -240,6 +240,10 @@ def load_source(source: dict[str, Any]) -> Dataset:
     """Read a recorded training source again (used by retraining)."""
     if source.get("kind") == "frame":
         raise DataError("it was a DataFrame passed from Python, which is not kept")
+    if source.get("kind") == "parquet":
+        # Several files are read in partitions by training.engine dask, which retraining
+        # does not run yet: `pgmlops train --engine dask` on the same files does.
+        raise DataError(f"it is a set of Parquet files ({source['path']}) read by engine dask")
     if source.get("kind") == "sql":
         url = source["url"]
         if "***" in url:

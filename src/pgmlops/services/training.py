@@ -22,6 +22,7 @@ from pgmlops.domain.boosting import iteration_fit_params, library_fit_errors
 from pgmlops.domain.card import DataFingerprint, ModelCard, OnnxInfo, SplitInfo
 from pgmlops.domain.importance import IMPORTANCE_ROWS, permutation_importance
 from pgmlops.domain.metrics import PRIMARY_METRIC, Scores, confusion, evaluate, metric_value
+from pgmlops.domain.outliers import handle_outliers
 from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
 from pgmlops.domain.predict import Outputs, baseline_scores, predict_outputs, to_scores
 from pgmlops.domain.records import ModelVersion, StoredFile
@@ -81,37 +82,8 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _outlier_mask(x: pd.DataFrame, numeric: list[str], factor: float) -> tuple[pd.DataFrame, dict]:
-    q1, q3 = x[numeric].quantile(0.25), x[numeric].quantile(0.75)
-    iqr = q3 - q1
-    return pd.DataFrame({"low": q1 - factor * iqr, "high": q3 + factor * iqr}), {}
-
-
-def handle_outliers(
-    x: pd.DataFrame, y: pd.Series, schema: FeatureSchema, cfg: TrainingConfig
-) -> tuple[pd.DataFrame, pd.Series, str | None]:
-    """IQR clipping or removal on the training split only; serving never sees this step."""
-    numeric = schema.numeric
-    if cfg.outliers == "none" or not numeric:
-        return x, y, None
-    bounds, _ = _outlier_mask(x, numeric, cfg.iqr_factor)
-    if cfg.outliers == "clip":
-        x = x.copy()
-        x[numeric] = x[numeric].clip(bounds["low"], bounds["high"], axis=1)
-        return x, y, f"outliers clipped to Q1/Q3 ± {cfg.iqr_factor}·IQR in training rows"
-    values = x[numeric]
-    outside = ((values < bounds["low"]) | (values > bounds["high"])).any(axis=1)
-    kept = ~outside.to_numpy()
-    if kept.sum() < max(10, 0.5 * len(x)):
-        return x, y, "outlier removal skipped: it would remove more than half of the rows"
-    return (
-        x[kept].reset_index(drop=True),
-        y[kept].reset_index(drop=True),
-        f"{int(outside.sum())} training rows removed as outliers (IQR × {cfg.iqr_factor})",
-    )
-
-
-def _order_classes(schema: FeatureSchema, positive: str | None) -> FeatureSchema:
+def order_classes(schema: FeatureSchema, positive: str | None) -> FeatureSchema:
+    """Put the configured positive class last (binary), where scores read P(positive)."""
     if schema.task != "binary" or positive is None:
         return schema
     classes = schema.classes or []
@@ -207,7 +179,7 @@ def train_model(
     x, y, schema = prepare_training_frame(
         dataset.frame, target, cfg.task, cfg.drop, options=options, notes=read_notes
     )
-    schema = _order_classes(schema, cfg.positive_class)
+    schema = order_classes(schema, cfg.positive_class)
     notes = [f"column {c!r} left out: {why}" for c, why in schema.dropped.items()]
     notes += dataset.notes + read_notes
     for note in notes:
@@ -228,7 +200,9 @@ def train_model(
     )
     x_val, y_val = x.iloc[split.validation], y.iloc[split.validation].to_numpy()
     x_hold, y_hold = x.iloc[split.holdout], y.iloc[split.holdout].to_numpy()
-    x_train, y_train, outlier_note = handle_outliers(x_train, y_train, schema, cfg)
+    x_train, y_train, outlier_note = handle_outliers(
+        x_train, y_train, schema.numeric, cfg.outliers, cfg.iqr_factor
+    )
     if outlier_note:
         notes.append(outlier_note)
 
@@ -248,6 +222,88 @@ def train_model(
     # Boosting libraries with a per-fit callback report iterations (`advance` on a terminal).
     _fit(pipeline, x_train, y_train, **iteration_fit_params(estimator, _advance(progress)))
 
+    cv_metrics = None
+    if cfg.cv_folds >= 2:
+        step(f"{cfg.cv_folds}-fold cross-validation")
+        x_cv = pd.concat([x_train, x.iloc[split.validation]], ignore_index=True)
+        y_cv = pd.concat([y_train, y.iloc[split.validation]], ignore_index=True)
+        cv_metrics = _cross_validate(cfg, x_cv, y_cv, schema, new_estimator)
+
+    from pgmlops.domain.crossfit import with_cross_fitted
+    from pgmlops.domain.profile import build_profile
+
+    fitted = Fitted(
+        pipeline=pipeline,
+        schema=schema,
+        target=target,
+        x_val=x_val,
+        y_val=y_val,
+        x_hold=x_hold,
+        y_hold=y_hold,
+        y_train=y_train,
+        train_rows=len(x_train),
+        data=DataFingerprint(
+            sha256=dataset.sha256,
+            rows=len(dataset.frame),
+            columns=[str(c) for c in dataset.frame.columns],
+            source=dataset.description,
+            rows_without_target=len(dataset.frame) - len(x),
+        ),
+        notes=notes,
+        cv_metrics=cv_metrics,
+        profile=lambda scores, conf: build_profile(
+            x_train, schema, scores=scores, confidence=conf, seed=cfg.seed
+        ),
+        crossed=lambda held, scoring: with_cross_fitted(
+            held, pipeline, scoring, x_train, y_train, folds=cfg.reference_folds, seed=cfg.seed
+        ),
+    )
+    return register_fitted(
+        ctx, fitted, cfg, model_name=model_name, actor=actor, source=dataset.source,
+        progress=step, started=started,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A fitted pipeline and the held-out rows that judge it, however it was trained.
+
+    The single-process path holds every row; the Dask path (services/dask_training) holds
+    bounded samples of the validation and holdout rows and profiles the training rows itself.
+    """
+
+    pipeline: Any
+    schema: FeatureSchema
+    target: str
+    x_val: pd.DataFrame
+    y_val: np.ndarray
+    x_hold: pd.DataFrame
+    y_hold: np.ndarray
+    y_train: pd.Series  # the baseline's prior (or mean) comes from these labels
+    train_rows: int
+    data: DataFingerprint
+    notes: list[str]
+    cv_metrics: dict[str, float] | None
+    profile: Callable[[np.ndarray, np.ndarray | None], Any]
+    crossed: Callable[[Scores, Any], Scores]
+
+
+def register_fitted(
+    ctx: Context,
+    fitted: Fitted,
+    cfg: TrainingConfig,
+    *,
+    model_name: str,
+    actor: str,
+    source: dict[str, Any],
+    progress: Progress,
+    started: float,
+) -> TrainResult:
+    """Tune, evaluate on the holdout, build the card, ONNX copy and profile, and register."""
+    step = progress
+    pipeline, schema, target, notes = fitted.pipeline, fitted.schema, fitted.target, fitted.notes
+    x_val, y_val, x_hold, y_hold = fitted.x_val, fitted.y_val, fitted.x_hold, fitted.y_hold
+    estimator = pipeline.steps[-1][1]
     threshold = None
     calibration = None
     scoring = _ScoringCard(schema, None)
@@ -266,13 +322,8 @@ def train_model(
     hold_out = predict_outputs(pipeline, scoring, x_hold)
     hold_scores = to_scores(scoring, hold_out, y_hold)
     metrics = evaluate(hold_scores)
-    baseline = _baseline_metrics(schema, y_train, y_hold, threshold)
-    cv_metrics = None
-    if cfg.cv_folds >= 2:
-        step(f"{cfg.cv_folds}-fold cross-validation")
-        x_cv = pd.concat([x_train, x.iloc[split.validation]], ignore_index=True)
-        y_cv = pd.concat([y_train, y.iloc[split.validation]], ignore_index=True)
-        cv_metrics = _cross_validate(cfg, x_cv, y_cv, schema, new_estimator)
+    baseline = _baseline_metrics(schema, fitted.y_train, y_hold, threshold)
+    cv_metrics = fitted.cv_metrics
 
     step(f"permutation importance on up to {IMPORTANCE_ROWS:,} holdout rows")
     primary = ctx.settings.promotion.primary_for(schema.task)
@@ -307,20 +358,14 @@ def train_model(
         baseline_metrics=_clean(baseline),
         calibration=calibration.model_dump(mode="json") if calibration else None,
         reference_confidence=float(np.mean(hold_conf)) if hold_conf is not None else None,
-        data=DataFingerprint(
-            sha256=dataset.sha256,
-            rows=len(dataset.frame),
-            columns=[str(c) for c in dataset.frame.columns],
-            source=dataset.description,
-            rows_without_target=len(dataset.frame) - len(x),
-        ),
+        data=fitted.data,
         split=SplitInfo(
             method="content-hash, stratified",
             test_size=cfg.test_size,
             validation_size=cfg.validation_size,
-            train_rows=len(x_train),
-            validation_rows=len(split.validation),
-            holdout_rows=len(split.holdout),
+            train_rows=fitted.train_rows,
+            validation_rows=len(x_val),
+            holdout_rows=len(x_hold),
         ),
         onnx=OnnxInfo(present=False, reason="not converted yet"),
         libraries=_library_versions(),
@@ -341,29 +386,17 @@ def train_model(
         )
 
     step("profiling the reference data for drift monitoring")
-    from pgmlops.domain.profile import build_profile
-
-    profile = build_profile(
-        x_train,
-        schema,
-        scores=_score_vector(hold_out, schema.task),
-        confidence=hold_conf,
-        seed=cfg.seed,
-    )
+    profile = fitted.profile(_score_vector(hold_out, schema.task), hold_conf)
     holdout_frame = x_hold.assign(**{target: y_hold}).reset_index(drop=True)
     step("keeping reference outputs for monitoring")
     val_out = predict_outputs(pipeline, scoring, x_val)
-    from pgmlops.domain.crossfit import with_cross_fitted
-
     refs = _monitoring_references(
         ctx,
         schema,
         (x_val, y_val, val_out),
         hold_scores,
         cfg,
-        lambda held: with_cross_fitted(
-            held, pipeline, scoring, x_train, y_train, folds=cfg.reference_folds, seed=cfg.seed
-        ),
+        lambda held: fitted.crossed(held, scoring),
     )
     files.update(refs)
     step("storing artifacts and registering the version")
@@ -377,7 +410,7 @@ def train_model(
         files,
         card,
         actor,
-        dataset.source,
+        source,
         sign=lambda number, fs: ctx.artifacts.sign_files(model_name, number, fs),
     )
     mlflow_run = None

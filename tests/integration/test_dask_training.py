@@ -1,0 +1,167 @@
+"""`training.engine: dask`: a version trained on a Dask cluster is the version a local run makes.
+
+One in-process LocalCluster (one worker: LightGBM's network is one per process) serves the
+session; runs reach it through `training.dask_address`, as they would reach a real cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pgmlops.client import Client
+from pgmlops.config import Settings
+from pgmlops.domain.demo_data import make_churn
+from pgmlops.errors import ConfigError
+from pgmlops.services.commands import train_version
+from pgmlops.services.context import Context
+from pgmlops.services.datasets import load_file
+
+FEW_TREES = {"n_estimators": 20}
+
+
+@pytest.fixture(scope="session")
+def dask_address() -> Iterator[str]:
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    )
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def churn_parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2,400 demo customers in four Parquet files (four partitions)."""
+    folder = tmp_path_factory.mktemp("dask") / "churn"
+    folder.mkdir()
+    frame = make_churn(2_400, seed=5)
+    for i in range(4):
+        frame.iloc[i * 600 : (i + 1) * 600].to_parquet(folder / f"part-{i}.parquet", index=False)
+    return folder
+
+
+def _train(ctx: Context, data: str, address: str, query: str | None = None, **overrides):
+    options = {"engine": "dask", "dask_address": address, "params": FEW_TREES, **overrides}
+    return train_version(
+        ctx, data=data, query=query, target="Exited", model_name="churn", overrides=options,
+        actor="t",
+    )  # fmt: skip
+
+
+def test_a_dask_trained_version_is_registered_servable_and_carded_like_a_local_one(
+    ctx: Context, churn_parts: Path, dask_address: str, tmp_path: Path
+) -> None:
+    result = _train(ctx, str(churn_parts / "*.parquet"), dask_address, estimator="lightgbm")
+    card = result.version.card
+    assert card.training["engine"] == "dask"
+    assert card.onnx.present and card.onnx.max_abs_diff < 1e-4
+    assert set(result.version.files) >= {"model", "onnx", "holdout", "reference"}
+    # The data's fingerprint and split are the local run's: same bytes hashed, same row keys.
+    whole = pd.concat(pd.read_parquet(p) for p in sorted(churn_parts.glob("*.parquet")))
+    single = tmp_path / "whole.parquet"
+    whole.to_parquet(single, index=False)
+    assert card.data.sha256 == load_file(str(single)).sha256
+    local = train_version(
+        ctx, data=str(single), target="Exited", model_name="churn", actor="t",
+        overrides={"estimator": "lightgbm", "params": FEW_TREES, "reference_folds": 0},
+    ).version.card  # fmt: skip
+    assert card.split == local.split
+    # Exact sums over partitions: the schema matches up to the last bits of a float's std.
+    for ours, theirs in zip(
+        card.feature_schema.features, local.feature_schema.features, strict=True
+    ):
+        assert ours.std == (theirs.std and pytest.approx(theirs.std, rel=1e-9))
+        assert ours.model_copy(update={"std": theirs.std}) == theirs
+    assert card.feature_schema.dropped == local.feature_schema.dropped
+    assert set(card.model_dump()) == set(local.model_dump())
+    assert card.estimator == local.estimator == "lightgbm.sklearn.LGBMClassifier"
+    assert card.metrics["roc_auc"] == pytest.approx(local.metrics["roc_auc"], abs=0.05)
+    # The profile was counted over partitions: every training row, exact counts at its grid.
+    profile = json.loads(ctx.artifacts.get(result.version.files["reference"]))
+    by_name = {f["name"]: f for f in profile["features"]}
+    assert profile["n_rows"] == card.split.train_rows
+    assert sum(by_name["Geography"]["counts"].values()) == profile["n_rows"]
+    age = by_name["Age"]
+    assert age["grid_counts"][-1] == sum(age["psi_counts"]) == age["n"] - age["n_missing"]
+    with Client(settings=ctx.settings) as client:
+        model = client.load(f"churn/{result.version.version}")
+        assert len(model.predict(whole.drop(columns=["Exited"]).head(5))) == 5
+        # The promotion gates judge it as any candidate: the first version passes them.
+        promoted = client.promote("churn", result.version.version)
+    assert promoted.decision is not None and promoted.event.action == "promote"
+
+
+def test_a_postgresql_table_is_read_in_partitions_by_its_index_column(
+    ctx: Context, dask_address: str
+) -> None:
+    if not ctx.settings.database_url.startswith("postgresql"):
+        pytest.skip("reading a table in partitions by index column is tested on PostgreSQL")
+    from sqlalchemy import create_engine
+
+    from pgmlops.store.db import normalize_url
+
+    engine = create_engine(normalize_url(ctx.settings.database_url))
+    make_churn(2_000, seed=6).to_sql("customers", engine, index=False)
+    engine.dispose()
+    result = _train(
+        ctx, ctx.settings.database_url, dask_address, query="customers",
+        dask_index_column="CustomerId",
+    )  # fmt: skip
+    assert result.version.card.data.rows == 2_000
+    assert result.version.card.data.source == "sql: SELECT * FROM customers"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({"estimator": "sklearn.ensemble.HistGradientBoostingClassifier"}, "no Dask interface"),
+        ({"cv_folds": 3}, "does not cross-validate"),
+        ({"imbalance": "smote"}, "SMOTE"),
+        ({"query": "select * from customers", "dask_index_column": "id"}, "names a table"),
+        ({"query": "customers"}, "dask_index_column"),
+    ],
+)
+def test_settings_the_dask_path_cannot_honour_are_one_config_error(
+    tmp_path: Path, churn_parts: Path, overrides: dict, words: str
+) -> None:
+    # Each is refused before any cluster is reached (the address here answers nobody).
+    options = {"engine": "dask", "dask_address": "tcp://127.0.0.1:9", **overrides}
+    query = options.pop("query", None)
+    data = "postgresql://u@localhost/db" if query else str(churn_parts)
+    ctx = Context(_sqlite_settings(tmp_path))
+    try:
+        with pytest.raises(ConfigError, match=words):
+            train_version(
+                ctx, data=data, query=query, target="Exited", model_name="churn", actor="t",
+                overrides=options,
+            )  # fmt: skip
+    finally:
+        ctx.close()
+
+
+def _sqlite_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'pgmlops.db'}",
+        artifact_root=str(tmp_path / "artifacts"),
+        model_name="churn",
+    )
+
+
+@pytest.mark.e2e
+def test_an_unreachable_scheduler_is_one_line_and_a_non_zero_exit(
+    tmp_path: Path, churn_parts: Path
+) -> None:
+    from tests.e2e.test_cli import Cli, assert_one_line_error
+
+    cli = Cli(_sqlite_settings(tmp_path), tmp_path)
+    result = cli(
+        "train", "--data", str(churn_parts), "--target", "Exited", "--engine", "dask",
+        PGMLOPS_TRAINING__DASK_ADDRESS="tcp://127.0.0.1:9",
+    )  # fmt: skip
+    assert_one_line_error(result, 2, "cannot reach the Dask scheduler", "tcp://127.0.0.1:9")
