@@ -17,16 +17,12 @@ in the profile), which sees many small shifts at once and changes in how feature
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
-from scipy.special import kolmogorov, rel_entr
-from scipy.stats import chi2
 
 from pgmlops.domain.drift_null import (
     js_threshold,
@@ -35,25 +31,31 @@ from pgmlops.domain.drift_null import (
     size_factor,
     wasserstein_threshold,
 )
+from pgmlops.domain.drift_tests import (
+    ColumnTest,
+    WindowColumn,
+    benjamini_hochberg,
+    bonferroni,
+    categorical_test,
+    column_test,
+    counts_test,
+    numeric_test,
+)
 from pgmlops.domain.multivariate import MultivariateDrift, multivariate_drift
 from pgmlops.domain.policies import DriftPolicy as DriftPolicy
 from pgmlops.domain.profile import (
-    OTHER_CATEGORY,
     CategoricalProfile,
     NumericProfile,
     OutputKind,
     ReferenceProfile,
     build_profile,
-    category_counts,
-    float_values,
     map_columns,
     output_values,
-    population_stability_index,
     profile_frame,
     select_columns,
 )
-from pgmlops.domain.schema import MISSING_CATEGORY, FeatureSchema, Kind
-from pgmlops.domain.window_counts import NumericCells, cells_distance, numeric_distance
+from pgmlops.domain.schema import FeatureSchema, Kind
+from pgmlops.domain.window_counts import NumericCells
 from pgmlops.errors import DataError
 
 __all__ = [
@@ -69,9 +71,6 @@ __all__ = [
     "compare",
     "detect_drift",
 ]
-
-# Chi-square needs expected counts of about 5; rarer categories are pooled for the test.
-_MIN_EXPECTED = 5.0
 
 
 class FeatureDrift(BaseModel):
@@ -127,41 +126,6 @@ class DriftReport(BaseModel):
         raise KeyError(name)
 
 
-@dataclass
-class _Raw:
-    """A test result before multiple-testing correction."""
-
-    test: Literal["ks", "chi2"]
-    statistic: float
-    p_value: float
-    psi: float
-    missing_rate_current: float
-    wasserstein_norm: float | None = None
-    js: float | None = None
-    unseen: list[str] = field(default_factory=list)
-
-
-def benjamini_hochberg(p: np.ndarray | Sequence[float]) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (controls the false discovery rate), input order."""
-    values = _p_values(p)
-    m = values.size
-    if m == 0:
-        return values
-    order = np.argsort(values, kind="stable")
-    scaled = values[order] * m / np.arange(1, m + 1)
-    # Step-up: each adjusted value is the smallest scaled value at its rank or above.
-    monotone = np.minimum.accumulate(scaled[::-1])[::-1]
-    adjusted = np.empty(m)
-    adjusted[order] = np.minimum(monotone, 1.0)
-    return adjusted
-
-
-def bonferroni(p: np.ndarray | Sequence[float]) -> np.ndarray:
-    """Bonferroni adjusted p-values (controls the family-wise error rate)."""
-    values = _p_values(p)
-    return np.minimum(values * values.size, 1.0)
-
-
 def detect_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -210,13 +174,10 @@ def compare(
     _check_sizes(profile, len(current), policy)
     _check_critical(specs, policy)
     cols = select_columns(current, [s.name for s in specs], "the current window")
-    raws = map_columns(lambda i: _test_column(specs[i], cols[i]), range(len(specs)), len(current))
+    raws = map_columns(lambda i: column_test(specs[i], cols[i]), range(len(specs)), len(current))
     output = _output_drift(profile, scores, policy) if scores is not None else None
     multivariate, note = multivariate_drift(profile, current, specs, policy)
     return _report(profile, specs, raws, len(current), policy, output, multivariate, note)
-
-
-WindowColumn = NumericCells | dict[str, int]
 
 
 def compare_counts(
@@ -243,7 +204,7 @@ def compare_counts(
     absent = [s.name for s in specs if s.name not in counts]
     if absent:
         raise DataError(f"the current window has no column for feature(s): {', '.join(absent)}")
-    raws = [_test_counts(spec, counts[spec.name]) for spec in specs]
+    raws = [counts_test(spec, counts[spec.name]) for spec in specs]
     drift_out = None
     if output is not None:
         drift_out = _output_counts_drift(profile, output, mean_confidence, n_current, policy)
@@ -265,7 +226,7 @@ def _check_critical(
 def _report(
     profile: ReferenceProfile,
     specs: Sequence[NumericProfile | CategoricalProfile],
-    raws: Sequence[_Raw],
+    raws: Sequence[ColumnTest],
     n_current: int,
     policy: DriftPolicy,
     output: OutputDrift | None,
@@ -333,95 +294,9 @@ def _check_sizes(profile: ReferenceProfile, n_current: int, policy: DriftPolicy)
         )
 
 
-def _test_column(spec: NumericProfile | CategoricalProfile, col: pd.Series) -> _Raw:
-    if isinstance(spec, NumericProfile):
-        return _numeric_test(spec, float_values(col))
-    return _categorical_test(spec, category_counts(col))
-
-
-def _test_counts(spec: NumericProfile | CategoricalProfile, counted: WindowColumn) -> _Raw:
-    if isinstance(spec, NumericProfile) and isinstance(counted, NumericCells):
-        return _numeric_test(spec, counted)
-    if isinstance(spec, CategoricalProfile) and isinstance(counted, dict):
-        return _categorical_test(spec, counted)
-    raise DataError(f"feature {spec.name!r} was counted as the wrong kind ({spec.kind} expected)")
-
-
-def _numeric_test(ref: NumericProfile, values: np.ndarray | NumericCells) -> _Raw:
-    """Two-sample KS with the asymptotic Kolmogorov p-value, plus the effect sizes."""
-    if isinstance(values, NumericCells):
-        dist = cells_distance(ref, values)
-    else:
-        dist = numeric_distance(ref, values)
-    return _Raw(
-        test="ks",
-        statistic=dist.ks,
-        p_value=float(kolmogorov(math.sqrt(dist.n_effective) * dist.ks)),
-        psi=dist.psi,
-        missing_rate_current=dist.missing_rate,
-        wasserstein_norm=dist.wasserstein_norm,
-    )
-
-
-def _categorical_test(ref: CategoricalProfile, counts: dict[str, int]) -> _Raw:
-    """Chi-square homogeneity on counts; unseen categories pool into one "other" bucket."""
-    names = list(ref.counts)
-    ref_c = np.array([ref.counts[k] for k in names], dtype=np.float64)
-    cur_c = np.array([counts.get(k, 0) for k in names], dtype=np.float64)
-    new_missing = float(counts.get(MISSING_CATEGORY, 0)) if MISSING_CATEGORY not in names else 0.0
-    unseen = sorted(k for k in counts if k not in ref.counts and k != MISSING_CATEGORY)
-    pooled = float(sum(counts[k] for k in unseen))
-    if pooled and OTHER_CATEGORY in ref.counts:
-        cur_c[names.index(OTHER_CATEGORY)] += pooled
-        pooled = 0.0
-    # Buckets the reference never filled hold 0 there; the two-sample test is still defined
-    # because expected counts come from the pooled column totals.
-    extra = [c for c in (pooled, new_missing) if c]
-    ref_c = np.append(ref_c, np.zeros(len(extra)))
-    cur_c = np.append(cur_c, extra)
-    statistic, p_value = _chi2_homogeneity(ref_c, cur_c)
-    ref_p, cur_p = ref_c / ref_c.sum(), cur_c / cur_c.sum()
-    return _Raw(
-        test="chi2",
-        statistic=statistic,
-        p_value=p_value,
-        psi=population_stability_index(ref_p, cur_p),
-        missing_rate_current=counts.get(MISSING_CATEGORY, 0) / cur_c.sum(),
-        js=_js_distance(ref_p, cur_p),
-        unseen=unseen,
-    )
-
-
-def _chi2_homogeneity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Two-sample chi-square on a 2 x k table; cells expected below 5 are pooled first."""
-    keep = (a + b) > 0
-    a, b = a[keep], b[keep]
-    total = a + b
-    share_a = a.sum() / total.sum()
-    rare = np.minimum(total * share_a, total * (1.0 - share_a)) < _MIN_EXPECTED
-    if np.count_nonzero(rare) >= 2:
-        a = np.append(a[~rare], a[rare].sum())
-        b = np.append(b[~rare], b[rare].sum())
-        total = a + b
-    if len(a) < 2:
-        return 0.0, 1.0
-    expected_a, expected_b = total * share_a, total * (1.0 - share_a)
-    statistic = float(
-        np.sum((a - expected_a) ** 2 / expected_a + (b - expected_b) ** 2 / expected_b)
-    )
-    return statistic, float(chi2.sf(statistic, len(a) - 1))
-
-
-def _js_distance(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon distance in base 2: 0 for equal distributions, 1 for disjoint ones."""
-    m = 0.5 * (p + q)
-    divergence = 0.5 * (np.sum(rel_entr(p, m)) + np.sum(rel_entr(q, m))) / math.log(2.0)
-    return float(math.sqrt(max(divergence, 0.0)))
-
-
 def _verdict(
     spec: NumericProfile | CategoricalProfile,
-    raw: _Raw,
+    raw: ColumnTest,
     p_adjusted: float,
     policy: DriftPolicy,
     n_current: int,
@@ -462,7 +337,7 @@ def _verdict(
 
 
 def _effects(
-    spec: NumericProfile | CategoricalProfile, raw: _Raw, policy: DriftPolicy, n_current: int
+    spec: NumericProfile | CategoricalProfile, raw: ColumnTest, policy: DriftPolicy, n_current: int
 ) -> list[tuple[str, float, float]]:
     """(name, value, bar) of each effect that can make a significant test count.
 
@@ -514,9 +389,9 @@ def _output_counts_drift(
         raise DataError("scores were given but the reference profile has no output profile")
     spec = output.distribution
     if isinstance(spec, NumericProfile) and isinstance(values, np.ndarray | NumericCells):
-        raw = _numeric_test(spec, values)
+        raw = numeric_test(spec, values)
     elif isinstance(spec, CategoricalProfile) and isinstance(values, dict):
-        raw = _categorical_test(spec, values)
+        raw = categorical_test(spec, values)
     else:
         raise DataError(f"scores do not match the reference output profile ({output.kind})")
     verdict = _verdict(spec, raw, raw.p_value, policy, n_current)
@@ -526,10 +401,3 @@ def _output_counts_drift(
         mean_confidence_reference=output.mean_confidence,
         mean_confidence_current=mean_confidence,
     )
-
-
-def _p_values(p: np.ndarray | Sequence[float]) -> np.ndarray:
-    values = np.asarray(p, dtype=np.float64).ravel()
-    if np.any(~np.isfinite(values)) or np.any((values < 0.0) | (values > 1.0)):
-        raise DataError("p-values must be numbers between 0 and 1")
-    return values
