@@ -15,6 +15,7 @@ from pgmlops.domain.binned_metrics import (
     regression_metrics,
     score_edges,
 )
+from pgmlops.domain.distributions import categorical_shares, numeric_shares
 from pgmlops.domain.drift import compare_counts
 from pgmlops.domain.labelled_views import confusion_view
 from pgmlops.domain.performance import Calibration
@@ -23,13 +24,7 @@ from pgmlops.domain.records import ModelVersion
 from pgmlops.domain.window_counts import NumericCells, bin_counts, cell_points
 from pgmlops.errors import DataError
 from pgmlops.services.context import Context
-from pgmlops.services.monitoring import (
-    MonitoringResult,
-    categorical_shares,
-    model_inputs,
-    numeric_shares,
-    reasons,
-)
+from pgmlops.services.monitoring import MonitoringResult, model_inputs, reasons
 from pgmlops.services.monitoring_signals import (
     direct_loss_estimate,
     estimate_unavailable,
