@@ -39,6 +39,13 @@ ModelOpt = Annotated[
     typer.Option("--model-name", "-m", help="Registered model name (default from settings)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+# Reading CSV files (train, predict): both are sniffed unless given.
+SepOpt = Annotated[
+    str | None, typer.Option("--sep", help="CSV delimiter, e.g. ';' or '\\t' (sniffed).")
+]
+EncodingOpt = Annotated[
+    str | None, typer.Option("--encoding", help="CSV encoding, e.g. cp1252 (sniffed).")
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

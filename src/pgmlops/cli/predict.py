@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from pgmlops.cli.options import ConfigOpt, JsonOpt, ModelOpt, handled, open_context, print_json
+from pgmlops.cli.options import (
+    ConfigOpt,
+    EncodingOpt,
+    JsonOpt,
+    ModelOpt,
+    SepOpt,
+    handled,
+    open_context,
+    print_json,
+)
 from pgmlops.cli.progress import QuietOpt, rows_bar, wanted
 
 
@@ -50,12 +59,8 @@ def predict(
         Path | None,
         typer.Option("--rejects", help="CSV for refused rows (with --on-error skip)."),
     ] = None,
-    sep: Annotated[
-        str | None, typer.Option("--sep", help="CSV delimiter, e.g. ';' (sniffed).")
-    ] = None,
-    encoding: Annotated[
-        str | None, typer.Option("--encoding", help="CSV encoding, e.g. cp1252 (sniffed).")
-    ] = None,
+    sep: SepOpt = None,
+    encoding: EncodingOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,

@@ -8,8 +8,10 @@ import typer
 
 from pgmlops.cli.options import (
     ConfigOpt,
+    EncodingOpt,
     JsonOpt,
     ModelOpt,
+    SepOpt,
     actor,
     handled,
     open_client,
@@ -50,12 +52,8 @@ def train(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     no_onnx: Annotated[bool, typer.Option("--no-onnx", help="Skip the ONNX copy.")] = False,
-    sep: Annotated[
-        str | None, typer.Option("--sep", help="CSV delimiter, e.g. ';' or '\\t' (sniffed).")
-    ] = None,
-    encoding: Annotated[
-        str | None, typer.Option("--encoding", help="CSV encoding, e.g. cp1252 (sniffed).")
-    ] = None,
+    sep: SepOpt = None,
+    encoding: EncodingOpt = None,
     engine: Annotated[
         str | None, typer.Option(help="local, or dask (see training.dask_address).")
     ] = None,

@@ -7,12 +7,19 @@ from typing import Any
 
 from pgmlops.config import TrainingConfig
 from pgmlops.domain.card import DataFingerprint
-from pgmlops.domain.pipeline import build_pipeline, make_estimator
+from pgmlops.domain.pipeline import make_estimator
 from pgmlops.errors import ConfigError
 from pgmlops.services.context import Context
 from pgmlops.services.dask_training.cluster import dask_client, require_dask
 from pgmlops.services.dask_training.fit import dask_estimator_path
-from pgmlops.services.training import Fitted, Progress, TrainResult, order_classes, register_fitted
+from pgmlops.services.training import (
+    Fitted,
+    Progress,
+    TrainResult,
+    new_pipeline,
+    order_classes,
+    register_fitted,
+)
 
 
 def check_dask_options(cfg: TrainingConfig) -> str:
@@ -77,14 +84,7 @@ def train_on_dask(
                 "engine dask: the monitoring reference holds held-out rows only (no cross-fitting)"
             )
         estimator = make_estimator(path, dict(cfg.params), schema.task, cfg.seed)
-        pipeline = build_pipeline(
-            x_train,
-            estimator,
-            features=cfg.features,
-            imbalance=cfg.imbalance,
-            seed=cfg.seed,
-            dates=schema.date_references,
-        )
+        pipeline = new_pipeline(x_train, estimator, cfg, schema)
         force_categories(pipeline, schema)
         train_rows = prepared.rows[prepared.rows[frames.SIDE] == frames.TRAIN]
         n_train = counts.get(frames.TRAIN, 0)

@@ -4,7 +4,7 @@
 registered version with its card, ONNX copy and monitoring references.
 """
 
-from pgmlops.services.training.fit import order_classes, train_model
+from pgmlops.services.training.fit import new_pipeline, order_classes, train_model
 from pgmlops.services.training.register import (
     Fitted,
     Progress,
@@ -17,6 +17,7 @@ __all__ = [
     "Fitted",
     "Progress",
     "TrainResult",
+    "new_pipeline",
     "order_classes",
     "primary_metric",
     "register_fitted",

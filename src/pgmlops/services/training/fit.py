@@ -92,6 +92,20 @@ def _cross_validate(
     return {k: float(np.nanmean([f[k] for f in folds])) for k in folds[0]}
 
 
+def new_pipeline(
+    x: pd.DataFrame, estimator: Any, cfg: TrainingConfig, schema: FeatureSchema
+) -> Any:
+    """The unfitted pipeline for these columns and settings, for either engine."""
+    return build_pipeline(
+        x,
+        estimator,
+        features=cfg.features,
+        imbalance=cfg.imbalance,
+        seed=cfg.seed,
+        dates=schema.date_references,
+    )
+
+
 def train_model(
     ctx: Context,
     dataset: Dataset,
@@ -152,14 +166,7 @@ def train_model(
         return make_estimator(cfg.estimator, dict(cfg.params), schema.task, cfg.seed)
 
     estimator = new_estimator()
-    pipeline = build_pipeline(
-        x_train,
-        estimator,
-        features=cfg.features,
-        imbalance=cfg.imbalance,
-        seed=cfg.seed,
-        dates=schema.date_references,
-    )
+    pipeline = new_pipeline(x_train, estimator, cfg, schema)
     step(f"fitting {type(estimator).__name__} on {len(x_train):,} rows")
     # Boosting libraries with a per-fit callback report iterations (`advance` on a terminal).
     _fit(pipeline, x_train, y_train, **iteration_fit_params(estimator, _advance(progress)))
