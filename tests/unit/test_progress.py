@@ -27,13 +27,18 @@ def test_each_step_stays_as_a_line_with_its_elapsed_time_and_iteration_count() -
     assert "120/500" in text and "0:00:00" in text
 
 
-def test_nothing_is_drawn_off_a_terminal_or_under_json_or_quiet(
+def test_off_a_terminal_each_step_is_one_plain_line_and_json_or_quiet_show_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Under pytest stdout is a pipe, as in `pgmlops train ... | tee log` or a cron job.
-    assert not wanted()
-    assert not wanted(as_json=True) and not wanted(quiet=True)
-    with steps(False) as step, spinner(False, "monitoring"):
+    assert wanted() == "lines"
+    assert wanted(as_json=True) == "" and wanted(quiet=True) == ""
+    with steps(wanted()) as step:
+        assert step is not None
+        step("fitting RandomForestClassifier on 80,000 rows")
+        step.advance(3, 10)
+    assert capsys.readouterr() == ("", "› fitting RandomForestClassifier on 80,000 rows\n")
+    with steps(wanted(quiet=True)) as step, spinner(wanted(as_json=True), "monitoring"):
         assert step is None
     assert capsys.readouterr() == ("", "")
 

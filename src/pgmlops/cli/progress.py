@@ -2,8 +2,9 @@
 
 Services know nothing of rich: they call a plain `step(message)` callback (and batch scoring
 an `update(done, total)` one). On a terminal each running step shows a spinner and its elapsed
-time, and stays behind as one line with its duration; when stdout is not a terminal, or under
---json/--quiet, nothing is shown at all.
+time, and stays behind as one line with its duration. When stdout is not a terminal (a cron
+job, CI, `| tee log`) each step is one plain line on stderr, with no control characters, so a
+log still says what ran; under --json or --quiet nothing is shown.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -23,9 +24,25 @@ QuietOpt = Annotated[
 ]
 
 
-def wanted(as_json: bool = False, quiet: bool = False) -> bool:
-    """Whether to show progress: on a terminal, and neither --json nor --quiet."""
-    return not (as_json or quiet) and sys.stdout.isatty()
+# "live": spinners and bars on a terminal; "lines": one plain line a step; "": nothing.
+Display = Literal["live", "lines", ""]
+
+
+def wanted(as_json: bool = False, quiet: bool = False) -> Display:
+    """How to show progress: live on a terminal, plain lines off one, nothing for --json/--quiet."""
+    if as_json or quiet:
+        return ""
+    return "live" if sys.stdout.isatty() else "lines"
+
+
+class _Lines:
+    """The step callback off a terminal: one plain line a step on stderr."""
+
+    def __call__(self, message: str) -> None:
+        typer.echo(f"› {message}", err=True)
+
+    def advance(self, done: int, total: int | None) -> None:
+        """Iterations are not worth a log line each."""
 
 
 class _Steps:
@@ -59,10 +76,15 @@ class _Steps:
 
 
 @contextmanager
-def steps(enabled: bool, console: Console | None = None) -> Iterator[_Steps | None]:
-    """A step callback drawing a spinner per step on stderr; None when not enabled."""
+def steps(
+    enabled: Display | bool, console: Console | None = None
+) -> Iterator[_Steps | _Lines | None]:
+    """A step callback on stderr (spinners live, plain lines off a terminal); None when off."""
     if not enabled:
         yield None
+        return
+    if enabled == "lines":
+        yield _Lines()
         return
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -84,7 +106,7 @@ def steps(enabled: bool, console: Console | None = None) -> Iterator[_Steps | No
 
 
 @contextmanager
-def spinner(enabled: bool, message: str) -> Iterator[None]:
+def spinner(enabled: Display | bool, message: str) -> Iterator[None]:
     """One step that has no sub-steps to report (a monitoring run, writing a report)."""
     with steps(enabled) as step:
         if step is not None:
@@ -94,10 +116,10 @@ def spinner(enabled: bool, message: str) -> Iterator[None]:
 
 @contextmanager
 def rows_bar(
-    enabled: bool, what: str = "scoring"
+    enabled: Display | bool, what: str = "scoring"
 ) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A bar with rows/s and elapsed time for a job that counts rows; None when not enabled."""
-    if not enabled:
+    """A bar with rows/s and elapsed time on a terminal; None otherwise (no line per batch)."""
+    if not enabled or enabled == "lines":
         yield None
         return
     from rich.console import Console
