@@ -60,10 +60,12 @@ def test_errors_under_json_are_one_json_object_on_stdout_with_the_exit_code(
     assert body["code"] == code and body["exit_code"] == exit_code
     assert words in body["error"] and "\n" not in body["error"]
     assert "error:" not in done.stderr and "Traceback" not in done.output
-    # Without --json the same failure is the usual one line on stderr.
+    # Without --json the same failure is the usual one line on stderr, after any step lines.
     plain = CliRunner().invoke(cli_app, args, env=_env(ctx))
     assert plain.exit_code == exit_code and plain.stdout == ""
-    assert plain.stderr.startswith("error: ") and words in plain.stderr
+    errors = [line for line in plain.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and words in errors[0]
+    assert plain.stderr.splitlines()[-1] == errors[0]
 
 
 def test_flags_the_parser_refuses_are_json_too_under_json() -> None:
