@@ -59,6 +59,10 @@ def monitor(
         raise ConfigError(f"--last must be at least 1, got {last}")
     if html is not None and not html.resolve().parent.is_dir():
         raise ConfigError(f"--html: folder {html.resolve().parent} does not exist")
+    if since is not None:
+        from pgmlops.services.monitoring import parse_duration
+
+        parse_duration(since)  # a bad flag is refused before any step line
     client = open_client(config)
     with spinner(wanted(as_json, quiet), "monitoring: reading the window, testing drift"):
         result = client.monitor(
