@@ -111,9 +111,6 @@ class ProcessLogWriter:
             self._scheduled = True
             loop.call_later(SEND_EVERY_S, self._send)
 
-    def submit_acknowledged(self, records: list[PredictionRecord], done: Any) -> bool:
-        raise NotImplementedError("acknowledged durability uses PredictionLogWriter")
-
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self, timeout: float = 60.0) -> None:
