@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,14 +26,13 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from sqlalchemy import text
 
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
 from pgmlops.store.jobs import FAILED, SUCCEEDED, JobStore
-from tests.conftest import REQUIRE_PG, _admin_engine, _pg_template, _pg_url
+from tests.conftest import REQUIRE_PG, fresh_postgres_database
 from tests.e2e.serverproc import (
     ADMIN_KEY,
     Server,
@@ -106,24 +104,8 @@ class Hosts:
 @pytest.fixture(scope="module", params=["postgresql"])
 def database() -> Iterator[str]:
     """A fresh migrated PostgreSQL database; this deployment does not exist on SQLite."""
-    try:
-        template = _pg_template()
-    except RuntimeError as exc:
-        if REQUIRE_PG:
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    name = f"pgmlops_t_{uuid.uuid4().hex[:12]}"
-    engine = _admin_engine()
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    engine.dispose()
-    try:
-        yield _pg_url(name)
-    finally:
-        engine = _admin_engine()
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def _home(root: Path, name: str) -> tuple[Path, dict[str, str]]:
