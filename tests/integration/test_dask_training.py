@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from pgmlops.client import Client
-from pgmlops.config import Settings
+from pgmlops.config import Settings, TrainingConfig
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.errors import ConfigError
 from pgmlops.services.commands import train_version
@@ -125,6 +125,9 @@ def test_a_postgresql_table_is_read_in_partitions_by_its_index_column(
         ({"imbalance": "smote"}, "SMOTE"),
         ({"query": "select * from customers", "dask_index_column": "id"}, "names a table"),
         ({"query": "customers"}, "dask_index_column"),
+        ({"estimator": "xgboost.XGBRFClassifier"}, "no Dask interface"),
+        # XGBoost's exact tree method does not train distributed: refused before any fit.
+        ({"estimator": "xgboost", "params": {"tree_method": "exact"}}, "tree_method='exact'"),
     ],
 )
 def test_settings_the_dask_path_cannot_honour_are_one_config_error(
@@ -145,12 +148,43 @@ def test_settings_the_dask_path_cannot_honour_are_one_config_error(
         ctx.close()
 
 
-def _sqlite_settings(tmp_path: Path) -> Settings:
+def _sqlite_settings(tmp_path: Path, **training: object) -> Settings:
     return Settings(
         database_url=f"sqlite:///{tmp_path / 'pgmlops.db'}",
         artifact_root=str(tmp_path / "artifacts"),
         model_name="churn",
+        training=TrainingConfig(**training),
     )
+
+
+def test_xgboost_trains_through_xgboost_dask_and_its_onnx_copy_is_checked_like_a_local_one(
+    tmp_path: Path, churn_parts: Path, dask_address: str
+) -> None:
+    # Multiclass here, regression in the retraining test below.
+    target, task = "Geography", "multiclass"
+    ctx = Context(_sqlite_settings(tmp_path))
+    try:
+        result = train_version(
+            ctx, data=str(churn_parts), target=target, model_name="churn", actor="t",
+            overrides={"engine": "dask", "dask_address": dask_address, "estimator": "xgboost",
+                       "params": FEW_TREES, "task": task},
+        )  # fmt: skip
+        card = result.version.card
+        # The local class, as a local run registers it: the card, ONNX check and serving
+        # treat it like any XGBoost version.
+        assert card.estimator == "pgmlops.domain.xgb_labels.LabelledXGBClassifier"
+        assert card.onnx.present, card.onnx.reason
+        rows = pd.read_parquet(churn_parts / "part-0.parquet").head(20)
+        with Client(settings=ctx.settings) as client:
+            model = client.load(f"churn/{result.version.version}")
+            assert model.engine == "onnx"
+            predicted = model.predict(rows.drop(columns=[target]))
+        # Trained on codes 0..k-1, answered with the real labels: half the customers are in
+        # France, so a model decoding the wrong label would score near 0.25.
+        assert set(predicted) <= set(card.classes) == {"France", "Germany", "Spain"}
+        assert card.metrics["accuracy"] > 0.4
+    finally:
+        ctx.close()
 
 
 @pytest.mark.e2e

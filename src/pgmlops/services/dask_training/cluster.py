@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -27,11 +28,11 @@ def require_dask() -> None:
         ) from exc
 
 
-def _quiet_lightgbm() -> None:
-    """In a worker: LightGBM's native log lines go to logging (stderr), never to stdout."""
-    import lightgbm
-
-    lightgbm.register_logger(logging.getLogger("lightgbm"))
+def _prepare_worker(library: str) -> None:
+    """In a worker: the library imports, and LightGBM's native log lines go to logging."""
+    module = importlib.import_module(library)
+    if library == "lightgbm":
+        module.register_logger(logging.getLogger("lightgbm"))
 
 
 def _refuse_fast(address: str) -> None:
@@ -68,8 +69,9 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 @contextmanager
-def dask_client(address: str, workers: int) -> Iterator[Any]:
-    """A connected client; a LocalCluster started here is closed when the block ends."""
+def dask_client(address: str, workers: int, library: str = "lightgbm") -> Iterator[Any]:
+    """A connected client whose workers import `library`; a LocalCluster started here is
+    closed when the block ends."""
     require_dask()
     from distributed import Client, LocalCluster
 
@@ -89,7 +91,7 @@ def dask_client(address: str, workers: int) -> Iterator[Any]:
             ) from exc
     else:
         with _stdout_to_stderr():
-            # One thread a worker: LightGBM runs its own threads inside each worker.
+            # One thread a worker: the booster runs its own threads inside each worker.
             cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
@@ -99,10 +101,11 @@ def dask_client(address: str, workers: int) -> Iterator[Any]:
         client = Client(cluster)
     try:
         try:
-            client.run(_quiet_lightgbm)
+            client.run(_prepare_worker, library)
         except ImportError as exc:
             raise ConfigError(
-                f"the Dask workers cannot import LightGBM ({exc}): install pgmlops[dask] on them"
+                f"the Dask workers cannot import {library} ({exc}): install "
+                f"pgmlops[{'dask' if library == 'lightgbm' else 'dask,' + library}] on them"
             ) from exc
         yield client
     finally:

@@ -96,14 +96,17 @@ def _merge(parts: list[dict[str, Any]], schema: FeatureSchema) -> dict[str, Any]
     return total
 
 
-def _hashes(frame: pd.DataFrame) -> bytes:
+def row_hashes(frame: pd.DataFrame) -> bytes:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
 
 
 def infer_schema(
-    client: Any, raw: dd.DataFrame, target: str, cfg: TrainingConfig
+    client: Any, raw: dd.DataFrame, target: str, cfg: TrainingConfig, sha256: str | None = None
 ) -> tuple[FeatureSchema, str, int]:
-    """The schema over every row, the data's sha256 (as a local run computes it) and its rows."""
+    """The schema over every row, the data's sha256 (as a local run computes it) and its rows.
+
+    `sha256`: the data's fingerprint when the caller has already hashed it (a retrain).
+    """
     if target not in raw.columns:
         shown = ", ".join(map(str, list(raw.columns)[:12]))
         raise DataError(f"target column {target!r} is not in the dataset (columns: {shown})")
@@ -117,16 +120,30 @@ def infer_schema(
     _, _, draft = prepare_local(sample.compute(), target, cfg.task, cfg.drop, options=options)
     chunks = raw.to_delayed()
     parts = [dask.delayed(_summarise)(p, draft) for p in chunks]
-    hashes = client.compute([dask.delayed(_hashes)(p) for p in chunks])
+    # Hashed while the summaries are counted.
+    hashes = None if sha256 is not None else hash_partitions(client, chunks)
     total = _merge(list(dask.compute(*parts)), draft)
-    # The same bytes, in the same order, as datasets.fingerprint over the whole frame; each
-    # partition's 8 bytes a row reach the driver one partition at a time.
-    digest = hashlib.sha256("\x1f".join(map(str, raw.columns)).encode())
+    if hashes is not None:
+        sha256 = fingerprint(hashes, list(raw.columns))
+    return _exact_schema(draft, total), str(sha256), n_rows
+
+
+def hash_partitions(client: Any, chunks: list[Any]) -> list[Any]:
+    """Futures of each delayed partition's row hashes (8 bytes a row), in order."""
+    return client.compute([dask.delayed(row_hashes)(p) for p in chunks])
+
+
+def fingerprint(hashes: list[Any], columns: list[Any]) -> str:
+    """The same bytes, in the same order, as datasets.fingerprint over the whole frame.
+
+    Each partition's hashes reach the driver one partition at a time.
+    """
+    digest = hashlib.sha256("\x1f".join(map(str, columns)).encode())
     for i, future in enumerate(hashes):
         digest.update(future.result())
         hashes[i] = None
         future.release()
-    return _exact_schema(draft, total), digest.hexdigest(), n_rows
+    return digest.hexdigest()
 
 
 def _exact_schema(draft: FeatureSchema, total: dict[str, Any]) -> FeatureSchema:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from pgmlops.config import TrainingConfig
+from pgmlops.domain.boosting import library_of
 from pgmlops.domain.card import DataFingerprint
 from pgmlops.domain.pipeline import make_estimator
+from pgmlops.domain.schema import FeatureSchema
 from pgmlops.errors import ConfigError
 from pgmlops.services.context import Context
 from pgmlops.services.dask_training.cluster import dask_client, require_dask
-from pgmlops.services.dask_training.fit import dask_estimator_path
+from pgmlops.services.dask_training.fit import dask_estimator_path, dask_interface
 from pgmlops.services.training import (
     Fitted,
     Progress,
@@ -30,7 +35,29 @@ def check_dask_options(cfg: TrainingConfig) -> str:
         raise ConfigError("training.engine dask cannot resample with SMOTE: use class_weight")
     if cfg.outliers != "none":
         raise ConfigError("training.engine dask does not handle outliers: set outliers to none")
-    return dask_estimator_path(cfg.estimator, cfg.task)
+    return dask_estimator_path(cfg.estimator, cfg.task, dict(cfg.params))
+
+
+@contextmanager
+def cluster_for(ctx: Context, cfg: TrainingConfig, step: Progress) -> Iterator[Any]:
+    """Check the options, then a client of the configured cluster whose workers can fit."""
+    path = check_dask_options(cfg)
+    require_dask()
+    ctx.artifacts.key.get()  # no signing key: fail before the cluster starts, not after the fit
+    where = cfg.dask_address or f"a LocalCluster of {cfg.dask_workers} workers"
+    step(f"connecting to {where}")
+    with dask_client(cfg.dask_address, cfg.dask_workers, library_of(path) or "") as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the rows came from, as the registry records it."""
+
+    source: dict[str, Any]  # the version's recorded source
+    description: str  # the card's data.source
+    sha256: str | None = None  # already hashed (a retrain's combined rows); else hashed here
+    left_out_before: FeatureSchema | None = None  # a retrain's base schema
 
 
 def train_on_dask(
@@ -47,87 +74,110 @@ def train_on_dask(
     """Read partitions, fit through the library's Dask interface, register like a local run."""
     step = progress or (lambda _msg: None)
     started = time.perf_counter()
-    path = check_dask_options(cfg)
+    check_dask_options(cfg)
     require_dask()
-    ctx.artifacts.key.get()  # no signing key: fail before the cluster starts, not after the fit
-    from pgmlops.services.dask_training import frames
-    from pgmlops.services.dask_training.fit import fit_on_cluster, force_categories
-    from pgmlops.services.dask_training.profile import profile_partitions
     from pgmlops.services.dask_training.source import read_partitions
 
     raw, source = read_partitions(data, query, cfg.dask_index_column)
-    where = cfg.dask_address or f"a LocalCluster of {cfg.dask_workers} workers"
-    step(f"connecting to {where}")
-    with dask_client(cfg.dask_address, cfg.dask_workers) as client:
-        step(f"reading {raw.npartitions} partitions and inferring the schema")
-        schema, sha256, n_rows = frames.infer_schema(client, raw, target, cfg)
-        schema = order_classes(schema, cfg.positive_class)
-        notes = [f"column {c!r} left out: {why}" for c, why in schema.dropped.items()]
-        prepared = frames.prepare_rows(client, raw, schema, cfg, n_rows)
-        x_train, y_train = frames.side_of(prepared.sample, frames.TRAIN, schema)
-        x_val, y_val = frames.side_of(prepared.sample, frames.VALIDATION, schema)
-        x_hold, y_hold = frames.side_of(prepared.sample, frames.HOLDOUT, schema)
-        counts = prepared.counts
-        held = (
-            len(x_val),
-            counts.get(frames.VALIDATION, 0),
-            len(x_hold),
-            counts.get(frames.HOLDOUT, 0),
-        )
-        if held[0] < held[1] or held[2] < held[3]:
-            notes.append(
-                f"engine dask: gates and references use {held[0]:,} of {held[1]:,} validation "
-                f"and {held[2]:,} of {held[3]:,} holdout rows (a seeded sample)"
-            )
-        if cfg.reference_folds >= 2:
-            notes.append(
-                "engine dask: the monitoring reference holds held-out rows only (no cross-fitting)"
-            )
-        estimator = make_estimator(path, dict(cfg.params), schema.task, cfg.seed)
-        pipeline = new_pipeline(x_train, estimator, cfg, schema)
-        force_categories(pipeline, schema)
-        train_rows = prepared.rows[prepared.rows[frames.SIDE] == frames.TRAIN]
-        n_train = counts.get(frames.TRAIN, 0)
-        step(f"fitting {type(estimator).__name__} on {n_train:,} rows across the cluster")
-        fit_on_cluster(
-            client,
-            pipeline,
-            train_rows,
-            prepared.sample[prepared.sample[frames.SIDE] == frames.TRAIN],
-            schema,
-        )
-
-        def profile(scores: Any, conf: Any) -> Any:
-            return profile_partitions(train_rows, x_train, schema, scores, conf, seed=cfg.seed)
-
-        fitted = Fitted(
-            pipeline=pipeline,
-            schema=schema,
-            target=target,
-            x_val=x_val,
-            y_val=y_val.to_numpy(),
-            x_hold=x_hold,
-            y_hold=y_hold.to_numpy(),
-            y_train=y_train,
-            train_rows=n_train,
-            data=DataFingerprint(
-                sha256=sha256,
-                rows=n_rows,
-                columns=[str(c) for c in raw.columns],
-                source=_describe(source),
-            ),
-            notes=notes,
-            cv_metrics=None,
-            profile=profile,
-            crossed=lambda held_out, _scoring: held_out,
-        )
-        return register_fitted(
-            ctx, fitted, cfg, model_name=model_name, actor=actor, source=source,
-            progress=step, started=started,
+    origin = Origin(source=source, description=describe_source(source))
+    with cluster_for(ctx, cfg, step) as client:
+        return train_partitions(
+            ctx, client, raw, target, cfg, origin, model_name=model_name, actor=actor,
+            step=step, started=started,
         )  # fmt: skip
 
 
-def _describe(source: dict[str, Any]) -> str:
+def train_partitions(
+    ctx: Context,
+    client: Any,
+    raw: Any,
+    target: str,
+    cfg: TrainingConfig,
+    origin: Origin,
+    *,
+    model_name: str,
+    actor: str,
+    step: Progress,
+    started: float,
+) -> TrainResult:
+    """Schema, split, fit and register from a Dask DataFrame, on a connected client."""
+    from pgmlops.services.dask_training import frames
+    from pgmlops.services.dask_training.fit import fit_on_cluster, force_categories
+    from pgmlops.services.dask_training.profile import profile_partitions
+
+    path = check_dask_options(cfg)
+    step(f"reading {raw.npartitions} partitions and inferring the schema")
+    schema, sha256, n_rows = frames.infer_schema(client, raw, target, cfg, origin.sha256)
+    schema = order_classes(schema, cfg.positive_class)
+    notes = [f"column {c!r} left out: {why}" for c, why in schema.dropped.items()]
+    if origin.left_out_before is not None:
+        schema = schema.keeping_left_out(origin.left_out_before)
+    prepared = frames.prepare_rows(client, raw, schema, cfg, n_rows)
+    x_train, y_train = frames.side_of(prepared.sample, frames.TRAIN, schema)
+    x_val, y_val = frames.side_of(prepared.sample, frames.VALIDATION, schema)
+    x_hold, y_hold = frames.side_of(prepared.sample, frames.HOLDOUT, schema)
+    counts = prepared.counts
+    held = (
+        len(x_val),
+        counts.get(frames.VALIDATION, 0),
+        len(x_hold),
+        counts.get(frames.HOLDOUT, 0),
+    )
+    if held[0] < held[1] or held[2] < held[3]:
+        notes.append(
+            f"engine dask: gates and references use {held[0]:,} of {held[1]:,} validation "
+            f"and {held[2]:,} of {held[3]:,} holdout rows (a seeded sample)"
+        )
+    if cfg.reference_folds >= 2:
+        notes.append(
+            "engine dask: the monitoring reference holds held-out rows only (no cross-fitting)"
+        )
+    estimator = make_estimator(path, dict(cfg.params), schema.task, cfg.seed)
+    pipeline = new_pipeline(x_train, estimator, cfg, schema)
+    force_categories(pipeline, schema)
+    train_rows = prepared.rows[prepared.rows[frames.SIDE] == frames.TRAIN]
+    n_train = counts.get(frames.TRAIN, 0)
+    step(f"fitting {type(estimator).__name__} on {n_train:,} rows across the cluster")
+    fit_on_cluster(
+        client,
+        pipeline,
+        train_rows,
+        prepared.sample[prepared.sample[frames.SIDE] == frames.TRAIN],
+        schema,
+        dask_interface(path, schema.task),
+    )
+
+    def profile(scores: Any, conf: Any) -> Any:
+        return profile_partitions(train_rows, x_train, schema, scores, conf, seed=cfg.seed)
+
+    fitted = Fitted(
+        pipeline=pipeline,
+        schema=schema,
+        target=target,
+        x_val=x_val,
+        y_val=y_val.to_numpy(),
+        x_hold=x_hold,
+        y_hold=y_hold.to_numpy(),
+        y_train=y_train,
+        train_rows=n_train,
+        data=DataFingerprint(
+            sha256=sha256,
+            rows=n_rows,
+            columns=[str(c) for c in raw.columns],
+            source=origin.description,
+        ),
+        notes=notes,
+        cv_metrics=None,
+        profile=profile,
+        crossed=lambda held_out, _scoring: held_out,
+    )
+    return register_fitted(
+        ctx, fitted, cfg, model_name=model_name, actor=actor, source=origin.source,
+        progress=step, started=started,
+    )  # fmt: skip
+
+
+def describe_source(source: dict[str, Any]) -> str:
     if source["kind"] == "sql":
         return f"sql: {source['query']}"
     return str(source["path"])
