@@ -20,6 +20,7 @@ from pgmlops.errors import ConfigError
 from pgmlops.services.commands import train_version
 from pgmlops.services.context import Context
 from pgmlops.services.datasets import load_file
+from pgmlops.services.retraining import retrain
 
 FEW_TREES = {"n_estimators": 20}
 
@@ -54,6 +55,9 @@ def _train(ctx: Context, data: str, address: str, query: str | None = None, **ov
     )  # fmt: skip
 
 
+# The equivalence with a local run does not depend on the registry's database: SQLite only
+# (a Dask version is registered on PostgreSQL by the table test below).
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_dask_trained_version_is_registered_servable_and_carded_like_a_local_one(
     ctx: Context, churn_parts: Path, dask_address: str, tmp_path: Path
 ) -> None:
@@ -199,3 +203,75 @@ def test_an_unreachable_scheduler_is_one_line_and_a_non_zero_exit(
         PGMLOPS_TRAINING__DASK_ADDRESS="tcp://127.0.0.1:9",
     )  # fmt: skip
     assert_one_line_error(result, 2, "cannot reach the Dask scheduler", "tcp://127.0.0.1:9")
+
+
+# -- retraining under training.engine dask ---------------------------------------------------
+
+
+def test_a_retrain_reads_its_source_in_partitions_joins_feedback_and_trains_on_the_cluster(
+    tmp_path: Path, churn_parts: Path, dask_address: str
+) -> None:
+    from tests.integration.test_retraining import label, log_traffic
+
+    single = tmp_path / "churn.parquet"
+    pd.concat(pd.read_parquet(p) for p in sorted(churn_parts.glob("*.parquet"))).to_parquet(
+        single, index=False
+    )
+    ctx = Context(_sqlite_settings(tmp_path, engine="dask", dask_address=dask_address))
+    steps: list[str] = []
+    try:
+        # The base is trained in this process; XGBoost regression is what the cluster refits.
+        base = train_version(
+            ctx, data=str(single), target="Exited", model_name="churn", actor="t",
+            overrides={"engine": "local", "estimator": "xgboost", "params": FEW_TREES,
+                       "task": "regression", "reference_folds": 0},
+        ).version  # fmt: skip
+        # Read again in partitions, the file hashes to the sha256 the local run recorded.
+        same = retrain(ctx, "churn", mode="manual", actor="t", progress=steps.append)
+        assert same.status == "skipped" and "nothing new" in same.message
+        assert any(s.startswith("connecting to") for s in steps)
+
+        frame = make_churn(40, seed=41)
+        label(ctx, log_traffic(ctx, frame, base.version), frame["Exited"].tolist())
+        outcome = retrain(ctx, "churn", mode="manual", actor="t")
+        assert outcome.status == "succeeded", outcome.message
+        assert outcome.run is not None and "warnings" not in outcome.run.data
+        parts = outcome.run.data["parts"]
+        assert (parts["source"]["used"], parts["feedback"]["used"]) == (2_400, 40)
+        version = ctx.registry.get_version("churn", outcome.run.candidate_version)
+        card = version.card
+        assert card.training["engine"] == "dask" and card.data.rows == 2_440
+        assert card.estimator == "xgboost.sklearn.XGBRegressor" and card.onnx.present
+        assert version.source["path"] == str(single.resolve())
+        assert version.source["retrain"]["base_version"] == base.version
+        # The candidate recorded the combined rows' sha256: the same rows are nothing new.
+        again = retrain(ctx, "churn", mode="manual", actor="t")
+        assert again.status == "skipped" and "nothing new" in again.message
+    finally:
+        ctx.close()
+
+
+def test_a_source_the_dask_reader_cannot_read_is_retrained_in_process_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "churn.csv"
+    make_churn(600, seed=7).to_csv(data, index=False)
+    # No cluster is reached: the address answers nobody.
+    ctx = Context(_sqlite_settings(tmp_path, engine="dask", dask_address="tcp://127.0.0.1:9"))
+    steps: list[str] = []
+    try:
+        train_version(
+            ctx, data=str(data), target="Exited", model_name="churn", actor="t",
+            overrides={"engine": "local", "estimator": "sklearn.linear_model.LogisticRegression"},
+            onnx=False,
+        )  # fmt: skip
+        outcome = retrain(ctx, "churn", mode="manual", actor="t", progress=steps.append)
+        assert outcome.status == "skipped" and outcome.run is not None
+        (warning,) = outcome.run.data["warnings"]
+        assert warning == (
+            f"training.engine dask: v1 is retrained in this process, because its source "
+            f"{data.resolve()} is not Parquet, which the Dask reader reads"
+        )
+        assert warning in steps  # printed as a step, and by `pgmlops retrain` as a warning
+    finally:
+        ctx.close()

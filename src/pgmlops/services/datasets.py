@@ -241,18 +241,25 @@ def load_source(source: dict[str, Any]) -> Dataset:
     if source.get("kind") == "frame":
         raise DataError("it was a DataFrame passed from Python, which is not kept")
     if source.get("kind") == "parquet":
-        # Several files are read in partitions by training.engine dask, which retraining
-        # does not run yet: `pgmlops train --engine dask` on the same files does.
-        raise DataError(f"it is a set of Parquet files ({source['path']}) read by engine dask")
+        # Several files are read in partitions, by training.engine dask only.
+        raise DataError(
+            f"it is a set of Parquet files ({source['path']}): set training.engine dask "
+            "to retrain from them"
+        )
     if source.get("kind") == "sql":
-        url = source["url"]
-        if "***" in url:
-            # The registry never stores a password; the operator supplies the full URL.
-            url = os.environ.get(SOURCE_URL_ENV, "")
-            if not url:
-                raise ConfigError(
-                    f"the training source {source['url']} needs its password: set "
-                    f"{SOURCE_URL_ENV} to the full database URL"
-                )
-        return load_query(url, source["query"])
+        return load_query(source_url(source), source["query"])
     return load_file(source["path"], source.get("sep"), source.get("encoding"))
+
+
+def source_url(source: dict[str, Any]) -> str:
+    """A recorded SQL source's URL, its password from PGMLOPS_SOURCE_DATABASE_URL if needed."""
+    url = str(source["url"])
+    if "***" in url:
+        # The registry never stores a password; the operator supplies the full URL.
+        url = os.environ.get(SOURCE_URL_ENV, "")
+        if not url:
+            raise ConfigError(
+                f"the training source {source['url']} needs its password: set "
+                f"{SOURCE_URL_ENV} to the full database URL"
+            )
+    return url

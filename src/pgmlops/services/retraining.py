@@ -120,6 +120,25 @@ def training_spec(version: ModelVersion) -> TrainingConfig:
     return cfg.model_copy(update={"task": version.card.task, "drop": []})
 
 
+def retrain_spec(ctx: Context, version: ModelVersion) -> TrainingConfig:
+    """The version's spec, trained where this process's settings say.
+
+    `training.engine`, `dask_address` and `dask_workers` are where this process runs, not
+    what the version was trained with; `dask_index_column` is the settings' when set, else
+    the version's (it names a column of its table).
+    """
+    here = ctx.settings.training
+    cfg = training_spec(version)
+    return cfg.model_copy(
+        update={
+            "engine": here.engine,
+            "dask_address": here.dask_address,
+            "dask_workers": here.dask_workers,
+            "dask_index_column": here.dask_index_column or cfg.dask_index_column,
+        }
+    )
+
+
 def retrain(
     ctx: Context,
     model_name: str | None = None,
@@ -192,41 +211,45 @@ def _execute(
     started = time.perf_counter()
     data: TrainingData | None = None
     sizes: dict[str, Any] = {}
+    warned: list[str] = []
     try:
-        data = assemble(ctx, base, allow_feedback_only=allow_feedback_only, progress=step)
-        sizes = data.summary()
-        runs.update(run.id, data=sizes)
-        step(_sizes_line(sizes))
-        if mode != "forced" and nothing_new(data, base):
-            return runs.finish(
-                run.id,
-                SKIPPED,
-                error=f"nothing new to train on since v{base.version} (same rows); "
-                "use --force to retrain anyway",
-                data=sizes,
+        cfg = retrain_spec(ctx, base)
+        with ExitStack() as cluster:
+            rows = None
+            if cfg.engine == "dask":
+                from pgmlops.services.dask_training.retrain import dask_rows
+
+                cfg, rows, fallback = dask_rows(ctx, base, cfg, cluster, step)
+                if fallback:
+                    warned.append(fallback)
+                    log.warning(fallback)
+            data = assemble(
+                ctx, base, allow_feedback_only=allow_feedback_only, progress=step, rows=rows
             )
-        lineage = {
-            "run_id": run.id,
-            "base_version": base.version,
-            "source_sha256": data.source_sha256,
-            "parts": {k: v.used for k, v in data.parts.items()},
-        }
-        result = train_model(
-            ctx,
-            as_dataset(data, lineage),
-            base.card.target,
-            training_spec(base),
-            model_name=base.model_name,
-            actor=actor,
-            progress=step,
-            left_out_before=base.card.feature_schema,
-        )
+            sizes = {**data.summary(), **({"warnings": warned} if warned else {})}
+            runs.update(run.id, data=sizes)
+            step(_sizes_line(sizes))
+            if mode != "forced" and nothing_new(data, base):
+                return runs.finish(
+                    run.id,
+                    SKIPPED,
+                    error=f"nothing new to train on since v{base.version} (same rows); "
+                    "use --force to retrain anyway",
+                    data=sizes,
+                )
+            lineage = {
+                "run_id": run.id,
+                "base_version": base.version,
+                "source_sha256": data.source_sha256,
+                "parts": {k: v.used for k, v in data.parts.items()},
+            }
+            result = _train(ctx, data, base, cfg, lineage, rows, actor, step)
         candidate = result.version.version
         sizes = {**sizes, "training_seconds": round(result.seconds, 3)}
         rejected = onnx_rejection(result.version.card.onnx)
         if rejected is not None:
             note = f"v{candidate}'s ONNX copy was rejected, it would serve on the pipeline: "
-            sizes = {**sizes, "warnings": [note + rejected]}
+            sizes = {**sizes, "warnings": [*warned, note + rejected]}
         runs.update(run.id, candidate_version=candidate, data=sizes)
         still_locked()
         step(f"candidate v{candidate} registered; the promotion gates decide")
@@ -252,6 +275,36 @@ def _execute(
             # The original error matters more; the next start marks the run failed anyway.
             log.warning("could not record run %s as failed: %s", run.id, store_exc)
         raise
+
+
+def _train(
+    ctx: Context,
+    data: TrainingData,
+    base: ModelVersion,
+    cfg: TrainingConfig,
+    lineage: dict[str, Any],
+    rows: Any,
+    actor: str,
+    step: Progress,
+) -> Any:
+    """The candidate, trained where `rows` were read: on the cluster, or in this process."""
+    if rows is not None:
+        from pgmlops.services.dask_training.retrain import retrain_on_dask
+
+        return retrain_on_dask(
+            ctx, rows.client, data, base, cfg, lineage, actor=actor, step=step,
+            started=time.perf_counter(),
+        )  # fmt: skip
+    return train_model(
+        ctx,
+        as_dataset(data, lineage),
+        base.card.target,
+        cfg,
+        model_name=base.model_name,
+        actor=actor,
+        progress=step,
+        left_out_before=base.card.feature_schema,
+    )
 
 
 def _decide(ctx: Context, name: str, candidate: int, actor: str, why: str) -> dict[str, Any]:

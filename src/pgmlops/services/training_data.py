@@ -44,7 +44,8 @@ class PartReport:
 class TrainingData:
     """The combined frame (schema features + target) and where each row came from."""
 
-    frame: pd.DataFrame
+    frame: Any  # a pandas DataFrame; a Dask DataFrame under training.engine dask
+    rows: int
     sha256: str
     parts: dict[str, PartReport]
     source: dict[str, Any]
@@ -59,7 +60,7 @@ class TrainingData:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "training_rows": len(self.frame),
+            "training_rows": self.rows,
             "bad_rows": self.bad_rows,
             "parts": {k: v.to_dict() for k, v in self.parts.items()},
             "source_problem": self.source_problem,
@@ -179,15 +180,55 @@ def validate_rows(
     return good, report
 
 
-def _read_source(version: ModelVersion) -> tuple[Dataset | None, str | None]:
+@dataclass(frozen=True)
+class SourcePart:
+    """The recorded source's rows that passed validation, and the source's own sha256."""
+
+    good: Any  # a pandas DataFrame, or a Dask DataFrame read in partitions
+    report: PartReport
+    sha256: str
+
+
+def check_columns(columns: list[Any], base: ModelVersion) -> None:
+    """DataError when the source lost a column the version was trained on."""
+    wanted = [*base.card.feature_schema.names, base.card.target]
+    absent = [c for c in wanted if c not in columns]
+    if absent:
+        raise DataError(
+            f"training source of {base.model_name} v{base.version} no longer has "
+            f"column(s) {', '.join(absent)}"
+        )
+
+
+def unreadable(base: ModelVersion, exc: Exception) -> str:
+    return f"training source of {base.model_name} v{base.version} cannot be read: {exc}"
+
+
+class LocalRows:
+    """Training rows held in this process (the default engine)."""
+
+    def read(self, base: ModelVersion) -> tuple[SourcePart | None, str | None]:
+        """The recorded source read again and validated, or why it cannot be read."""
+        try:
+            raw = load_source(base.source)
+        except (DataError, ConfigError, KeyError) as exc:
+            return None, unreadable(base, exc)
+        check_columns(list(raw.frame.columns), base)
+        card = base.card
+        good, report = validate_rows(raw.frame, card.feature_schema, card.target)
+        return SourcePart(good, report, raw.sha256), None
+
+    def combine(self, source: Any, pieces: list[pd.DataFrame], columns: list[str]) -> tuple:
+        """(frame, sha256, rows) of the source's rows followed by the other parts'."""
+        frame = combine_frames([source, *pieces], columns)
+        return frame, fingerprint(frame), len(frame)
+
+
+def _read_source(version: ModelVersion, rows: Any) -> tuple[SourcePart | None, str | None]:
     source = version.source
-    where = f"{version.model_name} v{version.version}"
     if not source or source.get("kind") == "feedback":
-        return None, f"{where} records no training file or query"
-    try:
-        return load_source(source), None
-    except (DataError, ConfigError, KeyError) as exc:
-        return None, f"training source of {where} cannot be read: {exc}"
+        return None, f"{version.model_name} v{version.version} records no training file or query"
+    return rows.read(version)
 
 
 def _feedback_frame(ctx: Context, model_name: str, target: str) -> pd.DataFrame:
@@ -199,7 +240,7 @@ def _feedback_frame(ctx: Context, model_name: str, target: str) -> pd.DataFrame:
     return frame
 
 
-def _combine(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+def combine_frames(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     present = [p[columns] for p in parts if not p.empty]
     if not present:
         return pd.DataFrame(columns=columns)
@@ -212,35 +253,35 @@ def assemble(
     *,
     allow_feedback_only: bool,
     progress: Progress | None = None,
+    rows: Any = None,
 ) -> TrainingData:
-    """Read, validate and combine every part; raise if the source is gone and not allowed."""
+    """Read, validate and combine every part; raise if the source is gone and not allowed.
+
+    `rows`: where the source is read and the parts combined: LocalRows (the default), or
+    services/dask_training's partitions (training.engine dask).
+    """
     step = progress or (lambda _msg: None)
+    rows = rows or LocalRows()
     card = base.card
     schema, target = card.feature_schema, card.target
     columns = [*schema.names, target]
     parts: dict[str, PartReport] = {}
     step("reading the recorded training source")
-    raw, problem = _read_source(base)
+    raw, problem = _read_source(base, rows)
     if problem and not allow_feedback_only:
         raise DataError(
             f"{problem}; pass --allow-feedback-only to retrain from feedback and live rows alone"
         )
     source_good = pd.DataFrame(columns=columns)
     if raw is not None:
-        absent = [c for c in columns if c not in raw.frame.columns]
-        if absent:
-            raise DataError(
-                f"training source of {base.model_name} v{base.version} no longer has "
-                f"column(s) {', '.join(absent)}"
-            )
-        source_good, parts["source"] = validate_rows(raw.frame, schema, target)
+        source_good, parts["source"] = raw.good, raw.report
     step("joining labelled feedback from the prediction log")
     feedback_good, parts["feedback"] = validate_rows(
         _feedback_frame(ctx, base.model_name, target), schema, target
     )
     live_read: LiveRead | None = None
     live_consumed: pd.DataFrame | None = None
-    pieces = [source_good, feedback_good]
+    pieces = [feedback_good]
     live_cfg = ctx.settings.retraining.live_source
     if live_cfg is not None:
         step("reading new rows from the live source")
@@ -249,10 +290,10 @@ def assemble(
         new_good, parts["live_new"] = validate_rows(new, schema, target)
         previous = len(live_read.previous)
         parts["live_previous"] = PartReport(rows=previous, used=previous)
-        live_consumed = _combine([live_read.previous, new_good], columns)
+        live_consumed = combine_frames([live_read.previous, new_good], columns)
         pieces.append(live_consumed)
-    frame = _combine(pieces, columns)
-    if frame.empty:
+    frame, sha256, n_rows = rows.combine(source_good, pieces, columns)
+    if n_rows == 0:
         raise DataError(
             f"no usable training rows for {base.model_name}: "
             + ", ".join(f"{k} {v.used} of {v.rows}" for k, v in parts.items())
@@ -261,7 +302,8 @@ def assemble(
     recorded.pop("retrain", None)
     return TrainingData(
         frame=frame,
-        sha256=fingerprint(frame),
+        rows=n_rows,
+        sha256=sha256,
         parts=parts,
         source=recorded,
         source_sha256=raw.sha256 if raw is not None else None,
