@@ -178,13 +178,12 @@ def dask_rows(
     ctx: Context, base: ModelVersion, cfg: TrainingConfig, cluster: ExitStack, step: Progress
 ) -> tuple[TrainingConfig, DaskRows | None, str | None]:
     """(spec, rows read in partitions on a cluster entered into `cluster`, None), or, for a
-    base the Dask engine cannot retrain, (the spec set to local, None, the warning)."""
+    base the Dask engine cannot retrain, (the spec set to local, None, the warning to log)."""
     blocker = dask_blocker(base, cfg)
     if blocker is not None:
         warning = (
             f"training.engine dask: v{base.version} is retrained in this process, because {blocker}"
         )
-        step(warning)
         return cfg.model_copy(update={"engine": "local"}), None, warning
     client = cluster.enter_context(cluster_for(ctx, cfg, step))
     location = partition_location(base.source, cfg)
