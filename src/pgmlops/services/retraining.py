@@ -217,6 +217,9 @@ def _execute(
         with ExitStack() as cluster:
             rows = None
             if cfg.engine == "dask":
+                from pgmlops.services.dask_training.cluster import require_dask
+
+                require_dask()
                 from pgmlops.services.dask_training.retrain import dask_rows
 
                 cfg, rows, fallback = dask_rows(ctx, base, cfg, cluster, step)

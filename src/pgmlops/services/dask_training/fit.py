@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
@@ -15,6 +14,9 @@ from pgmlops.domain.boosting import library_fit_errors, library_of, resolve_esti
 from pgmlops.domain.kinds import Task
 from pgmlops.domain.schema import FeatureSchema
 from pgmlops.errors import ConfigError, TrainingError
+
+if TYPE_CHECKING:  # dask is imported once cluster.require_dask has checked it is installed
+    import dask.dataframe as dd
 
 # The one place that decides: the estimators pgmlops trains through a Dask interface (as the
 # local path resolves them, domain/boosting.py) and that interface's class.
