@@ -16,7 +16,7 @@ to it either. bench/monitor_query_cpu.py measures the query's CPU a row.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,11 +31,15 @@ from pgmlops.domain.window_counts import NumericCells
 _NUMBER = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
 # Pseudo-feature numbers of the cells query, beside the features' own 0, 1, ...
 _OUTPUT, _CONFIDENCE, _SCORE_CONFIDENCE, _TIME = -1, -2, -3, -4
+TIME_ENTRY = _TIME  # every row has one group or two under it: its count is the rows'
 # Cell codes besides the width_bucket ones (0..2K).
 _MISSING, _INFINITE = -1, -2
 # The largest float32, and 2^128 just above it, where rounding to float32 overflows.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _TWO_128 = 2.0**128
+# A row's hour: whole hours since 1970 (UTC whatever the session's time zone). date_part,
+# not extract: extract returns numeric since PostgreSQL 14, several times slower a row.
+HOUR_OF = "floor(date_part('epoch', w.created_at) / 3600)::bigint"
 
 
 @dataclass(frozen=True)
@@ -112,14 +116,20 @@ _CODE = (
 )
 
 
-def count_cells(
+def cell_groups(
     cur: Any,
     where: Any,
     numeric: dict[str, NumericSpec],
     categorical: Sequence[str],
     output: NumericSpec | None,
-) -> dict[str, Any]:
-    """One scan: every feature's cells or category counts, the output's, confidence, times."""
+    *,
+    by_hour: bool = False,
+) -> list[tuple[Any, ...]]:
+    """One scan's groups: (entry, code, key, rows, values, sum, min, max), hour first if asked.
+
+    ``by_hour`` groups by the hour of created_at too (hours since 1970, UTC), so the groups of
+    each closed hour can be stored (store/log_summaries.py) and only summed from then on.
+    """
     from psycopg import sql
 
     names = list(numeric) + list(categorical)
@@ -168,11 +178,14 @@ def count_cells(
         inf=sql.Literal(_INFINITE),
     )
     query = sql.SQL(
-        "SELECT u.f, {code} AS code, u.key, count(*), count(u.n), sum(u.n), min(u.n), "
+        "SELECT {hour}u.f, {code} AS code, u.key, count(*), count(u.n), sum(u.n), min(u.n), "
         "max(u.n) FROM predictions w CROSS JOIN LATERAL ROWS FROM (unnest({ids}::int[]), "
         "unnest(ARRAY[{values}]::float8[]), unnest(ARRAY[{keys}]::text[])) AS u(f, n, key) "
-        "WHERE {where} GROUP BY u.f, 2, u.key"
+        "WHERE {where} GROUP BY {by}u.f, {at}, u.key"
     ).format(
+        hour=sql.SQL(HOUR_OF + " AS hour, " if by_hour else ""),
+        by=sql.SQL("1, " if by_hour else ""),
+        at=sql.SQL("3" if by_hour else "2"),
         code=code,
         ids=sql.Literal(ids),
         values=sql.SQL(", ").join(values),
@@ -184,17 +197,35 @@ def count_cells(
     cur.execute(query)
     fetched = cur.fetchall()
     cur.execute("SET LOCAL enable_sort = on")
-    return _collect(fetched, names, numeric, output)
+    return fetched
 
 
-def _collect(
+def merge_groups(groups: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Groups of several scans (or stored hours) as one scan's: summed by (entry, code, key)."""
+    merged: dict[tuple[Any, ...], list[Any]] = {}
+    for f, code, key, rows, values, total, low, high in groups:
+        at = merged.get((f, code, key))
+        if at is None:
+            merged[(f, code, key)] = [f, code, key, int(rows), int(values), total, low, high]
+            continue
+        at[3] += int(rows)
+        at[4] += int(values)
+        at[5] = total if at[5] is None else (at[5] if total is None else at[5] + total)
+        at[6] = low if at[6] is None else (at[6] if low is None else min(at[6], low))
+        at[7] = high if at[7] is None else (at[7] if high is None else max(at[7], high))
+    return [tuple(g) for g in merged.values()]
+
+
+def collect_cells(
     fetched: list[tuple[Any, ...]],
-    names: list[str],
     numeric: dict[str, NumericSpec],
+    categorical: Sequence[str],
     output: NumericSpec | None,
 ) -> dict[str, Any]:
+    """What monitoring reads of merged groups: rows, times, each feature's cells or counts."""
+    names = list(numeric) + list(categorical)
     groups: dict[int, list[tuple[Any, ...]]] = {}
-    for row in fetched:
+    for row in merge_groups(fetched):
         groups.setdefault(int(row[0]), []).append(row[1:])
     # Each group: (code, key, rows, non-null values, sum, min, max). An entry without points
     # has one group, or two when some of its values are NULL (the missing code): merge them.

@@ -48,6 +48,25 @@ def reads_aggregates(ctx: Context, mv: ModelVersion) -> bool:
     return ctx.db.is_postgres and mv.card.task in ("binary", "regression")
 
 
+def cell_specs(
+    mv: ModelVersion, profile: ReferenceProfile
+) -> tuple[dict[str, NumericSpec], list[str], NumericSpec | None]:
+    """What a window's cells count: numeric features on their points, categories, output."""
+    numeric: dict[str, NumericSpec] = {}
+    categorical: list[str] = []
+    for name in mv.card.feature_schema.names:
+        spec = profile.feature(name)
+        if isinstance(spec, NumericProfile):
+            numeric[name] = NumericSpec(cell_points(spec))
+        else:
+            categorical.append(name)
+    output = None
+    if profile.output is not None and isinstance(profile.output.distribution, NumericProfile):
+        column = "probability" if mv.card.task == "binary" else "prediction"
+        output = NumericSpec(cell_points(profile.output.distribution), False, column)
+    return numeric, categorical, output
+
+
 def summarise_window(
     ctx: Context,
     mv: ModelVersion,
@@ -59,18 +78,7 @@ def summarise_window(
 ) -> WindowSummary:
     """Everything ``assess_summary`` needs of the window, computed by PostgreSQL."""
     card, schema = mv.card, mv.card.feature_schema
-    numeric: dict[str, NumericSpec] = {}
-    categorical: list[str] = []
-    for name in schema.names:
-        spec = profile.feature(name)
-        if isinstance(spec, NumericProfile):
-            numeric[name] = NumericSpec(cell_points(spec))
-        else:
-            categorical.append(name)
-    output = None
-    if profile.output is not None and isinstance(profile.output.distribution, NumericProfile):
-        column = "probability" if card.task == "binary" else "prediction"
-        output = NumericSpec(cell_points(profile.output.distribution), False, column)
+    numeric, categorical, output = cell_specs(mv, profile)
     edges = None
     if card.task == "binary":
         ref = reference_outputs(ctx, mv)
