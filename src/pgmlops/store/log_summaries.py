@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -70,7 +71,10 @@ def last_closed_hour(now: datetime) -> int:
 
 
 def spec_key(
-    numeric: dict[str, NumericSpec], categorical: Sequence[str], output: NumericSpec | None
+    numeric: dict[str, NumericSpec],
+    categorical: Sequence[str],
+    output: NumericSpec | None,
+    score_edges: np.ndarray | None,
 ) -> str:
     """A digest of what a scan counts: stored hours are reused only under the same one."""
 
@@ -83,7 +87,8 @@ def spec_key(
         "numeric": {name: points(spec) for name, spec in numeric.items()},
         "categorical": list(categorical),
         "output": points(output),
-        "layout": 1,
+        "scores": None if score_edges is None else [float(v) for v in score_edges],
+        "layout": 2,
     }
     text = json.dumps(described, sort_keys=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -1,15 +1,13 @@
-"""A window located by its hours: one pass counts the rows of every hour and, for a binary
-model, groups every row by (hour, label, prediction, score bin) through one hash join with
-the labels. The newest ``last`` rows are then found from the hour counts (the cutoff is
-looked up inside one hour), whole hours' label groups are summed, and only the window's
-first, partial hour is read again. One pass over the log where the previous queries made
-four (count, cutoff, count at the cutoff, labels); the labels cannot be stored with the
-hours (store/log_summaries.py) because they arrive after their predictions.
+"""A window located by its hours: one cheap pass counts the rows of every hour (no JSON is
+parsed), the newest ``last`` rows are found from those counts (the cutoff is looked up inside
+one hour), and the counts tell which stored hours (store/log_summaries.py) still hold what
+they did. One pass where the previous queries made three (count, cutoff, count at the
+cutoff). The labelled rows are then grouped over the window through one hash join with the
+labels: they cannot be stored with the hours, since labels arrive after their predictions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,14 +26,6 @@ LABELS = (
     "WHERE superseded_at IS NULL ORDER BY prediction_id, id DESC) f"
 )
 _SCORE_COLUMNS = ["label", "prediction", "bin", "n", "n_scored", "sum_p", "sum_p2", "ln_p", "ln_q"]
-
-
-@dataclass(frozen=True)
-class HourPass:
-    """Rows per hour, and (binary) the rows' (hour, label, prediction, bin, sums) groups."""
-
-    counts: dict[int, int]
-    scores: list[tuple[Any, ...]]
 
 
 def base_conditions(model_name: str, version: int, since: datetime | None) -> list[Any]:
@@ -57,27 +47,19 @@ def aliased(conditions: list[Any]) -> Any:
     return sql.SQL(" AND ").join(sql.SQL("w.") + c for c in conditions)
 
 
-def hour_pass(
-    cur: Any, conditions: list[Any], lo: int | None, edges: np.ndarray | None
-) -> HourPass:
-    """One scan of the version's rows from hour ``lo`` on (None: all of them)."""
+def hour_counts(cur: Any, conditions: list[Any], lo: int | None) -> dict[int, int]:
+    """Rows of the version in each hour from hour ``lo`` on (None: all of them)."""
     from psycopg import sql
 
     where = aliased(conditions)
     if lo is not None:
         where = sql.SQL("{} AND w.created_at >= {}").format(where, sql.Literal(hour_start(lo)))
-    if edges is None:
-        cur.execute(
-            sql.SQL(
-                "SELECT " + HOUR_OF + ", count(*) FROM predictions w WHERE {} GROUP BY 1"
-            ).format(where)
+    cur.execute(
+        sql.SQL("SELECT " + HOUR_OF + ", count(*) FROM predictions w WHERE {} GROUP BY 1").format(
+            where
         )
-        return HourPass({int(h): int(n) for h, n in cur.fetchall()}, [])
-    scores = _grouped(cur, where, edges, by_hour=True)
-    counts: dict[int, int] = {}
-    for group in scores:
-        counts[group[0]] = counts.get(group[0], 0) + int(group[4])
-    return HourPass(counts, scores)
+    )
+    return {int(h): int(n) for h, n in cur.fetchall()}
 
 
 def locate(
@@ -133,57 +115,42 @@ def locate(
 
 
 def window_scores(
-    cur: Any, where: Any, first: int | None, hours: HourPass, edges: np.ndarray
+    cur: Any, where: Any, edges: np.ndarray, every: list[tuple[Any, ...]]
 ) -> pd.DataFrame:
-    """Rows by (label, prediction, score bin): whole hours from the pass, the rest read again."""
-    from psycopg import sql
+    """Rows by (label, prediction, score bin): counts, sums of p, p², the log losses.
 
-    groups = [g[1:] for g in hours.scores if first is None or g[0] >= first]
-    if first is not None:
-        before = sql.SQL("{} AND w.created_at < {}").format(where, sql.Literal(hour_start(first)))
-        groups += _grouped(cur, before, edges, by_hour=False)
-    totals: dict[tuple[Any, Any, Any], np.ndarray] = {}
-    for label, prediction, b, *values in groups:
-        key = (label, prediction, b)
-        totals[key] = totals.get(key, 0.0) + np.asarray(values, dtype=np.float64)
-    frame = pd.DataFrame(
-        [(*key, *values.tolist()) for key, values in totals.items()], columns=_SCORE_COLUMNS
-    )
-    for name in _SCORE_COLUMNS[3:]:
-        frame[name] = frame[name].astype("float64")
-    frame["bin"] = frame["bin"].astype("Int64")
-    return frame
-
-
-def _grouped(cur: Any, where: Any, edges: np.ndarray, *, by_hour: bool) -> list[tuple[Any, ...]]:
-    """Rows by ([hour,] label, prediction, score bin): counts, sums of p, p², log losses."""
+    ``every`` holds all the window's rows by (prediction, bin) from the cells; the labelled
+    ones are read through the labels, and the unlabelled are the difference.
+    """
     from psycopg import sql
 
     eps = sql.Literal(_EPS)
     p = sql.SQL("{}::float8[]").format(sql.Literal([float(v) for v in edges]))
     query = sql.SQL(
-        "SELECT {hour}f.label, w.prediction, width_bucket(w.probability, {p}), count(*), "
+        "SELECT f.label, w.prediction, width_bucket(w.probability, {p}), count(*), "
         "count(w.probability), coalesce(sum(w.probability), 0), "
         "coalesce(sum(w.probability * w.probability), 0), "
         "coalesce(sum(ln(greatest(least(w.probability, 1 - {eps}), {eps}))), 0), "
         "coalesce(sum(ln(greatest(least(1 - w.probability, 1 - {eps}), {eps}))), 0) "
-        "FROM predictions w LEFT JOIN " + LABELS + " ON f.prediction_id = w.id "
-        "WHERE {where} GROUP BY {keys}"
-    ).format(
-        hour=sql.SQL(HOUR_OF + ", " if by_hour else ""),
-        p=p,
-        eps=eps,
-        where=where,
-        keys=sql.SQL("1, 2, 3, 4" if by_hour else "1, 2, 3"),
-    )
-    # Hash the groups (hours x labels x bins): sorting every row would spill to disk.
-    cur.execute("SET LOCAL enable_sort = off")
+        "FROM " + LABELS + " JOIN predictions w ON w.id = f.prediction_id "
+        "WHERE {where} GROUP BY 1, 2, 3"
+    ).format(p=p, eps=eps, where=where)
     cur.execute(query)
-    fetched = cur.fetchall()
-    cur.execute("SET LOCAL enable_sort = on")
-    width = 4 if by_hour else 3
-    grouped = []
-    for r in fetched:
-        keys = (int(r[0]), *r[1:4]) if by_hour else tuple(r[:3])
-        grouped.append((*keys, *(float(v) for v in r[width:])))
-    return grouped
+    labelled = cur.fetchall()
+    rest: dict[tuple[Any, Any], np.ndarray] = {}
+    for prediction, b, *sums in every:
+        key = (prediction, b)
+        rest[key] = rest.get(key, np.zeros(4)) + np.asarray(sums, dtype=np.float64)
+    rows = []
+    for label, prediction, b, *sums in labelled:
+        values = [float(v) for v in sums]
+        rest[(prediction, b)] = rest.get((prediction, b), np.zeros(4)) - values[:4]
+        rows.append((label, prediction, b, *values))
+    for (prediction, b), sums in rest.items():
+        if sums[0] > 0.5:
+            rows.append((None, prediction, b, *sums.tolist(), 0.0, 0.0))
+    frame = pd.DataFrame(rows, columns=_SCORE_COLUMNS)
+    for name in _SCORE_COLUMNS[3:]:
+        frame[name] = frame[name].astype("float64")
+    frame["bin"] = frame["bin"].astype("Int64")
+    return frame

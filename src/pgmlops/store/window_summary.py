@@ -47,7 +47,7 @@ from pgmlops.store.window_hours import (
     LABELS,
     aliased,
     base_conditions,
-    hour_pass,
+    hour_counts,
     locate,
     window_scores,
 )
@@ -108,8 +108,8 @@ class WindowSummaryStore:
 
         self.db.ensure_schema()
         refresh_statistics(self.db)
-        spec = spec_key(numeric, categorical, output)
         edges = None if score_edges is None else np.asarray(score_edges, dtype=np.float64)
+        spec = spec_key(numeric, categorical, output, edges)
         conditions = base_conditions(model_name, version, since)
         floor = None if since is None else hour_of(since)
         closed = last_closed_hour(datetime.now(UTC))
@@ -121,30 +121,36 @@ class WindowSummaryStore:
                 cur.execute("SET LOCAL enable_mergejoin = off")
                 guess = None if last is None else lower_bound(cur, model_name, version, spec, last)
                 lo = floor if guess is None else max(guess, floor or guess)
-                hours = hour_pass(cur, conditions, lo, edges)
-                if guess is not None and sum(hours.counts.values()) <= last:
-                    hours = hour_pass(cur, conditions, floor, edges)
-                where, first = locate(cur, conditions, hours.counts, last, since)
-                scores = (
-                    window_scores(cur, where, first, hours, edges) if edges is not None else None
-                )
+                counts = hour_counts(cur, conditions, lo)
+                if guess is not None and sum(counts.values()) <= last:
+                    counts = hour_counts(cur, conditions, floor)
+                where, first = locate(cur, conditions, counts, last, since)
+
                 sums = _regression(cur, where) if regression else None
                 # The cells query's unnest is a nested loop by nature: disabling those makes
                 # the planner give up its parallel plan.
                 cur.execute("SET LOCAL enable_nestloop = on")
                 cur.execute("SET LOCAL enable_mergejoin = on")
                 # Whole, closed hours already stored are summed; the rest of the window is read.
-                whole = {h for h in hours.counts if (first is None or h >= first) and h <= closed}
+                whole = {h for h in counts if (first is None or h >= first) and h <= closed}
                 stored = load_hours(cur, model_name, version, spec, whole)
-                used = {h: s for h, s in stored.items() if s.rows == hours.counts[h]}
+                used = {h: s for h, s in stored.items() if s.rows == counts[h]}
                 rest = sql.SQL("{} AND {}").format(where, outside(used))
-                scanned = cell_groups(cur, rest, numeric, categorical, output, by_hour=True)
+                scanned = cell_groups(
+                    cur, rest, numeric, categorical, output, score_edges=edges, by_hour=True
+                )
                 cells = collect_cells(
                     [g[1:] for g in scanned] + [g for s in used.values() for g in s.cells],
                     numeric,
                     categorical,
                     output,
                 )
+                scores = None
+                if edges is not None:
+                    # A nested loop over the labels would be quadratic (see above).
+                    cur.execute("SET LOCAL enable_nestloop = off")
+                    cur.execute("SET LOCAL enable_mergejoin = off")
+                    scores = window_scores(cur, where, edges, cells["scores"])
                 sample = None
                 if sample_rows and cells["rows"]:
                     sample = _sample(cur, where, sample_columns, sample_rows, cells["rows"])
@@ -175,6 +181,7 @@ class WindowSummaryStore:
         categorical: Sequence[str],
         output: NumericSpec | None,
         *,
+        score_edges: np.ndarray | None,
         limit: int,
     ) -> int:
         """Count and store up to ``limit`` closed hours after the newest one stored."""
@@ -182,7 +189,8 @@ class WindowSummaryStore:
         from psycopg import sql
 
         self.db.ensure_schema()
-        spec = spec_key(numeric, categorical, output)
+        edges = None if score_edges is None else np.asarray(score_edges, dtype=np.float64)
+        spec = spec_key(numeric, categorical, output, edges)
         closed = last_closed_hour(datetime.now(UTC))
         conditions = base_conditions(model_name, version, None)
         try:
@@ -208,7 +216,9 @@ class WindowSummaryStore:
                     sql.Literal(hour_start(lo)),
                     sql.Literal(hour_start(hi + 1)),
                 )
-                scanned = cell_groups(cur, where, numeric, categorical, output, by_hour=True)
+                scanned = cell_groups(
+                    cur, where, numeric, categorical, output, score_edges=edges, by_hour=True
+                )
         except (SQLAlchemyError, psycopg.Error, OSError) as exc:
             raise StoreError(f"cannot summarise the prediction log: {first_line(exc)}") from exc
         # Hours without rows are stored too (empty), so the next call starts after them.

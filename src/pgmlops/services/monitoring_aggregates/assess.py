@@ -67,6 +67,16 @@ def cell_specs(
     return numeric, categorical, output
 
 
+def window_score_edges(ctx: Context, mv: ModelVersion) -> np.ndarray | None:
+    """A binary model's score bins (reference quantiles, calibration knots, threshold)."""
+    card = mv.card
+    if card.task != "binary":
+        return None
+    ref = reference_outputs(ctx, mv)
+    cal = Calibration.model_validate(card.calibration) if card.calibration else None
+    return score_edges(ref.proba if ref is not None else None, cal, card.threshold)
+
+
 def summarise_window(
     ctx: Context,
     mv: ModelVersion,
@@ -79,11 +89,7 @@ def summarise_window(
     """Everything ``assess_summary`` needs of the window, computed by PostgreSQL."""
     card, schema = mv.card, mv.card.feature_schema
     numeric, categorical, output = cell_specs(mv, profile)
-    edges = None
-    if card.task == "binary":
-        ref = reference_outputs(ctx, mv)
-        cal = Calibration.model_validate(card.calibration) if card.calibration else None
-        edges = score_edges(ref.proba if ref is not None else None, cal, card.threshold)
+    edges = window_score_edges(ctx, mv)
     policy = settings.drift
     sample = policy.multivariate_rows if policy.multivariate and profile.rows else 0
     if card.task == "regression" and estimate_unavailable(ctx, mv, settings) is None:

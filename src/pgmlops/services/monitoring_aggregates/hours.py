@@ -11,7 +11,11 @@ from __future__ import annotations
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.services.context import Context
 from pgmlops.services.monitoring import load_profile
-from pgmlops.services.monitoring_aggregates.assess import cell_specs, reads_aggregates
+from pgmlops.services.monitoring_aggregates.assess import (
+    cell_specs,
+    reads_aggregates,
+    window_score_edges,
+)
 from pgmlops.store.window_summary import WindowSummaryStore
 
 # Hours counted per call (a week): a long history is caught up over several calls.
@@ -28,5 +32,11 @@ def summarise_closed_hours(ctx: Context, model_name: str) -> int:
         return 0
     numeric, categorical, output = cell_specs(mv, load_profile(ctx, mv))
     return WindowSummaryStore(ctx.db).store_closed_hours(
-        model_name, version, numeric, categorical, output, limit=HOURS_PER_CALL
+        model_name,
+        version,
+        numeric,
+        categorical,
+        output,
+        score_edges=window_score_edges(ctx, mv),
+        limit=HOURS_PER_CALL,
     )
