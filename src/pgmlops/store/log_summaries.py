@@ -16,15 +16,17 @@ arrive after their predictions.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # An hour is stored once it ended this long ago: rows logged in it have reached the table.
 CLOSED_AFTER = timedelta(minutes=10)
+# A cell group's fields, as store/window_cells.py's query returns them.
+_FIELDS = ("f", "code", "key", "rows", "values", "total", "low", "high", "squares")
+_INTEGER = {"f", "code", "rows", "values"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -94,19 +99,38 @@ def spec_key(
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def load_hours(
+def stored_rows(
     cur: Any, model_name: str, version: int, spec: str, hours: Iterable[int]
-) -> dict[int, StoredHour]:
-    """The stored summaries of ``hours`` (those there are)."""
+) -> dict[int, int]:
+    """How many rows each of ``hours`` held when it was stored (those stored)."""
     wanted = sorted(hours)
     if not wanted:
         return {}
     cur.execute(
-        "SELECT hour, rows, cells FROM log_summaries WHERE model_name = %s "
+        "SELECT hour, rows FROM log_summaries WHERE model_name = %s "
         "AND version = %s AND spec = %s AND hour = ANY(%s)",
         (model_name, int(version), spec, wanted),
     )
-    return {int(h): StoredHour(int(h), int(n), _tuples(cells)) for h, n, cells in cur.fetchall()}
+    return {int(h): int(n) for h, n in cur.fetchall()}
+
+
+def stored_cells(
+    cur: Any, model_name: str, version: int, spec: str, hours: Iterable[int]
+) -> Iterator[pd.DataFrame]:
+    """The cell groups of ``hours``, read a few hours at a time (a server-side cursor), so
+    memory holds one batch of hours, not months of them."""
+    wanted = sorted(hours)
+    if not wanted:
+        return
+    with cur.connection.cursor(name="pgmlops_stored_cells") as named:
+        named.itersize = 16
+        named.execute(
+            "SELECT cells FROM log_summaries WHERE model_name = %s "
+            "AND version = %s AND spec = %s AND hour = ANY(%s)",
+            (model_name, int(version), spec, wanted),
+        )
+        for (cells,) in named:
+            yield unpack(cells)
 
 
 def lower_bound(cur: Any, model_name: str, version: int, spec: str, last: int) -> int | None:
@@ -161,7 +185,7 @@ def save_hours(
             "spec": spec,
             "hour": h.hour,
             "rows": h.rows,
-            "cells": json.dumps(h.cells),
+            "cells": pack(h.cells),
             "written_at": datetime.now(UTC),
         }
         for h in hours
@@ -198,5 +222,64 @@ def forget_before(db: Database, before: datetime) -> int:
         return int(result.rowcount or 0)
 
 
-def _tuples(text: str) -> list[tuple[Any, ...]]:
-    return [tuple(g) for g in json.loads(text)]
+def pack(groups: Sequence[tuple[Any, ...]]) -> bytes:
+    """An hour's cell groups as numpy arrays in one .npz blob (no pickle: nothing executes)."""
+    columns = list(zip(*groups, strict=True)) if groups else [()] * len(_FIELDS)
+    arrays: dict[str, np.ndarray] = {}
+    for name, column in zip(_FIELDS, columns, strict=True):
+        if name == "key":
+            arrays["key"] = np.array(["" if k is None else str(k) for k in column], dtype=str)
+            arrays["key_null"] = np.array([k is None for k in column], dtype=bool)
+        elif name in _INTEGER:
+            arrays[name] = np.array(column, dtype=np.int64)
+        else:
+            arrays[name] = np.array([np.nan if v is None else v for v in column], dtype=float)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def unpack(blob: bytes) -> pd.DataFrame:
+    """The groups ``pack`` stored, as a frame with one column per field (NaN for NULL)."""
+    with np.load(io.BytesIO(blob), allow_pickle=False) as stored:
+        frame = pd.DataFrame({name: stored[name] for name in _FIELDS})
+        frame["key"] = frame["key"].astype(object).where(~stored["key_null"], None)
+    return frame
+
+
+def merge_frames(frames: Iterable[pd.DataFrame]) -> list[tuple[Any, ...]]:
+    """Groups of many hours as one window's: summed by (entry, code, key), min of minima..."""
+    parts = [f for f in frames if len(f)]
+    if not parts:
+        return []
+    every = pd.concat(parts, ignore_index=True)
+    merged = every.groupby(["f", "code", "key"], dropna=False, sort=False).agg(
+        rows=("rows", "sum"),
+        values=("values", "sum"),
+        total=("total", "sum"),
+        low=("low", "min"),
+        high=("high", "max"),
+        squares=("squares", "sum"),
+    )
+    out = []
+    for (f, code, key), r in zip(merged.index, merged.itertuples(index=False), strict=True):
+        present = r.values > 0
+        out.append(
+            (
+                int(f),
+                int(code),
+                None if key is None or (isinstance(key, float) and math.isnan(key)) else key,
+                int(r.rows),
+                int(r.values),
+                float(r.total) if present else None,
+                float(r.low) if present else None,
+                float(r.high) if present else None,
+                float(r.squares) if present else None,
+            )
+        )
+    return out
+
+
+def as_frame(groups: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
+    """Scanned groups as the frame ``unpack`` gives."""
+    return unpack(pack(groups))

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -208,8 +209,8 @@ class LogSummaryRow(Base):
     # Whole hours since 1970 (UTC).
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     rows: Mapped[int] = mapped_column(BigInteger)
-    # JSON text, not JSONB: sums may be infinite, and PostgreSQL never looks inside.
-    cells: Mapped[str] = mapped_column(Text)
+    # numpy arrays in an .npz (store/log_summaries.py pack): PostgreSQL never looks inside.
+    cells: Mapped[bytes] = mapped_column(LargeBinary)
     written_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -229,7 +229,7 @@ def merge_groups(groups: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 def collect_cells(
-    fetched: list[tuple[Any, ...]],
+    fetched: Iterable[tuple[Any, ...]],
     numeric: dict[str, NumericSpec],
     categorical: Sequence[str],
     output: NumericSpec | None,

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -30,15 +31,18 @@ from pgmlops.errors import StoreError
 from pgmlops.store.db import Database, first_line
 from pgmlops.store.log_summaries import (
     StoredHour,
+    as_frame,
     hour_of,
     hour_start,
     last_closed_hour,
-    load_hours,
     lower_bound,
+    merge_frames,
     newest_hour,
     outside,
     save_hours,
     spec_key,
+    stored_cells,
+    stored_rows,
 )
 from pgmlops.store.monitoring import PredictionWindow
 from pgmlops.store.statistics import refresh_statistics
@@ -133,14 +137,19 @@ class WindowSummaryStore:
                 cur.execute("SET LOCAL enable_mergejoin = on")
                 # Whole, closed hours already stored are summed; the rest of the window is read.
                 whole = {h for h in counts if (first is None or h >= first) and h <= closed}
-                stored = load_hours(cur, model_name, version, spec, whole)
-                used = {h: s for h, s in stored.items() if s.rows == counts[h]}
+                stored = stored_rows(cur, model_name, version, spec, whole)
+                used = {h for h, n in stored.items() if n == counts[h]}
                 rest = sql.SQL("{} AND {}").format(where, outside(used))
                 scanned = cell_groups(
                     cur, rest, numeric, categorical, output, score_edges=edges, by_hour=True
                 )
                 cells = collect_cells(
-                    [g[1:] for g in scanned] + [g for s in used.values() for g in s.cells],
+                    merge_frames(
+                        chain(
+                            [as_frame([g[1:] for g in scanned])],
+                            stored_cells(cur, model_name, version, spec, used),
+                        )
+                    ),
                     numeric,
                     categorical,
                     output,

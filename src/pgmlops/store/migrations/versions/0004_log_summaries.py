@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("spec", sa.String(length=64), nullable=False),
         sa.Column("hour", sa.BigInteger(), nullable=False),
         sa.Column("rows", sa.BigInteger(), nullable=False),
-        sa.Column("cells", sa.Text(), nullable=False),
+        sa.Column("cells", sa.LargeBinary(), nullable=False),
         sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("model_name", "version", "spec", "hour"),
     )
