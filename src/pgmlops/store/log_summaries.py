@@ -42,6 +42,8 @@ CLOSED_AFTER = timedelta(minutes=10)
 # A cell group's fields, as store/window_cells.py's query returns them.
 _FIELDS = ("f", "code", "key", "rows", "values", "total", "low", "high", "squares")
 _INTEGER = {"f", "code", "rows", "values"}
+# Stored hours merged at a time.
+_BATCH = 16
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -248,27 +250,32 @@ def unpack(blob: bytes) -> pd.DataFrame:
 
 
 def merge_frames(frames: Iterable[pd.DataFrame]) -> list[tuple[Any, ...]]:
-    """Groups of many hours as one window's: summed by (entry, code, key), min of minima..."""
-    parts = [f for f in frames if len(f)]
-    if not parts:
+    """Groups of many hours as one window's: summed by (entry, code, key), min of minima...
+
+    Reduced every ``_BATCH`` hours, so memory holds a few hours' groups, not the window's.
+    """
+    merged: pd.DataFrame | None = None
+    batch: list[pd.DataFrame] = []
+    for frame in frames:
+        if len(frame):
+            batch.append(frame)
+        if len(batch) >= _BATCH:
+            merged = _reduce([merged, *batch] if merged is not None else batch)
+            batch = []
+    if batch:
+        merged = _reduce([merged, *batch] if merged is not None else batch)
+    if merged is None:
         return []
-    every = pd.concat(parts, ignore_index=True)
-    merged = every.groupby(["f", "code", "key"], dropna=False, sort=False).agg(
-        rows=("rows", "sum"),
-        values=("values", "sum"),
-        total=("total", "sum"),
-        low=("low", "min"),
-        high=("high", "max"),
-        squares=("squares", "sum"),
-    )
     out = []
-    for (f, code, key), r in zip(merged.index, merged.itertuples(index=False), strict=True):
+    for r in merged.itertuples(index=False):
         present = r.values > 0
         out.append(
             (
-                int(f),
-                int(code),
-                None if key is None or (isinstance(key, float) and math.isnan(key)) else key,
+                int(r.f),
+                int(r.code),
+                None
+                if r.key is None or (isinstance(r.key, float) and math.isnan(r.key))
+                else r.key,
                 int(r.rows),
                 int(r.values),
                 float(r.total) if present else None,
@@ -278,6 +285,22 @@ def merge_frames(frames: Iterable[pd.DataFrame]) -> list[tuple[Any, ...]]:
             )
         )
     return out
+
+
+def _reduce(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    every = pd.concat(frames, ignore_index=True)
+    return (
+        every.groupby(["f", "code", "key"], dropna=False, sort=False)
+        .agg(
+            rows=("rows", "sum"),
+            values=("values", "sum"),
+            total=("total", "sum"),
+            low=("low", "min"),
+            high=("high", "max"),
+            squares=("squares", "sum"),
+        )
+        .reset_index()
+    )
 
 
 def as_frame(groups: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
