@@ -12,7 +12,11 @@ freshly bulk-loaded database before autovacuum catches up. It then times the fir
 ``run_monitor`` again (median of R, each run stored) and the ``pgmlops monitor --json``
 command once as a user would run it. Prints the breakdown, the peak RSS (this process's, and
 the command's own) and the verdicts; drops the database at the end unless ``--keep``.
-``--cli-only`` times only the command, R times.
+``--cli-only`` times only the command, R times. ``--worker`` first lets the worker's
+summariser catch up with the log's closed hours, as a running `pgmlops worker` does hour by
+hour (timed and reported on its own; it runs no ANALYZE), so the command then reads stored
+hours; ``--cold-after`` then deletes the stored hours and times the command once more, as
+on a log no worker has summarised.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pgmlops.domain.schema import coerce_features
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
 from pgmlops.services.monitoring import run_monitor
+from pgmlops.services.monitoring_aggregates.hours import summarise_closed_hours
 from pgmlops.services.promotion import version_engine
 from pgmlops.store.db import normalize_url
 from pgmlops.store.monitoring import MonitoringStore
@@ -232,6 +237,16 @@ def main() -> None:
         "the log holds this many: large logs without scoring every row in Python",
     )
     parser.add_argument(
+        "--worker",
+        action="store_true",
+        help="before timing, run the worker's summariser until the closed hours are stored",
+    )
+    parser.add_argument(
+        "--cold-after",
+        action="store_true",
+        help="after the timed runs, delete the stored hours and time the command once more",
+    )
+    parser.add_argument(
         "--cli-only",
         action="store_true",
         help="only time `pgmlops monitor` (R times): no in-process runs inflating this process",
@@ -259,10 +274,17 @@ def main() -> None:
             args.rows = _grow(ctx, args.grow_to)
             print(f"grew the log to {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
         never = _never_analysed(ctx)
+        if args.worker:
+            _catch_up(ctx)
         if args.cli_only:
             state = "never analysed" if never else "already analysed"
             print(f"log {state} before the first `pgmlops monitor`")
             for _ in range(args.repeats):
+                _time_cli(settings, args.rows, workdir)
+            if args.cold_after:
+                with ctx.db.engine.begin() as conn:
+                    conn.execute(text("DELETE FROM log_summaries"))
+                print("stored hours deleted: the next command scans every row of the window")
                 _time_cli(settings, args.rows, workdir)
             return
         started = time.perf_counter()
@@ -289,6 +311,21 @@ def main() -> None:
         ctx.close()
         if not args.keep:
             _drop_database()
+
+
+def _catch_up(ctx: Context) -> None:
+    """What a running worker does over its ticks: store every closed hour of the log."""
+    started = time.perf_counter()
+    hours = 0
+    while stored := summarise_closed_hours(ctx, "churn"):
+        hours += stored
+    seconds = time.perf_counter() - started
+    with ctx.db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT coalesce(sum(rows), 0) FROM log_summaries")).scalar_one()
+    print(
+        f"worker summariser: {hours:,} hours ({int(rows):,} rows) stored in {seconds:.1f} s "
+        f"({int(rows) / max(seconds, 1e-9):,.0f} rows/s)"
+    )
 
 
 def _never_analysed(ctx: Context) -> list[str]:

@@ -13,6 +13,7 @@ within-bin ties for AUCs. Behaviour that must hold on either database runs on bo
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +39,9 @@ from pgmlops.services.monitoring_aggregates import (
     reads_aggregates,
     summarise_window,
 )
+from pgmlops.services.serving import load_version, predict_records
+from pgmlops.services.worker import Worker
+from pgmlops.store.log_summaries import hour_start, last_closed_hour
 from pgmlops.store.monitoring import MonitoringStore
 from pgmlops.store.predictions import PredictionStore
 from tests.integration.test_monitoring import (  # noqa: F401 (fixtures)
@@ -349,3 +353,111 @@ def _plain(value: object) -> object:
     if isinstance(value, float) and np.isnan(value):
         return None
     return value
+
+
+def _stored_hours(ctx: Context) -> dict[int, tuple[int, datetime]]:
+    from sqlalchemy import text
+
+    with ctx.db.engine.connect() as conn:
+        found = conn.execute(text("SELECT hour, rows, written_at FROM log_summaries"))
+        return {int(h): (int(n), at) for h, n, at in found}
+
+
+def test_closed_hours_are_summed_once_and_scanned_again_when_their_rows_change(
+    ctx: Context, production: int
+) -> None:
+    postgres_only(ctx)
+    model = load_version(ctx, ctx.registry.get_version("churn", production))
+    names = model.card.feature_schema.names
+    frame = make_churn(2_000, seed=37, numeric_shift=0.4)
+    rows = frame[names].astype(object).where(frame[names].notna(), None).to_dict("records")
+    _, records = predict_records(
+        model, rows, ctx.settings.serving, request_id=None, started=time.perf_counter()
+    )
+    # Three closed hours, 500 rows each, and 500 rows of the last minutes (never stored).
+    now = datetime.now(UTC)
+    start = hour_start(last_closed_hour(now) - 2)
+    for i, record in enumerate(records[:1_500]):
+        record.created_at = start + timedelta(hours=i // 500, seconds=(i % 500) * 3)
+    for i, record in enumerate(records[1_500:]):
+        record.created_at = now - timedelta(seconds=500 - i)
+    store = PredictionStore(ctx.db)
+    store.write_batch(records)
+
+    first_rows, first_counts = both_paths(ctx, "churn")
+    assert_same_drift(first_rows, first_counts)
+    stored = _stored_hours(ctx)
+    assert sorted(n for n, _ in stored.values()) == [500, 500, 500]
+
+    # Labels arrive after their hours were stored: they are read from the labels every time.
+    store.add_feedback(
+        [(r.id, str(y)) for r, y in zip(records, frame["Exited"], strict=True)][:900]
+    )
+    again_rows, again_counts = both_paths(ctx, "churn")
+    assert_same_drift(again_rows, again_counts)
+    assert again_counts.labelled_performance["n_labels"] == 900
+    auc = {"roc_auc": AUC_TOLERANCE, "pr_auc": AUC_TOLERANCE}
+    assert_same_block(
+        again_rows.labelled_performance, again_counts.labelled_performance, tolerances=auc
+    )
+    assert_same_block(
+        again_rows.estimated_performance, again_counts.estimated_performance, tolerances=auc
+    )
+    assert _stored_hours(ctx) == stored  # summed, not scanned and written again
+    # The newest 1,200 rows: the cutoff is found inside the second stored hour.
+    cut_rows, cut_counts = both_paths(ctx, "churn", last=1_200)
+    assert cut_counts.window["rows"] == cut_rows.window["rows"] == 1_200
+    assert_same_drift(cut_rows, cut_counts)
+    assert cut_counts.labelled_performance["n_labels"] == cut_rows.labelled_performance["n_labels"]
+
+    # A row arriving late in the oldest hour (a replayed spill folder) changes its count.
+    late = records[0]
+    late.id, late.created_at = str(uuid.uuid4()), start + timedelta(minutes=30)
+    store.write_batch([late])
+    late_rows, late_counts = both_paths(ctx, "churn")
+    assert late_counts.window["rows"] == late_rows.window["rows"] == 2_001
+    assert_same_drift(late_rows, late_counts)
+    now_stored = _stored_hours(ctx)
+    oldest = min(now_stored)
+    assert now_stored[oldest][0] == 501 and now_stored[oldest][1] > stored[oldest][1]
+    assert {h: v for h, v in now_stored.items() if h != oldest} == {
+        h: v for h, v in stored.items() if h != oldest
+    }
+
+
+def test_the_worker_summarises_closed_hours_and_monitoring_reads_them(
+    ctx: Context, production: int
+) -> None:
+    postgres_only(ctx)
+    model = load_version(ctx, ctx.registry.get_version("churn", production))
+    names = model.card.feature_schema.names
+    frame = make_churn(600, seed=38)
+    rows = frame[names].astype(object).where(frame[names].notna(), None).to_dict("records")
+    _, records = predict_records(
+        model, rows, ctx.settings.serving, request_id=None, started=time.perf_counter()
+    )
+    now = datetime.now(UTC)
+    newest = last_closed_hour(now)
+    # Two hours with rows, an empty one between them and one after.
+    for i, record in enumerate(records):
+        hour = newest - 3 if i < 300 else newest - 1
+        record.created_at = hour_start(hour) + timedelta(seconds=(i % 300) * 10)
+    PredictionStore(ctx.db).write_batch(records)
+
+    worker = Worker(ctx, say=lambda _msg: None)
+    worker.maintain(now)
+    stored = _stored_hours(ctx)
+    assert {h: n for h, (n, _) in stored.items()} == {
+        newest - 3: 300,
+        newest - 2: 0,
+        newest - 1: 300,
+        newest: 0,
+    }
+    assert worker.stats.hours_summarised == 4
+    worker.maintain(now + timedelta(minutes=10))  # nothing new has closed
+    assert _stored_hours(ctx) == stored
+
+    rows_path, counts = both_paths(ctx, "churn")
+    assert counts.window["rows"] == 600
+    assert_same_drift(rows_path, counts)
+    assert _stored_hours(ctx) == stored  # read, not scanned again

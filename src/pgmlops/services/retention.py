@@ -26,6 +26,7 @@ from pgmlops.domain.records import PRODUCTION
 from pgmlops.errors import ConfigError, PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.promotion import production_stack
+from pgmlops.store.log_summaries import forget_before
 from pgmlops.store.partitions import PartitionStore
 from pgmlops.store.retention import RetentionStore, VersionFiles
 from pgmlops.store.retraining import RetrainingRunStore
@@ -170,6 +171,8 @@ def drop_old_predictions(
         partitions_kept=len(kept),
         oldest_kept=kept[0].range.lo.isoformat() if kept else None,
         labels_deleted=None if dry_run else store.delete_feedback_before(bound),
+        # Summaries of hours whose rows are gone would only be found stale by monitoring.
+        hour_summaries_deleted=None if dry_run else forget_before(ctx.db, bound),
     )
     return report
 

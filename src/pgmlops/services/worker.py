@@ -25,6 +25,7 @@ from typing import Any
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.errors import ConflictError, PgmlopsError
 from pgmlops.services.context import Context
+from pgmlops.services.monitoring_aggregates.hours import summarise_closed_hours
 from pgmlops.services.retention import collect_garbage, ensure_log_partitions
 from pgmlops.services.retraining import recover_stale_runs, retrain
 from pgmlops.services.triggers import next_due, schedule_anchor
@@ -43,6 +44,9 @@ RECOVER_EVERY = timedelta(minutes=1)
 LIVENESS_LEASE = 60.0
 # One worker at a time runs the scheduled gc.
 RETENTION_LOCK = "retention"
+# How often the log's closed hours are summarised (hours close CLOSED_AFTER past the hour).
+SUMMARY_EVERY = timedelta(minutes=5)
+SUMMARY_LOCK = "log-summaries"
 
 
 def alive_lock(identity: str) -> str:
@@ -60,6 +64,7 @@ class WorkerStats:
     monitor_runs: int = 0
     retention_runs: int = 0
     partitions_created: int = 0
+    hours_summarised: int = 0
     recovered_runs: list[int] = field(default_factory=list)
     recovered_jobs: list[int] = field(default_factory=list)
 
@@ -81,6 +86,7 @@ class Worker:
         self._next_monitor: dict[str, datetime] = {}
         self._next_partitions: datetime | None = None
         self._next_gc: datetime | None = None
+        self._next_summary: datetime | None = None
         self._next_recover: datetime | None = None
 
     # -- control ---------------------------------------------------------------------------
@@ -213,10 +219,29 @@ class Worker:
                 if created:
                     self.say(f"prediction log partitions created: {', '.join(created)}")
             self._next_partitions = now + PARTITION_CHECK
+        if self._next_summary is None or now >= self._next_summary:
+            self._next_summary = now + SUMMARY_EVERY
+            self._summarise()
         every = self.ctx.settings.retraining.retention.schedule_seconds
         if every is not None and (self._next_gc is None or now >= self._next_gc):
             self._next_gc = now + timedelta(seconds=every)
             self._retention()
+
+    def _summarise(self) -> None:
+        if not self.ctx.db.is_postgres:
+            return  # SQLite monitors from rows
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(named_lock(self.ctx.db, SUMMARY_LOCK, lease_seconds=600.0))
+            except ConflictError:
+                return  # another worker is summarising the same hours
+            for name in self.watched_models():
+                try:
+                    stored = summarise_closed_hours(self.ctx, name)
+                except PgmlopsError as exc:
+                    self.say(f"{name}: prediction log hours not summarised: {exc}")
+                    continue
+                self.stats.hours_summarised += stored
 
     def _retention(self) -> None:
         with contextlib.ExitStack() as held:

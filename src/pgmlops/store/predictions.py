@@ -80,6 +80,7 @@ class PredictionStore:
         # PostgreSQL batch writes go through one connection of their own, in autocommit: a
         # batch is one statement and one round trip, with no pool check-out or ping.
         self._raw: Any = None
+        self._driver: Any = None
         self._raw_lock = threading.Lock()
 
     def write_batch(self, records: Sequence[Record]) -> None:
@@ -139,8 +140,13 @@ class PredictionStore:
         try:
             if self._raw is None:
                 self._raw = self.db.engine.raw_connection()
-                self._raw.driver_connection.autocommit = True
-            with self._raw.driver_connection.cursor() as cur:
+                self._driver = self._raw.driver_connection
+                # Out of the pool for good: a store dropped without close() would otherwise
+                # hand this autocommit connection back, and the next borrower's transaction
+                # (SET LOCAL, server-side cursors, rollback) would silently not be one.
+                self._raw.detach()
+                self._driver.autocommit = True
+            with self._driver.cursor() as cur:
                 cur.execute(statement, (Jsonb(records, dumps=json_array),))
         except CheckViolation:
             raise  # the connection is fine; the caller decides
@@ -163,9 +169,10 @@ class PredictionStore:
 
     def _discard_raw(self) -> None:
         if self._raw is not None:
+            # Detached from the pool: closing the driver's connection is all there is to do.
             with contextlib.suppress(Exception):
-                self._raw.invalidate()
-            self._raw = None
+                self._driver.close()
+            self._raw = self._driver = None
 
     def close(self) -> None:
         """Release the batch writer's connection."""

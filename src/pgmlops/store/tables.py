@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -191,6 +192,26 @@ class FeedbackRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # A newer label replaces this one but the row stays, so both times are kept.
     superseded_at: Mapped[datetime | None] = mapped_column()
+
+
+class LogSummaryRow(Base):
+    """One closed hour of one version's prediction log, summarised (store/log_summaries.py).
+
+    ``spec`` names the points and categories the cells were counted on, so a change of the
+    monitoring spec never mixes counts; ``rows`` is checked against the log before use.
+    """
+
+    __tablename__ = "log_summaries"
+
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Whole hours since 1970 (UTC).
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    # numpy arrays in an .npz (store/log_summaries.py pack): PostgreSQL never looks inside.
+    cells: Mapped[bytes] = mapped_column(LargeBinary)
+    written_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class MonitoringRunRow(Base):

@@ -16,7 +16,7 @@ to it either. bench/monitor_query_cpu.py measures the query's CPU a row.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,12 +30,16 @@ from pgmlops.domain.window_counts import NumericCells
 # to_numeric(errors="coerce") treats it on the row path.
 _NUMBER = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
 # Pseudo-feature numbers of the cells query, beside the features' own 0, 1, ...
-_OUTPUT, _CONFIDENCE, _SCORE_CONFIDENCE, _TIME = -1, -2, -3, -4
+_OUTPUT, _CONFIDENCE, _SCORE_CONFIDENCE, _TIME, _SCORE = -1, -2, -3, -4, -5
+TIME_ENTRY = _TIME  # every row has one group or two under it: its count is the rows'
 # Cell codes besides the width_bucket ones (0..2K).
 _MISSING, _INFINITE = -1, -2
 # The largest float32, and 2^128 just above it, where rounding to float32 overflows.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _TWO_128 = 2.0**128
+# A row's hour: whole hours since 1970 (UTC whatever the session's time zone). date_part,
+# not extract: extract returns numeric since PostgreSQL 14, several times slower a row.
+HOUR_OF = "floor(date_part('epoch', w.created_at) / 3600)::bigint"
 
 
 @dataclass(frozen=True)
@@ -112,14 +116,24 @@ _CODE = (
 )
 
 
-def count_cells(
+def cell_groups(
     cur: Any,
     where: Any,
     numeric: dict[str, NumericSpec],
     categorical: Sequence[str],
     output: NumericSpec | None,
-) -> dict[str, Any]:
-    """One scan: every feature's cells or category counts, the output's, confidence, times."""
+    *,
+    score_edges: np.ndarray | None = None,
+    by_hour: bool = False,
+) -> list[tuple[Any, ...]]:
+    """One scan's groups: (entry, code, key, rows, values, sum, min, max, sum of squares),
+    hour first if asked.
+
+    ``score_edges`` also counts the binary score by (prediction, score bin) — every row's,
+    labelled or not, so they can be stored with the hour. ``by_hour`` groups by the hour of
+    created_at too (hours since 1970, UTC), so the groups of each closed hour can be stored
+    (store/log_summaries.py) and only summed from then on.
+    """
     from psycopg import sql
 
     names = list(numeric) + list(categorical)
@@ -142,6 +156,11 @@ def count_cells(
         else:
             values.append(sql.NULL)
             keys.append(sql.SQL("w.features ->> {}").format(sql.Literal(name)))
+    if score_edges is not None:
+        ids.append(_SCORE)
+        points[_SCORE] = NumericSpec(np.asarray(score_edges, dtype=np.float64), False)
+        values.append(sql.SQL("w.probability"))
+        keys.append(sql.SQL("w.prediction"))
     if output is not None:
         ids.append(_OUTPUT)
         points[_OUTPUT] = output
@@ -168,11 +187,15 @@ def count_cells(
         inf=sql.Literal(_INFINITE),
     )
     query = sql.SQL(
-        "SELECT u.f, {code} AS code, u.key, count(*), count(u.n), sum(u.n), min(u.n), "
-        "max(u.n) FROM predictions w CROSS JOIN LATERAL ROWS FROM (unnest({ids}::int[]), "
-        "unnest(ARRAY[{values}]::float8[]), unnest(ARRAY[{keys}]::text[])) AS u(f, n, key) "
-        "WHERE {where} GROUP BY u.f, 2, u.key"
+        "SELECT {hour}u.f, {code} AS code, u.key, count(*), count(u.n), sum(u.n), min(u.n), "
+        "max(u.n), sum(u.n * u.n) FROM predictions w CROSS JOIN LATERAL ROWS FROM "
+        "(unnest({ids}::int[]), unnest(ARRAY[{values}]::float8[]), "
+        "unnest(ARRAY[{keys}]::text[])) AS u(f, n, key) "
+        "WHERE {where} GROUP BY {by}u.f, {at}, u.key"
     ).format(
+        hour=sql.SQL(HOUR_OF + " AS hour, " if by_hour else ""),
+        by=sql.SQL("1, " if by_hour else ""),
+        at=sql.SQL("3" if by_hour else "2"),
         code=code,
         ids=sql.Literal(ids),
         values=sql.SQL(", ").join(values),
@@ -184,17 +207,37 @@ def count_cells(
     cur.execute(query)
     fetched = cur.fetchall()
     cur.execute("SET LOCAL enable_sort = on")
-    return _collect(fetched, names, numeric, output)
+    return fetched
 
 
-def _collect(
-    fetched: list[tuple[Any, ...]],
-    names: list[str],
+def merge_groups(groups: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Groups of several scans (or stored hours) as one scan's: summed by (entry, code, key)."""
+    merged: dict[tuple[Any, ...], list[Any]] = {}
+    for f, code, key, rows, values, total, low, high, squares in groups:
+        at = merged.get((f, code, key))
+        if at is None:
+            merged[(f, code, key)] = [f, code, key, int(rows), int(values), total, low, high]
+            merged[(f, code, key)].append(squares)
+            continue
+        at[3] += int(rows)
+        at[4] += int(values)
+        at[5] = total if at[5] is None else (at[5] if total is None else at[5] + total)
+        at[6] = low if at[6] is None else (at[6] if low is None else min(at[6], low))
+        at[7] = high if at[7] is None else (at[7] if high is None else max(at[7], high))
+        at[8] = squares if at[8] is None else (at[8] if squares is None else at[8] + squares)
+    return [tuple(g) for g in merged.values()]
+
+
+def collect_cells(
+    fetched: Iterable[tuple[Any, ...]],
     numeric: dict[str, NumericSpec],
+    categorical: Sequence[str],
     output: NumericSpec | None,
 ) -> dict[str, Any]:
+    """What monitoring reads of merged groups: rows, times, each feature's cells or counts."""
+    names = list(numeric) + list(categorical)
     groups: dict[int, list[tuple[Any, ...]]] = {}
-    for row in fetched:
+    for row in merge_groups(fetched):
         groups.setdefault(int(row[0]), []).append(row[1:])
     # Each group: (code, key, rows, non-null values, sum, min, max). An entry without points
     # has one group, or two when some of its values are NULL (the missing code): merge them.
@@ -234,7 +277,25 @@ def _collect(
         "output_range": out_range,
         "confidence": (int(conf[3]), float(conf[4] or 0.0)),
         "score_confidence": (score_conf[4] / score_conf[3]) if score_conf[3] else None,
+        "scores": _score_groups(groups.get(_SCORE, [])),
     }
+
+
+def _score_groups(found: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """(prediction, score bin, rows, scored rows, sum of p, sum of p²) of every row.
+
+    A score's cell code c, on the edges interleaved with their successors, is bin (c + 1) // 2
+    of ``width_bucket`` over the edges themselves; a missing score has no bin.
+    """
+    bins: dict[tuple[Any, Any], list[float]] = {}
+    for code, key, rows, values, total, _low, _high, squares in found:
+        b = None if code in (_MISSING, _INFINITE) else (int(code) + 1) // 2
+        at = bins.setdefault((key, b), [0.0, 0.0, 0.0, 0.0])
+        at[0] += rows
+        at[1] += values
+        at[2] += total or 0.0
+        at[3] += squares or 0.0
+    return [(prediction, b, *sums) for (prediction, b), sums in bins.items()]
 
 
 def _merged(found: list[tuple[Any, ...]]) -> tuple[Any, ...]:

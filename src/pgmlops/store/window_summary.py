@@ -4,11 +4,12 @@ Monitoring a window needs, per numeric feature, how many values fall at and betw
 reference profile's points and their sums (``width_bucket`` over the stored points), per
 categorical feature the count of every category, the same for the model's output, the sum
 of the logged confidences, and for labelled rows counts by (label, prediction, score bin)
-or, for regression, sums of errors. One query per aggregate scans the window (the features'
-cells in one scan: store/window_cells.py); Python gets O(features x points) numbers whatever
-the window's size. Raw rows are read only as a
-bounded, reproducible sample (a hash of the prediction id picks it) for the detectors that
-need them. SQLite keeps reading rows (store/monitoring.py).
+or, for regression, sums of errors. One pass counts the window's rows by hour and groups the
+labelled ones (store/window_hours.py); the features' cells come from the hours already
+summarised (store/log_summaries.py) plus one scan of the rest (store/window_cells.py).
+Python gets O(features x points x hours) numbers whatever the window's size. Raw rows are
+read only as a bounded, reproducible sample (a hash of the prediction id picks it) for the
+detectors that need them. SQLite keeps reading rows (store/monitoring.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -27,12 +29,32 @@ from pgmlops.domain.kinds import Kind
 from pgmlops.domain.window_counts import NumericCells
 from pgmlops.errors import StoreError
 from pgmlops.store.db import Database, first_line
-from pgmlops.store.monitoring import PredictionWindow, cutoff_time
+from pgmlops.store.log_summaries import (
+    StoredHour,
+    as_frame,
+    hour_of,
+    hour_start,
+    last_closed_hour,
+    lower_bound,
+    merge_frames,
+    newest_hour,
+    outside,
+    save_hours,
+    spec_key,
+    stored_cells,
+    stored_rows,
+)
+from pgmlops.store.monitoring import PredictionWindow
 from pgmlops.store.statistics import refresh_statistics
-from pgmlops.store.window_cells import NumericSpec, count_cells, number
-
-# log_loss clips probabilities at the float64 epsilon, as scikit-learn does.
-_EPS = float(np.finfo(np.float64).eps)
+from pgmlops.store.window_cells import TIME_ENTRY, NumericSpec, cell_groups, collect_cells, number
+from pgmlops.store.window_hours import (
+    LABELS,
+    aliased,
+    base_conditions,
+    hour_counts,
+    locate,
+    window_scores,
+)
 
 
 @dataclass(frozen=True)
@@ -86,26 +108,64 @@ class WindowSummaryStore:
         if last is not None and last < 1:
             raise StoreError(f"a window needs at least 1 row, got last={last}")
         import psycopg
+        from psycopg import sql
 
         self.db.ensure_schema()
         refresh_statistics(self.db)
+        edges = None if score_edges is None else np.asarray(score_edges, dtype=np.float64)
+        spec = spec_key(numeric, categorical, output, edges)
+        conditions = base_conditions(model_name, version, since)
+        floor = None if since is None else hour_of(since)
+        closed = last_closed_hour(datetime.now(UTC))
         try:
             with self._cursor() as cur:
-                where = _window(cur, model_name, version, last, since)
-                cells = count_cells(cur, where, numeric, categorical, output)
-                # Only a hash join with the labels, whatever the row estimates (see
+                # Only hash joins with the labels, whatever the row estimates (see
                 # store/monitoring.py: a nested loop there is quadratic in the window).
-                # Not before the cells query: its unnest is a nested loop by nature, and
-                # disabling those makes the planner give up its parallel plan.
                 cur.execute("SET LOCAL enable_nestloop = off")
                 cur.execute("SET LOCAL enable_mergejoin = off")
-                scores = _scores(cur, where, score_edges) if score_edges is not None else None
+                guess = None if last is None else lower_bound(cur, model_name, version, spec, last)
+                lo = floor if guess is None else max(guess, floor or guess)
+                counts = hour_counts(cur, conditions, lo)
+                if guess is not None and sum(counts.values()) <= last:
+                    counts = hour_counts(cur, conditions, floor)
+                where, first = locate(cur, conditions, counts, last, since)
+
                 sums = _regression(cur, where) if regression else None
+                # The cells query's unnest is a nested loop by nature: disabling those makes
+                # the planner give up its parallel plan.
+                cur.execute("SET LOCAL enable_nestloop = on")
+                cur.execute("SET LOCAL enable_mergejoin = on")
+                # Whole, closed hours already stored are summed; the rest of the window is read.
+                whole = {h for h in counts if (first is None or h >= first) and h <= closed}
+                stored = stored_rows(cur, model_name, version, spec, whole)
+                used = {h for h, n in stored.items() if n == counts[h]}
+                rest = sql.SQL("{} AND {}").format(where, outside(used))
+                scanned = cell_groups(
+                    cur, rest, numeric, categorical, output, score_edges=edges, by_hour=True
+                )
+                cells = collect_cells(
+                    merge_frames(
+                        chain(
+                            [as_frame([g[1:] for g in scanned])],
+                            stored_cells(cur, model_name, version, spec, used),
+                        )
+                    ),
+                    numeric,
+                    categorical,
+                    output,
+                )
+                scores = None
+                if edges is not None:
+                    # A nested loop over the labels would be quadratic (see above).
+                    cur.execute("SET LOCAL enable_nestloop = off")
+                    cur.execute("SET LOCAL enable_mergejoin = off")
+                    scores = window_scores(cur, where, edges, cells["scores"])
                 sample = None
                 if sample_rows and cells["rows"]:
                     sample = _sample(cur, where, sample_columns, sample_rows, cells["rows"])
         except (SQLAlchemyError, psycopg.Error, OSError) as exc:
             raise StoreError(f"cannot summarise the prediction log: {first_line(exc)}") from exc
+        save_hours(self.db, model_name, version, spec, _closed(scanned, whole))
         return WindowSummary(
             rows=cells["rows"],
             first_at=cells["first_at"],
@@ -117,10 +177,63 @@ class WindowSummaryStore:
             confidence=cells["confidence"],
             score_confidence=cells["score_confidence"],
             scores=scores,
-            score_edges=None if score_edges is None else np.asarray(score_edges, dtype=np.float64),
+            score_edges=edges,
             regression=sums,
             sample=sample,
         )
+
+    def store_closed_hours(
+        self,
+        model_name: str,
+        version: int,
+        numeric: dict[str, NumericSpec],
+        categorical: Sequence[str],
+        output: NumericSpec | None,
+        *,
+        score_edges: np.ndarray | None,
+        limit: int,
+    ) -> int:
+        """Count and store up to ``limit`` closed hours after the newest one stored."""
+        import psycopg
+        from psycopg import sql
+
+        self.db.ensure_schema()
+        edges = None if score_edges is None else np.asarray(score_edges, dtype=np.float64)
+        spec = spec_key(numeric, categorical, output, edges)
+        closed = last_closed_hour(datetime.now(UTC))
+        conditions = base_conditions(model_name, version, None)
+        try:
+            with self._cursor() as cur:
+                newest = newest_hour(cur, model_name, version, spec)
+                if newest is None:
+                    cur.execute(
+                        sql.SQL("SELECT min(w.created_at) FROM predictions w WHERE {}").format(
+                            aliased(conditions)
+                        )
+                    )
+                    oldest = cur.fetchone()[0]
+                    if oldest is None:
+                        return 0
+                    lo = hour_of(oldest)
+                else:
+                    lo = newest + 1
+                hi = min(closed, lo + limit - 1)
+                if hi < lo:
+                    return 0
+                where = sql.SQL("{} AND w.created_at >= {} AND w.created_at < {}").format(
+                    aliased(conditions),
+                    sql.Literal(hour_start(lo)),
+                    sql.Literal(hour_start(hi + 1)),
+                )
+                scanned = cell_groups(
+                    cur, where, numeric, categorical, output, score_edges=edges, by_hour=True
+                )
+        except (SQLAlchemyError, psycopg.Error, OSError) as exc:
+            raise StoreError(f"cannot summarise the prediction log: {first_line(exc)}") from exc
+        # Hours without rows are stored too (empty), so the next call starts after them.
+        found = {h.hour: h for h in _closed(scanned, set(range(lo, hi + 1)))}
+        hours = [found.get(h, StoredHour(h, 0, [])) for h in range(lo, hi + 1)]
+        return save_hours(self.db, model_name, version, spec, hours)
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
@@ -131,71 +244,26 @@ class WindowSummaryStore:
                     # JSONB extraction dominates: let worker processes share the scan.
                     cur.execute("SET LOCAL parallel_setup_cost = 0")
                     cur.execute("SET LOCAL parallel_tuple_cost = 0")
+                    # Hour x label x bin groups stay in one in-memory hash table.
+                    cur.execute("SET LOCAL work_mem = '64MB'")
                     yield cur
             finally:
                 raw.rollback()
 
 
-def _window(
-    cur: Any, model_name: str, version: int, last: int | None, since: datetime | None
-) -> Any:
-    """The WHERE clause (on alias w) selecting the window's rows."""
-    from psycopg import sql
-
-    where = [
-        sql.SQL("model_name = {}").format(sql.Literal(model_name)),
-        sql.SQL("version = {}").format(sql.Literal(int(version))),
+def _closed(cells: list[tuple[Any, ...]], whole: set[int]) -> list[StoredHour]:
+    """The scanned hours among ``whole`` (wholly inside the window, closed), ready to store."""
+    by_hour: dict[int, list[tuple[Any, ...]]] = {}
+    for group in cells:
+        if group[0] in whole:
+            by_hour.setdefault(int(group[0]), []).append(tuple(group[1:]))
+    return [
+        StoredHour(hour, sum(int(g[3]) for g in found if g[0] == TIME_ENTRY), found)
+        for hour, found in sorted(by_hour.items())
     ]
-    if since is not None:
-        where.append(sql.SQL("created_at >= {}").format(sql.Literal(since)))
-    if last is not None:
-        cutoff = cutoff_time(cur, where, last)
-        if cutoff is not None:
-            at_cut = [*where, sql.SQL("created_at = {}").format(sql.Literal(cutoff))]
-            where.append(sql.SQL("created_at >= {}").format(sql.Literal(cutoff)))
-            cur.execute(
-                sql.SQL("SELECT count(*) FROM predictions WHERE {}").format(
-                    sql.SQL(" AND ").join(where)
-                )
-            )
-            excess = int(cur.fetchone()[0]) - last
-            if excess > 0:
-                # Rows sharing the cutoff time (one logged batch): keep `last` in all, by id.
-                where.append(
-                    sql.SQL(
-                        "id NOT IN (SELECT id FROM predictions WHERE {} ORDER BY id LIMIT {})"
-                    ).format(sql.SQL(" AND ").join(at_cut), sql.Literal(excess))
-                )
-    return sql.SQL(" AND ").join(sql.SQL("w.") + c for c in where)
 
 
-_LABELS = (
-    "LEFT JOIN (SELECT DISTINCT ON (prediction_id) prediction_id, label FROM feedback "
-    "WHERE superseded_at IS NULL ORDER BY prediction_id, id DESC) f ON f.prediction_id = w.id"
-)
-
-
-def _scores(cur: Any, where: Any, edges: np.ndarray) -> pd.DataFrame:
-    """Rows by (label, prediction, score bin): counts, sums of p, p², and the log losses."""
-    from psycopg import sql
-
-    p = sql.SQL("{}::float8[]").format(sql.Literal([float(v) for v in edges]))
-    eps = sql.Literal(_EPS)
-    query = sql.SQL(
-        "SELECT f.label, w.prediction, width_bucket(w.probability, {p}) AS bin, count(*), "
-        "count(w.probability), coalesce(sum(w.probability), 0), "
-        "coalesce(sum(w.probability * w.probability), 0), "
-        "coalesce(sum(ln(greatest(least(w.probability, 1 - {eps}), {eps}))), 0), "
-        "coalesce(sum(ln(greatest(least(1 - w.probability, 1 - {eps}), {eps}))), 0) "
-        "FROM predictions w " + _LABELS + " WHERE {where} GROUP BY 1, 2, 3"
-    ).format(p=p, eps=eps, where=where)
-    cur.execute(query)
-    columns = ["label", "prediction", "bin", "n", "n_scored", "sum_p", "sum_p2", "ln_p", "ln_q"]
-    frame = pd.DataFrame(cur.fetchall(), columns=columns)
-    for name in columns[3:]:
-        frame[name] = frame[name].astype("float64")
-    frame["bin"] = frame["bin"].astype("Int64")
-    return frame
+_LABELLED = LABELS + " JOIN predictions w ON w.id = f.prediction_id"
 
 
 def _regression(cur: Any, where: Any) -> dict[str, Any]:
@@ -208,7 +276,7 @@ def _regression(cur: Any, where: Any) -> dict[str, Any]:
         "SELECT count(f.label), count({y}), count(*) FILTER (WHERE f.label IS NOT NULL AND "
         "{y} IS NOT NULL AND {pred} IS NULL), "
         "sum(({y} - {pred}) ^ 2), sum(abs({y} - {pred})), var_pop({y}) "
-        "FROM predictions w " + _LABELS + " WHERE {where}"
+        "FROM " + _LABELLED + " WHERE {where}"
     ).format(y=y, pred=pred, where=where)
     cur.execute(query)
     labelled, good, bad_predictions, sse, sae, variance = cur.fetchone()
@@ -216,8 +284,8 @@ def _regression(cur: Any, where: Any) -> dict[str, Any]:
     if labelled > good:
         cur.execute(
             sql.SQL(
-                'SELECT DISTINCT btrim(f.label) COLLATE "C" AS t FROM predictions w '
-                + _LABELS
+                'SELECT DISTINCT btrim(f.label) COLLATE "C" AS t FROM '
+                + _LABELLED
                 + " WHERE {where} AND f.label IS NOT NULL AND {y} IS NULL ORDER BY t LIMIT 5"
             ).format(where=where, y=y)
         )
@@ -243,7 +311,8 @@ def _sample(
 
     # Keep about twice the rows needed, then the lowest hashes: the sort stays small.
     share = min(1.0, 2.0 * size / max(rows, 1))
-    h = sql.SQL("((hashtext(w.id::text)::float8 + 2147483648) / 4294967296)")
+    # uuid_hash hashes the 16 bytes: no text form of the id is built for every row.
+    h = sql.SQL("((uuid_hash(w.id)::float8 + 2147483648) / 4294967296)")
     picked = [sql.SQL("w.features ->> {}").format(sql.Literal(name)) for name, _ in columns]
     query = sql.SQL(
         "SELECT {cols}, w.prediction, w.probability, w.confidence FROM predictions w "

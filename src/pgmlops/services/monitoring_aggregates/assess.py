@@ -48,6 +48,35 @@ def reads_aggregates(ctx: Context, mv: ModelVersion) -> bool:
     return ctx.db.is_postgres and mv.card.task in ("binary", "regression")
 
 
+def cell_specs(
+    mv: ModelVersion, profile: ReferenceProfile
+) -> tuple[dict[str, NumericSpec], list[str], NumericSpec | None]:
+    """What a window's cells count: numeric features on their points, categories, output."""
+    numeric: dict[str, NumericSpec] = {}
+    categorical: list[str] = []
+    for name in mv.card.feature_schema.names:
+        spec = profile.feature(name)
+        if isinstance(spec, NumericProfile):
+            numeric[name] = NumericSpec(cell_points(spec))
+        else:
+            categorical.append(name)
+    output = None
+    if profile.output is not None and isinstance(profile.output.distribution, NumericProfile):
+        column = "probability" if mv.card.task == "binary" else "prediction"
+        output = NumericSpec(cell_points(profile.output.distribution), False, column)
+    return numeric, categorical, output
+
+
+def window_score_edges(ctx: Context, mv: ModelVersion) -> np.ndarray | None:
+    """A binary model's score bins (reference quantiles, calibration knots, threshold)."""
+    card = mv.card
+    if card.task != "binary":
+        return None
+    ref = reference_outputs(ctx, mv)
+    cal = Calibration.model_validate(card.calibration) if card.calibration else None
+    return score_edges(ref.proba if ref is not None else None, cal, card.threshold)
+
+
 def summarise_window(
     ctx: Context,
     mv: ModelVersion,
@@ -59,23 +88,8 @@ def summarise_window(
 ) -> WindowSummary:
     """Everything ``assess_summary`` needs of the window, computed by PostgreSQL."""
     card, schema = mv.card, mv.card.feature_schema
-    numeric: dict[str, NumericSpec] = {}
-    categorical: list[str] = []
-    for name in schema.names:
-        spec = profile.feature(name)
-        if isinstance(spec, NumericProfile):
-            numeric[name] = NumericSpec(cell_points(spec))
-        else:
-            categorical.append(name)
-    output = None
-    if profile.output is not None and isinstance(profile.output.distribution, NumericProfile):
-        column = "probability" if card.task == "binary" else "prediction"
-        output = NumericSpec(cell_points(profile.output.distribution), False, column)
-    edges = None
-    if card.task == "binary":
-        ref = reference_outputs(ctx, mv)
-        cal = Calibration.model_validate(card.calibration) if card.calibration else None
-        edges = score_edges(ref.proba if ref is not None else None, cal, card.threshold)
+    numeric, categorical, output = cell_specs(mv, profile)
+    edges = window_score_edges(ctx, mv)
     policy = settings.drift
     sample = policy.multivariate_rows if policy.multivariate and profile.rows else 0
     if card.task == "regression" and estimate_unavailable(ctx, mv, settings) is None:
