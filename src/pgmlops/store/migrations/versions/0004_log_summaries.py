@@ -39,8 +39,10 @@ def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql" and bind.dialect.server_version_info >= (14,):
         op.execute(f"CREATE STATISTICS IF NOT EXISTS predictions_hour ON {_HOUR} FROM predictions")
-        # Filled by the next ANALYZE; a sample, so seconds even on a large log.
-        op.execute("ANALYZE predictions")
+        # Filled by the next ANALYZE; a sample, so seconds even on a large log. An empty log
+        # is left never analysed, as monitoring's own statistics refresh expects.
+        if bind.execute(sa.text("SELECT EXISTS (SELECT 1 FROM predictions)")).scalar():
+            op.execute("ANALYZE predictions")
 
 
 def downgrade() -> None:
