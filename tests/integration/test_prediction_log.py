@@ -172,3 +172,42 @@ def test_stop_drains_the_queue_into_the_spill_file_when_the_database_is_gone(
     assert writer.counts["spilled"] == 200 and writer.counts["lost"] == 0
     lines = writer.spill_path.read_bytes().splitlines()
     assert len(lines) == 200
+
+
+def test_the_fast_log_commits_without_waiting_for_the_wal_flush_but_replays_do(ctx) -> None:
+    """Fast durability: a PostgreSQL crash may lose the last commits, as a server crash loses
+    the queue; a replayed spill file (deleted once in) and acknowledged rows wait for it."""
+    if not ctx.db.is_postgres:
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    from sqlalchemy import text
+
+    with ctx.db.engine.begin() as conn:
+        # Each INSERT into the log records the commit mode it ran under.
+        conn.execute(text("CREATE TABLE commit_modes (n serial, mode text)"))
+        conn.execute(
+            text(
+                "CREATE FUNCTION note_mode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "INSERT INTO commit_modes (mode) VALUES (current_setting('synchronous_commit'));"
+                " RETURN NULL; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER note_mode AFTER INSERT ON predictions "
+                "FOR EACH STATEMENT EXECUTE FUNCTION note_mode()"
+            )
+        )
+    fast = PredictionStore(ctx.db, durable_commits=False)
+    acknowledged = PredictionStore(ctx.db)
+    try:
+        fast.write_batch(_records(2))
+        fast.replay_batch(_records(2))
+        fast.write_batch(_records(2))
+        acknowledged.write_batch(_records(1))
+    finally:
+        fast.close()
+        acknowledged.close()
+    with ctx.db.engine.connect() as conn:
+        modes = conn.execute(text("SELECT mode FROM commit_modes ORDER BY n")).scalars().all()
+    assert modes == ["off", "on", "off", "on"]
+    assert PredictionStore(ctx.db).count("churn") == 7

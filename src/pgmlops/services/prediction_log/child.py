@@ -94,7 +94,13 @@ def run(
     fd = conn.fileno()
     if os.path.isdir("/proc/self/fd"):
         _close_inherited_sockets(fd)
-    store = PredictionStore(Database(config.database_url), partition_period=config.partition_period)  # type: ignore[arg-type]
+    # Fast durability only (acknowledged rows keep the thread writer): commits need not
+    # wait for the WAL flush (see PredictionStore).
+    store = PredictionStore(
+        Database(config.database_url),
+        partition_period=config.partition_period,  # type: ignore[arg-type]
+        durable_commits=False,
+    )
     writer = PredictionLogWriter(
         store,
         config.spill_dir,
