@@ -107,18 +107,14 @@ def _log_writer(ctx: Context, settings: Settings, metrics: Metrics) -> Any:
             ),
             on_count=metrics.count_log_event,
         )
-    acknowledged = serving.log_durability == "acknowledged"
     return PredictionLogWriter(
-        # Acknowledged rows are answered once committed: those commits wait for the flush.
-        PredictionStore(
-            ctx.db, partition_period=serving.log_partition_period, durable_commits=acknowledged
-        ),
+        PredictionStore(ctx.db, partition_period=serving.log_partition_period),
         serving.spill_dir,
         max_queue=serving.log_queue_size,
         batch_size=serving.log_batch_size,
         flush_seconds=serving.log_flush_seconds,
         drain_seconds=serving.log_drain_seconds,
-        acknowledged=acknowledged,
+        acknowledged=serving.log_durability == "acknowledged",
         on_count=metrics.count_log_event,
     )
 

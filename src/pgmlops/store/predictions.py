@@ -74,17 +74,9 @@ def _row(record: Record) -> dict[str, Any]:
 class PredictionStore:
     """Writes prediction batches and reads them back for feedback and monitoring."""
 
-    def __init__(
-        self, db: Database, *, partition_period: Period = "month", durable_commits: bool = True
-    ) -> None:
+    def __init__(self, db: Database, *, partition_period: Period = "month") -> None:
         self.db = db
         self.partition_period = partition_period
-        # False: write_batch commits without waiting for the WAL flush (PostgreSQL's
-        # `synchronous_commit = off`), for the fast log whose queued rows a crash of the
-        # serving process loses anyway. A PostgreSQL crash may then lose the last ~0.6 s
-        # (3 x wal_writer_delay) of committed rows. Replays of spilled rows always wait for
-        # the flush: their spill file is deleted once they are in.
-        self.durable_commits = durable_commits
         # PostgreSQL batch writes go through one connection of their own, in autocommit: a
         # batch is one statement and one round trip, with no pool check-out or ping.
         self._raw: Any = None
@@ -110,9 +102,7 @@ class PredictionStore:
         if self.db.is_postgres:
             # The partitioned table's key is (id, created_at); a spilled row keeps both.
             self._insert_json(
-                records,
-                _insert_json_sql() + " ON CONFLICT (id, created_at) DO NOTHING",
-                durable=True,
+                records, _insert_json_sql() + " ON CONFLICT (id, created_at) DO NOTHING"
             )
             return len(records)
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -122,29 +112,26 @@ class PredictionStore:
             s.execute(stmt, [_row(r) for r in records])
         return len(records)
 
-    def _insert_json(
-        self, records: Sequence[Record], statement: str, durable: bool = False
-    ) -> None:
+    def _insert_json(self, records: Sequence[Record], statement: str) -> None:
         """Run the batch statement; a row outside every partition gets its partition made."""
         self.db.ensure_schema()
-        durable = durable or self.durable_commits
         with self._raw_lock:
             try:
-                self._execute_json(records, statement, durable)
+                self._execute_json(records, statement)
             except CheckViolation:
                 # "no partition of relation predictions found for row": the partitions made
                 # ahead do not reach this row (a spill replayed after months, a clock off).
                 # Never lose it: make the partitions its period needs, then try once more.
                 self._cover(records)
                 try:
-                    self._execute_json(records, statement, durable)
+                    self._execute_json(records, statement)
                 except CheckViolation as again:
                     raise ValidationError(
                         f"prediction log row refused: {first_line(again)} "
                         "(created_at is not a plausible time for a partition)"
                     ) from again
 
-    def _execute_json(self, records: Sequence[Record], statement: str, durable: bool) -> None:
+    def _execute_json(self, records: Sequence[Record], statement: str) -> None:
         # The batch travels as one JSON document that orjson writes in a single C call and
         # PostgreSQL takes apart: COPY's per-value formatting cost the serving process's
         # GIL about four times as much per row. As jsonb, the document is parsed once; with
@@ -152,21 +139,9 @@ class PredictionStore:
         try:
             if self._raw is None:
                 self._raw = self.db.engine.raw_connection()
-                conn = self._raw.driver_connection
-                conn.autocommit = True
-                if not self.durable_commits:
-                    # The connection never returns to the pool (close() invalidates it).
-                    conn.execute("SET synchronous_commit = off")
-            conn = self._raw.driver_connection
-            document = (Jsonb(records, dumps=json_array),)
-            if durable and not self.durable_commits:
-                # A replay on the fast connection: this one commit waits for the flush.
-                with conn.transaction(), conn.cursor() as cur:
-                    cur.execute("SET LOCAL synchronous_commit = on")
-                    cur.execute(statement, document)
-            else:
-                with conn.cursor() as cur:
-                    cur.execute(statement, document)
+                self._raw.driver_connection.autocommit = True
+            with self._raw.driver_connection.cursor() as cur:
+                cur.execute(statement, (Jsonb(records, dumps=json_array),))
         except CheckViolation:
             raise  # the connection is fine; the caller decides
         except (psycopg.DataError, orjson.JSONEncodeError) as exc:

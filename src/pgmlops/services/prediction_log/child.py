@@ -94,13 +94,7 @@ def run(
     fd = conn.fileno()
     if os.path.isdir("/proc/self/fd"):
         _close_inherited_sockets(fd)
-    # Fast durability only (acknowledged rows keep the thread writer): commits need not
-    # wait for the WAL flush (see PredictionStore).
-    store = PredictionStore(
-        Database(config.database_url),
-        partition_period=config.partition_period,  # type: ignore[arg-type]
-        durable_commits=False,
-    )
+    store = PredictionStore(Database(config.database_url), partition_period=config.partition_period)  # type: ignore[arg-type]
     writer = PredictionLogWriter(
         store,
         config.spill_dir,
