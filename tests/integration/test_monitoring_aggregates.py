@@ -460,4 +460,8 @@ def test_the_worker_summarises_closed_hours_and_monitoring_reads_them(
     rows_path, counts = both_paths(ctx, "churn")
     assert counts.window["rows"] == 600
     assert_same_drift(rows_path, counts)
+    # The newest 600 rows are exactly the stored hours' rows: found from their counts.
+    exact_rows, exact = both_paths(ctx, "churn", last=600)
+    assert exact.window["rows"] == exact_rows.window["rows"] == 600
+    assert_same_drift(exact_rows, exact)
     assert _stored_hours(ctx) == stored  # read, not scanned again

@@ -68,18 +68,25 @@ def locate(
     counts: dict[int, int],
     last: int | None,
     since: datetime | None,
+    lo: int | None = None,
 ) -> tuple[Any, int | None]:
     """The window's WHERE clause (alias w) and its first whole hour (None: every hour).
 
-    ``counts`` must hold every hour the newest ``last`` rows can lie in. Rows at the cutoff
-    time itself may be left out (the id tie-break), so the cutoff's hour is never whole.
+    ``counts`` holds the rows of every hour from ``lo`` on (None: every hour), and at least
+    ``last`` of them when ``lo`` is set. Rows at the cutoff time itself may be left out (the
+    id tie-break), so the cutoff's hour is never whole.
     """
     from psycopg import sql
 
     where = list(conditions)
     first = None if since is None else first_whole_hour(since)
-    if last is None or sum(counts.values()) <= last:
+    total = sum(counts.values())
+    if last is None or total < last or (total == last and lo is None):
         return aliased(where), first
+    if total == last and lo is not None:
+        # Exactly the newest `last` rows lie from hour lo on: that hour bounds the window.
+        where.append(sql.SQL("created_at >= {}").format(sql.Literal(hour_start(lo))))
+        return aliased(where), lo if first is None else max(first, lo)
     newer = 0
     for hour in sorted(counts, reverse=True):
         if newer + counts[hour] >= last:

@@ -126,9 +126,9 @@ class WindowSummaryStore:
                 guess = None if last is None else lower_bound(cur, model_name, version, spec, last)
                 lo = floor if guess is None else max(guess, floor or guess)
                 counts = hour_counts(cur, conditions, lo)
-                if guess is not None and sum(counts.values()) <= last:
-                    counts = hour_counts(cur, conditions, floor)
-                where, first = locate(cur, conditions, counts, last, since)
+                if guess is not None and sum(counts.values()) < last:
+                    counts, lo = hour_counts(cur, conditions, floor), floor
+                where, first = locate(cur, conditions, counts, last, since, lo)
 
                 sums = _regression(cur, where) if regression else None
                 # The cells query's unnest is a nested loop by nature: disabling those makes
