@@ -356,17 +356,23 @@ def _time_cli(settings: Settings, rows: int, workdir: Path) -> None:
     }
     exe = Path(sys.executable).with_name("pgmlops")
     cmd = [str(exe), "monitor", "--model-name", "churn", "--last", str(rows), "--json"]
-    started = time.perf_counter()
-    done = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
-    # The only child waited for so far: its peak RSS is what a user's `pgmlops monitor` needs.
+    # Output to files, not pipes: wait4 below must not wait on a child blocked on a full pipe.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=out, stderr=err)
+        # wait4 gives this child's own peak RSS and CPU (RUSAGE_CHILDREN is the maximum over
+        # every child so far, so a later run could only report the worst run's figure).
+        _, status, own = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    code = child.returncode
+    state = "ok" if code == 0 else f"exit {code}: {stderr.strip()}"
+    print(f"`pgmlops monitor --last {rows} --json` end to end: {seconds:.2f} s ({state})")
+    print(f"peak RSS of this `pgmlops monitor`: {own.ru_maxrss / 1024:.0f} MB")
+    print(f"CPU of this `pgmlops monitor`: {own.ru_utime + own.ru_stime:.1f} s")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    child_mb = usage.ru_maxrss / 1024
-    status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()}"
-    print(f"`pgmlops monitor --last {rows} --json` end to end: {seconds:.2f} s ({status})")
-    print(f"peak RSS of `pgmlops monitor`: {child_mb:.0f} MB")
-    # CPU seconds of the command itself (all children so far), not of PostgreSQL's backends:
-    # on a loaded machine the wall time above says more about the load than about the code.
     print(f"CPU of `pgmlops monitor` processes so far: {usage.ru_utime + usage.ru_stime:.1f} s")
 
 
