@@ -355,6 +355,17 @@ def _plain(value: object) -> object:
     return value
 
 
+def scored(ctx: Context, version: int, frame: pd.DataFrame) -> list[PredictionRecord]:
+    """The records the server would log for ``frame`` (times: now; the caller moves them)."""
+    model = load_version(ctx, ctx.registry.get_version("churn", version))
+    names = model.card.feature_schema.names
+    rows = frame[names].astype(object).where(frame[names].notna(), None).to_dict("records")
+    _, records = predict_records(
+        model, rows, ctx.settings.serving, request_id=None, started=time.perf_counter()
+    )
+    return records
+
+
 def _stored_hours(ctx: Context) -> dict[int, tuple[int, datetime]]:
     from sqlalchemy import text
 
@@ -367,13 +378,8 @@ def test_closed_hours_are_summed_once_and_scanned_again_when_their_rows_change(
     ctx: Context, production: int
 ) -> None:
     postgres_only(ctx)
-    model = load_version(ctx, ctx.registry.get_version("churn", production))
-    names = model.card.feature_schema.names
     frame = make_churn(2_000, seed=37, numeric_shift=0.4)
-    rows = frame[names].astype(object).where(frame[names].notna(), None).to_dict("records")
-    _, records = predict_records(
-        model, rows, ctx.settings.serving, request_id=None, started=time.perf_counter()
-    )
+    records = scored(ctx, production, frame)
     # Three closed hours, 500 rows each, and 500 rows of the last minutes (never stored).
     now = datetime.now(UTC)
     start = hour_start(last_closed_hour(now) - 2)
@@ -429,13 +435,7 @@ def test_the_worker_summarises_closed_hours_and_monitoring_reads_them(
     ctx: Context, production: int
 ) -> None:
     postgres_only(ctx)
-    model = load_version(ctx, ctx.registry.get_version("churn", production))
-    names = model.card.feature_schema.names
-    frame = make_churn(600, seed=38)
-    rows = frame[names].astype(object).where(frame[names].notna(), None).to_dict("records")
-    _, records = predict_records(
-        model, rows, ctx.settings.serving, request_id=None, started=time.perf_counter()
-    )
+    records = scored(ctx, production, make_churn(600, seed=38))
     now = datetime.now(UTC)
     newest = last_closed_hour(now)
     # Two hours with rows, an empty one between them and one after.
