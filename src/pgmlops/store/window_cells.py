@@ -210,34 +210,17 @@ def cell_groups(
     return fetched
 
 
-def merge_groups(groups: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Groups of several scans (or stored hours) as one scan's: summed by (entry, code, key)."""
-    merged: dict[tuple[Any, ...], list[Any]] = {}
-    for f, code, key, rows, values, total, low, high, squares in groups:
-        at = merged.get((f, code, key))
-        if at is None:
-            merged[(f, code, key)] = [f, code, key, int(rows), int(values), total, low, high]
-            merged[(f, code, key)].append(squares)
-            continue
-        at[3] += int(rows)
-        at[4] += int(values)
-        at[5] = total if at[5] is None else (at[5] if total is None else at[5] + total)
-        at[6] = low if at[6] is None else (at[6] if low is None else min(at[6], low))
-        at[7] = high if at[7] is None else (at[7] if high is None else max(at[7], high))
-        at[8] = squares if at[8] is None else (at[8] if squares is None else at[8] + squares)
-    return [tuple(g) for g in merged.values()]
-
-
 def collect_cells(
     fetched: Iterable[tuple[Any, ...]],
     numeric: dict[str, NumericSpec],
     categorical: Sequence[str],
     output: NumericSpec | None,
 ) -> dict[str, Any]:
-    """What monitoring reads of merged groups: rows, times, each feature's cells or counts."""
+    """What monitoring reads of groups unique by (entry, code, key) — one scan's, or stored
+    hours merged by store/log_summaries.py's ``merge_frames``: rows, times, cells, counts."""
     names = list(numeric) + list(categorical)
     groups: dict[int, list[tuple[Any, ...]]] = {}
-    for row in merge_groups(fetched):
+    for row in fetched:
         groups.setdefault(int(row[0]), []).append(row[1:])
     # Each group: (code, key, rows, non-null values, sum, min, max). An entry without points
     # has one group, or two when some of its values are NULL (the missing code): merge them.
