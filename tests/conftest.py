@@ -20,7 +20,11 @@ PG_ADMIN_URL = os.environ.get(
     "PGMLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REQUIRE_PG = os.environ.get("PGMLOPS_REQUIRE_POSTGRES") == "1"
-_state = {"pg_passed": 0, "pg_error": None, "template": None}
+# One OpenMP thread per process (this one and the servers and CLIs it starts): with two
+# pytest-xdist workers, or a worker beside a server it started, scikit-learn's default of
+# one thread per core put 4 spinning threads on 2 cores and fits ran ~10x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+_state = {"pg_passed": 0, "pg_seen": 0, "pg_error": None, "template": None}
 
 
 def _admin_engine():
@@ -75,8 +79,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         with engine.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{_state["template"]}" WITH (FORCE)'))
         engine.dispose()
-    ran_pg_tests = any("postgresql" in item.nodeid for item in session.items)
-    if REQUIRE_PG and ran_pg_tests and _state["pg_passed"] == 0:
+    # Counted from the reports, not session.items: under pytest-xdist the controller that
+    # decides the exit status collects nothing and only sees the workers' reports.
+    if REQUIRE_PG and _state["pg_seen"] and _state["pg_passed"] == 0:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter:
             reporter.write_line(
@@ -86,7 +91,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" and report.passed and "postgresql" in report.nodeid:
+    if "postgresql" not in report.nodeid:
+        return
+    if report.when == "setup":
+        _state["pg_seen"] += 1
+    elif report.when == "call" and report.passed:
         _state["pg_passed"] += 1
 
 

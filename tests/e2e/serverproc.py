@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -18,9 +19,22 @@ ADMIN_KEY = "test-admin-key"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port from this pytest-xdist worker's own range, below the kernel's ephemeral ones.
+
+    A port from bind(0) may be handed to another worker's bind(0) as soon as it is released,
+    and servers bind with SO_REUSEPORT: two test servers would share a port and its requests.
+    """
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    low = 20_000 + 3_000 * (index % 4)
+    for _ in range(500):
+        port = random.randrange(low, low + 3_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {low}-{low + 3_000}")
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -389,54 +388,3 @@ def test_serve_with_workers_refuses_a_port_in_use(ctx, trained, tmp_path) -> Non
     assert proc.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-def _pg_cluster(action: str) -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[0]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, "-m", "fast"]
-        if action == "stop"
-        else ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
-def test_postgres_restart_under_load_loses_no_prediction_log_row(server, ctx) -> None:
-    if not ctx.db.is_postgres:
-        pytest.skip("restarts the PostgreSQL cluster: PostgreSQL half only")
-    if not os.path.isdir("/etc/postgresql") or shutil.which("pg_ctlcluster") is None:
-        pytest.skip("no local PostgreSQL cluster to restart")
-    record = records(1)[0]
-    ids: list[str] = []
-    failures: list[int] = []
-    stop = threading.Event()
-
-    def hammer() -> None:
-        with server.client() as http:
-            while not stop.is_set():
-                resp = http.post("/predict", json=record)
-                if resp.status_code == 200:
-                    ids.append(resp.json()["prediction_id"])
-                else:
-                    failures.append(resp.status_code)
-
-    threads = [threading.Thread(target=hammer) for _ in range(2)]
-    for t in threads:
-        t.start()
-    try:
-        time.sleep(1.0)
-        _pg_cluster("stop")
-        time.sleep(3.0)
-    finally:
-        _pg_cluster("start")
-    time.sleep(2.0)
-    stop.set()
-    for t in threads:
-        t.join()
-    assert failures == []
-    assert wait_for_log(ctx, len(ids), timeout=60) == len(ids)
-    with server.client() as http:
-        log = http.get("/health").json()["prediction_log"]
-    assert log["spilled"] > 0 and log["replayed"] == log["spilled"]
