@@ -516,12 +516,21 @@ class Target:
             self.process.wait(timeout=10)
 
 
-def pgmlops_target(setup: Setup, *, workers: int, logging: bool, prefix: str = "pgmlops") -> Target:
+def pgmlops_target(
+    setup: Setup,
+    *,
+    workers: int,
+    logging: bool,
+    prefix: str = "pgmlops",
+    writer: str | None = None,
+) -> Target:
     key = f"{prefix}_{'on' if logging else 'off'}_{workers}w"
     env = dict(setup.env)
     env["PGMLOPS_SERVING__SPILL_DIR"] = str(setup.workdir / f"spill-{key}")
     if not logging:
         env["PGMLOPS_SERVING__LOG_PREDICTIONS"] = "false"
+    if writer:
+        env["PGMLOPS_SERVING__LOG_WRITER"] = writer
     if workers > 1:
         # What `pgmlops serve` does itself for >1 worker; here the folder is ours to delete.
         prom = setup.workdir / f"prom-{key}"
@@ -531,7 +540,8 @@ def pgmlops_target(setup: Setup, *, workers: int, logging: bool, prefix: str = "
     return Target(
         key=key,
         label=f"pgmlops, {workers} worker{'s' if workers > 1 else ''}, logging "
-        + ("on (PostgreSQL)" if logging else "off"),
+        + ("on (PostgreSQL)" if logging else "off")
+        + (f", log_writer: {writer}" if writer else ""),
         cmd=[*pgmlops_cmd(), "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         cwd=setup.workdir,
@@ -917,6 +927,7 @@ def _med(runs: list[dict], key: str) -> float:
 def summarize(t: Target) -> dict[str, Any]:
     return {
         "label": t.label,
+        "writer": t.env.get("PGMLOPS_SERVING__LOG_WRITER", "default"),
         "rps_runs": [round(r["rps"], 1) for r in t.runs],
         "rps": round(_med(t.runs, "rps"), 1),
         "p50_ms": round(_med(t.runs, "p50_ms"), 3),
@@ -1113,8 +1124,8 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 hw["p99_ms"] < 10,
             )
         )
-    for w in (1, 2):
-        on, off = s.get(f"pgmlops_on_{w}w"), s.get(f"pgmlops_off_{w}w")
+    for w, prefix in ((w, p) for p in ("pgmlops", "writer") for w in (1, 2)):
+        on, off = s.get(f"{prefix}_on_{w}w"), s.get(f"pgmlops_off_{w}w")
         if on and off:
             # Issue 11 §4: the on/off ratio of the runs made back to back in the same round
             # (a fast or slow spell of the machine hits both), its median and its worst
@@ -1126,6 +1137,8 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
             cpu_off = [x or 0.0 for x in off["serving_cpu_us_runs"]]
             extra = [a - b for a, b in zip(cpu_on, cpu_off, strict=False)]
             name = f"{w} worker{'s' if w > 1 else ''}"
+            if prefix != "pgmlops":
+                name += f", log_writer: {on['writer']}"
             out.append(
                 (
                     f"logging costs <= 8% of throughput ({name}, same-round on/off ratio)",
@@ -1216,6 +1229,12 @@ def main() -> int:
         help="also serve (logging on) from this other checkout's src folder, e.g. main's, in "
         "the same interleaved rounds: a before/after comparison on one machine, one database",
     )
+    ap.add_argument(
+        "--also-writer",
+        choices=("process", "thread"),
+        help="also serve (logging on) with this `serving.log_writer`, in the same interleaved "
+        "rounds, each compared with the same logging-off server",
+    )
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
@@ -1277,6 +1296,13 @@ def main() -> int:
             run_cli(["promote", "--json"], senv, workdir)
             for t in offs:
                 t.env["PGMLOPS_ARTIFACT_ROOT"] = senv["PGMLOPS_ARTIFACT_ROOT"]
+        if args.also_writer:
+            servers += [
+                pgmlops_target(
+                    setup, workers=w, logging=True, prefix="writer", writer=args.also_writer
+                )
+                for w in (1, 2)
+            ]
         if args.baseline_src:
             servers += [baseline_target(setup, args.baseline_src, workers=w) for w in (1, 2)]
         if not args.no_mlflow:
