@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -1124,7 +1125,7 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 hw["p99_ms"] < 10,
             )
         )
-    for w, prefix in ((w, p) for p in ("pgmlops", "writer") for w in (1, 2)):
+    for w, prefix in itertools.product((1, 2), ("pgmlops", "writer")):
         on, off = s.get(f"{prefix}_on_{w}w"), s.get(f"pgmlops_off_{w}w")
         if on and off:
             # Issue 11 §4: the on/off ratio of the runs made back to back in the same round
