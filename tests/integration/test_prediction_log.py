@@ -172,3 +172,26 @@ def test_stop_drains_the_queue_into_the_spill_file_when_the_database_is_gone(
     assert writer.counts["spilled"] == 200 and writer.counts["lost"] == 0
     lines = writer.spill_path.read_bytes().splitlines()
     assert len(lines) == 200
+
+
+def test_a_spill_file_of_unreadable_lines_does_not_count_as_the_database_recovering(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    # A dead process's file holding only a torn line: replaying it writes nothing.
+    (spill / "predictions-999999999.jsonl").write_bytes(b'{"id":"0190')
+    writer = PredictionLogWriter(_unreachable_store(), spill, batch_size=50, flush_seconds=0.05)
+    writer.submit(_records(10))  # the first batch finds the database gone
+    caplog.set_level("INFO", logger="pgmlops.services.prediction_log")
+    writer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while writer.counts["quarantined"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = writer.stats()
+    finally:
+        writer.stop(0.5)
+    assert writer.counts["quarantined"] == 1 and writer.counts["spilled"] == 10
+    assert not [r for r in caplog.records if "recovered" in r.getMessage()]
+    assert any("database writes failing" in r for r in stats["reasons"])

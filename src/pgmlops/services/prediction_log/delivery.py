@@ -158,6 +158,7 @@ class Delivery:
 
     def _replay_file(self, path: Path) -> None:
         replayed = 0
+        wrote = False  # a file of unreadable lines only says nothing about the database
         for chunk in self.spill.read(path, self.batch_size, self._resume.get(path, 0)):
             if chunk.bad_lines:
                 self._count("quarantined", chunk.bad_lines)
@@ -176,9 +177,12 @@ class Delivery:
                         path,
                         self.spill.quarantine,
                     )
-            replayed += self._write(chunk.records, self.store.replay_batch)
+            if chunk.records:
+                replayed += self._write(chunk.records, self.store.replay_batch)
+                wrote = True
             self._resume[path] = chunk.end
-        self._database_ok()
+        if wrote:
+            self._database_ok()
         if self.spill.discard(path):
             self._resume.pop(path, None)
         self._count("replayed", replayed)
