@@ -43,6 +43,8 @@ _SNAPSHOT_BYTES = 1 << 16
 _RESPAWN_GAP_S = 1.0
 _SETTLED = ("written", "spilled", "lost", "rejected")
 # How often the process's counters reach on_count (Prometheus) without a /health call.
+# A thread does it, not the request path: counts that change with no request coming in
+# (a spill file replayed or quarantined after traffic stopped) must reach /metrics too.
 _REPORT_EVERY_S = 1.0
 _NEWLINE = ord("\n")
 
@@ -84,7 +86,8 @@ class ProcessLogWriter:
         self._own_lost = 0
         self._queued_unreported = 0
         self._partial = False  # the last pipe write ended inside a row
-        self._next_report = 0.0
+        self._reporter: threading.Thread | None = None
+        self._stopping = threading.Event()
         # The event loop sends; flush() and stop() may send from other threads.
         self._lock = threading.Lock()
         self._report_lock = threading.Lock()
@@ -122,6 +125,10 @@ class ProcessLogWriter:
             time.sleep(0.02)
         if not self._read():
             log.error("prediction log process not running after %.0f s", timeout)
+        self._reporter = threading.Thread(
+            target=self._report_loop, name="prediction-log-report", daemon=True
+        )
+        self._reporter.start()
         # Runs before multiprocessing's own exit hook, which would wait for the process
         # forever while this end of the pipe is open.
         atexit.register(self.stop)
@@ -150,6 +157,7 @@ class ProcessLogWriter:
         if self._stopped or self._proc is None:
             return
         self._stopped = True
+        self._stopping.set()
         seconds = self.config.drain_seconds if timeout is None else timeout
         deadline = time.monotonic() + seconds + 2.0
         while self._out and time.monotonic() < deadline and self._proc.is_alive():
@@ -227,9 +235,6 @@ class ProcessLogWriter:
             if self._queued_unreported:
                 self._count("queued", self._queued_unreported)
                 self._queued_unreported = 0
-            if time.monotonic() >= self._next_report:
-                self._next_report = time.monotonic() + _REPORT_EVERY_S
-                self._report()
             if not self._out or self._fd < 0:
                 return
             try:
@@ -277,6 +282,13 @@ class ProcessLogWriter:
         os.close(self._fd)
         self._spawn()
         self._report()
+
+    def _report_loop(self) -> None:
+        while not self._stopping.wait(_REPORT_EVERY_S):
+            try:
+                self._report()
+            except Exception:  # never let the reporter die: /metrics would go stale
+                log.exception("prediction log: cannot report the logging process's counts")
 
     def _read(self) -> dict[str, Any]:
         with self._snapshot.get_lock():
