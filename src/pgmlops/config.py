@@ -162,10 +162,10 @@ class ServingConfig(_Section):
     # (`retraining.retention.predictions_days`) drops whole periods.
     log_partition_period: Literal["month", "day"] = "month"
     # fast durability: "process" hands rows through a pipe to a logging process per worker,
-    # so no thread of the serving process wakes per row; "thread" keeps the writer in the
-    # serving process. Not yet measured better on a loaded machine (bench/results/
-    # serve-logging.md), so the default stays the thread. acknowledged always uses the thread.
-    log_writer: Literal["process", "thread"] = "thread"
+    # so no thread of the serving process wakes per row (a third to a fifth of the thread's
+    # cost at one worker: bench/results/serve-wave6-*.md); "thread" keeps the writer in the
+    # serving process. acknowledged always uses the thread.
+    log_writer: Literal["process", "thread"] = "process"
     log_partitions_ahead: int = Field(2, ge=1, le=366)
 
     @field_validator("models")

@@ -75,5 +75,5 @@ def test_the_default_log_is_fast_bounded_and_drains_on_shutdown(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     serving = load_settings().serving
-    assert serving.log_durability == "fast" and serving.log_writer == "thread"
+    assert serving.log_durability == "fast" and serving.log_writer == "process"
     assert serving.log_queue_size == 200_000 and serving.log_drain_seconds == 10.0
