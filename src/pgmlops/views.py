@@ -43,7 +43,9 @@ def print_trained(result: dict[str, Any]) -> None:
     console.print(f"holdout: {metrics}")
     onnx = result["onnx_detail"]
     if onnx["present"]:
-        console.print(f"ONNX copy stored (max |diff| {onnx['max_abs_diff']:.1e} vs pipeline)")
+        rows = onnx.get("checked_rows")
+        on = f" on {rows:,} holdout rows" if rows else ""
+        console.print(f"ONNX copy stored (max |diff| {onnx['max_abs_diff']:.1e} vs pipeline{on})")
     elif not result["engine"].startswith("pipeline (onnx rejected"):  # already a warning
         console.print(f"no ONNX copy: {onnx.get('reason')}")
     console.print(

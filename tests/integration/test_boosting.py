@@ -64,6 +64,7 @@ def _assert_onnx_answers_like_the_pipeline(ctx: Context, trained: dict) -> None:
     stored = ctx.registry.get_version(trained["model_name"], trained["version"])
     card = stored.card
     assert card.onnx.present, card.onnx.reason
+    assert card.onnx.checked_rows == card.split.holdout_rows  # a small holdout: every row
     fresh = coerce_features(make_churn(500, seed=99), card.feature_schema)
     onnx_out = OnnxEngine(ctx.artifacts.read(stored, "onnx"), card).predict_frame(fresh)
     pipe_out = version_engine(ctx, stored).predict_frame(fresh)

@@ -28,6 +28,7 @@ class OnnxInfo(BaseModel):
     present: bool
     max_abs_diff: float | None = None
     reason: str | None = None
+    checked_rows: int | None = None  # holdout rows the copy was compared on
 
 
 ONNX_DISABLED = "disabled in config"

@@ -105,9 +105,9 @@ def verify_servable(ctx: Context, version: ModelVersion) -> None:
 
     Every file must be inside the artifact root, intact and signed; the ONNX copy that
     workers will load must load in onnxruntime and reproduce the (verified) pipeline's
-    predictions on the version's own holdout, as it did when training kept it.
+    predictions on the version's own holdout rows it was checked on when training kept it.
     """
-    from pgmlops.services.onnx_export import TOLERANCE, disagreement
+    from pgmlops.services.onnx_export import TOLERANCE, check_rows, disagreement
 
     for role in version.files:
         ctx.artifacts.read(version, role)
@@ -118,7 +118,7 @@ def verify_servable(ctx: Context, version: ModelVersion) -> None:
     if "onnx" not in version.files:
         raise ArtifactError(f"{what} is named by the model card but not in the registry")
     onnx = OnnxEngine(ctx.artifacts.read(version, "onnx"), card)
-    x = coerce_features(read_holdout(ctx, version), card.feature_schema)
+    x = coerce_features(check_rows(read_holdout(ctx, version)), card.feature_schema)
     try:
         got = onnx.predict_frame(x)
     except Exception as exc:  # onnxruntime raises its own types for a damaged graph
