@@ -1076,6 +1076,18 @@ def markdown(res: dict[str, Any]) -> str:
             f"**{hw['p99_ms']:.2f}** | | |",
             "",
         ]
+    hx = res.get("half_peak_writer")
+    if hx:
+        lines += [
+            f"The same two loads against the 2-worker server with `log_writer: {hx['writer']}`, "
+            "each run right after the default server's run of the same round: p99 ms, open "
+            "loop "
+            + ", ".join(f"{r['p99_ms']:.2f}" for r in hx["open_runs"])
+            + f" (**median {hx['p99_ms']:.2f}**); wrk "
+            + ", ".join(f"{r['p99_ms']:.2f}" for r in hx["wrk_runs"])
+            + f" (**median {hx['p99_wrk_ms']:.2f}**).",
+            "",
+        ]
     b = res.get("batch")
     if b:
         lines += [
@@ -1123,6 +1135,15 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 "p99 < 10 ms at half of peak (wrk at a constant rate)",
                 f"p99 {hw['p99_ms']:.2f} ms at {hw['rps']:,.0f} req/s",
                 hw["p99_ms"] < 10,
+            )
+        )
+    hx = res.get("half_peak_writer")
+    if hx:
+        out.append(
+            (
+                f"(context) p99 at half of peak, log_writer: {hx['writer']}, same rounds",
+                f"p99 {hx['p99_ms']:.2f} ms (asyncio open loop), {hx['p99_wrk_ms']:.2f} ms (wrk)",
+                None,
             )
         )
     for w, prefix in itertools.product((1, 2), ("pgmlops", "writer")):
@@ -1383,25 +1404,42 @@ def main() -> int:
         peak = res["servers"]["pgmlops_on_2w"]["rps"]
         say(f"half of peak: {peak / 2:,.0f} req/s open loop against {on2.key}")
 
-        def at_half_peak(load: Any, what: str) -> list[dict[str, Any]]:
+        # With --also-writer, that writer's 2-worker server takes the same load in the same
+        # rounds, right after the default one: p99 at half load of both writers.
+        other2 = next((t for t in servers if t.key == "writer_on_2w"), None)
+        other_runs: dict[str, list[dict[str, Any]]] = {"open": [], "wrk": []}
+
+        def at_half_peak(load: Any, what: str, kind: str) -> list[dict[str, Any]]:
             runs = []
             for _ in range(args.runs):
+                for target in (on2, other2):
+                    if target is None:
+                        continue
 
-                def one() -> dict[str, Any]:
-                    counter.stable()
-                    win = CpuWindow(on2.pids())
-                    r = load(on2, peak / 2, args.duration, args.connections)
-                    r.update(win.close())
-                    r.pop("raw", None)
-                    return r
+                    def one(target: Any = target) -> dict[str, Any]:
+                        counter.stable()
+                        win = CpuWindow(target.pids())
+                        r = load(target, peak / 2, args.duration, args.connections)
+                        r.update(win.close())
+                        r.pop("raw", None)
+                        return r
 
-                r = quiet.run(one, what)
-                runs.append(r)
-                say(f"{what}: {r}")
+                    label = what if target is on2 else f"{what} ({target.key})"
+                    r = quiet.run(one, label)
+                    (runs if target is on2 else other_runs[kind]).append(r)
+                    say(f"{label}: {r}")
             return runs
 
-        hp_runs = at_half_peak(open_loop, "half peak")
-        wr_runs = at_half_peak(wrk_rate, "half peak, wrk at a constant rate")
+        hp_runs = at_half_peak(open_loop, "half peak", "open")
+        wr_runs = at_half_peak(wrk_rate, "half peak, wrk at a constant rate", "wrk")
+        if other2 is not None:
+            res["half_peak_writer"] = {
+                "writer": other2.env.get("PGMLOPS_SERVING__LOG_WRITER"),
+                "open_runs": other_runs["open"],
+                "wrk_runs": other_runs["wrk"],
+                "p99_ms": statistics.median(r["p99_ms"] for r in other_runs["open"]),
+                "p99_wrk_ms": statistics.median(r["p99_ms"] for r in other_runs["wrk"]),
+            }
         res["half_peak_wrk"] = {
             "runs": wr_runs,
             "rps": statistics.median(r["rps"] for r in wr_runs),
