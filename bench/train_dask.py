@@ -114,8 +114,20 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path) -> dict:
         "machine_busy_cores": round((machine_busy() - b0) / wall, 2),
         "roc_auc": round(summary["metrics"]["roc_auc"], 4),
         "onnx": summary["onnx"],
+        "onnx_detail": summary.get("onnx_detail"),
         **memory,
     }
+
+
+def onnx_cell(r: dict) -> str:
+    """Whether the run kept an ONNX copy, and on how many holdout rows it was checked."""
+    d = r.get("onnx_detail")
+    if not d:
+        return "-" if r.get("onnx") is None else ("yes" if r["onnx"] else "no")
+    if not d["present"]:
+        return f"no: {d.get('reason')}"
+    rows = d.get("checked_rows")
+    return f"yes, max diff {d['max_abs_diff']:.1e}" + (f" on {rows:,} rows" if rows else "")
 
 
 def write_report(
@@ -140,14 +152,16 @@ def write_report(
         "(the Dask workers; the nanny processes stay below).",
         "",
         "| rows | engine | wall s | in-process s | ROC AUC | driver peak MB | others' peak MB | "
-        "tree total peak MB | load at start | machine busy cores | started | command |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | --- | --- |",
+        "tree total peak MB | ONNX copy | load at start | machine busy cores | started | "
+        "command |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | ---: | --- | --- |",
     ]
     for r in results:
         others = ", ".join(str(x) for x in r["other_processes_mb"]) or "-"
         lines.append(
             f"| {r['rows']:,} | {r['engine']} | {r['wall_s']} | {r['in_process_s']} | "
             f"{r['roc_auc']} | {r['driver_mb']} | {others} | {r['tree_total_peak_mb']} | "
+            f"{onnx_cell(r)} | "
             f"{r['load_at_start']} | {r['machine_busy_cores']} | {r.get('at', '')} | "
             f"`{r.get('command', '')}` |"
         )
