@@ -262,25 +262,28 @@ class ProcessLogWriter:
         if self._stopped or time.monotonic() - self._started_at < _RESPAWN_GAP_S:
             return
         self._report()
-        snap = self._read()
-        unsettled = max(0, self._sent - sum(int(snap.get(k, 0)) for k in _SETTLED))
-        log.error(
-            "prediction log process %s exited (code %s); rows it held: %d; restarting it",
-            self._proc.pid,
-            self._proc.exitcode,
-            unsettled,
-        )
-        for k in COUNTERS:
-            self._past[k] += int(snap.get(k, 0))
-        if self._partial:
-            # The row half written to the old pipe: the new process must start at a line.
-            cut = self._out.find(b"\n") + 1
-            del self._out[:cut]
-            self._unsent -= 1
-            unsettled += 1
-        self._own_lost += unsettled
-        os.close(self._fd)
-        self._spawn()
+        # Under the report lock until the new process's snapshot is empty: a report in
+        # between would count the old process's rows twice (in _past and in its snapshot).
+        with self._report_lock:
+            snap = self._read()
+            unsettled = max(0, self._sent - sum(int(snap.get(k, 0)) for k in _SETTLED))
+            log.error(
+                "prediction log process %s exited (code %s); rows it held: %d; restarting it",
+                self._proc.pid,
+                self._proc.exitcode,
+                unsettled,
+            )
+            for k in COUNTERS:
+                self._past[k] += int(snap.get(k, 0))
+            if self._partial:
+                # The row half written to the old pipe: the new process must start at a line.
+                cut = self._out.find(b"\n") + 1
+                del self._out[:cut]
+                self._unsent -= 1
+                unsettled += 1
+            self._own_lost += unsettled
+            os.close(self._fd)
+            self._spawn()
         self._report()
 
     def _report_loop(self) -> None:
@@ -300,8 +303,8 @@ class ProcessLogWriter:
 
     def _report(self) -> None:
         """Bring `counts` and on_count up to date with the logging process's counters."""
-        snap = self._read()
         with self._report_lock:
+            snap = self._read()
             for k in COUNTERS:
                 if k != "queued":
                     total = self._past[k] + int(snap.get(k, 0))
