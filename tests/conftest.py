@@ -22,7 +22,8 @@ PG_ADMIN_URL = os.environ.get(
 REQUIRE_PG = os.environ.get("PGMLOPS_REQUIRE_POSTGRES") == "1"
 # One OpenMP thread per process (this one and the servers and CLIs it starts): with two
 # pytest-xdist workers, or a worker beside a server it started, scikit-learn's default of
-# one thread per core put 4 spinning threads on 2 cores and fits ran ~10x slower.
+# one thread per core put 4 spinning threads on 2 cores, and the first e2e fixtures were
+# still fitting after four minutes (seen with py-spy and top; not timed by a script).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 _state = {"pg_passed": 0, "pg_seen": 0, "pg_error": None, "template": None}
 

@@ -178,13 +178,16 @@ class Delivery:
                         self.spill.quarantine,
                     )
             if chunk.records:
-                replayed += self._write(chunk.records, self.store.replay_batch)
+                # Counted per chunk: a replay that fails part-way resumes after the chunks
+                # already written, so counting once per file would leave them out.
+                written = self._write(chunk.records, self.store.replay_batch)
+                self._count("replayed", written)
+                replayed += written
                 wrote = True
             self._resume[path] = chunk.end
         if wrote:
             self._database_ok()
         if self.spill.discard(path):
             self._resume.pop(path, None)
-        self._count("replayed", replayed)
         if replayed:
             log.info("prediction log: replayed %d spilled records from %s", replayed, path)

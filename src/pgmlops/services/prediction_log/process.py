@@ -86,7 +86,6 @@ class ProcessLogWriter:
         self._own_lost = 0
         self._queued_unreported = 0
         self._partial = False  # the last pipe write ended inside a row
-        self._reporter: threading.Thread | None = None
         self._stopping = threading.Event()
         # The event loop sends; flush() and stop() may send from other threads.
         self._lock = threading.Lock()
@@ -125,10 +124,9 @@ class ProcessLogWriter:
             time.sleep(0.02)
         if not self._read():
             log.error("prediction log process not running after %.0f s", timeout)
-        self._reporter = threading.Thread(
+        threading.Thread(
             target=self._report_loop, name="prediction-log-report", daemon=True
-        )
-        self._reporter.start()
+        ).start()
         # Runs before multiprocessing's own exit hook, which would wait for the process
         # forever while this end of the pipe is open.
         atexit.register(self.stop)
