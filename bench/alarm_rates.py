@@ -36,10 +36,10 @@ from pgmlops.domain.performance import confidence
 from pgmlops.domain.schema import coerce_features
 from pgmlops.services.commands import train_command
 from pgmlops.services.context import Context
+from pgmlops.services.labelled_performance import labelled_performance
 from pgmlops.services.monitoring_signals import (
     confidence_signal,
     estimated_performance,
-    labelled_performance,
 )
 from pgmlops.services.promotion import version_engine
 from pgmlops.store.monitoring import PredictionWindow

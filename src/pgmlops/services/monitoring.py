@@ -31,11 +31,11 @@ from pgmlops.domain.schema import as_float32_grid
 from pgmlops.domain.status import Status, overall_status
 from pgmlops.errors import ArtifactError, ConfigError, DataError, NotFoundError
 from pgmlops.services.context import Context
+from pgmlops.services.labelled_performance import labelled_performance
 from pgmlops.services.monitoring_signals import (
     confidence_signal,
     estimated_performance,
     finite,
-    labelled_performance,
 )
 from pgmlops.store.monitoring import MonitoringRun, MonitoringStore, PredictionWindow
 

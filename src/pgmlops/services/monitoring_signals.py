@@ -4,8 +4,8 @@ Each signal is compared with the held-out outputs kept at training time, at the 
 own size: a signal is degraded only when its fall is significant (``alarm_alpha``) and
 larger than its tolerance (see domain/intervals.py). Confidence decay reads the logged
 confidences; estimated performance is CBPE for classifiers (the card's calibration) and
-direct loss estimation for regression (the stored loss models); labelled performance uses
-feedback labels, refusing (and counting) labels this model cannot be scored against.
+direct loss estimation for regression (the stored loss models). Labelled performance, from
+feedback labels, is labelled_performance.py's.
 """
 
 from __future__ import annotations
@@ -25,15 +25,13 @@ from pgmlops.domain.intervals import (
     null_differences,
 )
 from pgmlops.domain.kinds import Task
-from pgmlops.domain.labelled_views import labelled_view
 from pgmlops.domain.metrics import Scores, evaluate, improvement
 from pgmlops.domain.performance import Calibration, confidence, estimate_loss, estimate_null
 from pgmlops.domain.performance import estimate_performance as estimate
 from pgmlops.domain.policies import PRIMARY_METRIC
 from pgmlops.domain.records import ModelVersion
 from pgmlops.domain.schema import coerce_features
-from pgmlops.domain.status import judge_metrics
-from pgmlops.errors import ArtifactError, DataError, PgmlopsError
+from pgmlops.errors import ArtifactError, PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.inference import load_pipeline
 from pgmlops.store.monitoring import PredictionWindow
@@ -57,7 +55,7 @@ def window_proba(window: PredictionWindow, task: Task) -> np.ndarray | None:
     return window.proba
 
 
-def _relative_drop(metric: str, current: float | None, reference: float | None) -> float | None:
+def relative_drop(metric: str, current: float | None, reference: float | None) -> float | None:
     """How much worse ``current`` is, as a fraction of ``reference`` (negative: better)."""
     if current is None or reference is None or not reference:
         return None
@@ -93,7 +91,7 @@ def reference_outputs(ctx: Context, mv: ModelVersion) -> ReferenceOutputs | None
 _NULLS: dict[tuple[str, str, int], np.ndarray] = {}
 
 
-def _null(mv: ModelVersion, ref: ReferenceOutputs, metric: str, n: int) -> np.ndarray:
+def metric_null(mv: ModelVersion, ref: ReferenceOutputs, metric: str, n: int) -> np.ndarray:
     """The null draws for ``metric`` at n rows, computed once per reference, metric and n."""
     key = (mv.files["reference_outputs"].sha256, metric, n)
     if key not in _NULLS:
@@ -119,7 +117,7 @@ def _estimate_null(
 _METRICS: dict[str, dict[str, Any]] = {}
 
 
-def _reference_metrics(mv: ModelVersion, scores: Scores) -> dict[str, Any]:
+def reference_metrics(mv: ModelVersion, scores: Scores) -> dict[str, Any]:
     """The labelled metrics of the reference outputs, computed once per reference."""
     key = mv.files["reference_outputs"].sha256
     if key not in _METRICS:
@@ -276,7 +274,7 @@ def judge_estimate(
     if ref is None:
         assert cal is not None  # regression without reference outputs is not estimated
         reference, note = _holdout_estimate(ctx, mv, cal)
-        drop = _relative_drop(metric, metrics.get(metric), reference.get(metric))
+        drop = relative_drop(metric, metrics.get(metric), reference.get(metric))
         degraded = drop is not None and drop > limit
         return {
             **result,
@@ -288,7 +286,7 @@ def judge_estimate(
         }
     scores = ref.scores()
     if card.task == "regression":
-        reference = _reference_metrics(mv, scores)
+        reference = reference_metrics(mv, scores)
         source_note = "labelled held-out rows"
     else:
         # CBPE runs a little optimistic when the calibration map is fitted on few rows, so
@@ -296,7 +294,7 @@ def judge_estimate(
         assert cal is not None
         reference = finite(estimate(cal, scores.proba, card.threshold))
         source_note = "CBPE on held-out rows"
-    null = _null(mv, ref, metric, max(rows, 1))
+    null = metric_null(mv, ref, metric, max(rows, 1))
     verdict = drop_test(
         metric,
         metrics.get(metric),
@@ -357,136 +355,3 @@ def _holdout_estimate(
 def _primary(ctx: Context, task: Task, available: dict[str, Any]) -> str:
     configured = ctx.settings.promotion.primary_metric
     return configured if configured in available else PRIMARY_METRIC[task]
-
-
-def labelled_performance(
-    ctx: Context, mv: ModelVersion, window: PredictionWindow, settings: MonitoringConfig
-) -> dict[str, Any]:
-    """The card's metrics on the window's labelled rows, against the reference interval.
-
-    Degraded only with ``min_labels`` labels, a shortfall significant at ``alarm_alpha``
-    for a window of that many labels, and a relative drop beyond ``performance_drop``.
-    """
-    card = mv.card
-    labels = window.outputs["label"]
-    has = labels.notna().to_numpy()
-    y_true, good, bad_examples = valid_labels(labels[has], card.task, card.classes)
-    n_bad = int((~good).sum())
-    rows = np.flatnonzero(has)[good]
-    if len(rows) == 0:
-        return judge_labelled(ctx, mv, 0, None, n_bad, bad_examples, settings)
-    predicted = window.outputs["prediction"].to_numpy(dtype=object)[rows]
-    proba = window_proba(window, card.task)
-    proba = None if proba is None else proba[rows]
-    if proba is not None and not np.isfinite(proba).all():
-        proba = None
-    try:
-        scores = Scores(
-            task=card.task,
-            y_true=y_true[good],
-            predicted=predicted,
-            proba=proba,
-            classes=tuple(card.classes) if card.classes else None,
-        )
-    except ValueError as exc:
-        raise DataError(
-            f"{mv.model_name} v{mv.version}: logged outputs are unusable: {exc}"
-        ) from exc
-    metrics = finite(evaluate(scores))
-    block = judge_labelled(ctx, mv, len(rows), metrics, n_bad, bad_examples, settings)
-    block["view"] = labelled_view(card.task, y_true[good], predicted, card.classes)
-    return block
-
-
-def judge_labelled(
-    ctx: Context,
-    mv: ModelVersion,
-    n_labels: int,
-    metrics: dict[str, Any] | None,
-    n_bad: int,
-    bad_examples: list[str],
-    settings: MonitoringConfig,
-) -> dict[str, Any]:
-    """The labelled-performance block for ``metrics`` measured on ``n_labels`` labels."""
-    card = mv.card
-    limit, min_labels = settings.performance_drop, settings.min_labels
-    ref = reference_outputs(ctx, mv)
-    ref_scores = ref.scores() if ref is not None else None
-    reference = _reference_metrics(mv, ref_scores) if ref_scores is not None else dict(card.metrics)
-    result: dict[str, Any] = {
-        "n_labels": n_labels,
-        "min_labels": min_labels,
-        "metric": ctx.settings.promotion.primary_for(card.task),
-        "metrics": {},
-        "reference": reference,
-        "reference_source": "held-out rows" if ref is not None else "holdout metrics in the card",
-        "reference_interval": None,
-        "drop": None,
-        "limit": limit,
-        "alpha": settings.alarm_alpha,
-        "degraded": False,
-        "bad_labels": {"count": n_bad, "examples": bad_examples},
-        "judged": [],
-    }
-    if n_labels == 0 or metrics is None:
-        return result
-    metric = result["metric"]
-    enough = n_labels >= min_labels
-    result["judged"] = judge_metrics(
-        metrics,
-        reference,
-        primary=metric,
-        guards=list(ctx.settings.promotion.guards_for(card.task)),
-        n_labels=n_labels,
-        min_labels=min_labels,
-        limit=limit,
-        alpha=settings.alarm_alpha,
-        null_for=None if ref_scores is None else lambda name: _null(mv, ref, name, n_labels),
-    )
-    if ref_scores is None:
-        drop = _relative_drop(metric, metrics.get(metric), reference.get(metric))
-        result.update(
-            metrics=metrics, drop=drop, degraded=enough and drop is not None and drop > limit
-        )
-        return result
-    null = _null(mv, ref, metric, n_labels)
-    verdict = drop_test(
-        metric,
-        metrics.get(metric),
-        reference.get(metric),
-        null,
-        alpha=settings.alarm_alpha,
-        tolerance=limit,
-    )
-    block = verdict.block()
-    block["degraded"] = enough and verdict.degraded
-    result.update(metrics=metrics, **block)
-    return result
-
-
-def valid_labels(
-    labels: pd.Series, task: Task, classes: list[str] | None
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(normalised labels, which are usable, a few unusable ones) for the model's task."""
-    text = labels.astype(str).str.strip()
-    if task == "regression":
-        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
-        good = np.isfinite(values)
-        return values, good, sorted(set(text[~good].tolist()))[:5]
-    known = set(classes or [])
-    fixed = text.map({u: _class_label(u, known) for u in text.unique()})
-    good = fixed.isin(known).to_numpy()
-    return fixed.to_numpy(dtype=object), good, sorted(set(text[~good].tolist()))[:5]
-
-
-def _class_label(text: str, known: set[str]) -> str:
-    """``text``, or the class it names as a float ("1.0" for class "1", as some tools write)."""
-    if text in known:
-        return text
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    if math.isfinite(number) and number.is_integer() and str(int(number)) in known:
-        return str(int(number))
-    return text

@@ -24,6 +24,7 @@ from pgmlops.domain.records import ModelVersion
 from pgmlops.domain.window_counts import NumericCells, bin_counts, cell_points
 from pgmlops.errors import DataError
 from pgmlops.services.context import Context
+from pgmlops.services.labelled_performance import judge_labelled, valid_labels
 from pgmlops.services.monitoring import MonitoringResult, model_inputs, reasons
 from pgmlops.services.monitoring_signals import (
     direct_loss_estimate,
@@ -31,9 +32,7 @@ from pgmlops.services.monitoring_signals import (
     finite,
     judge_confidence,
     judge_estimate,
-    judge_labelled,
     reference_outputs,
-    valid_labels,
 )
 from pgmlops.store.window_cells import NumericSpec
 from pgmlops.store.window_summary import WindowSummary, WindowSummaryStore
