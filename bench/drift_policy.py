@@ -28,7 +28,8 @@ from pgmlops.domain.demo_data import make_churn
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
 from pgmlops.services.monitoring import run_monitor
-from pgmlops.services.serving import load_version, predict_records
+from pgmlops.services.prediction import predict_records
+from pgmlops.services.serving import load_version
 from pgmlops.services.triggers import drift_trigger
 from pgmlops.store.predictions import PredictionStore
 

@@ -4,7 +4,7 @@ Run: ``python bench/honesty.py [--dataset demo|fair|randhie|diamonds|all] [--win
 
 A reference model is trained once with the real training service on a temporary SQLite
 registry and promoted. Windows of "logged predictions" are then built in-process: rows are
-scored by the version's serving engine through ``services.serving.predict_records`` (the
+scored by the version's serving engine through ``services.prediction.predict_records`` (the
 same code ``POST /predict`` runs, ONNX when present), turned into the ``PredictionWindow``
 the store's ``read_window`` returns (labels on every row), and judged by
 ``services.monitoring.assess_window`` — the code path of ``pgmlops monitor`` minus the SQL
@@ -55,7 +55,8 @@ from pgmlops.errors import PgmlopsError, PromotionRefused
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
 from pgmlops.services.monitoring import MonitoringResult, assess_window, load_profile
-from pgmlops.services.serving import LoadedModel, load_version, predict_records
+from pgmlops.services.prediction import predict_records
+from pgmlops.services.serving import LoadedModel, load_version
 from pgmlops.store.monitoring import PredictionWindow
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -39,7 +39,7 @@ from psycopg.types.json import Json, Jsonb
 
 from pgmlops.domain import demo_data
 from pgmlops.domain.records import PredictionRecord
-from pgmlops.services.serving import prediction_ids
+from pgmlops.services.prediction import prediction_ids
 from pgmlops.store.db import Database
 from pgmlops.store.predictions import PredictionStore, _insert_json_sql
 from pgmlops.store.spill import EncodedRecord, as_record, json_array

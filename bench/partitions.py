@@ -35,8 +35,8 @@ from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.partitions import TimeRange, period_of
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.services.context import Context
+from pgmlops.services.prediction import prediction_ids
 from pgmlops.services.retention import drop_old_predictions
-from pgmlops.services.serving import prediction_ids
 from pgmlops.store.db import Database, normalize_url
 from pgmlops.store.partitions import PartitionStore
 from pgmlops.store.predictions import PredictionStore

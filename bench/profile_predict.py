@@ -163,8 +163,8 @@ def components() -> list[tuple[str, float]]:
     from pgmlops.config import load_settings
     from pgmlops.domain.records import PredictionRecord
     from pgmlops.services.inference import onnx_row_feeds
+    from pgmlops.services.prediction import predict_records, risk_levels, unknown_categories
     from pgmlops.services.prediction_log import PredictionLogWriter
-    from pgmlops.services.serving import _unknown_categories, predict_records, risk_levels
 
     settings = load_settings()
     app = create_app(settings)
@@ -203,7 +203,7 @@ def components() -> list[tuple[str, float]]:
         item["probability"] = p
         item["confidence"] = abs(p - 0.5) * 2.0
         item["risk_level"] = risk_levels(np.asarray([p]), serving.risk_bands)[0]
-        _unknown_categories(model, row)
+        unknown_categories(model, row)
         PredictionRecord(
             id=pid, model_name=model.name, version=1, created_at=now, features=row,
             prediction="1", probability=p, confidence=0.4, output=None, latency_ms=0.5,

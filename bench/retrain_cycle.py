@@ -25,8 +25,9 @@ from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
+from pgmlops.services.prediction import predict_records
 from pgmlops.services.retraining import retrain
-from pgmlops.services.serving import load_version, predict_records
+from pgmlops.services.serving import load_version
 from pgmlops.store.predictions import PredictionStore
 
 PG_ADMIN = os.environ.get(

@@ -15,7 +15,8 @@ from pgmlops.domain.schema import FeatureSchema
 from pgmlops.errors import ConfigError, ValidationError
 from pgmlops.services import monitoring as monitoring_service
 from pgmlops.services.inference import PipelineEngine, load_pipeline
-from pgmlops.services.serving import LoadedModel, load_version, predict_records
+from pgmlops.services.prediction import predict_records
+from pgmlops.services.serving import LoadedModel, load_version
 
 if TYPE_CHECKING:
     from pgmlops.client import Client

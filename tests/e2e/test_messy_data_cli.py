@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from pgmlops.cli import app as cli_app
 from pgmlops.services.inference import PipelineEngine, load_pipeline
-from pgmlops.services.serving import load_version, predict_records
+from pgmlops.services.prediction import predict_records
+from pgmlops.services.serving import load_version
 
 pytestmark = pytest.mark.e2e
 

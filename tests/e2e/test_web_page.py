@@ -411,7 +411,8 @@ def _log_and_monitor(ctx, version: int, frames: list[pd.DataFrame]) -> None:
     import time
 
     from pgmlops.services.monitoring import run_monitor
-    from pgmlops.services.serving import load_version, predict_records
+    from pgmlops.services.prediction import predict_records
+    from pgmlops.services.serving import load_version
     from pgmlops.store.predictions import PredictionStore
 
     model = load_version(ctx, ctx.registry.get_version("churn", version))

@@ -22,7 +22,8 @@ from pgmlops.services.context import Context
 from pgmlops.services.feedback import LabelFor, record_labels
 from pgmlops.services.feedback_files import load_feedback_file
 from pgmlops.services.monitoring import run_monitor
-from pgmlops.services.serving import load_version, predict_records
+from pgmlops.services.prediction import predict_records
+from pgmlops.services.serving import load_version
 from pgmlops.store.predictions import PredictionStore
 from pgmlops.store.tables import PredictionRow
 from tests.integration.test_monitoring import production, trained_churn

@@ -20,8 +20,9 @@ from pgmlops.errors import (
     ValidationError,
 )
 from pgmlops.services.commands import models_command, promote_command, train_command
+from pgmlops.services.prediction import predict_records, prediction_ids
 from pgmlops.services.promotion import read_holdout, rollback, version_engine
-from pgmlops.services.serving import load_version, predict_records, prediction_ids
+from pgmlops.services.serving import load_version
 
 ACTOR = "tester"
 

@@ -15,6 +15,7 @@ from pgmlops.domain.partitions import period_of
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.errors import ConfigError
 from pgmlops.services.context import Context
+from pgmlops.services.prediction import prediction_ids
 from pgmlops.services.prediction_log import PredictionLogWriter
 from pgmlops.services.retention import (
     collect_garbage,
@@ -22,7 +23,6 @@ from pgmlops.services.retention import (
     ensure_log_partitions,
     parse_age,
 )
-from pgmlops.services.serving import prediction_ids
 from pgmlops.services.worker import Worker
 from pgmlops.store.partitions import PartitionStore
 from pgmlops.store.predictions import PredictionStore

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pgmlops.domain.records import PredictionRecord
+from pgmlops.services.prediction import prediction_ids
 from pgmlops.services.prediction_log import LogProcessConfig, ProcessLogWriter
-from pgmlops.services.serving import prediction_ids
 from pgmlops.store.predictions import PredictionStore
 
 

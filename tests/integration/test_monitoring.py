@@ -32,7 +32,8 @@ from pgmlops.errors import ConfigError, DataError
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
 from pgmlops.services.monitoring import latest_run, run_history, run_monitor
-from pgmlops.services.serving import load_version, predict_records
+from pgmlops.services.prediction import predict_records
+from pgmlops.services.serving import load_version
 from pgmlops.store.monitoring import MonitoringStore
 from pgmlops.store.predictions import PredictionStore
 

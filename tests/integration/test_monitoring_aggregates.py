@@ -39,7 +39,8 @@ from pgmlops.services.monitoring_aggregates import (
     reads_aggregates,
     summarise_window,
 )
-from pgmlops.services.serving import load_version, predict_records
+from pgmlops.services.prediction import predict_records
+from pgmlops.services.serving import load_version
 from pgmlops.services.worker import Worker
 from pgmlops.store.log_summaries import hour_start, last_closed_hour
 from pgmlops.store.monitoring import MonitoringStore
@@ -336,7 +337,8 @@ def test_regression_aggregates_agree_and_the_estimate_uses_a_sample(
 def _log_spend(ctx: Context, mv: ModelVersion, frame: pd.DataFrame) -> list[str]:
     import time
 
-    from pgmlops.services.serving import load_version, predict_records
+    from pgmlops.services.prediction import predict_records
+    from pgmlops.services.serving import load_version
 
     model = load_version(ctx, mv)
     rows = frame[mv.card.feature_schema.names].to_dict("records")

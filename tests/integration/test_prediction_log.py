@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from pgmlops.domain.records import PredictionRecord
+from pgmlops.services.prediction import prediction_ids
 from pgmlops.services.prediction_log import PredictionLogWriter
-from pgmlops.services.serving import prediction_ids
 from pgmlops.store.db import Database
 from pgmlops.store.predictions import PredictionStore
 

@@ -21,7 +21,7 @@ from pgmlops.errors import ArtifactError, ConfigError, NotFoundError, Validation
 from pgmlops.model import Model, MonitoringResult
 from pgmlops.services.commands import train_command
 from pgmlops.services.context import Context
-from pgmlops.services.serving import predict_records
+from pgmlops.services.prediction import predict_records
 from pgmlops.store.predictions import PredictionStore
 from tests.tamper import strip_signatures
 

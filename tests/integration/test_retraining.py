@@ -34,9 +34,10 @@ from pgmlops.retraining_config import (
 )
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
+from pgmlops.services.prediction import predict_records
 from pgmlops.services.retention import collect_garbage
 from pgmlops.services.retraining import enqueue_retrain, retrain, retrain_status
-from pgmlops.services.serving import load_version, predict_records
+from pgmlops.services.serving import load_version
 from pgmlops.services.triggers import evaluate_triggers
 from pgmlops.services.worker import RETENTION_LOCK, Worker, alive_lock
 from pgmlops.store.db import Database

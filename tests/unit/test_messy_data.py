@@ -18,7 +18,7 @@ from pgmlops.domain.schema import ReadOptions, coerce_features
 from pgmlops.domain.training_frame import prepare_training_frame
 from pgmlops.errors import ConfigError, DataError
 from pgmlops.services.datasets import load_file, sniff_delimiter
-from pgmlops.services.serving import record_model
+from pgmlops.services.record_model import record_model
 
 N = 120
 

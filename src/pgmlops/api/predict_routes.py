@@ -19,7 +19,8 @@ from pgmlops.api.errors import HTTPProblem, pydantic_errors
 from pgmlops.api.observability import request_id_var
 from pgmlops.errors import ValidationError
 from pgmlops.services.feedback import labels_from_json, record_labels
-from pgmlops.services.serving import LoadedModel, predict_records
+from pgmlops.services.prediction import predict_records
+from pgmlops.services.serving import LoadedModel
 
 router = APIRouter()
 # Batches above this size are predicted off the event loop so small requests keep flowing.

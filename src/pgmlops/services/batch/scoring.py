@@ -25,7 +25,9 @@ from pgmlops.domain.dates import ISO, to_days
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.domain.schema import FLOAT32_MAX, FeatureSpec, key_text
 from pgmlops.errors import ValidationError
-from pgmlops.services.serving import MAX_KEY_LENGTH, LoadedModel, prediction_ids
+from pgmlops.services.prediction import prediction_ids
+from pgmlops.services.record_model import MAX_KEY_LENGTH
+from pgmlops.services.serving import LoadedModel
 
 _BOOLEAN = "Input should be a number, not a boolean"
 

@@ -1,0 +1,175 @@
+"""Validated records to answers and log records: ids, the engine's call, risk levels, keys."""
+
+from __future__ import annotations
+
+import os
+import time
+from bisect import bisect_right
+from datetime import UTC, datetime
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from pgmlops.config import ServingConfig
+from pgmlops.domain.records import PredictionRecord
+from pgmlops.domain.schema import key_text
+from pgmlops.services.serving import LoadedModel
+
+
+def risk_levels(scores: list[float], bands: dict[str, float]) -> list[str]:
+    """Per score, the highest band whose lower bound is at or below it (the lowest if none)."""
+    ordered = sorted(bands.items(), key=lambda kv: kv[1])
+    names = [name for name, _ in ordered]
+    bounds = [lower for _, lower in ordered]
+    return [names[max(bisect_right(bounds, s) - 1, 0)] for s in scores]
+
+
+_B62 = (1 << 62) - 1
+
+
+def prediction_ids(n: int) -> list[str]:
+    """n time-ordered (version 7, RFC 9562) UUID strings from one read of the OS's randomness.
+
+    Time-ordered ids land at the right edge of the predictions table's primary-key index
+    instead of on a random page of it (PostgreSQL spent ~15% less per row in a hand-run test).
+    """
+    ms = time.time_ns() // 1_000_000
+    if n == 1:
+        rand = int.from_bytes(os.urandom(10), "big")
+        rand_a, rand_b = (rand >> 64) & 0xFFF, rand & _B62
+        h = f"{(ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b:032x}"
+        return [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"]
+    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, :6] = np.frombuffer(ms.to_bytes(6, "big"), dtype=np.uint8)  # unix time in ms
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x70  # version 7
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 9562 variant
+    h = raw.tobytes().hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-"
+        f"{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * n, 32)
+    ]
+
+
+def predict_records(
+    model: LoadedModel,
+    rows: list[dict[str, Any]],
+    serving: ServingConfig,
+    *,
+    request_id: str | None,
+    started: float,
+) -> tuple[list[dict[str, Any]], list[PredictionRecord]]:
+    """Predict validated rows; return the response items and the log records."""
+    n = len(rows)
+    keys = take_keys(model, rows)
+    if n == 1:
+        # One record never touches a DataFrame or a vectorised post-processing step.
+        label, proba = model.engine.predict_one(rows[0])
+        predicted: list[Any] = [label]
+        probas: list[Any] = [proba]
+    else:
+        # Numbers straight into float arrays (numpy reads None as NaN), categories as objects.
+        out = model.engine.predict_columns(
+            {
+                f.name: np.array(
+                    list(map(itemgetter(f.name), rows)),
+                    dtype=np.float64 if f.kind == "numeric" else object,
+                )
+                for f in model.card.feature_schema.features
+            }
+        )
+        predicted = out.predicted.tolist()
+        probas = [None] * n if out.proba is None else out.proba.tolist()
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    now = datetime.now(UTC)
+    task = model.card.task
+    ids = prediction_ids(n)
+    name, version = model.name, model.version
+    confidence: list[Any] = [None] * n
+    outputs: list[Any] = [None] * n
+    if task == "binary":
+        confidence = [abs(p - 0.5) * 2.0 for p in probas]
+        risks = risk_levels(probas, serving.risk_bands)
+        items = [
+            {
+                "prediction_id": i,
+                "model": name,
+                "version": version,
+                "prediction": y,
+                "probability": p,
+                "confidence": c,
+                "risk_level": r,
+            }
+            for i, y, p, c, r in zip(ids, predicted, probas, confidence, risks, strict=True)
+        ]
+    elif task == "multiclass":
+        classes = model.card.classes or []
+        probability = [dict(zip(classes, p, strict=True)) for p in probas]
+        confidence = [max(p) for p in probas]
+        risks = risk_levels(confidence, serving.risk_bands)
+        outputs = [{"probabilities": p} for p in probability]
+        items = [
+            {
+                "prediction_id": i,
+                "model": name,
+                "version": version,
+                "prediction": y,
+                "probability": p,
+                "confidence": c,
+                "risk_level": r,
+            }
+            for i, y, p, c, r in zip(ids, predicted, probability, confidence, risks, strict=True)
+        ]
+    else:
+        items = [
+            {"prediction_id": i, "model": name, "version": version, "prediction": y}
+            for i, y in zip(ids, predicted, strict=True)
+        ]
+    if serving.unknown_categories == "flag":
+        # In "reject" mode validation already refused unknown categories.
+        for k, row in enumerate(rows):
+            unknown = unknown_categories(model, row)
+            if unknown:
+                items[k]["flags"] = {"unknown_categories": unknown}
+                outputs[k] = {**(outputs[k] or {}), "unknown_categories": unknown}
+    binary = task == "binary"
+    records = [
+        PredictionRecord(
+            ids[k],
+            name,
+            version,
+            now,
+            rows[k],
+            str(predicted[k]),
+            probas[k] if binary else None,
+            confidence[k],
+            outputs[k],
+            latency_ms,
+            request_id,
+            keys[k],
+        )
+        for k in range(n)
+    ]
+    return items, records
+
+
+def take_keys(model: LoadedModel, rows: list[dict[str, Any]]) -> list[str | None]:
+    """Each row's key as text; the fields the model ignores are taken out of the rows."""
+    field_name, ignored = model.key_field, model.ignored
+    if field_name is None and not ignored:
+        return [None] * len(rows)
+    keys: list[str | None] = []
+    for row in rows:
+        keys.append(key_text(row.get(field_name)) if field_name else None)
+        for name in ignored:
+            row.pop(name, None)
+    return keys
+
+
+def unknown_categories(model: LoadedModel, row: dict[str, Any]) -> list[str]:
+    return [
+        name
+        for name, cats in model.categories.items()
+        if row.get(name) is not None and row[name] not in cats
+    ]
