@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -236,6 +237,76 @@ def copy_rows(binary: bool) -> Callable[[psycopg.Connection, list[EncodedRecord]
     return write
 
 
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_NULL = struct.pack(">i", -1)
+_EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _text(value: str | None) -> bytes:
+    if value is None:
+        return _COPY_NULL
+    b = value.encode()
+    return struct.pack(">i", len(b)) + b
+
+
+def _float8(value: float | None) -> bytes:
+    return _COPY_NULL if value is None else struct.pack(">id", 8, value)
+
+
+def _jsonb(value: Any) -> bytes:
+    if value is None:
+        return _COPY_NULL
+    b = orjson.dumps(value)
+    return struct.pack(">i", len(b) + 1) + b"\x01" + b  # jsonb's binary form: version 1, text
+
+
+def binary_copy(lines: list[bytes]) -> bytes:
+    """COPY's binary format for encoded rows, by hand: one orjson.loads and a few packs a row."""
+    out = [_COPY_HEADER]
+    stamps: dict[str, bytes] = {}  # rows of one request share created_at
+    for line in lines:
+        d = orjson.loads(line)
+        stamp = stamps.get(d["created_at"])
+        if stamp is None:
+            delta = datetime.fromisoformat(d["created_at"]) - _EPOCH_2000
+            micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+            stamp = stamps[d["created_at"]] = struct.pack(">iq", 8, micros)
+        model = d["model_name"].encode()
+        out.append(
+            b"".join(
+                (
+                    struct.pack(">hi", 12, 16),
+                    bytes.fromhex(d["id"].replace("-", "")),
+                    struct.pack(">i", len(model)),
+                    model,
+                    struct.pack(">ii", 4, d["version"]),
+                    stamp,
+                    _jsonb(d["features"]),
+                    _text(d["prediction"]),
+                    _float8(d["probability"]),
+                    _float8(d["confidence"]),
+                    _jsonb(d["output"]),
+                    _float8(d["latency_ms"]),
+                    _text(d["request_id"]),
+                    _text(d["entity_key"]),
+                )
+            )
+        )
+    out.append(struct.pack(">h", -1))
+    return b"".join(out)
+
+
+def copy_built() -> Callable[[psycopg.Connection, list[EncodedRecord]], None]:
+    """COPY (FORMAT BINARY) from a buffer built by hand: the cheapest COPY for the child."""
+    statement = f"COPY predictions ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+
+    def write(conn: psycopg.Connection, batch: list[EncodedRecord]) -> None:
+        with conn.cursor() as cur, cur.copy(statement) as cp:
+            cp.write(binary_copy([e.line for e in batch]))
+
+    return write
+
+
 def leaf_now(conn: psycopg.Connection, parent: str = "predictions") -> str:
     """The partition of `parent` that holds now()."""
     row = conn.execute(
@@ -304,6 +375,11 @@ def variants(leaf: str) -> list[Variant]:
         ),
         Variant("copy_text", "COPY … FROM STDIN (text) into `predictions`", copy_rows(False)),
         Variant("copy_binary", "COPY … (FORMAT BINARY) into `predictions`", copy_rows(True)),
+        Variant(
+            "copy_binary_built",
+            "COPY … (FORMAT BINARY) from a buffer built by hand (orjson.loads + struct a row)",
+            copy_built(),
+        ),
         Variant("batch_100", "the writer's INSERT, 100-row batches", writer, 100),
         Variant("batch_2000", "the writer's INSERT, 2,000-row batches", writer, 2000),
         Variant(
