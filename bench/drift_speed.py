@@ -88,6 +88,9 @@ def main() -> None:
     extra = f"{peak - baseline:.0f} MB over the frames" if reset else "peak not resettable here"
     print(f"peak RSS: {peak:.0f} MB ({extra}, which took {baseline:.0f} MB)")
     print(f"drifted: {', '.join(report.drifted_features)}")
+    # The multivariate detector is a fixed cost on top of the per-column tests: say if it ran.
+    mv = report.multivariate
+    print(f"multivariate detector: {mv.model_dump() if mv else report.multivariate_note}")
 
 
 if __name__ == "__main__":
