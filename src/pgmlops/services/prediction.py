@@ -88,9 +88,17 @@ def predict_records(
     name, version = model.name, model.version
     confidence: list[Any] = [None] * n
     outputs: list[Any] = [None] * n
-    if task == "binary":
-        confidence = [abs(p - 0.5) * 2.0 for p in probas]
-        risks = risk_levels(probas, serving.risk_bands)
+    if task == "binary" or task == "multiclass":
+        if task == "binary":
+            shown: list[Any] = probas
+            confidence = [abs(p - 0.5) * 2.0 for p in probas]
+            risks = risk_levels(probas, serving.risk_bands)
+        else:
+            classes = model.card.classes or []
+            shown = [dict(zip(classes, p, strict=True)) for p in probas]
+            confidence = [max(p) for p in probas]
+            risks = risk_levels(confidence, serving.risk_bands)
+            outputs = [{"probabilities": p} for p in shown]
         items = [
             {
                 "prediction_id": i,
@@ -101,25 +109,7 @@ def predict_records(
                 "confidence": c,
                 "risk_level": r,
             }
-            for i, y, p, c, r in zip(ids, predicted, probas, confidence, risks, strict=True)
-        ]
-    elif task == "multiclass":
-        classes = model.card.classes or []
-        probability = [dict(zip(classes, p, strict=True)) for p in probas]
-        confidence = [max(p) for p in probas]
-        risks = risk_levels(confidence, serving.risk_bands)
-        outputs = [{"probabilities": p} for p in probability]
-        items = [
-            {
-                "prediction_id": i,
-                "model": name,
-                "version": version,
-                "prediction": y,
-                "probability": p,
-                "confidence": c,
-                "risk_level": r,
-            }
-            for i, y, p, c, r in zip(ids, predicted, probability, confidence, risks, strict=True)
+            for i, y, p, c, r in zip(ids, predicted, shown, confidence, risks, strict=True)
         ]
     else:
         items = [
