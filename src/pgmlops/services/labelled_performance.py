@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from pgmlops.config import MonitoringConfig
-from pgmlops.domain.intervals import drop_test
 from pgmlops.domain.kinds import Task
 from pgmlops.domain.labelled_views import labelled_view
 from pgmlops.domain.metrics import Scores, evaluate
@@ -23,6 +22,7 @@ from pgmlops.errors import DataError
 from pgmlops.services.context import Context
 from pgmlops.services.monitoring_signals import (
     finite,
+    metric_drop,
     metric_null,
     reference_metrics,
     reference_outputs,
@@ -122,14 +122,8 @@ def judge_labelled(
             metrics=metrics, drop=drop, degraded=enough and drop is not None and drop > limit
         )
         return result
-    null = metric_null(mv, ref, metric, n_labels)
-    verdict = drop_test(
-        metric,
-        metrics.get(metric),
-        reference.get(metric),
-        null,
-        alpha=settings.alarm_alpha,
-        tolerance=limit,
+    verdict = metric_drop(
+        mv, ref, metric, n_labels, metrics.get(metric), reference.get(metric), settings
     )
     block = verdict.block()
     block["degraded"] = enough and verdict.degraded

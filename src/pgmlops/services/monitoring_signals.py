@@ -19,6 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.config import MonitoringConfig
 from pgmlops.domain.intervals import (
+    DropVerdict,
     ReferenceOutputs,
     drop_test,
     mean_drop_from,
@@ -100,6 +101,26 @@ def metric_null(mv: ModelVersion, ref: ReferenceOutputs, metric: str, n: int) ->
         # Seeded by the window size: the same window gets the same verdict on every run.
         _NULLS[key] = null_differences(ref.scores(), metric, n, seed=0)
     return _NULLS[key]
+
+
+def metric_drop(
+    mv: ModelVersion,
+    ref: ReferenceOutputs,
+    metric: str,
+    n: int,
+    current: float | None,
+    reference: float | None,
+    settings: MonitoringConfig,
+) -> DropVerdict:
+    """``metric``'s shortfall from ``reference``, tested against its null at ``n`` rows."""
+    return drop_test(
+        metric,
+        current,
+        reference,
+        metric_null(mv, ref, metric, n),
+        alpha=settings.alarm_alpha,
+        tolerance=settings.performance_drop,
+    )
 
 
 def _estimate_null(
@@ -294,14 +315,8 @@ def judge_estimate(
         assert cal is not None
         reference = finite(estimate(cal, scores.proba, card.threshold))
         source_note = "CBPE on held-out rows"
-    null = metric_null(mv, ref, metric, max(rows, 1))
-    verdict = drop_test(
-        metric,
-        metrics.get(metric),
-        reference.get(metric),
-        null,
-        alpha=settings.alarm_alpha,
-        tolerance=limit,
+    verdict = metric_drop(
+        mv, ref, metric, max(rows, 1), metrics.get(metric), reference.get(metric), settings
     )
     block = verdict.block()
     if card.task != "regression":

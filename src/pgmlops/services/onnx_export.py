@@ -212,7 +212,8 @@ def export_onnx(
         return None, OnnxInfo(
             present=False,
             max_abs_diff=diff,
-            reason=f"ONNX outputs differ from the pipeline by {diff:.2e} on the holdout (> 1e-4)",
+            reason=f"ONNX outputs differ from the pipeline by {diff:.2e} on {len(holdout):,} "
+            "holdout rows (> 1e-4)",
             checked_rows=len(holdout),
         )
     return data, OnnxInfo(present=True, max_abs_diff=diff, checked_rows=len(holdout))
