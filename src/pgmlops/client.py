@@ -256,7 +256,7 @@ class Client:
         """A version ready to predict, after its artifact checks ("churn@production", ...)."""
         from pgmlops.model import Model
 
-        return Model.load(self, self.version(reference))
+        return Model.load(self.context, self.version(reference))
 
     # -- monitoring --------------------------------------------------------------------
 

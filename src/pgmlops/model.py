@@ -19,7 +19,7 @@ from pgmlops.services.prediction import predict_records
 from pgmlops.services.serving import LoadedModel, load_version
 
 if TYPE_CHECKING:
-    from pgmlops.client import Client
+    from pgmlops.services.context import Context
 
 Rows = pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
@@ -32,16 +32,16 @@ class Model:
     nothing is written to the prediction log.
     """
 
-    def __init__(self, client: Client, version: ModelVersion, loaded: LoadedModel) -> None:
-        self._client = client
+    def __init__(self, context: Context, version: ModelVersion, loaded: LoadedModel) -> None:
+        self._context = context
         self._version = version
         self._loaded = loaded
         self._pipeline: Any = None
 
     @classmethod
-    def load(cls, client: Client, version: ModelVersion) -> Model:
+    def load(cls, context: Context, version: ModelVersion) -> Model:
         """Verify the version's artifact (root, signature, sha256) and load its engine."""
-        return cls(client, version, load_version(client.context, version))
+        return cls(context, version, load_version(context, version))
 
     def __repr__(self) -> str:
         return f"<Model {self.name}/{self.version} {self.card.task} ({self.engine})>"
@@ -114,13 +114,13 @@ class Model:
                 self._pipeline = engine.pipeline
             else:
                 # Served from ONNX: the pickle was never read, so verify it now.
-                data = self._client.context.artifacts.read(self._version, "model")
+                data = self._context.artifacts.read(self._version, "model")
                 self._pipeline = load_pipeline(data)
         return self._pipeline
 
     def _answer(self, rows: Rows) -> tuple[list[dict[str, Any]], pd.Index | None]:
         records, index = self._validated(rows)
-        serving = self._client.settings.serving
+        serving = self._context.settings.serving
         items, _log = predict_records(
             self._loaded, records, serving, request_id=None, started=time.perf_counter()
         )

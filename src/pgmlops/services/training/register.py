@@ -44,14 +44,15 @@ class TrainResult:
 
 
 def _library_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
     import onnxruntime
     import sklearn
 
-    from pgmlops import __version__
-
     versions = {
         "python": platform.python_version(),
-        "pgmlops": __version__,
+        # From the installed distribution: importing the package root would point upward.
+        "pgmlops": version("pgmlops"),
         "scikit-learn": sklearn.__version__,
         "numpy": np.__version__,
         "pandas": pd.__version__,
