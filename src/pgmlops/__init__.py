@@ -52,13 +52,19 @@ _EXPORTS: dict[str, str] = {
     "ArtifactError": "pgmlops.errors",
     "ValidationError": "pgmlops.errors",
     "PromotionRefused": "pgmlops.errors",
+    "TrainingError": "pgmlops.errors",
+    "StoreError": "pgmlops.errors",
+    "SchemaOutdatedError": "pgmlops.errors",
+    "ConflictError": "pgmlops.errors",
 }
 
+# Equal to the export table; tests/unit/test_public_surface.py keeps the three lists in step.
 __all__ = [
     "AliasEvent",
     "ArtifactError",
     "Client",
     "ConfigError",
+    "ConflictError",
     "DataError",
     "FeatureSchema",
     "Model",
@@ -70,8 +76,11 @@ __all__ = [
     "PgmlopsError",
     "PromotionRefused",
     "PromotionResult",
+    "SchemaOutdatedError",
     "Settings",
+    "StoreError",
     "TrainResult",
+    "TrainingError",
     "ValidationError",
     "__version__",
     "get_settings",
@@ -93,10 +102,14 @@ if TYPE_CHECKING:
     from pgmlops.errors import (
         ArtifactError,
         ConfigError,
+        ConflictError,
         DataError,
         NotFoundError,
         PgmlopsError,
         PromotionRefused,
+        SchemaOutdatedError,
+        StoreError,
+        TrainingError,
         ValidationError,
     )
     from pgmlops.model import Model, MonitoringResult
