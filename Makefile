@@ -19,9 +19,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/pgmlops demo
 
+# mkdocs --strict: a broken link or anchor, or a reference page the code cannot render, fails.
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench docs
-	# --strict: a broken link or anchor, or a reference page the code cannot render, fails.
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet --site-dir site
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
