@@ -149,23 +149,47 @@ def settings_sections() -> list[tuple[str, type, str]]:
     """Every settings section in order: (dotted path, model class, what holds it)."""
     from pgmlops.config import Settings
 
-    out: list[tuple[str, type, str]] = [("", Settings, "")]
-    queue = [("", Settings)]
-    while queue:
-        prefix, cls = queue.pop(0)
+    out: list[tuple[str, type, str]] = []
+
+    def visit(path: str, cls: type, note: str) -> None:
+        # Depth first: a section's subsections follow it.
+        out.append((path, cls, note))
         for name, info in cls.model_fields.items():
             inner = nested_model(info.annotation)
             if inner is not None:
-                path = f"{prefix}{name}"
                 optional = type(None) in typing.get_args(info.annotation)
-                out.append((path, inner, "optional section" if optional else ""))
-                queue.append((f"{path}.", inner))
+                child = f"{path}.{name}" if path else name
+                visit(child, inner, "optional section" if optional else "")
+
+    visit("", Settings, "")
     return out
+
+
+def example_comments() -> dict[str, str]:
+    """The `# comment` of each key in configuration.md's YAML example, by dotted key."""
+    text = (Path(__file__).parent / "configuration.md").read_text(encoding="utf-8")
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0] if "```yaml\n" in text else ""
+    found: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    for line in block.splitlines():
+        body = line.split(" #", 1)
+        key = body[0].strip().split(":", 1)[0]
+        if not key or key.startswith("#") or ":" not in body[0]:
+            continue
+        indent = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        dotted = ".".join([*(k for _, k in stack), key])
+        stack.append((indent, key))
+        if len(body) > 1:
+            found[dotted] = body[1].strip()
+    return found
 
 
 def settings_reference() -> str:
     """One table per settings section, from the pydantic models and their source comments."""
     parts = []
+    examples = example_comments()
     for path, cls, note in settings_sections():
         title = f"`{path}`" if path else "Top level"
         parts.append(f"### {title}\n")
@@ -187,10 +211,12 @@ def settings_reference() -> str:
             env = "PGMLOPS_" + key.replace(".", "__").upper()
             kind = type_name(info.annotation)
             limit = bounds(info)
-            what = "; ".join(t for t in (info.description, comments.get(name)) if t) or "—"
+            what = "; ".join(t for t in (info.description, comments.get(name)) if t)
+            if not what and key in examples:
+                what = f"{examples[key]} (from the example above)"
             parts.append(
                 f"| {code(key)} | {code(env)} | {cell(kind)}{', ' + cell(limit) if limit else ''}"
-                f" | {code(default_text(info))} | {cell(what)} |"
+                f" | {code(default_text(info))} | {cell(what) or '—'} |"
             )
         parts.append("")
     return "\n".join(parts)
