@@ -28,8 +28,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serve_bench as sb
+import serve_setup
 
-sb.DB_NAME = "pgmlops_bench_batch"  # never the serving benchmark's database
+# Where set_up, db_url and drop_database read it: never the serving benchmark's database.
+serve_setup.DB_NAME = "pgmlops_bench_batch"
 TARGET_S = 30.0
 TARGET_RSS_MB = 1024.0
 

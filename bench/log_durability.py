@@ -21,8 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serve_bench as sb
+import serve_setup
 
-sb.DB_NAME = "pgmlops_bench_durability"  # never the serving benchmark's database
+# Where set_up, db_url and drop_database read it: never the serving benchmark's database.
+serve_setup.DB_NAME = "pgmlops_bench_durability"
 CONNECTIONS = 16
 
 

@@ -49,7 +49,7 @@ class TrainingConfig(_Section):
     positive_class: str | None = None
     threshold: ThresholdPolicy = Field(default_factory=ThresholdPolicy)
     onnx: bool = True
-    # Messy data (README "With your own data"): how text, date and target columns are read.
+    # Messy data (docs/own-data.md): how text, date and target columns are read.
     normalize_categories: bool = Field(
         True, description="merge category spellings that differ only in case or blanks"
     )
@@ -215,7 +215,7 @@ class MonitoringConfig(_Section):
 
 
 class Settings(BaseSettings):
-    """Everything configurable; see README 'Configuration'."""
+    """Everything configurable; see docs/configuration.md."""
 
     model_config = SettingsConfigDict(
         env_prefix="PGMLOPS_",

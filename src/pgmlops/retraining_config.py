@@ -20,7 +20,7 @@ class TriggerSwitches(_Section):
     # any: dataset drift alone starts a retrain; harmful: only when estimated performance or
     # confidence is also degraded. `any` is the default because the harm signals missed every
     # real drop in bench/drift_policy.py (noisy or narrowed inputs), while a needless retrain
-    # is still refused by the promotion gates (README 'Retraining' has the numbers).
+    # is still refused by the promotion gates (docs/retraining.md has the numbers).
     drift_policy: Literal["any", "harmful"] = "any"
     confidence: bool = True
     estimated_performance: bool = True
@@ -76,7 +76,7 @@ class RetentionConfig(_Section):
 
 
 class RetrainingConfig(_Section):
-    """Triggers, schedule and safety rails for retraining; see README 'Retraining'."""
+    """Triggers, schedule and safety rails for retraining; see docs/retraining.md."""
 
     triggers: TriggerSwitches = Field(default_factory=TriggerSwitches)
     # A schedule trigger: seconds between runs (e.g. 86400) or a cron string ("0 3 * * *", UTC).

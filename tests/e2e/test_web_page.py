@@ -27,6 +27,16 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
+# The documentation's pictures of the page and the report are taken by these tests, so they
+# show what the tests just checked (docs/serving.md, docs/monitoring.md).
+DOC_ASSETS = Path(__file__).resolve().parents[2] / "docs" / "assets"
+
+
+def _save_for_docs(page: Page, name: str, *, full_page: bool) -> None:
+    """Screenshot the page as it is now into docs/assets/<name>.png, at 1280x900."""
+    DOC_ASSETS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOC_ASSETS / f"{name}.png"), full_page=full_page)
+
 
 def _find_chromium() -> str:
     """PGMLOPS_CHROMIUM, else Debian's /usr/bin/chromium, else a Chromium/Chrome on PATH."""
@@ -233,6 +243,7 @@ def _page_and_report_answer_at_a_glance(ctx, server, trained, page: Page) -> Non
     assert sent["Age"] == 150 and sent["Geography"] is None
     expect(page.locator("#range-warning")).to_contain_text("Age = 150 is outside")
     expect(page.locator("#prediction")).to_be_visible()
+    _save_for_docs(page, "web-page", full_page=True)
 
     # The report of the newest run, opened from the page: status first, charts drawn.
     page.click("text=full report")
@@ -244,6 +255,7 @@ def _page_and_report_answer_at_a_glance(ctx, server, trained, page: Page) -> Non
     expect(page.locator("#labelled-metrics tr[data-verdict]")).to_have_count(len(card.metrics))
     expect(page.locator("details#steady")).to_have_count(1)
     assert page.locator("svg rect").count() > 20
+    _save_for_docs(page, "monitoring-report", full_page=False)
     for width in (1280, 390):
         page.set_viewport_size({"width": width, "height": 900})
         overflow = page.evaluate(
