@@ -22,6 +22,7 @@ demo: $(STAMP)
 # mkdocs --strict: a broken link or anchor, or a reference page the code cannot render, fails.
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench docs
+	$(BIN)/lint-imports --no-cache
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet --site-dir site
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 

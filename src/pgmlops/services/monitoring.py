@@ -16,22 +16,30 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field, computed_field
-from pydantic import ValidationError as PydanticValidationError
+from pydantic import BaseModel, Field
 
 from pgmlops.config import MonitoringConfig
 from pgmlops.domain.distributions import distributions
-from pgmlops.domain.drift import DriftReport, compare
+from pgmlops.domain.drift import compare
 from pgmlops.domain.kinds import Task
 from pgmlops.domain.profile import (
     ReferenceProfile,
 )
 from pgmlops.domain.records import PRODUCTION, ModelVersion
-from pgmlops.domain.schema import as_float32_grid
-from pgmlops.domain.status import Status, overall_status
-from pgmlops.errors import ArtifactError, ConfigError, DataError, NotFoundError
+from pgmlops.errors import ConfigError, DataError, NotFoundError
 from pgmlops.services.context import Context
 from pgmlops.services.labelled_performance import labelled_performance
+from pgmlops.services.monitoring_aggregates import (
+    assess_summary,
+    reads_aggregates,
+    summarise_window,
+)
+from pgmlops.services.monitoring_result import (
+    MonitoringResult,
+    load_profile,
+    model_inputs,
+    reasons,
+)
 from pgmlops.services.monitoring_signals import (
     confidence_signal,
     estimated_performance,
@@ -43,59 +51,6 @@ from pgmlops.store.monitoring import MonitoringRun, MonitoringStore, PredictionW
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
 _MAX_WINDOW_SECONDS = 36_500 * 86_400
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class MonitoringResult(BaseModel):
-    """One monitoring run: every signal's numbers and verdict, and why anything is degraded."""
-
-    model_name: str
-    version: int
-    task: Task
-    run_id: int | None = None
-    created_at: datetime
-    window: dict[str, Any] = Field(
-        description="rows, first_at, last_at, last, since, labelled; read and sample_rows when "
-        "counted in PostgreSQL"
-    )
-    drift: DriftReport
-    dataset_drift: bool
-    prediction_drift: bool | None = Field(None, description="None when outputs are not profiled")
-    confidence: dict[str, Any] = Field(
-        description="reference, current, reference_interval, p_value, drop, limit, significant, "
-        "estimate_agrees, degraded"
-    )
-    estimated_performance: dict[str, Any] = Field(
-        description="metric, metrics, method (CBPE or DLE), reference, reference_interval, "
-        "p_value, drop, limit, significant, degraded"
-    )
-    labelled_performance: dict[str, Any] = Field(
-        description="n_labels, metric, metrics, reference, reference_interval, p_value, drop, "
-        "limit, significant, degraded, bad_labels"
-    )
-    distributions: dict[str, Any] = Field(
-        default_factory=dict, description="reference vs current shares per bin, for plots"
-    )
-    reasons: list[str] = Field(default_factory=list, description="one line per degraded signal")
-
-    @property
-    def degraded(self) -> bool:
-        return bool(self.reasons)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def status(self) -> Status:
-        """ok, warning or degraded with reasons: what the banner, page, JSON and exit code say."""
-        return overall_status(
-            self.reasons,
-            self.drift,
-            self.confidence,
-            self.estimated_performance,
-            self.labelled_performance,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: NaN and infinities become null."""
-        return finite(self.model_dump(mode="json"))
 
 
 class HistoryPoint(BaseModel):
@@ -158,13 +113,6 @@ def run_monitor(
     profile = load_profile(ctx, mv)
     start = datetime.now(UTC) - since if since is not None else None
     store = MonitoringStore(ctx.db)
-    # Imported here: the aggregate path builds this module's MonitoringResult.
-    from pgmlops.services.monitoring_aggregates import (
-        assess_summary,
-        reads_aggregates,
-        summarise_window,
-    )
-
     if reads_aggregates(ctx, mv):
         summary = summarise_window(ctx, mv, profile, settings, last=last, since=start)
         _check_rows(name, mv.version, summary.rows, settings.drift.min_rows, last, start)
@@ -276,19 +224,6 @@ def run_history(ctx: Context, model_name: str | None = None, limit: int = 50) ->
     return [_point(run) for run in reversed(runs)]
 
 
-def load_profile(ctx: Context, mv: ModelVersion) -> ReferenceProfile:
-    """A version's reference profile, read through its signature and sha256 checks."""
-    what = f"{mv.model_name} v{mv.version}"
-    if "reference" not in mv.files:
-        raise DataError(f"model {what} has no reference profile; retrain it")
-    data = ctx.artifacts.read(mv, "reference")
-    try:
-        return ReferenceProfile.model_validate_json(data)
-    except PydanticValidationError as exc:
-        first = exc.errors()[0]["msg"]
-        raise ArtifactError(f"reference profile of {what} is unreadable: {first}") from exc
-
-
 # -- the version and its window ---------------------------------------------------------
 
 
@@ -302,14 +237,6 @@ def _monitored_version(ctx: Context, name: str, version: int | None) -> ModelVer
     return ctx.registry.get_version(name, version)
 
 
-def model_inputs(features: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
-    # The reference was profiled on float32-rounded numbers, as the model sees them.
-    out = features.copy()
-    for name in numeric:
-        out[name] = as_float32_grid(out[name])
-    return out
-
-
 def _output_scores(window: PredictionWindow, task: Task) -> np.ndarray:
     """The outputs as the reference profile holds them: P(positive), classes or values."""
     out = window.outputs
@@ -318,48 +245,6 @@ def _output_scores(window: PredictionWindow, task: Task) -> np.ndarray:
     if task == "multiclass":
         return out["prediction"].to_numpy(dtype=object)
     return pd.to_numeric(out["prediction"], errors="coerce").to_numpy(dtype=np.float64)
-
-
-def reasons(result: MonitoringResult) -> list[str]:
-    """One human line per degraded signal."""
-    lines = []
-    drift = result.drift
-    if result.dataset_drift:
-        shown = ", ".join(drift.drifted_features[:8])
-        lines.append(f"data drift: {drift.reason} ({shown})")
-    if result.prediction_drift and drift.output is not None:
-        what = {"probability": "score", "class": "predicted class", "prediction": "prediction"}
-        lines.append(
-            f"prediction drift: {what[drift.output.output]} distribution, {drift.output.reason}"
-        )
-    conf = result.confidence
-    if conf["degraded"]:
-        lines.append(
-            f"confidence decay: mean confidence {conf['current']:.3f} vs {conf['reference']:.3f} "
-            f"at training{_interval(conf)}, a {conf['drop']:.1%} drop (limit {conf['limit']:.0%})"
-        )
-    for key, what in (("estimated_performance", "estimated"), ("labelled_performance", "labelled")):
-        perf = getattr(result, key)
-        if perf["degraded"]:
-            metric = perf["metric"]
-            count = f" on {perf['n_labels']:,} labels" if key == "labelled_performance" else ""
-            lines.append(
-                f"{what} performance: {metric} {perf['metrics'][metric]:.3f}{count} vs "
-                f"{perf['reference'][metric]:.3f} reference{_interval(perf)}, "
-                f"{perf['drop']:.1%} worse (limit {perf['limit']:.0%})"
-            )
-    for row in result.labelled_performance.get("judged") or []:
-        if row.get("verdict") == "degraded" and row.get("role") == "guard":
-            lines.append(f"labelled guard metric: {row['note']}")
-    return lines
-
-
-def _interval(block: dict[str, Any]) -> str:
-    """ " (p 0.002; expected 0.83-0.89 at this size)", or "" without an interval."""
-    interval, p_value = block.get("reference_interval"), block.get("p_value")
-    if not interval or p_value is None:
-        return ""
-    return f" (p {p_value:.2g}; expected {interval[0]:.3f}-{interval[1]:.3f} at this size)"
 
 
 # -- stored runs ------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pgmlops.domain.window_counts import NumericCells, bin_counts, cell_points
 from pgmlops.errors import DataError
 from pgmlops.services.context import Context
 from pgmlops.services.labelled_performance import judge_labelled, valid_labels
-from pgmlops.services.monitoring import MonitoringResult, model_inputs, reasons
+from pgmlops.services.monitoring_result import MonitoringResult, model_inputs, reasons
 from pgmlops.services.monitoring_signals import (
     direct_loss_estimate,
     estimate_unavailable,

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.services.context import Context
-from pgmlops.services.monitoring import load_profile
 from pgmlops.services.monitoring_aggregates.assess import (
     cell_specs,
     reads_aggregates,
     window_score_edges,
 )
+from pgmlops.services.monitoring_result import load_profile
 from pgmlops.store.window_summary import WindowSummaryStore
 
 # Hours counted per call (a week): a long history is caught up over several calls.
