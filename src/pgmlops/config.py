@@ -157,6 +157,24 @@ class ServingConfig(_Section):
         "fast",
         description="acknowledged: /predict answers only once its row is committed or spilled",
     )
+    # Back-pressure: when the log cannot take a request's rows (its queue is full because the
+    # database and the spill folder refuse them, or take them slower than the server scores),
+    # "wait" holds the request up to log_wait_seconds for room and then answers 503 with
+    # Retry-After: no answer is returned whose rows were dropped. "drop" is the availability
+    # choice: answer anyway and count the rows as lost (docs/reliability.md).
+    log_when_full: Literal["wait", "drop"] = Field(
+        "wait",
+        description="wait: a request waits for room in the prediction log, then 503; "
+        "drop: answer anyway and count its rows as lost (availability over the record)",
+    )
+    # 5 s: a 10,000-row request needs 10,000 rows of room, which a writer draining ~12,000
+    # rows/s frees within a second; longer waits only hold connections while the log is down.
+    log_wait_seconds: float = Field(
+        5.0,
+        ge=0.0,
+        le=300.0,
+        description="with log_when_full=wait, how long a request waits for room before a 503",
+    )
     # PostgreSQL: the log is range-partitioned on created_at. The server (at start-up) and
     # `pgmlops worker` keep the current period and this many after it created ahead; retention
     # (`retraining.retention.predictions_days`) drops whole periods.

@@ -264,3 +264,62 @@ def test_bad_flags_and_paths_get_one_line_errors(
         assert len(lines) == 1 and word in lines[0], (args, result.stderr)
         assert "Traceback" not in result.output
     assert not Path(out).exists() and partial_files(tmp_path) == []
+
+
+def _rename_log_table(ctx, old: str, new: str) -> None:
+    from sqlalchemy import text
+
+    with ctx.db.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+
+def _batch(ctx, tmp_path: Path, wait_seconds: float):
+    from pgmlops.services.batch import BatchRequest, run_batch_predict
+
+    data = tmp_path / "customers.csv"
+    scoring_frame(300).to_csv(data, index=False)
+    settings = ctx.settings.model_copy(
+        update={
+            "serving": ctx.settings.serving.model_copy(update={"log_wait_seconds": wait_seconds})
+        }
+    )
+    ctx.settings = settings
+    req = BatchRequest(
+        data=str(data), out=str(tmp_path / "scored.csv"), model_name="churn",
+        id_column="CustomerId", chunk_rows=100,
+    )  # fmt: skip
+    return lambda: run_batch_predict(ctx, req)
+
+
+def test_batch_predict_waits_for_a_log_that_comes_back_and_logs_every_row(
+    ctx, trained, tmp_path: Path
+) -> None:
+    import threading
+
+    run = _batch(ctx, tmp_path, wait_seconds=10.0)
+    PredictionStore(ctx.db).count()  # schema checked before the table goes away
+    _rename_log_table(ctx, "predictions", "predictions_away")
+    back = threading.Timer(1.0, _rename_log_table, (ctx, "predictions_away", "predictions"))
+    back.start()
+    try:
+        summary = run()
+    finally:
+        back.join()
+    assert summary.rows == summary.logged == 300
+    assert PredictionStore(ctx.db).count("churn") == 300
+
+
+def test_batch_predict_fails_with_the_count_when_the_log_stays_away(
+    ctx, trained, tmp_path: Path
+) -> None:
+    from pgmlops.errors import StoreError
+
+    run = _batch(ctx, tmp_path, wait_seconds=0.5)
+    PredictionStore(ctx.db).count()
+    _rename_log_table(ctx, "predictions", "predictions_away")
+    try:
+        with pytest.raises(StoreError, match=r"prediction log refused 100 rows .*no output"):
+            run()
+    finally:
+        _rename_log_table(ctx, "predictions_away", "predictions")
+    assert not (tmp_path / "scored.csv").exists()

@@ -249,7 +249,7 @@ def test_postgres_stopped_10s_under_load_loses_no_answered_prediction(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a 64 KiB tmpfs as the spill folder: root")
-def test_postgres_stopped_and_spill_folder_full_every_answer_is_logged_or_counted_lost(
+def test_with_log_when_full_drop_every_answer_is_logged_or_counted_lost(
     cluster: Cluster, settings: Settings, tmp_path: Path, writer: str
 ) -> None:
     spill = tmp_path / "tiny"
@@ -258,7 +258,13 @@ def test_postgres_stopped_and_spill_folder_full_every_answer_is_logged_or_counte
     try:
         # A small queue, so that 8 s of load overflow it and the loss path is exercised.
         srv = serve(
-            settings, tmp_path, writer, spill=str(spill), PGMLOPS_SERVING__LOG_QUEUE_SIZE="300"
+            settings,
+            tmp_path,
+            writer,
+            spill=str(spill),
+            PGMLOPS_SERVING__LOG_QUEUE_SIZE="300",
+            # The availability choice: answer anyway, count the rows lost (the default waits).
+            PGMLOPS_SERVING__LOG_WHEN_FULL="drop",
         )
         try:
             with Load(srv.url) as load:
@@ -293,6 +299,57 @@ def test_postgres_stopped_and_spill_folder_full_every_answer_is_logged_or_counte
         ]
     assert lost > 0
     print(f"\nanswered {answered}, lost (counted) {lost:.0f}; health ok in {recovered_in:.1f} s")
+
+
+def test_postgres_stopped_and_no_spill_folder_requests_wait_then_503_and_no_answer_is_dropped(
+    cluster: Cluster, settings: Settings, tmp_path: Path, writer: str
+) -> None:
+    # A spill folder that cannot exist (under a file) and the database stopped: nothing
+    # takes rows, so the queue fills; default log_when_full=wait, a short wait to keep it quick.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the spill folder should be")
+    srv = serve(
+        settings,
+        tmp_path,
+        writer,
+        spill=str(blocker / "spill"),
+        PGMLOPS_SERVING__LOG_QUEUE_SIZE="200",
+        PGMLOPS_SERVING__LOG_WAIT_SECONDS="1",
+    )
+    answered: list[str] = []
+    refusals: list[httpx.Response] = []
+    try:
+        cluster.stop()
+        try:
+            with srv.client() as http:
+                deadline = time.monotonic() + 60
+                # 50 rows a request: the process writer's pipe holds a few thousand rows.
+                while len(refusals) < 3 and time.monotonic() < deadline:
+                    started = time.monotonic()
+                    resp = http.post("/predict", json=[RECORD] * 50)
+                    if resp.status_code == 200:
+                        answered += [p["prediction_id"] for p in resp.json()["predictions"]]
+                    else:
+                        assert resp.status_code == 503, resp.text
+                        # It waited for room before refusing.
+                        assert time.monotonic() - started >= 0.9
+                        refusals.append(resp)
+        finally:
+            cluster.start()
+        wait_until(lambda: cluster.count(answered) == len(answered), timeout=30)
+        lost = metric(srv.url, "pgmlops_prediction_log_rows_lost_total")
+        refused = metric(srv.url, 'pgmlops_prediction_log_records_total{event="refused"}')
+        # Once the database is back, requests are answered again.
+        with srv.client() as http:
+            wait_until(lambda: http.post("/predict", json=RECORD).status_code == 200, 15)
+    finally:
+        stop_server(srv)
+    assert len(refusals) == 3, "the full log should have refused requests"
+    for resp in refusals:
+        assert resp.headers["Retry-After"] == "1"
+        assert "prediction log full" in resp.json()["error"]
+    assert lost == 0 and refused >= 150
+    print(f"\n{writer}: answered {len(answered)} rows, all logged; {refused:.0f} rows refused")
 
 
 def test_a_corrupt_spill_file_at_start_is_quarantined_and_logging_goes_on(

@@ -65,3 +65,26 @@ def test_stop_drains_into_the_spill_file_when_the_database_is_gone(tmp_path: Pat
     assert writer.counts["spilled"] == 200 and writer.counts["lost"] == 0
     lines = [p.read_bytes().splitlines() for p in (tmp_path / "spill").glob("predictions-*")]
     assert sum(map(len, lines)) == 200
+
+
+def test_with_back_pressure_a_full_logging_process_leaves_rows_in_the_pipe_and_drops_none(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql://postgres@127.0.0.1:1/nowhere"
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the spill folder should be")
+    writer = _writer(url, blocker, max_queue=100, drain_seconds=0.5)
+    writer.start()
+    try:
+        offered = 0
+        deadline = time.monotonic() + 20
+        # Database and spill folder both refuse: the process's queue fills, then the pipe,
+        # then this side's buffer, and offer says no instead of anything being dropped.
+        while writer.offer(_records(50)) and time.monotonic() < deadline:
+            offered += 50
+            writer.flush(0.01)
+        assert time.monotonic() < deadline, "offer never refused"
+        stats = writer.stats()
+        assert stats["lost"] == 0 and offered > 100
+    finally:
+        writer.stop()

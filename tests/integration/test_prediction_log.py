@@ -113,6 +113,41 @@ def test_with_database_and_spill_folder_both_gone_rows_are_held_then_counted_los
     assert writer.counts["written"] == writer.counts["spilled"] == 0
 
 
+def test_offer_refuses_a_request_the_full_queue_cannot_take_and_drops_nothing(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the spill folder should be")
+    writer = PredictionLogWriter(
+        _unreachable_store(), blocker, max_queue=100, batch_size=50, flush_seconds=0.05
+    )
+    writer.start()
+    try:
+        taken = [writer.offer(_records(10)) for _ in range(10)]
+        time.sleep(0.3)
+        # Full: the eleventh request is refused whole (the route waits, then answers 503).
+        assert all(taken) and not writer.offer(_records(10))
+        assert not writer.offer(_records(1))
+        writer.refuse(10)
+        stats = writer.stats()
+        assert stats["queue_depth"] == 100 and stats["lost"] == 0 and stats["refused"] == 10
+    finally:
+        writer.stop(0.5)
+    # After stop nothing is taken: a request then is refused, never queued and forgotten.
+    assert not writer.offer(_records(1))
+
+
+def test_offer_takes_a_request_larger_than_the_queue_when_it_is_empty(ctx, tmp_path: Path) -> None:
+    writer = PredictionLogWriter(PredictionStore(ctx.db), tmp_path / "spill", max_queue=100)
+    writer.start()
+    try:
+        assert writer.offer(_records(250))
+        assert writer.flush(20.0)
+    finally:
+        writer.stop()
+    assert writer.counts["written"] == 250 and writer.counts["lost"] == 0
+
+
 def test_acknowledged_submit_answers_once_the_rows_are_in_the_table(ctx, tmp_path: Path) -> None:
     store = PredictionStore(ctx.db)
     writer = PredictionLogWriter(

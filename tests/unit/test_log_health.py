@@ -59,6 +59,9 @@ def test_held_rows_spilled_bytes_a_half_full_queue_and_a_dead_writer_are_each_na
         ("PGMLOPS_SERVING__LOG_DRAIN_SECONDS", "-1", "serving.log_drain_seconds"),
         ("PGMLOPS_SERVING__LOG_QUEUE_SIZE", "10", "serving.log_queue_size"),
         ("PGMLOPS_SERVING__LOG_WRITER", "fork", "serving.log_writer"),
+        ("PGMLOPS_SERVING__LOG_WHEN_FULL", "block", "serving.log_when_full"),
+        ("PGMLOPS_SERVING__LOG_WAIT_SECONDS", "-1", "serving.log_wait_seconds"),
+        ("PGMLOPS_SERVING__LOG_WAIT_SECONDS", "3601", "serving.log_wait_seconds"),
     ],
 )
 def test_bad_log_settings_are_refused_naming_the_key(
@@ -77,3 +80,5 @@ def test_the_default_log_is_fast_bounded_and_drains_on_shutdown(
     serving = load_settings().serving
     assert serving.log_durability == "fast" and serving.log_writer == "process"
     assert serving.log_queue_size == 200_000 and serving.log_drain_seconds == 10.0
+    # Back-pressure by default: a full log makes requests wait, then 503; never a silent drop.
+    assert serving.log_when_full == "wait" and serving.log_wait_seconds == 5.0

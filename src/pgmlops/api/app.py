@@ -104,6 +104,7 @@ def _log_writer(ctx: Context, settings: Settings, metrics: Metrics) -> Any:
                 batch_size=serving.log_batch_size,
                 flush_seconds=serving.log_flush_seconds,
                 drain_seconds=serving.log_drain_seconds,
+                when_full=serving.log_when_full,
             ),
             on_count=metrics.count_log_event,
         )

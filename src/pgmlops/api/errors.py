@@ -35,15 +35,20 @@ STATUS: dict[type[errors.PgmlopsError], int] = {
 class HTTPProblem(Exception):
     """An HTTP-level refusal raised by routes (413, 415, 503 not-ready...)."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
         self.extra = extra
 
 
-def json_response(status: int, body: Any) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def status_for(exc: errors.PgmlopsError) -> int:
@@ -88,7 +93,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPProblem)
     async def _problem(request: Request, exc: HTTPProblem) -> Response:
-        return json_response(exc.status, {"error": _shown(request, None, exc.message), **exc.extra})
+        body = {"error": _shown(request, None, exc.message), **exc.extra}
+        return json_response(exc.status, body, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

@@ -27,6 +27,8 @@ router = APIRouter()
 _THREADPOOL_ROWS = 256
 # Acknowledged durability: how long a request waits for its row before a 503.
 _ACK_TIMEOUT_S = 30.0
+# log_when_full=wait: how often a waiting request looks for room in the log's queue.
+_ROOM_POLL_S = 0.01
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -137,7 +139,40 @@ def _settle(future: asyncio.Future[str | None], error: str | None) -> None:
         future.set_result(error)
 
 
-async def _logged(writer: Any, records: list[Any]) -> None:
+async def _wait_for_room(writer: Any, take: Any, n: int, serving: Any) -> None:
+    """Call take() until it accepts the rows or log_wait_seconds pass; then 503, counted.
+
+    Back-pressure (serving.log_when_full=wait): the answer is only returned once the log
+    holds its rows, so a client never gets a 200 for a prediction the log dropped.
+    """
+    if take():
+        return
+    deadline = time.monotonic() + serving.log_wait_seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(_ROOM_POLL_S)
+        if take():
+            return
+    writer.refuse(n)
+    retry = max(1, round(serving.log_wait_seconds))
+    raise HTTPProblem(
+        503,
+        f"prediction log full ({writer.depth} of {writer.max_queue} rows waiting; the "
+        f"database is slower than scoring or refusing rows): {n} rows not answered, retry",
+        headers={"Retry-After": str(retry)},
+    )
+
+
+async def log_rows(writer: Any, records: list[Any], serving: Any) -> None:
+    """Hand the request's rows to the prediction log as serving.log_when_full says."""
+    if writer.acknowledged:
+        await _logged(writer, records, serving)
+    elif serving.log_when_full == "drop":
+        writer.submit(records)  # beyond the bound: dropped and counted lost, still answered
+    else:
+        await _wait_for_room(writer, lambda: writer.offer(records), len(records), serving)
+
+
+async def _logged(writer: Any, records: list[Any], serving: Any) -> None:
     """Wait until the writer has committed or spilled the records (acknowledged durability)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[str | None] = loop.create_future()
@@ -145,8 +180,13 @@ async def _logged(writer: Any, records: list[Any]) -> None:
     def done(error: str | None) -> None:
         loop.call_soon_threadsafe(_settle, future, error)
 
-    if not writer.submit_acknowledged(records, done):
-        raise HTTPProblem(503, "prediction log queue is full; prediction not answered")
+    if serving.log_when_full == "drop":
+        if not writer.submit_acknowledged(records, done):
+            writer.refuse(len(records))
+            raise HTTPProblem(503, "prediction log queue is full; prediction not answered")
+    else:
+        take = lambda: writer.submit_acknowledged(records, done)  # noqa: E731
+        await _wait_for_room(writer, take, len(records), serving)
     try:
         error = await asyncio.wait_for(future, _ACK_TIMEOUT_S)
     except TimeoutError:
@@ -192,10 +232,7 @@ def predict_endpoint(model_name: str | None = None) -> Any:
         else:
             items, records = predict_records(model, rows, serving, request_id=rid, started=started)
         if serving.log_predictions:
-            if state.writer.acknowledged:
-                await _logged(state.writer, records)
-            else:
-                state.writer.submit(records)
+            await log_rows(state.writer, records, serving)
         count_predictions(state.metrics, model, items)
         answer = (
             {"model": model.name, "version": model.version, "predictions": items}

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from pgmlops.domain.records import PRODUCTION
-from pgmlops.errors import ConfigError, NotFoundError, ValidationError
+from pgmlops.errors import ConfigError, NotFoundError, StoreError, ValidationError
 from pgmlops.services.batch.scoring import score_chunk
 from pgmlops.services.batch.sinks import check_output, open_output, open_rejects
 from pgmlops.services.batch.sources import open_source
@@ -79,6 +79,27 @@ class BatchSummary:
 
 
 Progress = Callable[[int, int | None], None]
+_RETRY_FIRST_S = 0.2
+_RETRY_MAX_S = 2.0
+
+
+def _write_waiting(store: PredictionStore, records: list[Any], wait_seconds: float) -> None:
+    """Write a chunk's log rows; while the database refuses, retry for up to wait_seconds.
+
+    The batch counterpart of serving.log_when_full=wait: a blip does not fail a long job,
+    and an outage fails it (the caller says how many rows) rather than dropping rows.
+    """
+    deadline = time.monotonic() + wait_seconds
+    pause = _RETRY_FIRST_S
+    while True:
+        try:
+            store.write_batch(records)
+            return
+        except StoreError:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(_RETRY_MAX_S, pause * 2)
 
 
 def _check_request(req: BatchRequest) -> None:
@@ -140,6 +161,17 @@ def _refused_rows(chunk: pd.DataFrame, rejected: dict[int, str], before: int) ->
     return bad
 
 
+def _settled(pending: Future[None], rows: int, logged: int) -> None:
+    """Wait for a chunk's log write; a failure names how many rows the log did not take."""
+    try:
+        pending.result()
+    except StoreError as exc:
+        raise StoreError(
+            f"prediction log refused {rows} rows ({exc}): the job stops, no output is "
+            f"written and the {logged - rows} rows it had logged are removed"
+        ) from exc
+
+
 def run_batch_predict(
     ctx: Context, req: BatchRequest, progress: Progress | None = None
 ) -> BatchSummary:
@@ -163,7 +195,7 @@ def run_batch_predict(
     # on its side while this process computes. At most one write is in flight (bounded memory).
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-log")
     pending: Future[None] | None = None
-    rows = written = refused = logged = 0
+    rows = written = refused = logged = in_flight = 0
     try:
         for chunk in source.chunks():
             result = score_chunk(
@@ -183,15 +215,18 @@ def run_batch_predict(
             sink.write(result.table)
             if store is not None and result.records:
                 if pending is not None:
-                    pending.result()
-                pending = writer.submit(store.write_batch, result.records)
-                logged += len(result.records)
+                    _settled(pending, in_flight, logged)
+                pending = writer.submit(
+                    _write_waiting, store, result.records, serving.log_wait_seconds
+                )
+                in_flight = len(result.records)
+                logged += in_flight
             rows += len(chunk)
             written += result.table.num_rows
             if progress is not None:
                 progress(rows, source.total_rows)
         if pending is not None:
-            pending.result()
+            _settled(pending, in_flight, logged)
         if rows == 0:
             raise ValidationError(f"{source.description} has no rows")
         sink.commit()

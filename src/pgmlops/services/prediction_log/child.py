@@ -44,6 +44,7 @@ class LogProcessConfig:
     batch_size: int = 500
     flush_seconds: float = 0.1
     drain_seconds: float = 10.0
+    when_full: str = "wait"
 
 
 def publish(shared: Any, snapshot: dict[str, Any]) -> None:
@@ -110,15 +111,19 @@ def run(
     writer.start()
     received, rest = 0, b""
     next_publish, published, last = 0.0, 0.0, None
+    waits = config.when_full == "wait"
     while True:
-        ready, _, _ = select.select([fd], [], [], PUBLISH_EVERY_S)
+        # Back-pressure: with a full queue, leave the rows in the pipe; the serving process's
+        # buffer then fills and its requests wait for room (then 503) instead of being dropped.
+        room = not waits or writer.depth < config.max_queue
+        ready, _, _ = select.select([fd] if room else [], [], [], PUBLISH_EVERY_S)
         if ready:
             chunk = os.read(fd, _READ_BYTES)
             if not chunk:
                 break
             *lines, rest = (rest + chunk).split(b"\n")
             received += len(lines)
-            writer.submit([EncodedRecord(line) for line in lines])  # type: ignore[misc]
+            writer.submit([EncodedRecord(line) for line in lines], bounded=not waits)  # type: ignore[misc]
         now = time.monotonic()
         seen = (received, writer.depth, *writer.counts.values())
         # At most every PUBLISH_EVERY_S while rows flow: stats() looks at the spill folder,

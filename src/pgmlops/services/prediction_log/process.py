@@ -8,9 +8,11 @@ C call) into a buffer; the event loop writes the buffer to a non-blocking pipe e
 the logging process (child.py) batches, writes, spills and replays exactly as the thread
 writer does. No thread of this process wakes per row.
 
-Rows the pipe does not take wait in the buffer, up to `max_queue` rows; beyond that they are
-dropped and counted `lost`, as with the thread writer. A logging process that dies is
-replaced; the rows it had taken and not yet settled are counted lost.
+Rows the pipe does not take wait in the buffer, up to `max_queue` rows. With
+`log_when_full: wait` the logging process reads no more from the pipe while its own queue is
+full, so the pipe and then this buffer fill and `offer` refuses (the route waits, then 503);
+with `drop` rows beyond the bound are dropped and counted `lost`, as with the thread writer.
+A logging process that dies is replaced; the rows it had taken and not yet settled are counted lost.
 """
 
 from __future__ import annotations
@@ -99,6 +101,22 @@ class ProcessLogWriter:
         if self._unsent + n > self.max_queue or self._stopped:
             self._lose(n)
             return
+        self._append(records)
+
+    def offer(self, records: list[PredictionRecord]) -> bool:
+        """Append all the records if the buffer has room for them (or is empty); else False."""
+        if self._stopped or (self._unsent and self._unsent + len(records) > self.max_queue):
+            return False
+        self._append(records)
+        return True
+
+    def refuse(self, n: int) -> None:
+        """Count rows of a request answered 503 because the log had no room for them."""
+        with self._report_lock:
+            self._count("refused", n)
+
+    def _append(self, records: list[PredictionRecord]) -> None:
+        n = len(records)
         lines = [orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records]
         with self._lock:
             for line in lines:
@@ -304,7 +322,7 @@ class ProcessLogWriter:
         with self._report_lock:
             snap = self._read()
             for k in COUNTERS:
-                if k != "queued":
+                if k not in ("queued", "refused"):  # counted on this side
                     total = self._past[k] + int(snap.get(k, 0))
                     if k == "lost":
                         total += self._own_lost

@@ -5,8 +5,10 @@ in batches. A batch the database does not take goes to this process's spill file
 and the database is retried with backoff (0.2 s doubling to 2 s); once a write succeeds the
 spill files are replayed with insert-or-ignore, so a record is stored exactly once. A batch
 that neither the database nor the spill folder takes stays in memory and is retried; the
-queue then fills, and records that find it full are dropped and counted as `lost` (the
-overflow policy: the newest are dropped, the request is still answered). A row whose value
+queue then fills. What happens to a request that finds it full is `serving.log_when_full`:
+with "wait" (the default) the route offers its records again until there is room or its wait
+is over, then answers 503 and counts them `refused` (`offer`); with "drop" they are dropped
+and counted as `lost` and the request is still answered (`submit`). A row whose value
 the database refuses is dropped and counted ("rejected"), not allowed to fail its batch.
 
 With `acknowledged` durability each request's records carry a callback that the thread
@@ -37,6 +39,7 @@ COUNTERS = (
     "spilled",
     "replayed",
     "lost",
+    "refused",
     "rejected",
     "quarantined",
     "failures",
@@ -101,10 +104,14 @@ class PredictionLogWriter(Delivery):
 
     # -- request path --------------------------------------------------------------------
 
-    def submit(self, records: list[PredictionRecord]) -> None:
-        """Enqueue without blocking; records beyond the bound are dropped and counted lost."""
+    def submit(self, records: list[PredictionRecord], *, bounded: bool = True) -> None:
+        """Enqueue without blocking; records beyond the bound are dropped and counted lost.
+
+        `bounded=False` takes them all: the logging process, whose caller already waited
+        for room, reads no more from its pipe while the queue is full.
+        """
         with self._pending_lock:
-            room = self.max_queue - self._pending
+            room = self.max_queue - self._pending if bounded else len(records)
             accepted = records if len(records) <= room else records[: max(room, 0)]
             self._pending += len(accepted)
         if accepted:
@@ -112,12 +119,32 @@ class PredictionLogWriter(Delivery):
         self._count("queued", len(accepted))
         self._count("lost", len(records) - len(accepted))
 
+    def offer(self, records: list[PredictionRecord]) -> bool:
+        """Enqueue all the records if the queue has room for them (or is empty); else False.
+
+        An empty queue takes a request larger than the bound: it would never fit otherwise.
+        """
+        n = len(records)
+        with self._pending_lock:
+            if self._stop.is_set() or (self._pending and n > self.max_queue - self._pending):
+                return False
+            self._pending += n
+        self._queue.put(records)
+        self._count("queued", n)
+        return True
+
+    def refuse(self, n: int) -> None:
+        """Count rows of a request answered 503 because the log had no room for them."""
+        self._count("refused", n)
+
     def submit_acknowledged(self, records: list[PredictionRecord], done: Done) -> bool:
         """Enqueue; done(None) once committed or spilled, done(reason) if neither. False: full."""
         item = _Acked(records)
         item.done = done
         with self._pending_lock:
-            if len(records) > self.max_queue - self._pending:
+            if self._stop.is_set() or (
+                self._pending and len(records) > self.max_queue - self._pending
+            ):
                 return False
             self._pending += len(records)
         self._queue.put(item)
