@@ -13,6 +13,7 @@ from pgmlops.config import TrainingConfig, describe_validation_error
 from pgmlops.domain.card import engine_label, onnx_rejection
 from pgmlops.domain.pipeline import parse_params
 from pgmlops.domain.records import PRODUCTION, AliasEvent, ModelOverview, ModelVersion
+from pgmlops.domain.redact import redact_secrets
 from pgmlops.domain.signing import key_id
 from pgmlops.errors import ArtifactError, ConfigError
 from pgmlops.services.context import Context
@@ -104,7 +105,8 @@ def train_version(
         dataset = frame_dataset(data)
     else:
         if progress:
-            progress(f"reading {data}")
+            # A database URL may carry a password: never print it.
+            progress(f"reading {redact_secrets(data)}")
         dataset = load_dataset(data, query, sep=sep, encoding=encoding)
     return train_model(ctx, dataset, target, cfg, model_name=name, actor=actor, progress=progress)
 

@@ -207,8 +207,11 @@ def load_query(url: str, query: str) -> Dataset:
     try:
         with engine.connect() as conn:
             frame = pd.read_sql_query(text(query), conn)
-    except SQLAlchemyError as exc:
-        orig = getattr(exc, "orig", None) or exc
+    except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        # pandas wraps the driver's error ("Execution failed on sql ..."); the driver's own
+        # first line names the problem (syntax error, missing table, permission).
+        cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) else exc
+        orig = getattr(cause, "orig", None) or cause or exc
         first = redact_secrets(str(orig).strip().splitlines()[0])
         raise DataError(f"SQL data source failed: {first}") from exc
     finally:
