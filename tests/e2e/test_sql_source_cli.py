@@ -1,4 +1,4 @@
-"""`pgmlops train --data <database URL> --query ...`: no password printed, SQL errors in one line."""
+"""`pgmlops train --data <database URL> --query`: no password printed, SQL errors in one line."""
 
 from __future__ import annotations
 
