@@ -3,6 +3,7 @@ clients, hung-up clients; and the CLI's one-line errors for odd flags and files.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import socket
 import subprocess
@@ -84,6 +85,12 @@ def test_bad_inputs_get_a_4xx_and_a_client_hanging_up_is_not_a_500(server, ctx) 
         assert jsonfoo.status_code == 415 and "application/jsonfoo" in jsonfoo.json()["error"]
         charset = {"Content-Type": "Application/JSON; charset=utf-8"}
         assert http.post("/predict", content=orjson.dumps(one), headers=charset).status_code == 200
+        # No Content-Type at all: refused on every route that takes a JSON body.
+        admin = server.admin_headers()
+        for path, headers in (("/predict", {}), ("/feedback", {}), ("/promote", admin)):
+            bare = http.post(path, content=b'{"model_name": "churn"}', headers=headers)
+            assert bare.status_code == 415, (path, bare.text)
+            assert bare.json()["error"] == "Content-Type must be application/json, got 'none'"
         huge = http.post("/predict", content=orjson.dumps({**one, "Balance": 1e308}), headers=JSON)
         assert huge.status_code == 422 and "Balance" in huge.json()["error"]
         for body in ({**one, "Age": True}, [one, {**one, "HasCrCard": False}]):
@@ -103,6 +110,19 @@ def test_bad_inputs_get_a_4xx_and_a_client_hanging_up_is_not_a_500(server, ctx) 
         over = http.post("/feedback", json=many)
         assert over.status_code == 413 and "maximum batch of 10000" in over.json()["error"]
         metrics = http.get("/metrics").text
+    # Too big a request head: 431 and the connection closed, before the app sees it.
+    body = orjson.dumps(one)
+    big_value = b"X-Big: " + b"a" * 1_000_000 + b"\r\n"
+    many_headers = b"".join(b"X-H%d: 1\r\n" % i for i in range(10_000))
+    for extra in (big_value, many_headers):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.settimeout(10)
+            # The server may close while the rest of the head is still being sent.
+            with contextlib.suppress(OSError):
+                s.sendall(head + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            answer = s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+        assert b"request header fields too large" in answer
     # The hung-up clients: no 500 counted, no traceback logged.
     assert 'status="500"' not in metrics
     assert 'status="499"' in metrics

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from pgmlops.api.deps import get_client, require_admin, sees_details
 from pgmlops.api.errors import json_response
+from pgmlops.api.predict_routes import require_json_if_body
 from pgmlops.domain.card import engine_label
 from pgmlops.domain.redact import public_text
 from pgmlops.services.commands import model_detail, promotion_summary, rollback_summary
@@ -195,7 +196,11 @@ async def reload(request: Request) -> Response:
     return json_response(409 if failed else 200, info)
 
 
-@admin.post("/promote", summary="Promote a version if the gates approve (or force with a reason)")
+@admin.post(
+    "/promote",
+    dependencies=[Depends(require_json_if_body)],
+    summary="Promote a version if the gates approve (or force with a reason)",
+)
 async def promote(request: Request, body: PromoteBody) -> Response:
     promoted = await run_in_threadpool(
         get_client(request).promote,
@@ -210,7 +215,11 @@ async def promote(request: Request, body: PromoteBody) -> Response:
     return json_response(200, result)
 
 
-@admin.post("/rollback", summary="Move production back to the previous production version")
+@admin.post(
+    "/rollback",
+    dependencies=[Depends(require_json_if_body)],
+    summary="Move production back to the previous production version",
+)
 async def rollback(request: Request, body: RollbackBody | None = None) -> Response:
     body = body or RollbackBody()
     event = await run_in_threadpool(

@@ -31,14 +31,30 @@ _ACK_TIMEOUT_S = 30.0
 _ROOM_POLL_S = 0.01
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing wrong content types (415), oversized (413) and empty bodies."""
+def require_json(request: Request) -> None:
+    """415 unless the Content-Type is application/json (parameters such as charset allowed).
+
+    Also the dependency of the admin routes with a JSON body: FastAPI would parse a body sent
+    with no Content-Type at all as JSON.
+    """
     ctype = request.headers.get("content-type", "")
-    # The exact media type, parameters (charset) allowed: `application/jsonfoo` is not JSON.
+    # The exact media type: `application/jsonfoo` is not JSON.
     if ctype != "application/json" and ctype.split(";", 1)[0].strip().lower() != (
         "application/json"
     ):
         raise HTTPProblem(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
+
+
+def require_json_if_body(request: Request) -> None:
+    """require_json for a request that carries a body; a bodiless POST is left alone."""
+    length = request.headers.get("content-length")
+    if (length and length != "0") or "transfer-encoding" in request.headers:
+        require_json(request)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing wrong content types (415), oversized (413) and empty bodies."""
+    require_json(request)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit():
         if int(declared) > limit:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pgmlops.api.deps import get_ctx, require_admin, sees_details
+from pgmlops.api.predict_routes import require_json_if_body
 from pgmlops.config import check_model_name
 from pgmlops.domain.redact import public_text
 from pgmlops.services.retraining import enqueue_retrain, retrain_status
@@ -53,6 +54,7 @@ def _actor(request: Request) -> str:
 @router.post(
     "/retrain",
     status_code=202,
+    dependencies=[Depends(require_json_if_body)],
     response_model=Queued,
     summary="Queue a retraining job for the worker",
 )

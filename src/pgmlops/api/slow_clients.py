@@ -1,4 +1,4 @@
-"""Close connections that send their request too slowly (slowloris), with a 408.
+"""Close connections that send their request too slowly (slowloris, 408) or too big a head (431).
 
 uvicorn closes an idle keep-alive connection after `timeout_keep_alive`, but a connection
 that never finishes its request line, headers or body is kept open for ever: a few thousand
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -26,6 +27,21 @@ _TIMEOUT_RESPONSE = (
     b"connection: close\r\n\r\n"
     b'{"error": "request not received in time (408)"}\n'
 )
+# httptools (llhttp) puts no bound on a request's head: a 1 MB header or 10,000 headers were
+# parsed and handed to the app. These bounds are far above any client of this API (curl sends
+# 3 headers, browsers ~20, proxies add a few) and near what nginx and Node allow.
+MAX_HEADERS = 100
+MAX_HEAD_BYTES = 64 * 1024
+
+
+def _too_large(reason: str) -> bytes:
+    body = f'{{"error": "request header fields too large: {reason} (431)"}}\n'.encode()
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        b"content-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"connection: close\r\n\r\n" + body
+    )
 
 
 def _phase(conn: Any) -> tuple[str, Any] | None:
@@ -66,6 +82,8 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     phase: tuple[str, Any] | None = ("headers", None)
     phase_since: float = 0.0
+    head_bytes: int = 0
+    refused: bool = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -91,3 +109,39 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is None or cycle.response_complete or not cycle.response_started:
             self.transport.write(_TIMEOUT_RESPONSE)
         self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.head_bytes += len(url)
+        self._bound_head()
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4
+        self._bound_head(extra_header=True)
+        super().on_header(name, value)
+
+    def _bound_head(self, *, extra_header: bool = False) -> None:
+        """Refuse a head over the bounds with 431 and stop parsing this connection."""
+        if extra_header and len(self.headers) >= MAX_HEADERS:
+            reason = f"more than {MAX_HEADERS} headers"
+        elif self.head_bytes > MAX_HEAD_BYTES:
+            reason = f"more than {MAX_HEAD_BYTES} bytes of request line and headers"
+        else:
+            return
+        self.refused = True
+        self.transport.write(_too_large(reason))
+        self.transport.close()
+        # Stops llhttp; data_received's parser-error branch then answers nothing more.
+        raise httptools.HttpParserCallbackError(reason)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self.refused:  # a refused head has had its 431
+            super().send_400_response(msg)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.refused:
+            super().data_received(data)
