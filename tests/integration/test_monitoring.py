@@ -465,3 +465,19 @@ def test_models_card_shows_the_feature_importance_kept_at_training(
     assert json.loads(as_json.stdout)["feature_importance"]["values"] == importance.values
     missing = runner.invoke(cli_app, ["models", "--card", "99"], env=_cli_env(ctx))
     assert missing.exit_code == 7 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_a_window_without_positive_labels_reports_recall_undefined_and_never_alarms_on_it(
+    ctx: Context, production: int
+) -> None:
+    labelled = log_traffic(ctx, make_churn(1_000, seed=27), production)
+    negatives = [(pid, label) for pid, label in labelled if label == "0"][:300]
+    PredictionStore(ctx.db).add_feedback(negatives)
+    perf = run_monitor(ctx, "churn").labelled_performance
+    assert perf["n_labels"] == 300
+    assert perf["metrics"]["recall"] is None and perf["metrics"]["roc_auc"] is None
+    assert "no label is the positive class" in perf["undefined"]["recall"]
+    rows = {row["metric"]: row for row in perf["judged"]}
+    assert rows["recall"]["verdict"] == "undefined" and rows["roc_auc"]["verdict"] == "undefined"
+    assert not perf["degraded"]
+    assert not any("recall" in reason for reason in run_monitor(ctx, "churn").reasons)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pgmlops.config import MonitoringConfig
+from pgmlops.domain.defined_metrics import undefined_metrics
 from pgmlops.domain.kinds import Task
 from pgmlops.domain.labelled_views import labelled_view
 from pgmlops.domain.metrics import Scores, evaluate
@@ -66,7 +67,10 @@ def labelled_performance(
             f"{mv.model_name} v{mv.version}: logged outputs are unusable: {exc}"
         ) from exc
     metrics = finite(evaluate(scores))
-    block = judge_labelled(ctx, mv, len(rows), metrics, n_bad, bad_examples, settings)
+    undefined = undefined_metrics(card.task, y_true[good], predicted, card.classes)
+    block = judge_labelled(
+        ctx, mv, len(rows), metrics, n_bad, bad_examples, settings, undefined=undefined
+    )
     block["view"] = labelled_view(card.task, y_true[good], predicted, card.classes)
     return block
 
@@ -79,9 +83,18 @@ def judge_labelled(
     n_bad: int,
     bad_examples: list[str],
     settings: MonitoringConfig,
+    *,
+    undefined: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The labelled-performance block for ``metrics`` measured on ``n_labels`` labels."""
+    """The labelled-performance block for ``metrics`` measured on ``n_labels`` labels.
+
+    ``undefined``: metrics the window's labels leave undefined (defined_metrics.py), reported
+    as null with their reason and never judged.
+    """
     card = mv.card
+    undefined = undefined or {}
+    if metrics is not None:
+        metrics = {k: None if k in undefined else v for k, v in metrics.items()}
     limit, min_labels = settings.performance_drop, settings.min_labels
     ref = reference_outputs(ctx, mv)
     ref_scores = ref.scores() if ref is not None else None
@@ -100,6 +113,7 @@ def judge_labelled(
         "degraded": False,
         "bad_labels": {"count": n_bad, "examples": bad_examples},
         "judged": [],
+        "undefined": undefined,
     }
     if n_labels == 0 or metrics is None:
         return result
@@ -116,6 +130,9 @@ def judge_labelled(
         alpha=settings.alarm_alpha,
         null_for=None if ref_scores is None else lambda name: metric_null(mv, ref, name, n_labels),
     )
+    for row in result["judged"]:
+        if row["metric"] in undefined:
+            row["verdict"], row["note"] = "undefined", undefined[row["metric"]]
     if ref_scores is None:
         drop = relative_drop(metric, metrics.get(metric), reference.get(metric))
         result.update(

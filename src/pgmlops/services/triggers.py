@@ -206,15 +206,14 @@ def _label(key: str) -> str:
 def drift_trigger(result: Any, policy: Literal["any", "harmful"]) -> tuple[bool, str]:
     """Does a monitoring result's dataset drift start a retrain under ``policy``? (fired, why)
 
-    ``any``: dataset drift alone fires. ``harmful``: it fires only when the model also looks
-    worse without labels: estimated performance (CBPE/DLE) significantly below its
-    reference, or confidence degraded; a drift the model shrugs off is reported but costs no
-    retrain. The drift is already established, so harm needs only to be beyond chance, not
-    beyond the estimated-performance alarm's tolerance (that tolerance keeps a huge window's
-    harmless wobble from alarming on its own; demo, numeric_shift 2: true AUC -0.043, CBPE
-    -0.010, far below the 3% tolerance yet 4 sd of the estimate's own noise). Where neither
-    can be evaluated (e.g. no calibration, no confidences) ``harmful`` cannot judge harm, so
-    the drift fires as under ``any`` and the reason says so.
+    ``any``: dataset drift alone fires. ``harmful``: it fires only when the drift also costs
+    more than ``monitoring.performance_drop``, significantly at ``alarm_alpha``: labelled or
+    estimated (CBPE/DLE) performance degraded, or confidence degraded. Each of those already
+    requires both the tolerance and the significance test against the labelled metric's null.
+    The estimate's own, narrower null with no tolerance (used before issue 24) retrained on
+    31% of harmless real-shift windows. Where no harm signal can be evaluated (no labels, no
+    calibration, no confidences) ``harmful`` cannot judge harm, so the drift fires as under
+    ``any`` and the reason says so.
     """
     if not result.dataset_drift:
         return False, f"{_PREFIX['drift']}: {_steady(result, 'drift')}"
@@ -225,18 +224,13 @@ def drift_trigger(result: Any, policy: Literal["any", "harmful"]) -> tuple[bool,
     if policy == "any":
         return True, f"{drift} [drift_policy any]"
     harms, judged = [], []
-    for key in ("estimated_performance", "confidence"):
+    for key in ("labelled_performance", "estimated_performance", "confidence"):
         part = getattr(result, key, None) or {}
         if part.get("drop") is None or part.get("note"):
             continue
         judged.append(_PREFIX[key])
         if part.get("degraded"):
             harms.append(f"{_PREFIX[key]} {part['drop']:.1%} worse (limit {part['limit']:.0%})")
-        elif key == "estimated_performance" and part.get("harm_significant") and part["drop"] > 0:
-            harms.append(
-                f"{_PREFIX[key]} {part['drop']:.1%} worse, significant "
-                f"(p {part['harm_p_value']:.3f})"
-            )
     if harms:
         return True, f"{drift}, and it is harmful: {'; '.join(harms)} [drift_policy harmful]"
     if not judged:

@@ -15,6 +15,7 @@ from pgmlops.domain.binned_metrics import (
     regression_metrics,
     score_edges,
 )
+from pgmlops.domain.defined_metrics import undefined_metrics
 from pgmlops.domain.distributions import categorical_shares, numeric_shares
 from pgmlops.domain.drift import compare_counts
 from pgmlops.domain.labelled_views import confusion_view
@@ -260,7 +261,10 @@ def _labelled(
         kept["n"].to_numpy(),
         sums,
     )
-    block = judge_labelled(ctx, mv, n_good, finite(metrics), n_bad, examples, settings)
+    undefined = undefined_metrics(card.task, fixed[good], predicted, classes)
+    block = judge_labelled(
+        ctx, mv, n_good, finite(metrics), n_bad, examples, settings, undefined=undefined
+    )
     block["view"] = confusion_view(fixed[good], predicted, classes, kept["n"].to_numpy())
     return block, labelled
 

@@ -339,11 +339,13 @@ def _judged_table(perf: dict[str, Any]) -> str:
         "ok": '<span class="ok">ok</span>',
         "warning": '<span class="warn">warning</span>',
         "degraded": '<span class="flag">degraded</span>',
+        "undefined": '<span class="muted">undefined</span>',
     }
     rows = "".join(
         f'<tr data-verdict="{r["verdict"]}"><td>{escape(r["metric"])}'
         f"{'' if r['role'] == 'other' else ' (' + r['role'] + ')'}</td>"
-        f"<td>{_num(r['current'])}</td><td>{_num(r['reference'])}</td>"
+        f"<td>{_num(r['current']) if r['verdict'] != 'undefined' else escape(r['note'])}</td>"
+        f"<td>{_num(r['reference'])}</td>"
         f"<td>{_pct(r['drop'])}</td><td>{_p(r['p_value'])}</td><td>{marks[r['verdict']]}</td></tr>"
         for r in perf["judged"]
     )
