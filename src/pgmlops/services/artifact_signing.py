@@ -21,10 +21,9 @@ from pgmlops.domain import signing
 from pgmlops.domain.card_document import CARD_ROLE
 from pgmlops.domain.records import ModelVersion, StoredFile
 from pgmlops.domain.signing import MIN_KEY_BYTES, key_id
-from pgmlops.errors import ArtifactError, ConfigError, SigningKeyError
+from pgmlops.errors import ArtifactError, ConfigError
 from pgmlops.services.context import Context
 from pgmlops.store.cards import card_bytes, store_card
-from pgmlops.store.keys import missing_key_message
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +34,8 @@ _BAD_SIGNATURE = {
 
 
 def signing_key_for_writing(ctx: Context) -> bytes:
-    """The key new artifacts are signed with; created only on a registry with no signature.
-
-    A registry whose files are signed but whose key file is gone has lost its key: making
-    a new one would orphan every version, so the error names the key id to restore instead.
-    """
-    key = ctx.artifacts.key
-    if key.present():
-        return key.get()
-    used = ctx.registry.signature_key_ids()
-    if used:
-        expected = used.most_common(1)[0][0]
-        if key.key_file is None:
-            key.get(expected)  # the remote-root ConfigError says to set PGMLOPS_SIGNING_KEY
-        raise SigningKeyError(missing_key_message(key.key_file, expected))  # type: ignore[arg-type]
-    created = key.create()
-    return created
+    """The key new artifacts are signed with (see RegistryStore.signing_key_for_writing)."""
+    return ctx.registry.signing_key_for_writing()
 
 
 def _digest(name: str, number: int, files: dict[str, StoredFile], card: bytes | None) -> str:

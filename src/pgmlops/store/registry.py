@@ -21,10 +21,11 @@ from pgmlops.domain.records import (
     StoredFile,
 )
 from pgmlops.domain.signing import signature_key_id
-from pgmlops.errors import ConflictError, NotFoundError, StoreError
+from pgmlops.errors import ConflictError, NotFoundError, SigningKeyError, StoreError
 from pgmlops.store.artifacts import ArtifactStore
 from pgmlops.store.cards import store_card, verified_version
 from pgmlops.store.db import Database
+from pgmlops.store.keys import missing_key_message
 from pgmlops.store.tables import (
     AliasEventRow,
     ModelAliasRow,
@@ -114,6 +115,8 @@ class RegistryStore:
         """
         if "model" not in files:
             raise StoreError("a version needs its 'model' artifact before it can be registered")
+        if sign is not None:
+            self.signing_key_for_writing()
         card = card.model_copy(update={"model_name": name})
         files = {**files, CARD_ROLE: store_card(self.artifacts, card, source)}
         with self.db.session() as s:
@@ -162,6 +165,23 @@ class RegistryStore:
             row.files = {k: v.to_dict() for k, v in files.items()}
             row.artifact_uri = files["model"].uri
             row.artifact_sha256 = files["model"].sha256
+
+    def signing_key_for_writing(self) -> bytes:
+        """The key new files are signed with; created only on a registry with no signature.
+
+        A registry whose files are signed but whose key file is gone has lost its key: a new
+        one would orphan every version, so the error names the key id to restore instead.
+        """
+        key = self.artifacts.key
+        if key.present():
+            return key.get()
+        used = self.signature_key_ids()
+        if used:
+            expected = used.most_common(1)[0][0]
+            if key.key_file is None:
+                return key.get(expected)  # the ConfigError says to set PGMLOPS_SIGNING_KEY
+            raise SigningKeyError(missing_key_message(key.key_file, expected))
+        return key.create()
 
     def signature_key_ids(self) -> Counter[str]:
         """How many registered files each key id signed (first-time setup has none)."""
