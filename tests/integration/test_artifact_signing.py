@@ -211,3 +211,30 @@ def test_a_short_signing_key_is_refused_without_echoing_it(monkeypatch, tmp_path
     with pytest.raises(ConfigError, match=r"signing_key: .*at least 32") as info:
         load_settings()
     assert "hunter2" not in str(info.value)
+
+
+def test_rotate_key_resigns_only_what_the_old_key_signed(ctx, churn_csv: Path) -> None:
+    from pgmlops.services.artifact_signing import new_key_command, rotate_key_command
+
+    v = _train(ctx, churn_csv, onnx=False)
+    key_file = ctx.artifacts.key.key_file
+    with pytest.raises(ConfigError, match=r"already exists .* never overwritten"):
+        new_key_command(ctx)
+    old = key_file.with_name("old.key")
+    key_file.rename(old)
+    fresh = _context(ctx.settings)
+    try:
+        with pytest.raises(ArtifactError, match=r"is missing.*key id .*restore"):
+            fresh.registry.get_version("churn", v)
+        made = new_key_command(fresh)
+        assert sum(made["files_signed_by_other_keys"].values()) > 0
+        with pytest.raises(ArtifactError, match=r"signed with another key.*rotate-key"):
+            fresh.registry.get_version("churn", v)
+        result = rotate_key_command(fresh, old)
+        n_files = len(fresh.registry.recorded_version("churn", v).files)
+        assert (result["files_resigned"], result["left"]) == (n_files, [])
+        assert load_version(fresh, fresh.registry.get_version("churn", v)).version == v
+        again = rotate_key_command(fresh, old)
+        assert (again["files_resigned"], again["already_signed"]) == (0, n_files)
+    finally:
+        fresh.close()
