@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -47,3 +48,23 @@ def strip_signatures(ctx, name: str, version: int) -> None:
             k: {f: v for f, v in entry.items() if f != "signature"} for k, entry in files.items()
         },
     )
+
+
+def rewrite_row(
+    ctx,
+    name: str,
+    version: int,
+    card: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    source: Callable[[Any], Any] | None = None,
+) -> None:
+    """Edit a version's `card` and/or `source` JSON in place, as raw SQL would."""
+    with ctx.db.session() as s:
+        row = s.scalars(
+            select(ModelVersionRow)
+            .join(RegisteredModelRow, RegisteredModelRow.id == ModelVersionRow.model_id)
+            .where(RegisteredModelRow.name == name, ModelVersionRow.version == version)
+        ).one()
+        if card is not None:
+            row.card = card(copy.deepcopy(row.card))
+        if source is not None:
+            row.source = source(copy.deepcopy(row.source))

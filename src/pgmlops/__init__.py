@@ -56,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "StoreError": "pgmlops.errors",
     "SchemaOutdatedError": "pgmlops.errors",
     "ConflictError": "pgmlops.errors",
+    "SigningKeyError": "pgmlops.errors",
 }
 
 # Equal to the export table; tests/unit/test_public_surface.py keeps the three lists in step.
@@ -78,6 +79,7 @@ __all__ = [
     "PromotionResult",
     "SchemaOutdatedError",
     "Settings",
+    "SigningKeyError",
     "StoreError",
     "TrainResult",
     "TrainingError",
@@ -108,6 +110,7 @@ if TYPE_CHECKING:
         PgmlopsError,
         PromotionRefused,
         SchemaOutdatedError,
+        SigningKeyError,
         StoreError,
         TrainingError,
         ValidationError,

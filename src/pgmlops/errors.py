@@ -9,6 +9,7 @@ Our exceptions::
     ├── StoreError             the database is unreachable or in the wrong state
     │   └── SchemaOutdatedError  the database needs `pgmlops db upgrade`
     ├── ArtifactError          an artifact is missing, out of the root, or fails sha256/signature
+    │   └── SigningKeyError      the signing key is missing, or not the one that signed
     ├── NotFoundError          a model, version, alias or prediction does not exist
     ├── PromotionRefused       the gates said no (carries the decision)
     ├── ConflictError          a concurrent change won, or a lock is held
@@ -59,6 +60,10 @@ class SchemaOutdatedError(StoreError):
 
 class ArtifactError(PgmlopsError):
     """An artifact is missing, outside the artifact root, or fails its sha256 or signature."""
+
+
+class SigningKeyError(ArtifactError):
+    """The signing key is missing, or is not the key the registry's files were signed with."""
 
 
 class NotFoundError(PgmlopsError):

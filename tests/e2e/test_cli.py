@@ -168,7 +168,13 @@ def test_unsigned_versions_refuse_to_load_until_artifacts_sign(cli: Cli, csv: Pa
     assert cli("train", "--data", str(csv), "--target", "Exited").returncode == 0
     strip_signatures(ctx, "churn", 1)  # a version registered before signing existed
     assert_one_line_error(cli("promote"), 6, "unsigned", "pgmlops artifacts sign")
-    signed = cli("artifacts", "sign", "--json")
+    listed = cli("artifacts", "sign", "--json")
+    assert listed.returncode == 6  # nothing is signed until the operator confirms the version
+    (plan,) = json.loads(listed.stdout)["to_confirm"]
+    signed = cli(
+        "artifacts", "sign", "--json", "--model-name", "churn", "--version", "1",
+        "--digest", plan["digest"],
+    )  # fmt: skip
     assert signed.returncode == 0, signed.stderr
     n_files = len(ctx.registry.get_version("churn", 1).files)
     assert json.loads(signed.stdout)["files_signed"] == n_files

@@ -17,7 +17,8 @@ from pydantic import SecretStr
 from pgmlops.config import Settings, load_settings
 from pgmlops.domain.records import PRODUCTION, StoredFile
 from pgmlops.errors import ArtifactError, ConfigError
-from pgmlops.services.commands import promote_command, sign_artifacts_command, train_command
+from pgmlops.services.artifact_signing import sign_artifacts_command
+from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
 from pgmlops.services.promotion import version_engine
 from pgmlops.services.serving import load_version
@@ -153,6 +154,10 @@ def test_another_key_is_refused_and_unsigned_versions_load_only_when_trusted(
     trusting = _context(settings, trust_unsigned=True)
     try:
         v = _train(theirs, churn_csv)
+        # A read never creates a key: without one, the error names the key id to restore.
+        with pytest.raises(ArtifactError, match=r"signing.key is missing.*key id .*restore"):
+            load_version(ours, ours.registry.get_version("churn", v))
+        ours.artifacts.key.create()  # as `pgmlops artifacts new-key` does
         assert load_version(theirs, theirs.registry.get_version("churn", v)).version == v
         for context in (ours, trusting):
             with pytest.raises(ArtifactError, match="signed with another key"):
@@ -163,7 +168,8 @@ def test_another_key_is_refused_and_unsigned_versions_load_only_when_trusted(
         with caplog.at_level(logging.WARNING):
             assert load_version(trusting, trusting.registry.get_version("churn", v)).version == v
         assert "unsigned because trust_unsigned is set" in caplog.text
-        result = sign_artifacts_command(ours, model_name="churn")
+        (plan,) = sign_artifacts_command(ours, model_name="churn")["to_confirm"]
+        result = sign_artifacts_command(ours, model_name="churn", version=v, digest=plan["digest"])
         n_files = len(ours.registry.get_version("churn", v).files)
         assert result["files_signed"] == n_files and result["refused"] == []
         assert load_version(ours, ours.registry.get_version("churn", v)).version == v
@@ -177,7 +183,7 @@ def test_the_default_key_is_one_0600_file_beside_the_artifact_root(tmp_path: Pat
     path = tmp_path / "signing.key"
     keys = [SigningKey(None, path) for _ in range(8)]
     got: list[bytes] = []
-    threads = [threading.Thread(target=lambda k=k: got.append(k.get())) for k in keys]
+    threads = [threading.Thread(target=lambda k=k: got.append(k.create())) for k in keys]
     for t in threads:
         t.start()
     for t in threads:
@@ -205,3 +211,30 @@ def test_a_short_signing_key_is_refused_without_echoing_it(monkeypatch, tmp_path
     with pytest.raises(ConfigError, match=r"signing_key: .*at least 32") as info:
         load_settings()
     assert "hunter2" not in str(info.value)
+
+
+def test_rotate_key_resigns_only_what_the_old_key_signed(ctx, churn_csv: Path) -> None:
+    from pgmlops.services.artifact_signing import new_key_command, rotate_key_command
+
+    v = _train(ctx, churn_csv, onnx=False)
+    key_file = ctx.artifacts.key.key_file
+    with pytest.raises(ConfigError, match=r"already exists .* never overwritten"):
+        new_key_command(ctx)
+    old = key_file.with_name("old.key")
+    key_file.rename(old)
+    fresh = _context(ctx.settings)
+    try:
+        with pytest.raises(ArtifactError, match=r"is missing.*key id .*restore"):
+            fresh.registry.get_version("churn", v)
+        made = new_key_command(fresh)
+        assert sum(made["files_signed_by_other_keys"].values()) > 0
+        with pytest.raises(ArtifactError, match=r"signed with another key.*rotate-key"):
+            fresh.registry.get_version("churn", v)
+        result = rotate_key_command(fresh, old)
+        n_files = len(fresh.registry.recorded_version("churn", v).files)
+        assert (result["files_resigned"], result["left"]) == (n_files, [])
+        assert load_version(fresh, fresh.registry.get_version("churn", v)).version == v
+        again = rotate_key_command(fresh, old)
+        assert (again["files_resigned"], again["already_signed"]) == (0, n_files)
+    finally:
+        fresh.close()

@@ -222,7 +222,8 @@ def test_a_window_with_too_few_rows_is_refused(ctx: Context, production: int) ->
 def test_a_version_without_reference_profile_is_refused(ctx: Context, production: int) -> None:
     mv = ctx.registry.get_version("churn", production)
     files = {k: f for k, f in mv.files.items() if k != "reference"}
-    bare = ctx.registry.create_version("churn", files, mv.card, ACTOR)
+    sign = lambda number, fs: ctx.artifacts.sign_files("churn", number, fs)  # noqa: E731
+    bare = ctx.registry.create_version("churn", files, mv.card, ACTOR, sign=sign)
     with pytest.raises(DataError, match=rf"churn v{bare.version} has no reference profile"):
         run_monitor(ctx, "churn", version=bare.version)
 

@@ -29,6 +29,7 @@ STATUS: dict[type[errors.PgmlopsError], int] = {
     errors.StoreError: 503,
     errors.SchemaOutdatedError: 503,
     errors.ArtifactError: 503,
+    errors.SigningKeyError: 503,
 }
 
 

@@ -26,6 +26,7 @@ EXIT_CODES: dict[type[errors.PgmlopsError], int] = {
     errors.StoreError: 5,
     errors.SchemaOutdatedError: 5,
     errors.ArtifactError: 6,
+    errors.SigningKeyError: 6,
     errors.NotFoundError: 7,
     errors.ConflictError: 8,
     errors.PromotionRefused: 9,

@@ -14,8 +14,7 @@ from pgmlops.domain.card import engine_label, onnx_rejection
 from pgmlops.domain.pipeline import parse_params
 from pgmlops.domain.records import PRODUCTION, AliasEvent, ModelOverview, ModelVersion
 from pgmlops.domain.redact import redact_secrets
-from pgmlops.domain.signing import key_id
-from pgmlops.errors import ArtifactError, ConfigError
+from pgmlops.errors import ConfigError
 from pgmlops.services.context import Context
 from pgmlops.services.datasets import frame_dataset, load_dataset
 from pgmlops.services.promotion import PromotionResult, production_at, promote, rollback
@@ -269,55 +268,3 @@ def models_command(
         events = ctx.registry.alias_history(m.name, PRODUCTION) if history or at else None
         out["models"].append(model_detail(m.name, m.versions, events, at))
     return out
-
-
-_BAD_SIGNATURE = {
-    "other-key": "signed with another key",
-    "mismatch": "signature does not match (file or row changed after signing)",
-}
-
-
-def sign_artifacts_command(ctx: Context, *, model_name: str | None) -> dict[str, Any]:
-    """Sign every unsigned, intact file of every version; never re-sign a bad signature.
-
-    Run by someone who holds the key, over a registry they trust: signing says "these
-    bytes are what this version is", so a file that fails its sha256, lies outside the
-    artifact root, or carries another key's (or a broken) signature is reported, not signed.
-    """
-    key = ctx.artifacts.key.get()
-    names = [model_name] if model_name else ctx.registry.model_names()
-    signed: list[dict[str, Any]] = []
-    refused: list[str] = []
-    already = 0
-    for name in names:
-        for summary in ctx.registry.list_models(name):
-            for v in summary.versions:
-                files = dict(v.files)
-                roles = []
-                for role, stored in v.files.items():
-                    verdict = ctx.artifacts.check_signature(v, role)
-                    if verdict == "ok":
-                        already += 1
-                        continue
-                    what = f"{name} v{v.version} {role}"
-                    if verdict != "unsigned":
-                        refused.append(f"{what}: {_BAD_SIGNATURE[verdict]}")
-                        continue
-                    try:
-                        ctx.artifacts.get(stored, f"{role} artifact of {name} v{v.version}")
-                    except ArtifactError as exc:
-                        refused.append(f"{what}: {exc}")
-                        continue
-                    files[role] = ctx.artifacts.sign(stored, name, v.version, role)
-                    roles.append(role)
-                if roles:
-                    ctx.registry.set_files(name, v.version, files)
-                    signed.append({"model_name": name, "version": v.version, "roles": roles})
-    return {
-        "key": ctx.artifacts.key.source,
-        "key_id": key_id(key),
-        "signed": signed,
-        "files_signed": sum(len(s["roles"]) for s in signed),
-        "already_signed": already,
-        "refused": refused,
-    }

@@ -30,7 +30,7 @@ class Context:
         self.artifacts = ArtifactStore(
             self.settings.artifact_root, key, trust_unsigned=self.settings.trust_unsigned
         )
-        self.registry = RegistryStore(self.db)
+        self.registry = RegistryStore(self.db, self.artifacts)
 
     def close(self) -> None:
         self.db.dispose()

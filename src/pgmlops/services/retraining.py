@@ -371,7 +371,7 @@ def enqueue_retrain(
     """Queue a retrain job for a worker (the API never trains). Returns (job id, created)."""
     name = model_name or ctx.settings.model_name
     mode = mode_of(force=force, if_needed=if_needed)
-    ctx.registry.latest_version(name)  # a job for an unknown model would only fail later
+    ctx.registry.latest_recorded(name)  # a job for an unknown model would only fail later
     payload = {"mode": mode, "allow_feedback_only": allow_feedback_only, "actor": actor}
     job, created = JobStore(ctx.db).enqueue("retrain", name, payload)
     return job.id, created

@@ -62,7 +62,7 @@ class TriggerReport:
 def last_training(ctx: Context, name: str) -> datetime | None:
     """When the model's newest version was registered."""
     try:
-        return ctx.registry.latest_version(name).created_at
+        return ctx.registry.latest_recorded(name).created_at
     except PgmlopsError:
         return None
 

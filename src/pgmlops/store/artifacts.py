@@ -20,7 +20,7 @@ from fsspec.core import url_to_fs
 
 from pgmlops.domain import signing
 from pgmlops.domain.records import ModelVersion, StoredFile
-from pgmlops.errors import ArtifactError, ConfigError
+from pgmlops.errors import ArtifactError, ConfigError, SigningKeyError
 from pgmlops.store.keys import SigningKey
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,11 @@ class ArtifactStore:
     def check_signature(self, version: ModelVersion, role: str) -> signing.Verdict:
         """Whether a version's file carries this key's signature (reads no bytes)."""
         f = version.files[role]
+        if not f.signature:
+            return "unsigned"  # no key needed to say so (trust_unsigned loads without one)
+        key = self.key.get(expected=signing.signature_key_id(f.signature))
         name, number = version.model_name, version.version
-        return signing.verify(self.key.get(), f.signature, name, number, role, f.sha256, f.size)
+        return signing.verify(key, f.signature, name, number, role, f.sha256, f.size)
 
     def read(self, version: ModelVersion, role: str) -> bytes:
         """A version's file, refused unless inside the root, intact and signed by our key."""
@@ -151,9 +154,11 @@ class ArtifactStore:
             log.warning("loading %s unsigned because trust_unsigned is set", what)
         elif verdict == "other-key":
             theirs = signing.signature_key_id(stored.signature or "")
-            raise ArtifactError(
+            raise SigningKeyError(
                 f"{what} is signed with another key (key id {theirs}; this host's key "
-                f"{signing.key_id(self.key.get())} from {self.key.source}); refusing to load it"
+                f"{signing.key_id(self.key.get())} from {self.key.source}); refusing to load it: "
+                f"restore the key with id {theirs}, or if it was replaced on purpose, re-sign with "
+                "`pgmlops artifacts rotate-key --old-key-file OLD_KEY_FILE`"
             )
         elif verdict == "mismatch":
             raise ArtifactError(

@@ -12,7 +12,7 @@ from pathlib import Path
 from fsspec.core import url_to_fs
 
 from pgmlops.domain.signing import MIN_KEY_BYTES
-from pgmlops.errors import ConfigError
+from pgmlops.errors import ConfigError, SigningKeyError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,11 @@ def default_key_file(artifact_root: str) -> Path | None:
 
 
 class SigningKey:
-    """Resolved on first use, so commands that touch no artifact never create a key file."""
+    """Resolved on first use and never created by a read.
+
+    Only first-time setup (a registry with no signed file) and `pgmlops artifacts new-key`
+    call `create()`: a key file recreated by a read would silently orphan every signature.
+    """
 
     def __init__(self, configured: bytes | None, key_file: Path | None) -> None:
         self._configured = configured
@@ -47,15 +51,25 @@ class SigningKey:
             return "PGMLOPS_SIGNING_KEY"
         return f"key file {self.key_file}" if self.key_file else "nowhere"
 
-    def get(self) -> bytes:
-        """The key bytes; a missing key file is created (0600) exactly once, even under races."""
+    def present(self) -> bool:
+        """Whether a key is configured or its file exists (reads nothing else)."""
+        return self._configured is not None or bool(self.key_file and self.key_file.exists())
+
+    def get(self, expected: str | None = None) -> bytes:
+        """The key bytes; SigningKeyError naming `expected` (a key id) when there is none."""
         if self._key is None:
             with self._lock:
                 if self._key is None:
-                    self._key = self._resolve()
+                    self._key = self._resolve(expected)
         return self._key
 
-    def _resolve(self) -> bytes:
+    def create(self) -> bytes:
+        """Make the key file if it does not exist yet (0600, race-free) and return the key."""
+        if self._configured is None and self.key_file is not None and not self.key_file.exists():
+            _create(self.key_file)
+        return self.get()
+
+    def _resolve(self, expected: str | None) -> bytes:
         if self._configured is not None:
             return self._configured
         if self.key_file is None:
@@ -65,7 +79,7 @@ class SigningKey:
             )
         path = self.key_file
         if not path.exists():
-            _create(path)
+            raise SigningKeyError(missing_key_message(path, expected))
         try:
             mode = path.stat().st_mode
             text = path.read_text(encoding="ascii").strip()
@@ -79,6 +93,16 @@ class SigningKey:
                 f"signing key file {path} holds fewer than {MIN_KEY_BYTES} characters"
             )
         return key
+
+
+def missing_key_message(path: Path, expected: str | None) -> str:
+    """One line: which key is missing, which id it had, and how to get it back."""
+    signed = f"; the registry's files are signed with key id {expected}" if expected else ""
+    return (
+        f"the artifact signing key file {path} is missing{signed}: restore that file from "
+        "your backup (or set PGMLOPS_SIGNING_KEY to the same key); `pgmlops artifacts new-key` "
+        "makes a new key, under which nothing signed before will load"
+    )
 
 
 def _create(path: Path) -> None:

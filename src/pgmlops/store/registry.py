@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pgmlops.domain.card import ModelCard
+from pgmlops.domain.card_document import CARD_ROLE
 from pgmlops.domain.records import (
     AliasEvent,
     ModelSummary,
@@ -18,8 +20,12 @@ from pgmlops.domain.records import (
     PromotionEvent,
     StoredFile,
 )
-from pgmlops.errors import ConflictError, NotFoundError, StoreError
+from pgmlops.domain.signing import signature_key_id
+from pgmlops.errors import ConflictError, NotFoundError, SigningKeyError, StoreError
+from pgmlops.store.artifacts import ArtifactStore
+from pgmlops.store.cards import store_card, verified_version
 from pgmlops.store.db import Database
+from pgmlops.store.keys import missing_key_message
 from pgmlops.store.tables import (
     AliasEventRow,
     ModelAliasRow,
@@ -62,10 +68,16 @@ def _alias_event(row: AliasEventRow, name: str) -> AliasEvent:
 
 
 class RegistryStore:
-    """Every method is one transaction; what it returns is plain records."""
+    """Every method is one transaction; what it returns is plain records.
 
-    def __init__(self, db: Database) -> None:
+    `get_version` and `latest_version` hand out a version's card and source as signed at
+    registration (store/cards.py); `recorded_version` and `list_models` hand out what the
+    rows say, for listing and for `pgmlops artifacts sign`, never to decide what code runs.
+    """
+
+    def __init__(self, db: Database, artifacts: ArtifactStore) -> None:
         self.db = db
+        self.artifacts = artifacts
 
     # -- models and versions -------------------------------------------------------------
 
@@ -98,10 +110,15 @@ class RegistryStore:
         """Register a new candidate version; its artifacts must already be stored.
 
         `sign(number, files)` signs the files once the version number is allocated, inside
-        the same transaction: a version never exists with unsigned files.
+        the same transaction: a version never exists with unsigned files. The card and the
+        source are written as the version's `card` file first, so they are signed with it.
         """
         if "model" not in files:
             raise StoreError("a version needs its 'model' artifact before it can be registered")
+        if sign is not None:
+            self.signing_key_for_writing()
+        card = card.model_copy(update={"model_name": name})
+        files = {**files, CARD_ROLE: store_card(self.artifacts, card, source)}
         with self.db.session() as s:
             model = s.scalars(
                 select(RegisteredModelRow).where(RegisteredModelRow.name == name)
@@ -123,7 +140,6 @@ class RegistryStore:
             number = (latest or 0) + 1
             if sign is not None:
                 files = sign(number, files)
-            card = card.model_copy(update={"model_name": name})
             row = ModelVersionRow(
                 model_id=model.id,
                 version=number,
@@ -150,7 +166,40 @@ class RegistryStore:
             row.artifact_uri = files["model"].uri
             row.artifact_sha256 = files["model"].sha256
 
+    def signing_key_for_writing(self) -> bytes:
+        """The key new files are signed with; created only on a registry with no signature.
+
+        A registry whose files are signed but whose key file is gone has lost its key: a new
+        one would orphan every version, so the error names the key id to restore instead.
+        """
+        key = self.artifacts.key
+        if key.present():
+            return key.get()
+        used = self.signature_key_ids()
+        if used:
+            expected = used.most_common(1)[0][0]
+            if key.key_file is None:
+                return key.get(expected)  # the ConfigError says to set PGMLOPS_SIGNING_KEY
+            raise SigningKeyError(missing_key_message(key.key_file, expected))
+        return key.create()
+
+    def signature_key_ids(self) -> Counter[str]:
+        """How many registered files each key id signed (first-time setup has none)."""
+        found: Counter[str] = Counter()
+        with self.db.session() as s:
+            for files in s.scalars(select(ModelVersionRow.files)):
+                for entry in (files or {}).values():
+                    sig = entry.get("signature") if isinstance(entry, dict) else None
+                    if sig:
+                        found[signature_key_id(str(sig))] += 1
+        return found
+
     def get_version(self, name: str, version: int) -> ModelVersion:
+        """A version whose card and source are the signed ones (ArtifactError otherwise)."""
+        return verified_version(self.artifacts, self.recorded_version(name, version))
+
+    def recorded_version(self, name: str, version: int) -> ModelVersion:
+        """A version as its row says, unverified: for listing and signing only."""
         with self.db.session() as s:
             model = self._model(s, name)
             row = self._version_row(s, model, name, version)
@@ -170,6 +219,11 @@ class RegistryStore:
         return row
 
     def latest_version(self, name: str) -> ModelVersion:
+        """The newest version, its card and source the signed ones (ArtifactError otherwise)."""
+        return verified_version(self.artifacts, self.latest_recorded(name))
+
+    def latest_recorded(self, name: str) -> ModelVersion:
+        """The newest version as its row says, unverified."""
         with self.db.session() as s:
             model = self._model(s, name)
             row = s.scalars(

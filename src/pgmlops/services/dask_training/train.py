@@ -14,6 +14,7 @@ from pgmlops.domain.card import DataFingerprint
 from pgmlops.domain.pipeline import make_estimator
 from pgmlops.domain.schema import FeatureSchema
 from pgmlops.errors import ConfigError
+from pgmlops.services.artifact_signing import signing_key_for_writing
 from pgmlops.services.context import Context
 from pgmlops.services.dask_training.cluster import dask_client, require_dask
 from pgmlops.services.dask_training.fit import dask_estimator_path, dask_interface
@@ -43,7 +44,9 @@ def cluster_for(ctx: Context, cfg: TrainingConfig, step: Progress) -> Iterator[A
     """Check the options, then a client of the configured cluster whose workers can fit."""
     path = check_dask_options(cfg)
     require_dask()
-    ctx.artifacts.key.get()  # no signing key: fail before the cluster starts, not after the fit
+    signing_key_for_writing(
+        ctx
+    )  # no signing key: fail before the cluster starts, not after the fit
     where = cfg.dask_address or f"a LocalCluster of {cfg.dask_workers} workers"
     step(f"connecting to {where}")
     with dask_client(cfg.dask_address, cfg.dask_workers, library_of(path) or "") as client:

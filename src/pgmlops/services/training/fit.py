@@ -21,6 +21,7 @@ from pgmlops.domain.schema import FeatureSchema, ReadOptions
 from pgmlops.domain.split import split_rows
 from pgmlops.domain.training_frame import prepare_training_frame
 from pgmlops.errors import DataError, TrainingError
+from pgmlops.services.artifact_signing import signing_key_for_writing
 from pgmlops.services.context import Context
 from pgmlops.services.datasets import Dataset
 from pgmlops.services.training.register import (
@@ -128,7 +129,7 @@ def train_model(
         from pgmlops.services.mlflow_sync import require_mlflow
 
         require_mlflow()
-    ctx.artifacts.key.get()  # no signing key: fail before the fit, not after it
+    signing_key_for_writing(ctx)  # no signing key: fail before the fit, not after it
     step("preparing data")
     read_notes: list[str] = []
     options = ReadOptions(**cfg.model_dump(include=set(ReadOptions.__dataclass_fields__)))
