@@ -14,6 +14,7 @@ same trained versions, so the only difference between columns is the gate.
 
     PYTHONPATH=src python bench/promotion_rates.py --trials 20 --rows 6000
     PYTHONPATH=src python bench/promotion_rates.py --null 400   # the gate's false-pass rate
+    PYTHONPATH=src python bench/promotion_rates.py --small 10   # first versions, small real sets
 """
 
 from __future__ import annotations
@@ -150,13 +151,75 @@ def null_rate(trials: int, rows: int) -> dict[float, int]:
     return passed
 
 
+def _small_sets() -> dict[str, tuple[pd.DataFrame, str]]:
+    """Small real datasets bundled in installed packages (no download)."""
+    from sklearn import datasets
+
+    diabetes = datasets.load_diabetes(as_frame=True, scaled=False).frame
+    cancer = datasets.load_breast_cancer(as_frame=True).frame
+    cancer["target"] = cancer["target"].map({0: "malignant", 1: "benign"})
+    return {"diabetes (442 rows, regression)": (diabetes, "target"),
+            "breast_cancer (569 rows, binary)": (cancer, "target")}  # fmt: skip
+
+
+def small_first_versions(cases: int, folder: Path) -> dict[str, dict[str, tuple[int, str]]]:
+    """First versions on small real sets: real, shuffled labels, noise features (default policy)."""
+    settings = Settings(
+        database_url=f"sqlite:///{folder / 'small.db'}", artifact_root=str(folder / "art3")
+    )
+    ctx = Context(settings)
+    out: dict[str, dict[str, tuple[int, str]]] = {}
+    for label, (frame, target) in _small_sets().items():
+        counts = {k: [0, ""] for k in ("real", "shuffled", "noise")}
+        for i in range(cases):
+            rng = np.random.default_rng(500 + i)
+            features = [c for c in frame.columns if c != target]
+            data = frame.sample(frac=1.0, random_state=500 + i).reset_index(drop=True)
+            jobs = {
+                "real": data,
+                "shuffled": data.assign(**{target: rng.permutation(data[target].to_numpy())}),
+                "noise": data.assign(**{c: rng.permutation(data[c].to_numpy()) for c in features}),
+            }
+            for kind, d in jobs.items():
+                if kind == "real" and i > 0:
+                    continue  # the real set: same rows in every case (the split is by content)
+                name = f"{kind}{i}{label.split()[0]}"
+                path = folder / f"{name}.csv"
+                d.to_csv(path, index=False)
+                version = train_command(
+                    ctx, data=str(path), target=target, model_name=name, onnx=False, actor="b"
+                )["version"]
+                decision = evaluate_challenge(ctx, ctx.registry.get_version(name, version), None)
+                counts[kind][0] += int(decision[0].approved)
+                if not counts[kind][1]:
+                    counts[kind][1] = decision[0].summary()
+            print(f"{label}: case {i + 1}/{cases}", flush=True)
+        out[label] = {k: (int(v[0]), str(v[1])) for k, v in counts.items()}
+    ctx.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--rows", type=int, default=6000)
     parser.add_argument("--verbose", action="store_true", help="print every decision")
     parser.add_argument("--null", type=int, default=0, help="only N random-score first versions")
+    parser.add_argument("--small", type=int, default=0, help="N cases of small real sets")
     args = parser.parse_args()
+    if args.small:
+        from honesty import wilson
+
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            out = small_first_versions(args.small, Path(tmp))
+        for label, counts in out.items():
+            for kind, (hits, first) in counts.items():
+                total = 1 if kind == "real" else args.small
+                lo, hi = wilson(hits, total)
+                print(f"| {label} | {kind} | {hits}/{total} [{lo:.1%}, {hi:.1%}] | {first} |")
+        print(f"({time.perf_counter() - started:.0f} s)")
+        return
     if args.null:
         rates = null_rate(args.null, 1000)
         print(f"{args.null} no-skill first versions, 1,000 holdout rows (20% positive), promoted: ")

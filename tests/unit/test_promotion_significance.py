@@ -217,3 +217,20 @@ def test_a_better_regression_model_is_promoted_and_a_worse_one_refused():
     assert decide(strong, weak, baseline, PromotionPolicy()).approved
     refused = decide(weak, strong, baseline, PromotionPolicy())
     assert "no significant improvement" in refused.summary()
+
+
+def test_refusal_says_how_many_rows_would_make_a_real_gain_significant() -> None:
+    from pgmlops.domain.gates import first_version_remedy
+
+    text = first_version_remedy(400, mean=0.04, low=-0.01, needed=0.01)
+    # half-width 0.05 must shrink to 0.03: 400 * (0.05 / 0.03)^2 = 1,112 rows
+    assert "about 1,112 labelled rows (now 400)" in text
+    assert text.endswith("or promote anyway with --force --reason TEXT")
+
+
+def test_refusal_of_no_gain_says_more_rows_would_not_help() -> None:
+    from pgmlops.domain.gates import first_version_remedy
+
+    text = first_version_remedy(400, mean=-0.02, low=-0.07, needed=0.01)
+    assert "more rows of the same kind would not change it" in text
+    assert "--force --reason TEXT" in text

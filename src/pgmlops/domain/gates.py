@@ -144,8 +144,12 @@ def paired_bootstrap(
     rounds: int,
     confidence: float,
     seed: int,
+    sided: int = 2,
 ) -> tuple[float, float, float]:
     """(low, mean, high) of the improvement on `metric` (positive = better) over resamples.
+
+    `sided=2`: low and high bound a central interval at `confidence`; `sided=1`: each is a
+    one-sided bound at `confidence` (the gates ask only "is the gain above 0?").
 
     Both models are scored on the same resampled rows in each round, so the interval
     reflects the difference between them rather than the noise of the holdout itself.
@@ -154,7 +158,7 @@ def paired_bootstrap(
     """
     check_metric(metric, candidate.task)
     _require_same_rows(candidate, champion, "champion")
-    if rounds < 1 or not 0 < confidence < 1:
+    if rounds < 1 or not 0 < confidence < 1 or sided not in (1, 2):
         raise ValueError(f"need rounds >= 1 and 0 < confidence < 1, got {rounds}, {confidence}")
     rng = np.random.default_rng(seed)
     if len(candidate) > BOOTSTRAP_MAX_ROWS:
@@ -177,7 +181,7 @@ def paired_bootstrap(
     values = values[~np.isnan(values)]
     if values.size == 0:
         return (math.nan, math.nan, math.nan)
-    tail = (1 - confidence) / 2
+    tail = (1 - confidence) / sided
     low, high = np.quantile(values, [tail, 1 - tail])
     return (float(low), float(values.mean()), float(high))
 
@@ -313,8 +317,36 @@ def _baseline_gate(
         return GateResult("baseline", False, _undefined(name, numbers), numbers)
     significant = low > 0
     where = "excludes 0" if significant else "does not exclude 0"
-    detail = f"{head} ({_ci(policy.confidence, low, high)}) {where}, {effect}"
-    return GateResult("baseline", significant and big_enough, detail, numbers)
+    numbers["rows"] = float(len(candidate))
+    detail = f"{head} on {len(candidate):,} rows ({_ci(policy.confidence, low, high)}) {where}, "
+    detail += effect
+    passed = significant and big_enough
+    if not passed:
+        detail += "; " + first_version_remedy(len(candidate), mean, low, needed)
+    return GateResult("baseline", passed, detail, numbers)
+
+
+def first_version_remedy(rows: int, mean: float, low: float, needed: float) -> str:
+    """What would change a refused first version: how many rows, or force with a reason.
+
+    The interval's half-width shrinks as 1/sqrt(rows), so if the gain stayed at its mean the
+    lower bound would clear max(0, needed) with rows * ((mean - low) / (mean - needed))^2.
+    """
+    force = "or promote anyway with --force --reason TEXT"
+    bar = max(needed, 0.0)
+    if not math.isfinite(mean) or mean <= bar:
+        return (
+            "the mean gain is not above what is required, so more rows of the same kind "
+            f"would not change it: add informative features or labels, {force}"
+        )
+    if low > bar:  # significant but below the minimum effect: rows do not help
+        return f"lower promotion.baseline_margin if this effect is worth having, {force}"
+    factor = ((mean - low) / (mean - bar)) ** 2
+    more = max(1, math.ceil(rows * factor))
+    return (
+        f"about {more:,} labelled rows (now {rows:,}) would make this gain significant "
+        f"if it held, {force}"
+    )
 
 
 def _bootstrap_gate(
@@ -351,11 +383,12 @@ def _interval(
         rounds=policy.bootstrap_rounds,
         confidence=policy.confidence,
         seed=policy.seed,
+        sided=1,
     )
 
 
 def _ci(confidence: float, low: float, high: float) -> str:
-    return f"{confidence * 100:g}% CI [{low:+.4f}, {high:+.4f}]"
+    return f"one-sided {confidence * 100:g}% CI [{low:+.4f}, {high:+.4f}]"
 
 
 def _missing(*values: float) -> bool:

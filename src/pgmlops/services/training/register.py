@@ -266,9 +266,14 @@ def _monitoring_references(
     # Validation and holdout rows together: neither trained the model, and twice the rows
     # halve the reference's own noise (a 4,000-row holdout AUC can be 0.01 off the truth);
     # then the training rows' out-of-fold outputs (domain/crossfit.py).
-    pooled = crossed(concat_scores(val_scores, hold_scores))
+    held = concat_scores(val_scores, hold_scores)
+    pooled = crossed(held)
     ref = reference_outputs(pooled, seed=cfg.seed)
     files = {"reference_outputs": ctx.artifacts.put(ref.model_dump_json().encode())}
+    if len(pooled) > len(held):
+        # Every labelled row scored by a model that did not fit it: a first version is
+        # judged on these (services/promotion.py), not on the holdout alone.
+        files["crossfit"] = ctx.artifacts.put(_parquet(scores_frame(pooled)))
     if schema.task == "regression":
         # The loss models learn on validation rows only, so the holdout is fresh to them.
         models = fit_loss_models(
@@ -276,6 +281,16 @@ def _monitoring_references(
         )
         files["loss_model"] = ctx.artifacts.put(dump_pipeline(models))
     return files
+
+
+def scores_frame(scores: Scores) -> pd.DataFrame:
+    """Scores as a table (y_true, predicted, proba_0..k) for the `crossfit` artifact."""
+    frame = pd.DataFrame({"y_true": scores.y_true, "predicted": scores.predicted})
+    if scores.proba is not None:
+        proba = np.asarray(scores.proba, dtype=float).reshape(len(scores), -1)
+        for k in range(proba.shape[1]):
+            frame[f"proba_{k}"] = proba[:, k]
+    return frame
 
 
 def _score_vector(out: Any, task: str) -> np.ndarray:
