@@ -43,9 +43,10 @@ class BatchRequest:
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     on_error: Literal["fail", "skip"] = "fail"
     rejects: Path | None = None
-    # A CSV's delimiter and encoding; sniffed when None.
+    # A CSV's delimiter, encoding and decimal mark; sniffed when None.
     sep: str | None = None
     encoding: str | None = None
+    decimal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,13 @@ def run_batch_predict(
     model = _load(ctx, req)
     numeric = model.card.feature_schema.numeric
     source = open_source(
-        req.data, req.query, req.chunk_rows, numeric=numeric, sep=req.sep, encoding=req.encoding
+        req.data,
+        req.query,
+        req.chunk_rows,
+        numeric=numeric,
+        sep=req.sep,
+        encoding=req.encoding,
+        decimal=req.decimal,
     )
     _check_columns(model, source.columns, req, source.description)
     serving = ctx.settings.serving
