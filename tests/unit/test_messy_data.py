@@ -17,7 +17,7 @@ from pgmlops.domain.pipeline import build_pipeline, make_estimator
 from pgmlops.domain.schema import ReadOptions, coerce_features
 from pgmlops.domain.training_frame import prepare_training_frame
 from pgmlops.errors import ConfigError, DataError
-from pgmlops.services.datasets import load_file, sniff_delimiter
+from pgmlops.services.datasets import load_file, sniff_decimal, sniff_delimiter
 from pgmlops.services.record_model import record_model
 
 N = 120
@@ -228,10 +228,27 @@ def test_a_semicolon_cp1252_file_reads_with_warnings(tmp_path: Path) -> None:
     assert list(dataset.frame.columns) == ["city", "amount", "y"]
     assert dataset.frame["city"].tolist() == ["Zürich", "Genève"]
     assert dataset.source["sep"] == ";" and dataset.source["encoding"] == "cp1252"
-    assert len(dataset.notes) == 2
+    # "1,5" in a semicolon file is a decimal comma: read as a number, with a note.
+    assert dataset.frame["amount"].tolist() == [1.5, 2.5]
+    assert len(dataset.notes) == 3 and "decimal commas" in dataset.notes[1]
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbfa,y\n1,2\n")
     assert list(load_file(str(bom)).frame.columns) == ["a", "y"]
+
+
+@pytest.mark.parametrize(
+    ("text", "sep", "decimal"),
+    [
+        ("a;b;y\n1,5;2;x\n-0,25;3;z\n", ";", ","),
+        ("a;b;y\n1.5;2;x\n0.25;3;z\n", ";", "."),
+        # A point-decimal column says the commas elsewhere are something else.
+        ("a;b;y\n1,5;2.5;x\n0,25;3.5;z\n", ";", "."),
+        ("a;y\nred, blue;x\ngreen;z\n", ";", "."),
+        ("a,y\n1,2\n", ",", "."),
+    ],
+)
+def test_the_decimal_mark_is_sniffed(text: str, sep: str, decimal: str) -> None:
+    assert sniff_decimal(text, sep) == decimal
 
 
 def test_sep_and_encoding_overrides_are_checked(tmp_path: Path) -> None:
