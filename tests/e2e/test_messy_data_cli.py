@@ -155,6 +155,18 @@ def test_a_semicolon_csv_with_decimal_commas_trains_on_numbers(cli, ctx, tmp_pat
     scored = cli("predict", "--data", str(batch), "--out", str(out), "--version", "1")
     assert scored.exit_code == 0, scored.output
     assert len(pd.read_csv(out)) == 20
+    # Told the file has decimal points, training reads the columns as text and says so.
+    as_text = cli("train", "--data", str(data), "--target", "y", "--decimal", ".")
+    assert_one_line_error(as_text, 3, "x1", "looks numeric (e.g. '", "--decimal")
+    few = tmp_path / "few.csv"
+    rows = decimal_comma_rows(300, seed=3)
+    rows["x1"] = rows["x1"].round(0)  # few distinct values: kept, as text
+    rows.to_csv(few, sep=";", decimal=",", index=False)
+    kept = cli("train", "--data", str(few), "--target", "y", "--decimal", ".", "--json")
+    assert kept.exit_code == 0, kept.output
+    warned = [w for w in json.loads(kept.stdout)["warnings"] if "looks numeric" in w]
+    assert any("'x1'" in w and "read as text" in w for w in warned), warned
+
     bad = cli(
         "predict", "--data", str(batch), "--out", str(out), "--version", "1", "--decimal", "::"
     )

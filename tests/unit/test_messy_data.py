@@ -289,3 +289,38 @@ def test_retraining_rows_keep_dates_and_spellings_as_training_read_them() -> Non
     source, _ = validate_rows(frame, schema, "y")
     _, _, again = prepare_training_frame(pd.concat([source, good]), "y")
     assert again.feature("signup").date is not None and again.feature("member").boolean
+
+
+@pytest.mark.parametrize(
+    ("values", "example"),
+    [
+        (["1 234,5", "2 000,0", "12,5", "7"], "1 234,5"),
+        (["1.234,50", "3,5", "n/a", "4,25"], "1.234,50"),
+        (["1'250.00", "€ 12", "80 %", "x"], "1'250.00"),
+    ],
+)
+def test_a_column_that_looks_numeric_but_is_read_as_text_is_warned_about(
+    values: list[str], example: str
+) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"amount": [values[i % len(values)] for i in range(40)], "y": rng.choice(["a", "b"], 40)}
+    )
+    notes: list[str] = []
+    _, _, schema = prepare_training_frame(frame, "y", notes=notes)
+    assert schema.feature("amount").kind == "categorical"
+    warned = [n for n in notes if "looks numeric" in n]
+    assert len(warned) == 1 and "'amount'" in warned[0] and repr(example) in warned[0], notes
+
+
+def test_words_and_dates_are_not_called_numeric() -> None:
+    frame = pd.DataFrame(
+        {
+            "colour": ["red", "blue", "1", "green"] * 10,
+            "day": ["18.08.2024", "01.01.2023", "02.03.2022", "04.05.2021"] * 10,
+            "y": ["a", "b"] * 20,
+        }
+    )
+    notes: list[str] = []
+    prepare_training_frame(frame, "y", notes=notes)
+    assert not [n for n in notes if "looks numeric" in n], notes

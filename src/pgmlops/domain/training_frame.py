@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -26,6 +28,38 @@ _NUMERIC_TEXT_SHARE = 0.98
 _MAX_CLASSES = 20
 # More distinct values than this, in more than half the rows: free text, left out.
 _MAX_CATEGORIES = 200
+# A text column "looks numeric" (and is warned about) when this share of its cells are numbers
+# once spaces and thousands separators are taken out.
+_LOOKS_NUMERIC_SHARE = 0.5
+_SPACES = re.compile(r"[\s\u00a0\u202f'’_€$£¥%]")
+_GROUPED = re.compile(r"^[+-]?\d{1,3}([.,])\d{3}(\1\d{3})*$")
+
+
+def _as_plain_number(text: str) -> str:
+    """A cell with spaces, apostrophes or thousands separators as plain "1234.5" text."""
+    text = _SPACES.sub("", text)
+    if "," in text and "." in text:
+        # Whichever comes last is the decimal mark: "1.234,5" and "1,234.5".
+        thousands = "." if text.rfind(",") > text.rfind(".") else ","
+        text = text.replace(thousands, "")
+    elif _GROUPED.match(text):
+        text = text.replace(",", "").replace(".", "")
+    return text.replace(",", ".")
+
+
+def numeric_looking_example(col: pd.Series) -> str | None:
+    """An example value when a text column is mostly numbers written in another style."""
+    text = blank_to_nan(col.astype("string")).dropna()
+    if text.empty:
+        return None
+    sample = text.iloc[:2000]
+    plain = sample.map(_as_plain_number)
+    parsed = pd.to_numeric(plain, errors="coerce")
+    if parsed.notna().mean() < _LOOKS_NUMERIC_SHARE:
+        return None
+    # Prefer a value that shows why plain parsing failed.
+    odd = sample[parsed.notna() & pd.to_numeric(sample, errors="coerce").isna()]
+    return str((odd if not odd.empty else sample).iloc[0])
 
 
 def _as_numeric_text(col: pd.Series) -> pd.Series | None:
@@ -162,6 +196,14 @@ def prepare_training_frame(
             out[name] = values
             features.append(spec)
             continue
+        example = None if boolean else numeric_looking_example(col)
+        # Said again in a left-out column's reason: an error may be all the user sees.
+        looks = "" if example is None else f"; it looks numeric (e.g. {example!r}): --decimal?"
+        if example is not None:
+            notes.append(
+                f"column {name!r} looks numeric (e.g. {example!r}) but is read as text: "
+                "check --decimal and --sep, or clean the values"
+            )
         text = col.astype("string")
         text, folded = (
             (text, False)
@@ -175,11 +217,11 @@ def prepare_training_frame(
             )
         )
         if n > 50 and text.nunique() == n:
-            leave_out(name, "identifier", "identifier: a distinct value in every row")
+            leave_out(name, "identifier", "identifier: a distinct value in every row" + looks)
             continue
         distinct = text.nunique(dropna=True)
         if distinct > _MAX_CATEGORIES and distinct > 0.5 * n:
-            why = f"high-cardinality text ({distinct} distinct values)"
+            why = f"high-cardinality text ({distinct} distinct values){looks}"
             leave_out(name, "high_cardinality", why)
             continue
         text, pooled = cat.cap_categories(

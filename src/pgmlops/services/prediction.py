@@ -1,10 +1,9 @@
-"""Validated records to answers and log records: ids, the engine's call, risk levels, keys."""
+"""Validated records to answers and log records: ids, the engine's call, decision scale, keys."""
 
 from __future__ import annotations
 
 import os
 import time
-from bisect import bisect_right
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
@@ -12,18 +11,10 @@ from typing import Any
 import numpy as np
 
 from pgmlops.config import ServingConfig
+from pgmlops.domain.decision import answer_scale, scale_one
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.domain.schema import key_text
 from pgmlops.services.serving import LoadedModel
-
-
-def risk_levels(scores: list[float], bands: dict[str, float]) -> list[str]:
-    """Per score, the highest band whose lower bound is at or below it (the lowest if none)."""
-    ordered = sorted(bands.items(), key=lambda kv: kv[1])
-    names = [name for name, _ in ordered]
-    bounds = [lower for _, lower in ordered]
-    return [names[max(bisect_right(bounds, s) - 1, 0)] for s in scores]
-
 
 _B62 = (1 << 62) - 1
 
@@ -68,6 +59,7 @@ def predict_records(
         label, proba = model.engine.predict_one(rows[0])
         predicted: list[Any] = [label]
         probas: list[Any] = [proba]
+        matrix = None
     else:
         # Numbers straight into float arrays (numpy reads None as NaN), categories as objects.
         out = model.engine.predict_columns(
@@ -80,7 +72,8 @@ def predict_records(
             }
         )
         predicted = out.predicted.tolist()
-        probas = [None] * n if out.proba is None else out.proba.tolist()
+        matrix = out.proba
+        probas = [None] * n if matrix is None else matrix.tolist()
     latency_ms = (time.perf_counter() - started) * 1000.0
     now = datetime.now(UTC)
     task = model.card.task
@@ -89,15 +82,18 @@ def predict_records(
     confidence: list[Any] = [None] * n
     outputs: list[Any] = [None] * n
     if task == "binary" or task == "multiclass":
+        # One decision scale (domain/decision.py): confidence and risk agree with the class.
+        threshold, levels = model.card.threshold, serving.risk_levels
+        if n == 1:
+            conf, risk = scale_one(probas[0], task, threshold, levels)
+            confidence, risks = [conf], [risk]
+        else:
+            confidence, risks = answer_scale(matrix, task, threshold, levels)  # type: ignore[arg-type]
         if task == "binary":
             shown: list[Any] = probas
-            confidence = [abs(p - 0.5) * 2.0 for p in probas]
-            risks = risk_levels(probas, serving.risk_bands)
         else:
             classes = model.card.classes or []
             shown = [dict(zip(classes, p, strict=True)) for p in probas]
-            confidence = [max(p) for p in probas]
-            risks = risk_levels(confidence, serving.risk_bands)
             outputs = [{"probabilities": p} for p in shown]
         items = [
             {
