@@ -64,6 +64,11 @@ def test_dates_left_out_by_setting_are_reported_as_date() -> None:
         (["01/03/2024", "02/03/2024"], True, ("%d/%m/%Y", True)),
         (["01/03/2024", "02/03/2024"], False, ("%m/%d/%Y", True)),
         (["1.03.2024", "28.02.2024"], True, ("%d.%m.%Y", False)),
+        # Month names, as spreadsheets and US exports write them.
+        (["Aug 18, 2024", "Sep 1, 2023"], True, ("%b %d, %Y", False)),
+        (["18 Aug 2024", "1 Sep 2023"], False, ("%d %b %Y", False)),
+        (["August 18, 2024", "September 1, 2023"], True, ("%B %d, %Y", False)),
+        (["18-Aug-2024", "01-Sep-2023"], True, ("%d-%b-%Y", False)),
         (["2024", "2025"], True, None),
         (["12:00", "13:00"], True, None),
         (["North", "South"], True, None),
@@ -71,6 +76,25 @@ def test_dates_left_out_by_setting_are_reported_as_date() -> None:
 )
 def test_date_formats_are_detected(values: list[str], dayfirst: bool, expected) -> None:
     assert detect_format(pd.Series(values * 3), dayfirst=dayfirst) == expected
+
+
+def test_month_name_dates_are_read_as_the_same_day_in_every_style() -> None:
+    styles = {
+        "%b %d, %Y": "Aug 18, 2024",
+        "%d %b %Y": "18 Aug 2024",
+        "%B %d, %Y": "August 18, 2024",
+    }
+    expected = to_days(pd.Series(["2024-08-18"]), ISO).iloc[0]
+    for fmt, text in styles.items():
+        assert to_days(pd.Series([text]), fmt).iloc[0] == expected
+    frame = pd.DataFrame(
+        {
+            "when": ["Aug 18, 2024", "Jan 2, 2023", "Dec 31, 2022", "Mar 9, 2024"] * 10,
+            "y": ["a", "b"] * 20,
+        }
+    )
+    _, _, schema = prepare_training_frame(frame, "y")
+    assert schema.feature("when").date is not None
 
 
 def test_a_datetime_with_an_offset_is_read_in_utc() -> None:
