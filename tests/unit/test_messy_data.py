@@ -348,3 +348,51 @@ def test_words_and_dates_are_not_called_numeric() -> None:
     notes: list[str] = []
     prepare_training_frame(frame, "y", notes=notes)
     assert not [n for n in notes if "looks numeric" in n], notes
+
+
+def _target_frame(y: list) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame({"x": rng.normal(size=len(y)), "y": y})
+
+
+def test_a_class_seen_once_is_refused_naming_its_row_and_value() -> None:
+    y = ["a", "b"] * 30
+    y[11] = "c"
+    with pytest.raises(DataError) as err:
+        prepare_training_frame(_target_frame(y), "y", min_class_rows=3)
+    assert "row 12: 'c'" in str(err.value) and "fewer than 3 rows" in str(err.value)
+    assert "--task regression" not in str(err.value)
+
+
+def test_text_in_a_regression_target_is_refused_naming_rows_and_values() -> None:
+    y = [str(v / 10) for v in range(60)]
+    y[11] = y[39] = "n/a"
+    y[5] = "?"
+    with pytest.raises(DataError) as err:
+        prepare_training_frame(_target_frame(y), "y", task="regression")
+    assert "rows 12, 40: 'n/a'; row 6: '?'" in str(err.value), err.value
+    y = [str(v / 10) for v in range(60)]
+    y[11] = "n/a"
+    with pytest.raises(DataError) as err:
+        prepare_training_frame(_target_frame(y), "y")
+    assert "target column 'y' is numeric" in str(err.value)
+    assert "row 12: 'n/a'" in str(err.value)
+
+
+def test_a_count_target_with_rare_values_suggests_regression() -> None:
+    rng = np.random.default_rng(2)
+    counts = np.minimum(rng.poisson(2, 400), 5).tolist()
+    once = 20
+    with pytest.raises(DataError) as err:
+        prepare_training_frame(_target_frame([*counts, once]), "y", min_class_rows=3)
+    assert f"row 401: '{once}'" in str(err.value) and "--task regression" in str(err.value)
+    # Rare values with enough rows for the split: trained as classes, with a hint.
+    kept = [0, 1, 2] * 100 + [3, 4, 5, 6, 7, 8] * 4
+    notes: list[str] = []
+    _, _, schema = prepare_training_frame(_target_frame(kept), "y", notes=notes, min_class_rows=3)
+    assert schema.task == "multiclass"
+    assert any("whole numbers" in n and "--task regression" in n for n in notes), notes
+    # Told it is a class task, or plain labels: no hint.
+    notes = []
+    prepare_training_frame(_target_frame(["a", "b"] * 30), "y", notes=notes)
+    assert not [n for n in notes if "--task regression" in n]
