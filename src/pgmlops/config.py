@@ -109,6 +109,11 @@ class ServingConfig(_Section):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     reload_poll_seconds: float = Field(2.0, gt=0.0)
     unknown_categories: Literal["reject", "flag"] = "reject"
+    out_of_range: Literal["flag", "reject"] = Field(
+        "flag",
+        description="a record with a number outside training's range or a category training "
+        "never saw: answered and named in out_of_range (flag), or refused with 422 (reject)",
+    )
     extra_fields: Literal["reject", "ignore"] = "reject"
     key_column: str | None = Field(
         None,

@@ -144,6 +144,7 @@ def test_multiclass_writes_one_probability_column_per_class_as_predict_answers(
         *[f"probability_{c}" for c in classes],
         "confidence",
         "risk_level",
+        "out_of_range",
     ]
     assert table["prediction"].tolist() == [str(i["prediction"]) for i in items]
     for c in classes:

@@ -14,6 +14,7 @@ from pgmlops.config import ServingConfig
 from pgmlops.domain.decision import answer_scale, scale_one
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.domain.schema import key_text
+from pgmlops.errors import ValidationError
 from pgmlops.services.serving import LoadedModel
 
 _B62 = (1 << 62) - 1
@@ -54,7 +55,10 @@ def predict_records(
     """Predict validated rows; return the response items and the log records."""
     n = len(rows)
     keys = take_keys(model, rows)
+    ranges = model.ranges
     if n == 1:
+        outside = [ranges.row(rows[0]) if ranges is not None else []]
+        refuse_out_of_range(model, rows, outside, serving)
         # One record never touches a DataFrame or a vectorised post-processing step.
         label, proba = model.engine.predict_one(rows[0])
         predicted: list[Any] = [label]
@@ -62,15 +66,16 @@ def predict_records(
         matrix = None
     else:
         # Numbers straight into float arrays (numpy reads None as NaN), categories as objects.
-        out = model.engine.predict_columns(
-            {
-                f.name: np.array(
-                    list(map(itemgetter(f.name), rows)),
-                    dtype=np.float64 if f.kind == "numeric" else object,
-                )
-                for f in model.card.feature_schema.features
-            }
-        )
+        columns = {
+            f.name: np.array(
+                list(map(itemgetter(f.name), rows)),
+                dtype=np.float64 if f.kind == "numeric" else object,
+            )
+            for f in model.card.feature_schema.features
+        }
+        outside = ranges.columns(columns, n) if ranges is not None else [[] for _ in rows]
+        refuse_out_of_range(model, rows, outside, serving)
+        out = model.engine.predict_columns(columns)
         predicted = out.predicted.tolist()
         matrix = out.proba
         probas = [None] * n if matrix is None else matrix.tolist()
@@ -104,14 +109,26 @@ def predict_records(
                 "probability": p,
                 "confidence": c,
                 "risk_level": r,
+                "out_of_range": o,
             }
-            for i, y, p, c, r in zip(ids, predicted, shown, confidence, risks, strict=True)
+            for i, y, p, c, r, o in zip(
+                ids, predicted, shown, confidence, risks, outside, strict=True
+            )
         ]
     else:
         items = [
-            {"prediction_id": i, "model": name, "version": version, "prediction": y}
-            for i, y in zip(ids, predicted, strict=True)
+            {
+                "prediction_id": i,
+                "model": name,
+                "version": version,
+                "prediction": y,
+                "out_of_range": o,
+            }
+            for i, y, o in zip(ids, predicted, outside, strict=True)
         ]
+    for k, fields in enumerate(outside):
+        if fields:
+            outputs[k] = {**(outputs[k] or {}), "out_of_range": fields}
     if serving.unknown_categories == "flag":
         # In "reject" mode validation already refused unknown categories.
         for k, row in enumerate(rows):
@@ -138,6 +155,27 @@ def predict_records(
         for k in range(n)
     ]
     return items, records
+
+
+def refuse_out_of_range(
+    model: LoadedModel,
+    rows: list[dict[str, Any]],
+    outside: list[list[str]],
+    serving: ServingConfig,
+) -> None:
+    """With serving.out_of_range reject: a ValidationError naming the rows and fields."""
+    if serving.out_of_range != "reject" or model.ranges is None:
+        return
+    bad = [k for k, fields in enumerate(outside) if fields]
+    if not bad:
+        return
+    first = bad[0]
+    where = f"row {first}: " if len(rows) > 1 else ""
+    more = f" (+{len(bad) - 1} more rows: {', '.join(map(str, bad[1:6]))})" if len(bad) > 1 else ""
+    raise ValidationError(
+        f"{where}outside what training saw: {model.ranges.describe(rows[first], outside[first])}"
+        f"{more} (serving.out_of_range is reject)"
+    )
 
 
 def take_keys(model: LoadedModel, rows: list[dict[str, Any]]) -> list[str | None]:

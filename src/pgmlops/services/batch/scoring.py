@@ -198,6 +198,17 @@ def score_chunk(
     """Validate and predict one chunk; refused rows are left out of the table and the log."""
     started = time.perf_counter()
     columns, rejected = validate_chunk(model, chunk, serving)
+    masks = model.ranges.masks(columns) if model.ranges is not None else {}
+    if masks and serving.out_of_range == "reject":
+        names = model.card.feature_schema.names
+        for pos in np.flatnonzero(np.logical_or.reduce(list(masks.values()))):
+            if int(pos) not in rejected:
+                fields = [name for name, mask in masks.items() if mask[pos]]
+                row = {n: _plain(columns[n][pos]) for n in names}
+                rejected[int(pos)] = (
+                    f"outside what training saw: {model.ranges.describe(row, fields)} "  # type: ignore[union-attr]
+                    "(serving.out_of_range is reject)"
+                )
     keep = np.ones(len(chunk), dtype=bool)
     if rejected:
         keep[list(rejected)] = False
@@ -236,6 +247,8 @@ def score_chunk(
         )
         table["confidence"] = pa.array(confidence, pa.float64())
         table["risk_level"] = pa.array(risks, pa.string())
+    outside = [[] for _ in range(n)] if model.ranges is None else model.ranges.columns(columns, n)
+    table["out_of_range"] = pa.array([",".join(f) for f in outside], pa.string())
     if id_column is not None:
         ids_col = chunk[id_column][keep]
         table[id_column] = pa.Array.from_pandas(ids_col.astype(object).where(ids_col.notna(), None))
@@ -256,6 +269,9 @@ def score_chunk(
         records = _records(
             model, serving, columns, predicted, proba, confidence, ids, request_id, started, keys
         )
+        for record, fields in zip(records, outside, strict=True):
+            if fields:
+                record.output = {**(record.output or {}), "out_of_range": fields}
     return ChunkResult(pa.table(table), records, rejected)
 
 
