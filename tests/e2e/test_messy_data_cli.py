@@ -191,8 +191,8 @@ def test_decimal_given_explicitly_reads_commas_the_sniffer_would_not(
 def test_target_errors_name_the_rows_and_values(cli, tmp_path: Path) -> None:
     rows = decimal_comma_rows(60, seed=6)
     rows["amount"] = (rows["x2"] * 10).round(1).astype(str)
-    rows.loc[[11, 39], "amount"] = "n/a"
+    rows.loc[[11, 39], "amount"] = "unknown"
     data = tmp_path / "target.csv"
     rows.drop(columns="y").to_csv(data, index=False)
     result = cli("train", "--data", str(data), "--target", "amount", "--task", "regression")
-    assert_one_line_error(result, 3, "target column 'amount'", "rows 12, 40: 'n/a'")
+    assert_one_line_error(result, 3, "target column 'amount'", "rows 12, 40: 'unknown'")
