@@ -155,15 +155,15 @@ def components() -> list[tuple[str, float]]:
     from collections import Counter
     from datetime import UTC, datetime
 
-    import numpy as np
     from starlette.responses import Response
 
     from pgmlops.api.app import create_app
     from pgmlops.api.observability import request_id_var
     from pgmlops.config import load_settings
+    from pgmlops.domain.decision import scale_one
     from pgmlops.domain.records import PredictionRecord
     from pgmlops.services.inference import onnx_row_feeds
-    from pgmlops.services.prediction import predict_records, risk_levels, unknown_categories
+    from pgmlops.services.prediction import predict_records, unknown_categories
     from pgmlops.services.prediction_log import PredictionLogWriter
 
     settings = load_settings()
@@ -201,8 +201,8 @@ def components() -> list[tuple[str, float]]:
         p = 0.3
         item = {"prediction_id": pid, "model": model.name, "version": 1, "prediction": "1"}
         item["probability"] = p
-        item["confidence"] = abs(p - 0.5) * 2.0
-        item["risk_level"] = risk_levels(np.asarray([p]), serving.risk_bands)[0]
+        conf, risk = scale_one(p, "binary", model.card.threshold, serving.risk_levels)
+        item["confidence"], item["risk_level"] = conf, risk
         unknown_categories(model, row)
         PredictionRecord(
             id=pid, model_name=model.name, version=1, created_at=now, features=row,

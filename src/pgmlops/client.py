@@ -152,12 +152,14 @@ class Client:
         progress: Progress | None = None,
         sep: str | None = None,
         encoding: str | None = None,
+        decimal: str | None = None,
         **options: Any,
     ) -> TrainResult:
         """Train and register; the result also carries training's warnings and its duration.
 
         `data` is a DataFrame, a CSV/Parquet path, or a database URL with `query=`; a CSV's
-        delimiter and encoding are sniffed unless `sep=`/`encoding=` are given.
+        delimiter, encoding and decimal mark are sniffed unless `sep=`/`encoding=`/`decimal=`
+        are given.
         `params` are estimator parameters; other keyword options override the `training`
         settings (estimator, task, features, imbalance, outliers, cv_folds, seed, ...).
         """
@@ -189,6 +191,7 @@ class Client:
             progress=progress,
             sep=sep,
             encoding=encoding,
+            decimal=decimal,
         )
 
     def promote(

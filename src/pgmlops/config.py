@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pgmlops.domain.decision import DEFAULT_RISK_LEVELS, check_risk_levels
 from pgmlops.domain.kinds import Task
 from pgmlops.domain.policies import DriftPolicy, PromotionPolicy, ThresholdPolicy
 from pgmlops.errors import ConfigError
@@ -108,6 +109,11 @@ class ServingConfig(_Section):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     reload_poll_seconds: float = Field(2.0, gt=0.0)
     unknown_categories: Literal["reject", "flag"] = "reject"
+    out_of_range: Literal["flag", "reject"] = Field(
+        "flag",
+        description="a record with a number outside training's range or a category training "
+        "never saw: answered and named in out_of_range (flag), or refused with 422 (reject)",
+    )
     extra_fields: Literal["reject", "ignore"] = "reject"
     key_column: str | None = Field(
         None,
@@ -116,8 +122,11 @@ class ServingConfig(_Section):
         description="the request field kept in the prediction log as each prediction's key "
         "(for feedback by key); default: the first identifier column training left out",
     )
-    risk_bands: dict[str, float] = Field(
-        default_factory=lambda: {"low": 0.0, "medium": 0.4, "high": 0.7}
+    risk_levels: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_RISK_LEVELS),
+        description="risk_level bands: name -> lower bound on the decision score, where the "
+        "tuned threshold is 0.5 (binary; multiclass: on the top probability); needs bounds "
+        "0.0 and 0.5",
     )
     log_predictions: bool = True
     access_log: bool = Field(
@@ -185,6 +194,22 @@ class ServingConfig(_Section):
     # serving process. acknowledged always uses the thread.
     log_writer: Literal["process", "thread"] = "process"
     log_partitions_ahead: int = Field(2, ge=1, le=366)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "risk_bands" in data:
+            raise ValueError(
+                "risk_bands was replaced by risk_levels: bands of the decision score, where "
+                "the tuned threshold is 0.5 (docs/serving.md)"
+            )
+        return data
+
+    @field_validator("risk_levels")
+    @classmethod
+    def _risk_levels(cls, v: dict[str, float]) -> dict[str, float]:
+        check_risk_levels(v)
+        return v
 
     @field_validator("models")
     @classmethod

@@ -88,3 +88,7 @@ class PromotionRefused(PgmlopsError):
     def __init__(self, message: str, decision: Any) -> None:
         super().__init__(message)
         self.decision = decision
+
+
+class OutOfRangeWarning(UserWarning):
+    """The Python API answered records with fields outside what training saw."""

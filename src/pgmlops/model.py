@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pgmlops.domain.card import ModelCard
 from pgmlops.domain.records import ModelVersion
 from pgmlops.domain.schema import FeatureSchema
-from pgmlops.errors import ConfigError, ValidationError
+from pgmlops.errors import ConfigError, OutOfRangeWarning, ValidationError
 from pgmlops.services import monitoring as monitoring_service
 from pgmlops.services.inference import PipelineEngine, load_pipeline
 from pgmlops.services.prediction import predict_records
@@ -124,6 +125,17 @@ class Model:
         items, _log = predict_records(
             self._loaded, records, serving, request_id=None, started=time.perf_counter()
         )
+        flagged = [k for k, item in enumerate(items) if item["out_of_range"]]
+        if flagged:
+            first = items[flagged[0]]["out_of_range"]
+            warnings.warn(
+                OutOfRangeWarning(
+                    f"{len(flagged)} of {len(items)} rows have fields outside what training "
+                    f"saw (row {flagged[0]}: {', '.join(first)}); see each answer's "
+                    "out_of_range, or set serving.out_of_range: reject to refuse them"
+                ),
+                stacklevel=3,
+            )
         return items, index
 
     def _validated(self, rows: Rows) -> tuple[list[dict[str, Any]], pd.Index | None]:

@@ -78,7 +78,15 @@ def test_csv_in_chunks_gives_the_answers_of_predict_row_by_row_and_logs_them(
     summary = json.loads(result.stdout)
     assert (summary["rows"], summary["written"], summary["rejected"]) == (450, 450, 0)
     scored = pd.read_parquet(out)
-    assert list(scored.columns) == ["prediction_id", "prediction", "probability", "CustomerId"]
+    assert list(scored.columns) == [
+        "prediction_id",
+        "prediction",
+        "probability",
+        "confidence",
+        "risk_level",
+        "out_of_range",
+        "CustomerId",
+    ]
     assert scored["CustomerId"].tolist() == frame["CustomerId"].tolist()
     records = frame[FEATURES].astype(object).where(frame[FEATURES].notna(), None)
     with server.client() as client:
@@ -89,6 +97,12 @@ def test_csv_in_chunks_gives_the_answers_of_predict_row_by_row_and_logs_them(
     np.testing.assert_allclose(
         scored["probability"].to_numpy(), [p["probability"] for p in online], rtol=0, atol=1e-12
     )
+    # The same decision scale and out-of-range flags as /predict (docs/serving.md).
+    np.testing.assert_allclose(
+        scored["confidence"].to_numpy(), [p["confidence"] for p in online], rtol=0, atol=1e-9
+    )
+    assert scored["risk_level"].tolist() == [p["risk_level"] for p in online]
+    assert scored["out_of_range"].tolist() == [",".join(p["out_of_range"]) for p in online]
     # Every row is in the prediction log under the id written to the file.
     ids = scored["prediction_id"].tolist()
     logged = logged_rows(ctx, ids)

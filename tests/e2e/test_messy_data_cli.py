@@ -122,3 +122,77 @@ def test_bad_csv_options_are_one_line_errors(cli, tmp_path: Path) -> None:
     ).to_csv(many, index=False)
     classes = cli("train", "--data", str(many), "--target", "y")
     assert_one_line_error(classes, 3, "80 classes", "training.max_classes")
+    dec = cli("train", "--data", str(data), "--target", "y", "--decimal", ";")
+    assert_one_line_error(dec, 2, "--decimal", "'.' or ','")
+
+
+def decimal_comma_rows(n: int, seed: int) -> pd.DataFrame:
+    """Two numeric features whose values have decimals, and a label that depends on them."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n).round(3), rng.uniform(0, 100, n).round(2)
+    return pd.DataFrame({"x1": x1, "x2": x2, "y": np.where(x1 + x2 / 50 > 1.0, "yes", "no")})
+
+
+def test_a_semicolon_csv_with_decimal_commas_trains_on_numbers(cli, ctx, tmp_path: Path) -> None:
+    data = tmp_path / "comma.csv"
+    decimal_comma_rows(300, seed=3).to_csv(data, sep=";", decimal=",", index=False)
+    assert "," in data.read_text().splitlines()[1]  # the file really has decimal commas
+
+    trained = cli("train", "--data", str(data), "--target", "y", "--param", "max_iter=20", "--json")
+    assert trained.exit_code == 0, trained.output
+    warnings = json.loads(trained.stdout)["warnings"]
+    assert any("decimal commas" in w for w in warnings), warnings
+    version = ctx.registry.get_version("churn", 1)
+    schema = version.card.feature_schema
+    assert [schema.feature(c).kind for c in ("x1", "x2")] == ["numeric", "numeric"]
+    assert version.source["decimal"] == ","
+
+    # `pgmlops predict` reads the same kind of file the same way.
+    batch = tmp_path / "batch.csv"
+    rows = decimal_comma_rows(20, seed=4).drop(columns="y")
+    rows.to_csv(batch, sep=";", decimal=",", index=False)
+    out = tmp_path / "scored.csv"
+    scored = cli("predict", "--data", str(batch), "--out", str(out), "--version", "1")
+    assert scored.exit_code == 0, scored.output
+    assert len(pd.read_csv(out)) == 20
+    # Told the file has decimal points, training reads the columns as text and says so.
+    as_text = cli("train", "--data", str(data), "--target", "y", "--decimal", ".")
+    assert_one_line_error(as_text, 3, "x1", "looks numeric (e.g. '", "--decimal")
+    few = tmp_path / "few.csv"
+    rows = decimal_comma_rows(300, seed=3)
+    rows["x1"] = rows["x1"].round(0)  # few distinct values: kept, as text
+    rows.to_csv(few, sep=";", decimal=",", index=False)
+    kept = cli("train", "--data", str(few), "--target", "y", "--decimal", ".", "--json")
+    assert kept.exit_code == 0, kept.output
+    warned = [w for w in json.loads(kept.stdout)["warnings"] if "looks numeric" in w]
+    assert any("'x1'" in w and "read as text" in w for w in warned), warned
+
+    bad = cli(
+        "predict", "--data", str(batch), "--out", str(out), "--version", "1", "--decimal", "::"
+    )
+    assert_one_line_error(bad, 2, "--decimal")
+
+
+def test_decimal_given_explicitly_reads_commas_the_sniffer_would_not(
+    cli, ctx, tmp_path: Path
+) -> None:
+    # Tab-separated with a single comma-decimal column among point-free integers.
+    data = tmp_path / "given.tsv"
+    frame = decimal_comma_rows(200, seed=5)
+    frame.to_csv(data, sep="\t", decimal=",", index=False)
+    trained = cli(
+        "train", "--data", str(data), "--target", "y", "--decimal", ",", "--param", "max_iter=20"
+    )
+    assert trained.exit_code == 0, trained.output
+    schema = ctx.registry.get_version("churn", 1).card.feature_schema
+    assert schema.feature("x1").kind == "numeric"
+
+
+def test_target_errors_name_the_rows_and_values(cli, tmp_path: Path) -> None:
+    rows = decimal_comma_rows(60, seed=6)
+    rows["amount"] = (rows["x2"] * 10).round(1).astype(str)
+    rows.loc[[11, 39], "amount"] = "unknown"
+    data = tmp_path / "target.csv"
+    rows.drop(columns="y").to_csv(data, index=False)
+    result = cli("train", "--data", str(data), "--target", "amount", "--task", "regression")
+    assert_one_line_error(result, 3, "target column 'amount'", "rows 12, 40: 'unknown'")

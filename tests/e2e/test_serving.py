@@ -53,8 +53,11 @@ def test_predicts_one_record_and_logs_it(server, ctx) -> None:
     assert body["model"] == "churn" and body["version"] == 1
     assert body["prediction"] in ("0", "1")
     assert 0.0 <= body["probability"] <= 1.0
-    assert body["confidence"] == pytest.approx(abs(body["probability"] - 0.5) * 2)
-    assert body["risk_level"] in ("low", "medium", "high")
+    # On the tuned threshold's scale: 0 at the threshold, 1 at certainty (docs/serving.md).
+    card = ctx.registry.get_version("churn", 1).card
+    p, t = body["probability"], card.threshold
+    assert body["confidence"] == pytest.approx((p - t) / (1 - t) if p >= t else (t - p) / t)
+    assert (body["risk_level"] == "low") == (body["prediction"] == card.classes[0])
     uuid.UUID(body["prediction_id"])
     assert resp.headers["x-request-id"]
     assert wait_for_log(ctx, 1) == 1

@@ -166,7 +166,9 @@ def test_the_page_predicts_from_the_form_and_shows_the_card(
     expect(result).to_contain_text(
         f"Probability of Exited = {card['positive_class']}: {answer['probability']:.3f}"
     )
-    expect(result).to_contain_text(f"risk: {answer['risk_level']}")
+    expect(page.locator("#decision")).to_have_text(
+        f"confidence: {answer['confidence']:.3f} · risk: {answer['risk_level']}"
+    )
     expect(result).to_contain_text(answer["prediction_id"])
     expect(result).not_to_have_class(re.compile("error"))
     page.screenshot(path=str(tmp_path / "web-page.png"), full_page=True)

@@ -97,6 +97,8 @@ def test_scores_and_log_records_equal_predict_records_for_the_same_rows(
     table = batch.table.to_pandas()
     assert table["prediction"].tolist() == [str(i["prediction"]) for i in items]
     assert table["probability"].tolist() == [i["probability"] for i in items]
+    assert table["confidence"].tolist() == [i["confidence"] for i in items]
+    assert table["risk_level"].tolist() == [i["risk_level"] for i in items]
     for ours, theirs in zip(batch.records, records, strict=True):
         assert ours.features == theirs.features
         assert (ours.prediction, ours.probability, ours.confidence, ours.output) == (
@@ -140,6 +142,9 @@ def test_multiclass_writes_one_probability_column_per_class_as_predict_answers(
         "prediction_id",
         "prediction",
         *[f"probability_{c}" for c in classes],
+        "confidence",
+        "risk_level",
+        "out_of_range",
     ]
     assert table["prediction"].tolist() == [str(i["prediction"]) for i in items]
     for c in classes:

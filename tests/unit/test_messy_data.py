@@ -17,7 +17,7 @@ from pgmlops.domain.pipeline import build_pipeline, make_estimator
 from pgmlops.domain.schema import ReadOptions, coerce_features
 from pgmlops.domain.training_frame import prepare_training_frame
 from pgmlops.errors import ConfigError, DataError
-from pgmlops.services.datasets import load_file, sniff_delimiter
+from pgmlops.services.datasets import load_file, sniff_decimal, sniff_delimiter
 from pgmlops.services.record_model import record_model
 
 N = 120
@@ -64,6 +64,11 @@ def test_dates_left_out_by_setting_are_reported_as_date() -> None:
         (["01/03/2024", "02/03/2024"], True, ("%d/%m/%Y", True)),
         (["01/03/2024", "02/03/2024"], False, ("%m/%d/%Y", True)),
         (["1.03.2024", "28.02.2024"], True, ("%d.%m.%Y", False)),
+        # Month names, as spreadsheets and US exports write them.
+        (["Aug 18, 2024", "Sep 1, 2023"], True, ("%b %d, %Y", False)),
+        (["18 Aug 2024", "1 Sep 2023"], False, ("%d %b %Y", False)),
+        (["August 18, 2024", "September 1, 2023"], True, ("%B %d, %Y", False)),
+        (["18-Aug-2024", "01-Sep-2023"], True, ("%d-%b-%Y", False)),
         (["2024", "2025"], True, None),
         (["12:00", "13:00"], True, None),
         (["North", "South"], True, None),
@@ -71,6 +76,25 @@ def test_dates_left_out_by_setting_are_reported_as_date() -> None:
 )
 def test_date_formats_are_detected(values: list[str], dayfirst: bool, expected) -> None:
     assert detect_format(pd.Series(values * 3), dayfirst=dayfirst) == expected
+
+
+def test_month_name_dates_are_read_as_the_same_day_in_every_style() -> None:
+    styles = {
+        "%b %d, %Y": "Aug 18, 2024",
+        "%d %b %Y": "18 Aug 2024",
+        "%B %d, %Y": "August 18, 2024",
+    }
+    expected = to_days(pd.Series(["2024-08-18"]), ISO).iloc[0]
+    for fmt, text in styles.items():
+        assert to_days(pd.Series([text]), fmt).iloc[0] == expected
+    frame = pd.DataFrame(
+        {
+            "when": ["Aug 18, 2024", "Jan 2, 2023", "Dec 31, 2022", "Mar 9, 2024"] * 10,
+            "y": ["a", "b"] * 20,
+        }
+    )
+    _, _, schema = prepare_training_frame(frame, "y")
+    assert schema.feature("when").date is not None
 
 
 def test_a_datetime_with_an_offset_is_read_in_utc() -> None:
@@ -228,10 +252,27 @@ def test_a_semicolon_cp1252_file_reads_with_warnings(tmp_path: Path) -> None:
     assert list(dataset.frame.columns) == ["city", "amount", "y"]
     assert dataset.frame["city"].tolist() == ["Zürich", "Genève"]
     assert dataset.source["sep"] == ";" and dataset.source["encoding"] == "cp1252"
-    assert len(dataset.notes) == 2
+    # "1,5" in a semicolon file is a decimal comma: read as a number, with a note.
+    assert dataset.frame["amount"].tolist() == [1.5, 2.5]
+    assert len(dataset.notes) == 3 and "decimal commas" in dataset.notes[1]
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbfa,y\n1,2\n")
     assert list(load_file(str(bom)).frame.columns) == ["a", "y"]
+
+
+@pytest.mark.parametrize(
+    ("text", "sep", "decimal"),
+    [
+        ("a;b;y\n1,5;2;x\n-0,25;3;z\n", ";", ","),
+        ("a;b;y\n1.5;2;x\n0.25;3;z\n", ";", "."),
+        # A point-decimal column says the commas elsewhere are something else.
+        ("a;b;y\n1,5;2.5;x\n0,25;3.5;z\n", ";", "."),
+        ("a;y\nred, blue;x\ngreen;z\n", ";", "."),
+        ("a,y\n1,2\n", ",", "."),
+    ],
+)
+def test_the_decimal_mark_is_sniffed(text: str, sep: str, decimal: str) -> None:
+    assert sniff_decimal(text, sep) == decimal
 
 
 def test_sep_and_encoding_overrides_are_checked(tmp_path: Path) -> None:
@@ -272,3 +313,86 @@ def test_retraining_rows_keep_dates_and_spellings_as_training_read_them() -> Non
     source, _ = validate_rows(frame, schema, "y")
     _, _, again = prepare_training_frame(pd.concat([source, good]), "y")
     assert again.feature("signup").date is not None and again.feature("member").boolean
+
+
+@pytest.mark.parametrize(
+    ("values", "example"),
+    [
+        (["1 234,5", "2 000,0", "12,5", "7"], "1 234,5"),
+        (["1.234,50", "3,5", "n/a", "4,25"], "1.234,50"),
+        (["1'250.00", "€ 12", "80 %", "x"], "1'250.00"),
+    ],
+)
+def test_a_column_that_looks_numeric_but_is_read_as_text_is_warned_about(
+    values: list[str], example: str
+) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"amount": [values[i % len(values)] for i in range(40)], "y": rng.choice(["a", "b"], 40)}
+    )
+    notes: list[str] = []
+    _, _, schema = prepare_training_frame(frame, "y", notes=notes)
+    assert schema.feature("amount").kind == "categorical"
+    warned = [n for n in notes if "looks numeric" in n]
+    assert len(warned) == 1 and "'amount'" in warned[0] and repr(example) in warned[0], notes
+
+
+def test_words_and_dates_are_not_called_numeric() -> None:
+    frame = pd.DataFrame(
+        {
+            "colour": ["red", "blue", "1", "green"] * 10,
+            "day": ["18.08.2024", "01.01.2023", "02.03.2022", "04.05.2021"] * 10,
+            "y": ["a", "b"] * 20,
+        }
+    )
+    notes: list[str] = []
+    prepare_training_frame(frame, "y", notes=notes)
+    assert not [n for n in notes if "looks numeric" in n], notes
+
+
+def _target_frame(y: list) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame({"x": rng.normal(size=len(y)), "y": y})
+
+
+def test_a_class_seen_once_is_refused_naming_its_row_and_value() -> None:
+    y = ["a", "b"] * 30
+    y[11] = "c"
+    with pytest.raises(DataError) as err:
+        prepare_training_frame(_target_frame(y), "y", min_class_rows=3)
+    assert "row 12: 'c'" in str(err.value) and "fewer than 3 rows" in str(err.value)
+    assert "--task regression" not in str(err.value)
+
+
+def test_text_in_a_regression_target_is_refused_naming_rows_and_values() -> None:
+    y = [str(v / 10) for v in range(60)]
+    y[11] = y[39] = "n/a"
+    y[5] = "?"
+    with pytest.raises(DataError) as err:
+        prepare_training_frame(_target_frame(y), "y", task="regression")
+    assert "rows 12, 40: 'n/a'; row 6: '?'" in str(err.value), err.value
+    y = [str(v / 10) for v in range(60)]
+    y[11] = "n/a"
+    with pytest.raises(DataError) as err:
+        prepare_training_frame(_target_frame(y), "y")
+    assert "target column 'y' is numeric" in str(err.value)
+    assert "row 12: 'n/a'" in str(err.value)
+
+
+def test_a_count_target_with_rare_values_suggests_regression() -> None:
+    rng = np.random.default_rng(2)
+    counts = np.minimum(rng.poisson(2, 400), 5).tolist()
+    once = 20
+    with pytest.raises(DataError) as err:
+        prepare_training_frame(_target_frame([*counts, once]), "y", min_class_rows=3)
+    assert f"row 401: '{once}'" in str(err.value) and "--task regression" in str(err.value)
+    # Rare values with enough rows for the split: trained as classes, with a hint.
+    kept = [0, 1, 2] * 100 + [3, 4, 5, 6, 7, 8] * 4
+    notes: list[str] = []
+    _, _, schema = prepare_training_frame(_target_frame(kept), "y", notes=notes, min_class_rows=3)
+    assert schema.task == "multiclass"
+    assert any("whole numbers" in n and "--task regression" in n for n in notes), notes
+    # Told it is a class task, or plain labels: no hint.
+    notes = []
+    prepare_training_frame(_target_frame(["a", "b"] * 30), "y", notes=notes)
+    assert not [n for n in notes if "--task regression" in n]

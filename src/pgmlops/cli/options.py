@@ -47,6 +47,9 @@ SepOpt = Annotated[
 EncodingOpt = Annotated[
     str | None, typer.Option("--encoding", help="CSV encoding, e.g. cp1252 (sniffed).")
 ]
+DecimalOpt = Annotated[
+    str | None, typer.Option("--decimal", help="CSV decimal mark, '.' or ',' (sniffed).")
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -9,6 +9,7 @@ import typer
 
 from pgmlops.cli.options import (
     ConfigOpt,
+    DecimalOpt,
     EncodingOpt,
     JsonOpt,
     ModelOpt,
@@ -61,6 +62,7 @@ def predict(
     ] = None,
     sep: SepOpt = None,
     encoding: EncodingOpt = None,
+    decimal: DecimalOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -82,6 +84,7 @@ def predict(
         rejects=rejects,
         sep=sep,
         encoding=encoding,
+        decimal=decimal,
     )
     ctx = open_context(config)
     try:

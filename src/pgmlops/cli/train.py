@@ -8,6 +8,7 @@ import typer
 
 from pgmlops.cli.options import (
     ConfigOpt,
+    DecimalOpt,
     EncodingOpt,
     JsonOpt,
     ModelOpt,
@@ -54,6 +55,7 @@ def train(
     no_onnx: Annotated[bool, typer.Option("--no-onnx", help="Skip the ONNX copy.")] = False,
     sep: SepOpt = None,
     encoding: EncodingOpt = None,
+    decimal: DecimalOpt = None,
     engine: Annotated[
         str | None, typer.Option(help="local, or dask (see training.dask_address).")
     ] = None,
@@ -84,6 +86,7 @@ def train(
             seed=seed,
             sep=sep,
             encoding=encoding,
+            decimal=decimal,
             engine=engine,
         )
     summary = train_summary(result)

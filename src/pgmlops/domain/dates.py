@@ -39,6 +39,15 @@ class DateSpec(BaseModel):
     ambiguous: bool = False
 
 
+# Dates with an English month name ("Aug 18, 2024", "18 Aug 2024", "August 18, 2024",
+# "18-Aug-2024"): never ambiguous, so they have no twin.
+_MONTH_NAMES = tuple(
+    f.replace("%b", month)
+    for month in ("%b", "%B")
+    for f in ("%b %d, %Y", "%b %d %Y", "%d %b %Y", "%d %b, %Y", "%d-%b-%Y")
+)
+
+
 def _formats(dayfirst: bool) -> list[tuple[str, str]]:
     """(format, its day/month-swapped twin or "") in the order ambiguity is resolved."""
     out: list[tuple[str, str]] = []
@@ -48,6 +57,7 @@ def _formats(dayfirst: bool) -> list[tuple[str, str]]:
             out.append((dm, md) if dayfirst else (md, dm))
             out.append((md, dm) if dayfirst else (dm, md))
             out.append((f"%Y{sep}%m{sep}%d{time}", ""))
+    out.extend((f, "") for f in _MONTH_NAMES)
     return out
 
 

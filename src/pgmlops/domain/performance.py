@@ -21,7 +21,8 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.isotonic import IsotonicRegression
 
-from pgmlops.domain.schema import FeatureSchema, Task
+from pgmlops.domain.decision import confidence as confidence  # the one definition
+from pgmlops.domain.schema import FeatureSchema
 
 # The column the loss models read the model's prediction from, beside the features.
 PREDICTION_COLUMN = "__prediction__"
@@ -138,21 +139,6 @@ def estimate_null(
         ref = estimate_performance(cal, raw[rng.integers(0, m, m)], threshold)[metric]
         out[d] = window - ref
     return out
-
-
-def confidence(proba: np.ndarray, task: Task) -> np.ndarray:
-    """Per-row confidence in [0, 1]: binary |p - 0.5| * 2, multiclass the top probability.
-
-    The one definition: serving logs it, the model card's reference_confidence, the
-    profile's output confidence and every monitoring signal use this function's scale.
-    """
-    if task == "regression":
-        raise ValueError("confidence needs class probabilities; a regression model has none")
-    values = np.asarray(proba, dtype=float)
-    if task == "binary":
-        positive = values[:, 1] if values.ndim == 2 else values
-        return np.abs(positive - 0.5) * 2
-    return values.max(axis=1)
 
 
 def expected_auc(score: np.ndarray, p: np.ndarray, weights: np.ndarray | None = None) -> float:

@@ -30,6 +30,10 @@ class Split:
     holdout: np.ndarray
 
 
+# Every class needs a row in training, validation and holdout.
+MIN_CLASS_ROWS = 3
+
+
 def row_keys(x: pd.DataFrame, seed: int) -> np.ndarray:
     """A uniform number in [0, 1) per row, from its feature values and the seed."""
     hashed = pd.util.hash_pandas_object(x, index=False, hash_key=f"pgmlops-{seed % 10**8:08d}")
@@ -49,7 +53,7 @@ def split_rows(
         labels = y.to_numpy()
         for label in pd.unique(labels):
             idx = np.flatnonzero(labels == label)
-            if len(idx) < 3:
+            if len(idx) < MIN_CLASS_ROWS:
                 raise DataError(
                     f"class {label!r} has {len(idx)} row(s); every class needs at least 3 "
                     "(one each for training, validation and holdout)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -26,9 +28,41 @@ _NUMERIC_TEXT_SHARE = 0.98
 _MAX_CLASSES = 20
 # More distinct values than this, in more than half the rows: free text, left out.
 _MAX_CATEGORIES = 200
+# A text column "looks numeric" (and is warned about) when this share of its cells are numbers
+# once spaces and thousands separators are taken out.
+_LOOKS_NUMERIC_SHARE = 0.5
+_SPACES = re.compile(r"[\s\u00a0\u202f'’_€$£¥%]")
+_GROUPED = re.compile(r"^[+-]?\d{1,3}([.,])\d{3}(\1\d{3})*$")
 
 
-def _as_numeric_text(col: pd.Series) -> pd.Series | None:
+def _as_plain_number(text: str) -> str:
+    """A cell with spaces, apostrophes or thousands separators as plain "1234.5" text."""
+    text = _SPACES.sub("", text)
+    if "," in text and "." in text:
+        # Whichever comes last is the decimal mark: "1.234,5" and "1,234.5".
+        thousands = "." if text.rfind(",") > text.rfind(".") else ","
+        text = text.replace(thousands, "")
+    elif _GROUPED.match(text):
+        text = text.replace(",", "").replace(".", "")
+    return text.replace(",", ".")
+
+
+def numeric_looking_example(col: pd.Series) -> str | None:
+    """An example value when a text column is mostly numbers written in another style."""
+    text = blank_to_nan(col.astype("string")).dropna()
+    if text.empty:
+        return None
+    sample = text.iloc[:2000]
+    plain = sample.map(_as_plain_number)
+    parsed = pd.to_numeric(plain, errors="coerce")
+    if parsed.notna().mean() < _LOOKS_NUMERIC_SHARE:
+        return None
+    # Prefer a value that shows why plain parsing failed.
+    odd = sample[parsed.notna() & pd.to_numeric(sample, errors="coerce").isna()]
+    return str((odd if not odd.empty else sample).iloc[0])
+
+
+def _as_numeric_text(col: pd.Series, *, target: bool = False) -> pd.Series | None:
     """Return the column as floats when it is numbers stored as text (blanks allowed)."""
     stripped = blank_to_nan(col).dropna()
     if stripped.empty:
@@ -39,11 +73,75 @@ def _as_numeric_text(col: pd.Series) -> pd.Series | None:
     bad = stripped[parsed.isna()]
     if not bad.empty:
         # Nearly all numbers with a few words is a data error, not a categorical column.
+        what, fix = (
+            ("target column", "blank ones are left out") if target else ("column", "or --drop it")
+        )
         raise DataError(
-            f"column {col.name!r} is numeric but {len(bad)} row(s) hold text, "
-            f"e.g. {bad.iloc[0]!r} at row {bad.index[0]}; fix or blank those cells, or --drop it"
+            f"{what} {col.name!r} is numeric but {len(bad)} row(s) hold text "
+            f"({rows_and_values(bad)}); fix or blank those cells, {fix}"
         )
     return pd.to_numeric(blank_to_nan(col), errors="coerce").astype("float64")
+
+
+def rows_and_values(cells: pd.Series, *, values: int = 3, rows: int = 5) -> str:
+    """ "rows 12, 40: 'n/a'; row 7: '?'": where each offending value is (rows counted from 1).
+
+    `cells` is indexed by row position from 0, as the table was read.
+    """
+    parts = []
+    groups = pd.Series(cells.index, index=cells.to_numpy()).groupby(level=0, sort=False)
+    ranked = sorted(groups, key=lambda g: -len(g[1]))
+    for value, where in ranked[:values]:
+        shown = ", ".join(str(int(i) + 1) for i in where.iloc[:rows])
+        more = f" and {len(where) - rows} more" if len(where) > rows else ""
+        parts.append(f"row{'s' if len(where) > 1 else ''} {shown}{more}: {value!r}")
+    if len(ranked) > values:
+        parts.append(f"{len(ranked) - values} other value(s)")
+    return "; ".join(parts)
+
+
+def _is_count(y: pd.Series) -> bool:
+    """Whole numbers: the target may be a count or an amount rather than classes."""
+    return _is_numeric(y) and bool(np.all(np.mod(y.dropna().to_numpy(dtype=float), 1) == 0))
+
+
+def check_class_rows(target: str, y: pd.Series, y_raw: pd.Series, least: int) -> None:
+    """Refuse a class with fewer than `least` rows, naming its rows; hint at regression."""
+    counts = y.value_counts()
+    rare = counts[counts < least]
+    if rare.empty:
+        return
+    cells = y[y.isin(rare.index).to_numpy()]
+    hint = (
+        "; the target holds whole numbers: if they are counts or amounts, pass --task regression"
+        if _is_count(y_raw)
+        else "; fix those labels, group rare classes together, or leave those rows out"
+    )
+    raise DataError(
+        f"target column {target!r} has {len(rare)} class(es) with fewer than {least} rows "
+        f"(one each for training, validation and holdout): {rows_and_values(cells)}{hint}"
+    )
+
+
+# A whole-number target with this many values, a third of them rare, may be a count.
+_COUNT_VALUES = 5
+_RARE_ROWS = 10
+
+
+def _hint_counts(target: str, y: pd.Series, y_raw: pd.Series, notes: list[str]) -> None:
+    """A note suggesting regression when whole-number classes are many and mostly rare."""
+    counts = y.value_counts()
+    if len(counts) < _COUNT_VALUES or not _is_count(y_raw):
+        return
+    rare = int((counts < max(_RARE_ROWS, 0.01 * len(y))).sum())
+    if rare * 3 < len(counts):
+        return
+    low, high = int(y_raw.min()), int(y_raw.max())
+    notes.append(
+        f"target column {target!r} holds whole numbers ({low} to {high}), {rare} of its "
+        f"{len(counts)} values in few rows: trained as classes; if they are counts or "
+        "amounts, pass --task regression"
+    )
 
 
 def infer_task(y: pd.Series) -> Task:
@@ -71,8 +169,12 @@ def prepare_training_frame(
     drop: list[str] | tuple[str, ...] = (),
     options: ReadOptions | None = None,
     notes: list[str] | None = None,
+    min_class_rows: int = 0,
 ) -> tuple[pd.DataFrame, pd.Series, FeatureSchema]:
     """Clean a raw frame into (features, target, schema); unusable columns are dropped.
+
+    `min_class_rows`: the fewest rows a class may have (the split's need; 0 when the frame
+    is only a sample, as under training.engine dask).
 
     What the user should know (rows without a target, merged spellings, pooled values, a
     guessed date order) is appended to `notes`.
@@ -90,7 +192,8 @@ def prepare_training_frame(
     unknown = [c for c in drop if c not in df.columns]
     if unknown:
         raise DataError(f"--drop names columns that are not in the dataset: {', '.join(unknown)}")
-    df = df.copy()
+    # Row positions from 0 as the table was read, so errors can name rows.
+    df = df.reset_index(drop=True)
     df.columns = [str(c) for c in df.columns]
     y_raw = df.pop(target)
     keep = y_raw.notna() & (y_raw.astype("string").str.strip() != "")
@@ -102,13 +205,19 @@ def prepare_training_frame(
             )
     if df.empty:
         raise DataError(f"the dataset has no rows with a value in target column {target!r}")
-    numeric_target = _as_numeric_text(y_raw) if y_raw.dtype == object else None
+    numeric_target = None if _is_numeric(y_raw) else _as_numeric_text(y_raw, target=True)
     if numeric_target is not None:
         y_raw = numeric_target
+    inferred = task is None
     task = task or infer_task(y_raw)
     if task == "regression":
         if not _is_numeric(y_raw):
-            raise DataError(f"target column {target!r} is not numeric; regression needs numbers")
+            parsed = pd.to_numeric(blank_to_nan(y_raw), errors="coerce")
+            bad = y_raw[parsed.isna().to_numpy()]
+            raise DataError(
+                f"target column {target!r} is not numeric; regression needs numbers, "
+                f"{len(bad)} row(s) are not: {rows_and_values(bad.astype(str))}"
+            )
         y = y_raw.astype("float64")
         classes = None
     else:
@@ -119,6 +228,10 @@ def prepare_training_frame(
         if task == "binary" and len(classes) != 2:
             raise DataError(f"task 'binary' needs 2 classes, target has {len(classes)}")
         _check_class_count(target, y_raw, len(classes), opts.max_classes)
+        if min_class_rows:
+            check_class_rows(target, y, y_raw, min_class_rows)
+        if inferred:
+            _hint_counts(target, y, y_raw, notes)
     dropped: dict[str, str] = {c: "dropped by request (--drop)" for c in drop}
     kinds: dict[str, DropKind] = dict.fromkeys(drop, "requested")
 
@@ -162,6 +275,14 @@ def prepare_training_frame(
             out[name] = values
             features.append(spec)
             continue
+        example = None if boolean else numeric_looking_example(col)
+        # Said again in a left-out column's reason: an error may be all the user sees.
+        looks = "" if example is None else f"; it looks numeric (e.g. {example!r}): --decimal?"
+        if example is not None:
+            notes.append(
+                f"column {name!r} looks numeric (e.g. {example!r}) but is read as text: "
+                "check --decimal and --sep, or clean the values"
+            )
         text = col.astype("string")
         text, folded = (
             (text, False)
@@ -175,11 +296,11 @@ def prepare_training_frame(
             )
         )
         if n > 50 and text.nunique() == n:
-            leave_out(name, "identifier", "identifier: a distinct value in every row")
+            leave_out(name, "identifier", "identifier: a distinct value in every row" + looks)
             continue
         distinct = text.nunique(dropna=True)
         if distinct > _MAX_CATEGORIES and distinct > 0.5 * n:
-            why = f"high-cardinality text ({distinct} distinct values)"
+            why = f"high-cardinality text ({distinct} distinct values){looks}"
             leave_out(name, "high_cardinality", why)
             continue
         text, pooled = cat.cap_categories(

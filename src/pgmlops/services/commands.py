@@ -70,10 +70,12 @@ def train_version(
     progress: Progress | None = None,
     sep: str | None = None,
     encoding: str | None = None,
+    decimal: str | None = None,
 ) -> TrainResult:
     """Load data (a path, a query's rows or a DataFrame), train with settings + options.
 
-    `sep`/`encoding`: a CSV's delimiter and encoding, sniffed when not given.
+    `sep`/`encoding`/`decimal`: a CSV's delimiter, encoding and decimal mark, sniffed when
+    not given.
     """
     base = ctx.settings.training
     extra: dict[str, Any] = dict(overrides or {})
@@ -99,14 +101,14 @@ def train_version(
     if isinstance(data, pd.DataFrame):
         if query:
             raise ConfigError("query= reads from a database URL, not from a DataFrame")
-        if sep is not None or encoding is not None:
-            raise ConfigError("sep= and encoding= read a CSV file, not a DataFrame")
+        if sep is not None or encoding is not None or decimal is not None:
+            raise ConfigError("sep=, encoding= and decimal= read a CSV file, not a DataFrame")
         dataset = frame_dataset(data)
     else:
         if progress:
             # A database URL may carry a password: never print it.
             progress(f"reading {redact_secrets(data)}")
-        dataset = load_dataset(data, query, sep=sep, encoding=encoding)
+        dataset = load_dataset(data, query, sep=sep, encoding=encoding, decimal=decimal)
     return train_model(ctx, dataset, target, cfg, model_name=name, actor=actor, progress=progress)
 
 

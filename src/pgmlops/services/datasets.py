@@ -5,7 +5,9 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,47 @@ def fingerprint(frame: pd.DataFrame) -> str:
 _ENCODINGS = ("utf-8", "cp1252", "latin-1")
 _DELIMITERS = ",;\t|"
 _SAMPLE_BYTES = 64 * 1024
+
+
+def decimal_option(decimal: str | None) -> str | None:
+    """`--decimal` checked: "." or ","."""
+    if decimal is not None and decimal not in (".", ","):
+        raise ConfigError(f"--decimal {decimal!r} must be '.' or ','")
+    return decimal
+
+
+# A number written with a decimal comma ("1,5", "-0,25", "12"), as opposed to one with a point.
+_COMMA_NUMBER = re.compile(r"^[+-]?\d*,\d+$")
+_POINT_NUMBER = re.compile(r"^[+-]?\d*\.\d+$")
+_INTEGER = re.compile(r"^[+-]?\d+$")
+# A column is decimal-comma numbers when this share of its non-blank sampled cells are.
+_DECIMAL_SHARE = 0.9
+
+
+def sniff_decimal(text: str, sep: str) -> str:
+    """ "," when a column of the sample holds numbers with decimal commas and none with points."""
+    if sep == "," or not text:
+        return "."
+    # The sample may end inside a row: drop its last, possibly partial, line.
+    lines = text.splitlines()
+    body = "\n".join(lines[:-1] if len(lines) > 2 else lines)
+    try:
+        sample = pd.read_csv(io.StringIO(body), sep=sep, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return "."
+    comma = point = False
+    for name in sample.columns:
+        cells = sample[name].str.strip()
+        cells = cells[cells != ""]
+        if cells.empty:
+            continue
+        is_comma = cells.str.match(_COMMA_NUMBER.pattern)
+        numbers = is_comma | cells.str.match(_INTEGER.pattern)
+        if is_comma.any() and numbers.mean() >= _DECIMAL_SHARE:
+            comma = True
+        if cells.str.match(_POINT_NUMBER.pattern).mean() >= _DECIMAL_SHARE:
+            point = True
+    return "," if comma and not point else "."
 
 
 def csv_options(sep: str | None, encoding: str | None) -> tuple[str | None, str | None]:
@@ -101,60 +144,80 @@ def _decoded_sample(path: Path, encoding: str | None) -> tuple[str, str]:
     return raw.decode("latin-1"), "latin-1"
 
 
-def sniff_csv(path: Path, sep: str | None, encoding: str | None) -> tuple[str, str]:
-    """The delimiter and encoding of a CSV, from its first bytes (given values win)."""
+def sniff_csv_format(
+    path: Path, sep: str | None, encoding: str | None, decimal: str | None
+) -> tuple[str, str, str]:
+    """A CSV's delimiter, encoding and decimal mark, from its first bytes (given ones win)."""
     if path.name.lower().endswith(".gz"):
         sample, found = "", encoding or "utf-8"
     else:
         sample, found = _decoded_sample(path, encoding)
     if sep is None:
         sep = "\t" if path.name.lower().endswith(".tsv") else sniff_delimiter(sample)
-    return sep, found
+    if decimal is None:
+        decimal = sniff_decimal(sample, sep)
+    return sep, found, decimal
 
 
 def _read_csv(
-    path: Path, sep: str | None, encoding: str | None, notes: list[str]
-) -> tuple[pd.DataFrame, str, str]:
-    """Read a CSV with its sniffed (or given) delimiter and encoding."""
-    given = sep
-    sep, first = sniff_csv(path, sep, encoding)
+    path: Path, sep: str | None, encoding: str | None, decimal: str | None, notes: list[str]
+) -> tuple[pd.DataFrame, str, str, str]:
+    """Read a CSV with its sniffed (or given) delimiter, encoding and decimal mark."""
+    given, given_decimal = sep, decimal
+    sep, first, decimal = sniff_csv_format(path, sep, encoding, decimal)
     if given is None and sep not in (",", "\t"):
         notes.append(f"{path.name}: columns separated by {sep!r} (sniffed; --sep overrides)")
+    if given_decimal is None and decimal == ",":
+        notes.append(
+            f"{path.name}: numbers read with decimal commas (sniffed; --decimal overrides)"
+        )
     # The sample decoded; a later byte may not: fall back along the list, Latin-1 last.
     later = list(_ENCODINGS[_ENCODINGS.index(first) + 1 :]) if first in _ENCODINGS else []
     tries = [first] if encoding else [first, *later]
     for k, name in enumerate(tries):
         try:
-            frame = pd.read_csv(path, sep=sep, encoding=name, low_memory=False)
+            frame = pd.read_csv(path, sep=sep, encoding=name, decimal=decimal, low_memory=False)
         except UnicodeDecodeError:
             if k == len(tries) - 1:
                 raise
             continue
         if not encoding and name not in ("utf-8", "utf-8-sig"):
             notes.append(f"{path.name}: read as {name} text, not UTF-8 (--encoding overrides)")
-        return frame, sep, name
+        return frame, sep, name, decimal
     raise DataError(f"data file {path} cannot be decoded")  # unreachable: Latin-1 reads all
 
 
 def _read_file(
-    path: Path, sep: str | None, encoding: str | None, notes: list[str]
+    path: Path, sep: str | None, encoding: str | None, decimal: str | None, notes: list[str]
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     name = path.name.lower()
     if name.endswith(_PARQUET):
         return pd.read_parquet(path), {}
     if name.endswith(_CSV):
-        frame, used_sep, used_encoding = _read_csv(path, sep, encoding, notes)
-        return frame, {"sep": used_sep, "encoding": used_encoding}
+        frame, used_sep, used_encoding, used_decimal = _read_csv(
+            path, sep, encoding, decimal, notes
+        )
+        read_as = {"sep": used_sep, "encoding": used_encoding}
+        if used_decimal != ".":
+            # Recorded only when not the default, so older sources read as they always did.
+            read_as["decimal"] = used_decimal
+        return frame, read_as
     raise DataError(f"data file {path}: unsupported format (use .csv, .tsv or .parquet)")
 
 
-def load_file(path_text: str, sep: str | None = None, encoding: str | None = None) -> Dataset:
+def load_file(
+    path_text: str,
+    sep: str | None = None,
+    encoding: str | None = None,
+    decimal: str | None = None,
+) -> Dataset:
     """Read a CSV/TSV/Parquet file with errors that name the file and the problem.
 
-    A CSV's delimiter and encoding are sniffed unless given; both are recorded in the source,
-    so retraining reads the file the same way.
+    A CSV's delimiter, encoding and decimal mark are sniffed unless given; all are recorded in
+    the source, so retraining reads the file the same way.
     """
     sep, encoding = csv_options(sep, encoding)
+    decimal = decimal_option(decimal)
     path = Path(path_text).expanduser()
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
@@ -162,7 +225,7 @@ def load_file(path_text: str, sep: str | None = None, encoding: str | None = Non
         raise DataError(f"data file {path} is a directory, not a file")
     notes: list[str] = []
     try:
-        frame, read_as = _read_file(path, sep, encoding, notes)
+        frame, read_as = _read_file(path, sep, encoding, decimal, notes)
     except DataError:
         raise
     except pd.errors.EmptyDataError as exc:
@@ -224,16 +287,21 @@ def load_query(url: str, query: str) -> Dataset:
 
 
 def load_dataset(
-    data: str, query: str | None = None, *, sep: str | None = None, encoding: str | None = None
+    data: str,
+    query: str | None = None,
+    *,
+    sep: str | None = None,
+    encoding: str | None = None,
+    decimal: str | None = None,
 ) -> Dataset:
     """A file path, or (with `query`) a database URL to run the query against."""
     if query:
-        if sep is not None or encoding is not None:
-            raise ConfigError("--sep and --encoding apply to CSV files, not to --query")
+        if sep is not None or encoding is not None or decimal is not None:
+            raise ConfigError("--sep, --encoding and --decimal apply to CSV files, not to --query")
         return load_query(data, query)
     if "://" in data and not data.startswith("file://"):
         raise ConfigError(f"--data {data!r} looks like a URL: pass --query to read from a database")
-    return load_file(data.removeprefix("file://"), sep, encoding)
+    return load_file(data.removeprefix("file://"), sep, encoding, decimal)
 
 
 SOURCE_URL_ENV = "PGMLOPS_SOURCE_DATABASE_URL"
@@ -251,7 +319,9 @@ def load_source(source: dict[str, Any]) -> Dataset:
         )
     if source.get("kind") == "sql":
         return load_query(source_url(source), source["query"])
-    return load_file(source["path"], source.get("sep"), source.get("encoding"))
+    # A source recorded before decimal marks were sniffed was read with points.
+    decimal = source.get("decimal", "." if source.get("sep") else None)
+    return load_file(source["path"], source.get("sep"), source.get("encoding"), decimal)
 
 
 def source_url(source: dict[str, Any]) -> str:

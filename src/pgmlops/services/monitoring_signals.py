@@ -186,7 +186,7 @@ def judge_confidence(
     ref = reference_outputs(ctx, mv)
     if ref is None or ref.proba is None or mv.card.task == "regression":
         return _legacy_confidence(mean, mv.card.reference_confidence, limit)
-    reference = confidence(np.asarray(ref.proba, dtype=np.float64), ref.task)
+    reference = confidence(np.asarray(ref.proba, dtype=np.float64), ref.task, mv.card.threshold)
     verdict = mean_drop_from(mean, rows, reference, alpha=settings.alarm_alpha, tolerance=limit)
     corroborated = bool(estimated.get("significant"))
     return {

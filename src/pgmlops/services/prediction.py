@@ -1,10 +1,9 @@
-"""Validated records to answers and log records: ids, the engine's call, risk levels, keys."""
+"""Validated records to answers and log records: ids, the engine's call, decision scale, keys."""
 
 from __future__ import annotations
 
 import os
 import time
-from bisect import bisect_right
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
@@ -12,18 +11,11 @@ from typing import Any
 import numpy as np
 
 from pgmlops.config import ServingConfig
+from pgmlops.domain.decision import answer_scale, scale_one
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.domain.schema import key_text
+from pgmlops.errors import ValidationError
 from pgmlops.services.serving import LoadedModel
-
-
-def risk_levels(scores: list[float], bands: dict[str, float]) -> list[str]:
-    """Per score, the highest band whose lower bound is at or below it (the lowest if none)."""
-    ordered = sorted(bands.items(), key=lambda kv: kv[1])
-    names = [name for name, _ in ordered]
-    bounds = [lower for _, lower in ordered]
-    return [names[max(bisect_right(bounds, s) - 1, 0)] for s in scores]
-
 
 _B62 = (1 << 62) - 1
 
@@ -63,24 +55,30 @@ def predict_records(
     """Predict validated rows; return the response items and the log records."""
     n = len(rows)
     keys = take_keys(model, rows)
+    ranges = model.ranges
     if n == 1:
+        outside = [ranges.row(rows[0]) if ranges is not None else []]
+        refuse_out_of_range(model, rows, outside, serving)
         # One record never touches a DataFrame or a vectorised post-processing step.
         label, proba = model.engine.predict_one(rows[0])
         predicted: list[Any] = [label]
         probas: list[Any] = [proba]
+        matrix = None
     else:
         # Numbers straight into float arrays (numpy reads None as NaN), categories as objects.
-        out = model.engine.predict_columns(
-            {
-                f.name: np.array(
-                    list(map(itemgetter(f.name), rows)),
-                    dtype=np.float64 if f.kind == "numeric" else object,
-                )
-                for f in model.card.feature_schema.features
-            }
-        )
+        columns = {
+            f.name: np.array(
+                list(map(itemgetter(f.name), rows)),
+                dtype=np.float64 if f.kind == "numeric" else object,
+            )
+            for f in model.card.feature_schema.features
+        }
+        outside = ranges.columns(columns, n) if ranges is not None else [[] for _ in rows]
+        refuse_out_of_range(model, rows, outside, serving)
+        out = model.engine.predict_columns(columns)
         predicted = out.predicted.tolist()
-        probas = [None] * n if out.proba is None else out.proba.tolist()
+        matrix = out.proba
+        probas = [None] * n if matrix is None else matrix.tolist()
     latency_ms = (time.perf_counter() - started) * 1000.0
     now = datetime.now(UTC)
     task = model.card.task
@@ -89,15 +87,18 @@ def predict_records(
     confidence: list[Any] = [None] * n
     outputs: list[Any] = [None] * n
     if task == "binary" or task == "multiclass":
+        # One decision scale (domain/decision.py): confidence and risk agree with the class.
+        threshold, levels = model.card.threshold, serving.risk_levels
+        if n == 1:
+            conf, risk = scale_one(probas[0], task, threshold, levels)
+            confidence, risks = [conf], [risk]
+        else:
+            confidence, risks = answer_scale(matrix, task, threshold, levels)  # type: ignore[arg-type]
         if task == "binary":
             shown: list[Any] = probas
-            confidence = [abs(p - 0.5) * 2.0 for p in probas]
-            risks = risk_levels(probas, serving.risk_bands)
         else:
             classes = model.card.classes or []
             shown = [dict(zip(classes, p, strict=True)) for p in probas]
-            confidence = [max(p) for p in probas]
-            risks = risk_levels(confidence, serving.risk_bands)
             outputs = [{"probabilities": p} for p in shown]
         items = [
             {
@@ -108,14 +109,26 @@ def predict_records(
                 "probability": p,
                 "confidence": c,
                 "risk_level": r,
+                "out_of_range": o,
             }
-            for i, y, p, c, r in zip(ids, predicted, shown, confidence, risks, strict=True)
+            for i, y, p, c, r, o in zip(
+                ids, predicted, shown, confidence, risks, outside, strict=True
+            )
         ]
     else:
         items = [
-            {"prediction_id": i, "model": name, "version": version, "prediction": y}
-            for i, y in zip(ids, predicted, strict=True)
+            {
+                "prediction_id": i,
+                "model": name,
+                "version": version,
+                "prediction": y,
+                "out_of_range": o,
+            }
+            for i, y, o in zip(ids, predicted, outside, strict=True)
         ]
+    for k, fields in enumerate(outside):
+        if fields:
+            outputs[k] = {**(outputs[k] or {}), "out_of_range": fields}
     if serving.unknown_categories == "flag":
         # In "reject" mode validation already refused unknown categories.
         for k, row in enumerate(rows):
@@ -142,6 +155,27 @@ def predict_records(
         for k in range(n)
     ]
     return items, records
+
+
+def refuse_out_of_range(
+    model: LoadedModel,
+    rows: list[dict[str, Any]],
+    outside: list[list[str]],
+    serving: ServingConfig,
+) -> None:
+    """With serving.out_of_range reject: a ValidationError naming the rows and fields."""
+    if serving.out_of_range != "reject" or model.ranges is None:
+        return
+    bad = [k for k, fields in enumerate(outside) if fields]
+    if not bad:
+        return
+    first = bad[0]
+    where = f"row {first}: " if len(rows) > 1 else ""
+    more = f" (+{len(bad) - 1} more rows: {', '.join(map(str, bad[1:6]))})" if len(bad) > 1 else ""
+    raise ValidationError(
+        f"{where}outside what training saw: {model.ranges.describe(rows[first], outside[first])}"
+        f"{more} (serving.out_of_range is reject)"
+    )
 
 
 def take_keys(model: LoadedModel, rows: list[dict[str, Any]]) -> list[str | None]:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from pgmlops.config import check_model_name
 from pgmlops.domain.card import ModelCard
+from pgmlops.domain.ranges import RangeCheck
 from pgmlops.domain.records import PRODUCTION, ModelVersion
 from pgmlops.errors import ArtifactError, ConfigError, NotFoundError, PgmlopsError
 from pgmlops.services.context import Context
@@ -46,6 +47,8 @@ class LoadedModel:
     key_column: str | None = None
     key_field: str | None = None
     ignored: tuple[str, ...] = ()
+    # What training saw, for each answer's out_of_range (domain/ranges.py).
+    ranges: RangeCheck | None = None
 
     @property
     def task(self) -> str:
@@ -87,6 +90,7 @@ def load_version(ctx: Context, version: ModelVersion) -> LoadedModel:
         key_column=key,
         key_field=key if key in schema.names else (ENTITY_KEY_FIELD if key else None),
         ignored=ignored,
+        ranges=RangeCheck.of(schema, categories=serving.unknown_categories == "flag"),
     )
 
 

@@ -26,6 +26,7 @@ from pgmlops.store.predictions import PredictionStore
 # Rows per chunk: large enough that per-chunk costs vanish, small enough to bound memory.
 DEFAULT_CHUNK_ROWS = 50_000
 _MAX_CHUNK_ROWS = 5_000_000
+_OUTPUT_COLUMNS = ("prediction_id", "prediction", "confidence", "risk_level", "out_of_range")
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,10 @@ class BatchRequest:
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     on_error: Literal["fail", "skip"] = "fail"
     rejects: Path | None = None
-    # A CSV's delimiter and encoding; sniffed when None.
+    # A CSV's delimiter, encoding and decimal mark; sniffed when None.
     sep: str | None = None
     encoding: str | None = None
+    decimal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def _check_columns(model: LoadedModel, columns: list[str], req: BatchRequest, wh
         )
     if req.id_column is not None and req.id_column not in columns:
         raise ConfigError(f"--id-column {req.id_column!r} is not a column of {where}")
-    if req.id_column in schema.names or req.id_column in ("prediction_id", "prediction"):
+    if req.id_column in schema.names or req.id_column in _OUTPUT_COLUMNS:
         raise ConfigError(f"--id-column {req.id_column!r} clashes with a feature or output column")
     # The target and the columns training dropped (ids, constants) are expected in such files.
     known = {*schema.names, schema.target, *schema.dropped, req.id_column}
@@ -181,7 +183,13 @@ def run_batch_predict(
     model = _load(ctx, req)
     numeric = model.card.feature_schema.numeric
     source = open_source(
-        req.data, req.query, req.chunk_rows, numeric=numeric, sep=req.sep, encoding=req.encoding
+        req.data,
+        req.query,
+        req.chunk_rows,
+        numeric=numeric,
+        sep=req.sep,
+        encoding=req.encoding,
+        decimal=req.decimal,
     )
     _check_columns(model, source.columns, req, source.description)
     serving = ctx.settings.serving

@@ -22,6 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pgmlops.config import ServingConfig
 from pgmlops.domain.categories import FALSE_TEXT, TRUE_TEXT, canonical_series
 from pgmlops.domain.dates import ISO, to_days
+from pgmlops.domain.decision import answer_scale
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.domain.schema import FLOAT32_MAX, FeatureSpec, key_text
 from pgmlops.errors import ValidationError
@@ -197,6 +198,17 @@ def score_chunk(
     """Validate and predict one chunk; refused rows are left out of the table and the log."""
     started = time.perf_counter()
     columns, rejected = validate_chunk(model, chunk, serving)
+    masks = model.ranges.masks(columns) if model.ranges is not None else {}
+    if masks and serving.out_of_range == "reject":
+        names = model.card.feature_schema.names
+        for pos in np.flatnonzero(np.logical_or.reduce(list(masks.values()))):
+            if int(pos) not in rejected:
+                fields = [name for name, mask in masks.items() if mask[pos]]
+                row = {n: _plain(columns[n][pos]) for n in names}
+                rejected[int(pos)] = (
+                    f"outside what training saw: {model.ranges.describe(row, fields)} "  # type: ignore[union-attr]
+                    "(serving.out_of_range is reject)"
+                )
     keep = np.ones(len(chunk), dtype=bool)
     if rejected:
         keep[list(rejected)] = False
@@ -217,6 +229,7 @@ def score_chunk(
     else:
         table["prediction"] = pa.array(predicted.astype(str).tolist(), pa.string())
     classes = model.card.classes or []
+    confidence: list[float] = []
     if task == "binary":
         table["probability"] = pa.array(
             np.asarray(proba if proba is not None else [], np.float64), pa.float64()
@@ -225,6 +238,17 @@ def score_chunk(
         matrix = np.asarray(proba if proba is not None else np.empty((0, len(classes))))
         for k, cls in enumerate(classes):
             table[f"probability_{cls}"] = pa.array(matrix[:, k], pa.float64())
+    if task != "regression":
+        # The decision scale /predict answers with (domain/decision.py).
+        confidence, risks = (
+            answer_scale(proba, task, model.card.threshold, serving.risk_levels)
+            if proba is not None and n
+            else ([], [])
+        )
+        table["confidence"] = pa.array(confidence, pa.float64())
+        table["risk_level"] = pa.array(risks, pa.string())
+    outside = [[] for _ in range(n)] if model.ranges is None else model.ranges.columns(columns, n)
+    table["out_of_range"] = pa.array([",".join(f) for f in outside], pa.string())
     if id_column is not None:
         ids_col = chunk[id_column][keep]
         table[id_column] = pa.Array.from_pandas(ids_col.astype(object).where(ids_col.notna(), None))
@@ -243,8 +267,11 @@ def score_chunk(
                     f"{MAX_KEY_LENGTH} characters the prediction log keeps"
                 )
         records = _records(
-            model, serving, columns, predicted, proba, ids, request_id, started, keys
+            model, serving, columns, predicted, proba, confidence, ids, request_id, started, keys
         )
+        for record, fields in zip(records, outside, strict=True):
+            if fields:
+                record.output = {**(record.output or {}), "out_of_range": fields}
     return ChunkResult(pa.table(table), records, rejected)
 
 
@@ -254,6 +281,7 @@ def _records(
     columns: dict[str, np.ndarray],
     predicted: np.ndarray,
     proba: np.ndarray | None,
+    confidence: list[float],
     ids: list[str],
     request_id: str,
     started: float,
@@ -270,14 +298,12 @@ def _records(
         else [str(v) for v in predicted.tolist()]
     )
     probability: list[Any] = [None] * n
-    confidence: list[Any] = [None] * n
+    logged: list[Any] = confidence or [None] * n
     outputs: list[Any] = [None] * n
     if task == "binary" and proba is not None:
         probability = proba.tolist()
-        confidence = (np.abs(proba - 0.5) * 2.0).tolist()
     elif task == "multiclass" and proba is not None:
         classes = model.card.classes or []
-        confidence = proba.max(axis=1).tolist()
         outputs = [{"probabilities": dict(zip(classes, p, strict=True))} for p in proba.tolist()]
     if serving.unknown_categories == "flag":
         for k, unknown in enumerate(_unknown(model, columns, n)):
@@ -296,7 +322,7 @@ def _records(
             features,
             labels,
             probability,
-            confidence,
+            logged,
             outputs,
             repeat(latency_ms, n),
             repeat(request_id, n),

@@ -11,7 +11,7 @@ import pandas as pd
 
 from pgmlops.domain.redact import redact_secrets
 from pgmlops.errors import ConfigError, DataError
-from pgmlops.services.datasets import csv_options, sniff_csv
+from pgmlops.services.datasets import csv_options, decimal_option, sniff_csv_format
 
 _CSV = (".csv", ".csv.gz", ".tsv", ".txt")
 _PARQUET = (".parquet", ".pq")
@@ -52,17 +52,19 @@ def open_source(
     numeric: list[str],
     sep: str | None = None,
     encoding: str | None = None,
+    decimal: str | None = None,
 ) -> Source:
     """Open --data (with --query for a database) without reading more than its header.
 
-    A CSV's delimiter and encoding are sniffed from its first bytes unless given.
+    A CSV's delimiter, encoding and decimal mark are sniffed from its first bytes unless given.
     """
     sep, encoding = csv_options(sep, encoding)
+    decimal = decimal_option(decimal)
     if query is not None:
         if "://" not in data or data.startswith("file://"):
             raise ConfigError(f"--query needs --data to be a database URL, got {data!r}")
-        if sep is not None or encoding is not None:
-            raise ConfigError("--sep and --encoding apply to CSV files, not to --query")
+        if sep is not None or encoding is not None or decimal is not None:
+            raise ConfigError("--sep, --encoding and --decimal apply to CSV files, not to --query")
         return _query_source(data, query, chunk_rows)
     if "://" in data and not data.startswith("file://"):
         raise ConfigError(f"--data {data!r} looks like a URL: pass --query to read from a database")
@@ -75,15 +77,23 @@ def open_source(
     if name.endswith(_PARQUET):
         return _parquet_source(path, chunk_rows)
     if name.endswith(_CSV):
-        return _csv_source(path, chunk_rows, numeric=numeric, sep=sep, encoding=encoding)
+        return _csv_source(
+            path, chunk_rows, numeric=numeric, sep=sep, encoding=encoding, decimal=decimal
+        )
     raise DataError(f"data file {path}: unsupported format (use .csv, .tsv or .parquet)")
 
 
 def _csv_source(
-    path: Path, chunk_rows: int, *, numeric: list[str], sep: str | None, encoding: str | None
+    path: Path,
+    chunk_rows: int,
+    *,
+    numeric: list[str],
+    sep: str | None,
+    encoding: str | None,
+    decimal: str | None,
 ) -> Source:
     try:
-        sep, encoding = sniff_csv(path, sep, encoding)
+        sep, encoding, decimal = sniff_csv_format(path, sep, encoding, decimal)
         header = pd.read_csv(path, sep=sep, nrows=0, encoding=encoding)
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"data file {path} is empty") from exc
@@ -103,6 +113,7 @@ def _csv_source(
             path,
             sep=sep,
             encoding=encoding,
+            decimal=decimal,
             chunksize=chunk_rows,
             dtype=dtype,
             keep_default_na=False,

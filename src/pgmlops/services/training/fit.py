@@ -18,7 +18,7 @@ from pgmlops.domain.outliers import handle_outliers
 from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
 from pgmlops.domain.predict import predict_outputs, to_scores
 from pgmlops.domain.schema import FeatureSchema, ReadOptions
-from pgmlops.domain.split import split_rows
+from pgmlops.domain.split import MIN_CLASS_ROWS, split_rows
 from pgmlops.domain.training_frame import prepare_training_frame
 from pgmlops.errors import DataError, TrainingError
 from pgmlops.services.artifact_signing import signing_key_for_writing
@@ -134,7 +134,13 @@ def train_model(
     read_notes: list[str] = []
     options = ReadOptions(**cfg.model_dump(include=set(ReadOptions.__dataclass_fields__)))
     x, y, schema = prepare_training_frame(
-        dataset.frame, target, cfg.task, cfg.drop, options=options, notes=read_notes
+        dataset.frame,
+        target,
+        cfg.task,
+        cfg.drop,
+        options=options,
+        notes=read_notes,
+        min_class_rows=MIN_CLASS_ROWS,
     )
     schema = order_classes(schema, cfg.positive_class)
     notes = [f"column {c!r} left out: {why}" for c, why in schema.dropped.items()]

@@ -160,7 +160,9 @@ def register_fitted(
 
     from pgmlops.domain.performance import confidence
 
-    hold_conf = confidence(hold_out.proba, schema.task) if hold_out.proba is not None else None
+    hold_conf = (
+        confidence(hold_out.proba, schema.task, threshold) if hold_out.proba is not None else None
+    )
     card = ModelCard(
         model_name=model_name,
         task=schema.task,
