@@ -120,6 +120,13 @@ class ServingConfig(_Section):
         default_factory=lambda: {"low": 0.0, "medium": 0.4, "high": 0.7}
     )
     log_predictions: bool = True
+    shadow_queue: int = Field(
+        1_000,
+        ge=1,
+        le=1_000_000,
+        description="requests waiting for a shadow challenger per worker; beyond, shadow "
+        "scoring is skipped and counted (production answers never wait for it)",
+    )
     access_log: bool = Field(
         False, description="one JSON log line per HTTP request (costs throughput on /predict)"
     )
