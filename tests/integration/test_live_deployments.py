@@ -117,3 +117,44 @@ def test_shadow_logs_pairs_and_canary_answers_with_its_role(
         assert http.post("/predict", json=records[0]).json()["role"] == "production"
         body = http.get("/metrics").text
         assert 'role="canary"' in body and 'role="shadow"' in body
+
+
+def test_a_challenger_that_cannot_load_never_changes_an_answer(
+    client,
+    settings: Settings,
+    churn_version,  # noqa: F811
+) -> None:
+    from pgmlops.api.app import create_app
+
+    register(client, churn_version, "churn")
+    card, blobs = churn_version
+    ctx = client.context
+    files = {key: ctx.artifacts.put(data) for key, data in blobs.items()}
+    # A card naming one feature more than its ONNX graph takes: deploy would refuse it, so the
+    # alias is written directly, as someone with database access could.
+    schema = card.feature_schema
+    extra = schema.features[0].model_copy(update={"name": "Extra"})
+    broken = card.model_copy(
+        update={"feature_schema": schema.model_copy(update={"features": [*schema.features, extra]})}
+    )
+    sign = lambda number, fs: ctx.artifacts.sign_files("churn", number, fs)  # noqa: E731
+    v2 = ctx.registry.create_version("churn", files, broken, ACTOR, sign=sign).version
+    ctx.registry.move_alias(
+        "churn",
+        "challenger",
+        new_version=v2,
+        expected_version=None,
+        action="canary",
+        actor=ACTOR,
+        reason="broken on purpose",
+        deployment={"mode": "canary", "share": 1.0, "sticky_key": None},
+    )
+    record = make_churn(3, seed=5).drop(columns=["Exited"]).to_dict("records")[0]
+    with TestClient(create_app(settings)) as http:
+        answer = http.post("/predict", json=record)
+        assert answer.status_code == 200
+        assert (answer.json()["version"], answer.json()["role"]) == (1, "production")
+        health = http.get("/health", headers={}).json()
+        assert health["model"]["challenger"] is None
+        assert "challenger v2 not loaded" in health["model"]["challenger_error"]
+        assert 'result="challenger_failed"' in http.get("/metrics").text

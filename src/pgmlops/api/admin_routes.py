@@ -109,6 +109,7 @@ def anonymous_models(result: dict[str, Any]) -> dict[str, Any]:
     if serving is not None:
         serving["error"] = _public(serving.get("error"))
         serving["engine_detail"] = _public(serving.get("engine_detail"))
+        serving["challenger_error"] = _public(serving.get("challenger_error"))
     return result
 
 
@@ -139,6 +140,7 @@ async def health(request: Request) -> Response:
         for info in served:
             info["error"] = _public(info["error"])
             info["engine_detail"] = _public(info["engine_detail"])
+            info["challenger_error"] = _public(info["challenger_error"])
         reasons = _public(reasons)
         log_stats = {k: _public(v) for k, v in log_stats.items()}
     return json_response(
