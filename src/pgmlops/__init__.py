@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "train": "pgmlops.client",
     "promote": "pgmlops.client",
     "rollback": "pgmlops.client",
+    "deploy": "pgmlops.client",
     "models": "pgmlops.client",
     "versions": "pgmlops.client",
     "load": "pgmlops.client",
@@ -85,6 +86,7 @@ __all__ = [
     "TrainingError",
     "ValidationError",
     "__version__",
+    "deploy",
     "get_settings",
     "load",
     "models",
@@ -96,7 +98,17 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from pgmlops.client import Client, load, models, monitor, promote, rollback, train, versions
+    from pgmlops.client import (
+        Client,
+        deploy,
+        load,
+        models,
+        monitor,
+        promote,
+        rollback,
+        train,
+        versions,
+    )
     from pgmlops.config import Settings, get_settings
     from pgmlops.domain.card import ModelCard
     from pgmlops.domain.records import AliasEvent, ModelOverview, ModelVersion

@@ -236,9 +236,51 @@ class Client:
         (summary,) = self.context.registry.list_models(self._name(model_name))
         return summary.versions
 
-    def history(self, model_name: str | None = None) -> list[AliasEvent]:
-        """Every move of a model's production alias, oldest first."""
-        return self.context.registry.alias_history(self._name(model_name), PRODUCTION)
+    def history(
+        self, model_name: str | None = None, alias: str | None = PRODUCTION
+    ) -> list[AliasEvent]:
+        """Every move of a model's alias (production; None: every alias), oldest first."""
+        return self.context.registry.alias_history(self._name(model_name), alias)
+
+    def deploy(
+        self,
+        model_name: str | None = None,
+        version: int | None = None,
+        *,
+        shadow: bool = False,
+        canary: str | float | None = None,
+        sticky_key: str | None = None,
+        stop: bool = False,
+        alias: str | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> AliasEvent:
+        """Deploy a challenger beside production (shadow=True, or canary="10%"), stop it
+        (stop=True), or point another alias (alias="staging") at a version.
+
+        Audited in the alias history; every serving worker and host follows within
+        `serving.reload_poll_seconds` (at once on PostgreSQL, by NOTIFY).
+        """
+        from pgmlops.services.deployment import deploy
+
+        return deploy(
+            self.context,
+            self._name(model_name),
+            version,
+            shadow=shadow,
+            canary=canary,
+            sticky_key=sticky_key,
+            stop=stop,
+            alias=alias,
+            actor=actor or default_actor(),
+            reason=reason,
+        )
+
+    def challenger(self, model_name: str | None = None) -> dict[str, Any] | None:
+        """The deployed challenger: version, mode, share, sticky key (None when none)."""
+        from pgmlops.services.commands import challenger_summary
+
+        return challenger_summary(self.context.registry.alias_states(self._name(model_name)))
 
     def version(self, reference: str) -> ModelVersion:
         """The registered version a reference names: "name", "name@alias" or "name/N".
@@ -363,6 +405,32 @@ def rollback(
 ) -> AliasEvent:
     """Move production back to the previous production version."""
     return default_client().rollback(model_name, reason=reason, actor=actor)
+
+
+def deploy(
+    model_name: str | None = None,
+    version: int | None = None,
+    *,
+    shadow: bool = False,
+    canary: str | float | None = None,
+    sticky_key: str | None = None,
+    stop: bool = False,
+    alias: str | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+) -> AliasEvent:
+    """Deploy a challenger (shadow or canary), stop it, or move another alias (see Client)."""
+    return default_client().deploy(
+        model_name,
+        version,
+        shadow=shadow,
+        canary=canary,
+        sticky_key=sticky_key,
+        stop=stop,
+        alias=alias,
+        reason=reason,
+        actor=actor,
+    )
 
 
 def models() -> list[ModelOverview]:

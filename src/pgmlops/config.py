@@ -129,6 +129,13 @@ class ServingConfig(_Section):
         "0.0 and 0.5",
     )
     log_predictions: bool = True
+    shadow_queue: int = Field(
+        1_000,
+        ge=1,
+        le=1_000_000,
+        description="requests waiting for a shadow challenger per worker; beyond, shadow "
+        "scoring is skipped and counted (production answers never wait for it)",
+    )
     access_log: bool = Field(
         False, description="one JSON log line per HTTP request (costs throughput on /predict)"
     )

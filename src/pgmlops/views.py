@@ -91,15 +91,19 @@ def print_models(result: dict[str, Any]) -> None:
                 v["created_at"][:16].replace("T", " "),
             )
         console.print(table)
+        live = model.get("challenger")
+        if live:
+            console.print(f"challenger: v{live['version']} ({live['describe']})", markup=False)
         for note in notes:
             console.print(note, markup=False, highlight=False)
         if "history" in model:
             hist = fitting_table(
-                "production history", ("at", "action", "from", "to", "actor", "reason")
+                "alias history", ("at", "alias", "action", "from", "to", "actor", "reason")
             )
             for e in model["history"]:
                 hist.add_row(
                     e["at"][:19],
+                    e.get("alias", "production"),
                     e["action"],
                     _fmt(e["from"]),
                     _fmt(e["to"]),

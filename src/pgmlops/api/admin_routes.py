@@ -16,6 +16,7 @@ from pgmlops.api.predict_routes import require_json_if_body
 from pgmlops.domain.card import engine_label
 from pgmlops.domain.redact import public_text
 from pgmlops.services.commands import model_detail, promotion_summary, rollback_summary
+from pgmlops.services.deployment import deploy_summary
 
 router = APIRouter()
 admin = APIRouter(dependencies=[Depends(require_admin)])
@@ -39,6 +40,20 @@ class RollbackBody(BaseModel):
     reason: str | None = Field(None, max_length=2000)
 
 
+class DeployBody(BaseModel):
+    """A challenger (shadow or canary share), its stop, or another alias's move."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_name: str | None = None
+    version: int | None = Field(None, ge=1, le=2**31 - 1)
+    shadow: bool = False
+    canary: str | None = Field(None, max_length=20)
+    sticky_key: str | None = Field(None, max_length=200)
+    stop: bool = False
+    alias: str | None = Field(None, max_length=64)
+    reason: str | None = Field(None, max_length=2000)
+
+
 def _actor(request: Request) -> str:
     client = request.client.host if request.client else "unknown"
     return f"api@{client}"
@@ -59,6 +74,16 @@ def serving_info(request: Request, name: str | None = None) -> dict[str, Any]:
         "loaded_at": model.loaded_at.isoformat() if model else None,
         "error": holder.last_error,
         "reloads": holder.reloads,
+        "challenger": (
+            {
+                "version": holder.live.version,
+                "mode": holder.live.deployment.describe(),
+                "engine": holder.live.model.engine.name,
+            }
+            if holder.live
+            else None
+        ),
+        "challenger_error": holder.live_error,
     }
 
 
@@ -85,6 +110,7 @@ def anonymous_models(result: dict[str, Any]) -> dict[str, Any]:
     if serving is not None:
         serving["error"] = _public(serving.get("error"))
         serving["engine_detail"] = _public(serving.get("engine_detail"))
+        serving["challenger_error"] = _public(serving.get("challenger_error"))
     return result
 
 
@@ -115,6 +141,7 @@ async def health(request: Request) -> Response:
         for info in served:
             info["error"] = _public(info["error"])
             info["engine_detail"] = _public(info["engine_detail"])
+            info["challenger_error"] = _public(info["challenger_error"])
         reasons = _public(reasons)
         log_stats = {k: _public(v) for k, v in log_stats.items()}
     return json_response(
@@ -170,7 +197,17 @@ async def models(request: Request, model_name: str | None = None) -> Response:
     name = model_name or request.app.state.holder.model_name
 
     def describe() -> dict[str, Any]:
-        return {"models": [model_detail(name, client.versions(name), client.history(name))]}
+        registry = client.context.registry
+        return {
+            "models": [
+                model_detail(
+                    name,
+                    client.versions(name),
+                    client.history(name, alias=None),
+                    states=registry.alias_states(name),
+                )
+            ]
+        }
 
     result = await run_in_threadpool(describe)
     result["serving"] = serving_info(request, name if name in holders else None)
@@ -231,3 +268,21 @@ async def rollback(request: Request, body: RollbackBody | None = None) -> Respon
     result = rollback_summary(event)
     await run_in_threadpool(_holder_of(request, body.model_name).refresh)
     return json_response(200, result)
+
+
+@admin.post("/deploy", summary="Deploy a challenger (shadow or canary), stop it, or set an alias")
+async def deploy(request: Request, body: DeployBody) -> Response:
+    event = await run_in_threadpool(
+        get_client(request).deploy,
+        body.model_name or request.app.state.holder.model_name,
+        body.version,
+        shadow=body.shadow,
+        canary=body.canary,
+        sticky_key=body.sticky_key,
+        stop=body.stop,
+        alias=body.alias,
+        reason=body.reason,
+        actor=_actor(request),
+    )
+    await run_in_threadpool(_holder_of(request, body.model_name).refresh)
+    return json_response(200, deploy_summary(event))

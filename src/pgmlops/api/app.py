@@ -31,6 +31,7 @@ from pgmlops.api.openapi import build_openapi
 from pgmlops.config import Settings, get_settings
 from pgmlops.errors import PgmlopsError
 from pgmlops.services.context import Context
+from pgmlops.services.live_traffic import ShadowScorer
 from pgmlops.services.prediction_log import (
     LogProcessConfig,
     PredictionLogWriter,
@@ -70,6 +71,8 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     def on_reload(holder: ModelHolder) -> Any:
         def reloaded(result: str, version: int) -> None:
             metrics.reloads.labels(holder.model_name, result).inc()
+            if result == "challenger_ok":
+                refreeze()
             if result == "ok":
                 engine = holder.current.engine.name if holder.current else "none"
                 metrics.show_model(holder.model_name, version, engine)
@@ -86,6 +89,9 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     app.state.holders = holders
     app.state.holder = next(iter(holders.values()))
     app.state.writer = writer
+    app.state.shadow = ShadowScorer(
+        serving, writer, metrics.count_live, max_jobs=serving.shadow_queue
+    )
     app.state.watcher = AliasWatcher(list(holders.values()), ctx.db, serving.reload_poll_seconds)
     key = settings.predict_api_key
     app.state.predict_key = key.get_secret_value() if key else None
@@ -126,6 +132,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     for holder in state.holders.values():
         holder.refresh()
     state.writer.start()
+    state.shadow.start()
     state.watcher.start()
     if any(holder.current is None for holder in state.holders.values()):
         refreeze()  # a loaded version has been frozen by the reload callback already
@@ -146,6 +153,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         state.watcher.stop()
+        state.shadow.stop()
         state.writer.stop()
         state.ctx.close()
 

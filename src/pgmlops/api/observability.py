@@ -92,6 +92,7 @@ class Metrics:
     log_records: Counter
     rows_lost: Counter
     model_info: Gauge
+    live_rows: Counter
 
     _children: dict[tuple[str, int, str], Any] = field(default_factory=dict)
     _log_children: dict[str, Any] = field(default_factory=dict)
@@ -125,6 +126,11 @@ class Metrics:
         child.inc(n)
         if event == "lost":
             self.rows_lost.inc(n)
+
+    def count_live(self, model: str, version: int, role: str, what: str, n: int) -> None:
+        """Rows per role (production, canary, shadow) and what became of them."""
+        if n:
+            self.live_rows.labels(model, str(version), role, what).inc(n)
 
     def render(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -182,6 +188,13 @@ def build_metrics() -> Metrics:
             ["model", "version", "engine"],
             registry=registry,
             multiprocess_mode="livemax",
+        ),
+        live_rows=Counter(
+            "pgmlops_live_rows_total",
+            "Rows by role (production, canary, shadow) and outcome (answered, scored, failed, "
+            "dropped, log_busy)",
+            ["model", "version", "role", "outcome"],
+            registry=registry,
         ),
     )
 

@@ -19,8 +19,9 @@ from pgmlops.api.errors import HTTPProblem, pydantic_errors
 from pgmlops.api.observability import request_id_var
 from pgmlops.errors import ValidationError
 from pgmlops.services.feedback import labels_from_json, record_labels
+from pgmlops.services.live_traffic import Answer, ShadowJob, answer_canary, mark
 from pgmlops.services.prediction import predict_records
-from pgmlops.services.serving import LoadedModel
+from pgmlops.services.serving import LiveModel, LoadedModel
 
 router = APIRouter()
 # Batches above this size are predicted off the event loop so small requests keep flowing.
@@ -223,6 +224,51 @@ def count_predictions(metrics: Any, model: LoadedModel, items: list[dict[str, An
         metrics.count_prediction(model.name, model.version, label, n)
 
 
+def _revalidator(body: bytes, max_batch: int) -> Any:
+    """The request body validated by another version's record model (a challenger's)."""
+
+    def revalidate(other: LoadedModel) -> list[dict[str, Any]]:
+        return _validate_body(other, body, max_batch)[0]
+
+    return revalidate
+
+
+async def _answer_canary(
+    state: Any,
+    model: LoadedModel,
+    live: LiveModel,
+    rows: list[dict],
+    body: bytes,
+    rid: str | None,
+    started: float,
+) -> Answer:
+    serving = state.ctx.settings.serving
+
+    def run() -> Answer:
+        return answer_canary(
+            model,
+            live,
+            rows,
+            serving,
+            request_id=rid,
+            started=started,
+            revalidate=_revalidator(body, serving.max_batch),
+            count=state.metrics.count_live,
+        )
+
+    if len(rows) > _THREADPOOL_ROWS:
+        return await run_in_threadpool(run)
+    return run()
+
+
+def _shadow_job(
+    live: LiveModel, rows: list[dict], body: bytes, records: list, rid: str | None, max_batch: int
+) -> ShadowJob:
+    if live.same_features:
+        return ShadowJob(live, rows, None, records, rid)
+    return ShadowJob(live, None, _revalidator(body, max_batch), records, rid)
+
+
 def predict_endpoint(model_name: str | None = None) -> Any:
     """The /predict handler for the default model (None) or for one served model by name."""
 
@@ -241,15 +287,32 @@ def predict_endpoint(model_name: str | None = None) -> Any:
         rows, many = _validate_body(model, body, serving.max_batch)
         # The id the response carries (the client's X-Request-Id, cut to 64 characters, or ours).
         rid = request_id_var.get()
-        if len(rows) > _THREADPOOL_ROWS:
-            items, records = await run_in_threadpool(
-                predict_records, model, rows, serving, request_id=rid, started=started
-            )
+        live = holder.live
+        if live is not None and live.deployment.mode == "canary":
+            answer = await _answer_canary(state, model, live, rows, body, rid, started)
+            items, records = answer.items, answer.records
         else:
-            items, records = predict_records(model, rows, serving, request_id=rid, started=started)
+            if len(rows) > _THREADPOOL_ROWS:
+                items, records = await run_in_threadpool(
+                    predict_records, model, rows, serving, request_id=rid, started=started
+                )
+            else:
+                items, records = predict_records(
+                    model, rows, serving, request_id=rid, started=started
+                )
+            mark(items, records, None)
+            answer = Answer(items, records, [(model, items)])
         if serving.log_predictions:
             await log_rows(state.writer, records, serving)
-        count_predictions(state.metrics, model, items)
+        if live is not None and live.deployment.mode == "shadow":
+            # After production's row is queued (or acknowledged): the answer never waits.
+            state.shadow.offer(_shadow_job(live, rows, body, records, rid, serving.max_batch))
+        for who, answered in answer.answered_by:
+            if answered:
+                count_predictions(state.metrics, who, answered)
+                if live is not None:
+                    role = "production" if who is model else "canary"
+                    state.metrics.count_live(who.name, who.version, role, "answered", len(answered))
         answer = (
             {"model": model.name, "version": model.version, "predictions": items}
             if many

@@ -114,8 +114,9 @@ def models(
         else:
             views.print_overview(overview)
         return
-    events = client.history(model_name) if history or at else None
-    result = {"models": [model_detail(model_name, client.versions(model_name), events, at)]}
+    events = client.history(model_name, alias=None) if history or at else None
+    states = client.context.registry.alias_states(model_name)
+    result = {"models": [model_detail(model_name, client.versions(model_name), events, at, states)]}
     if as_json:
         print_json(result)
         return
@@ -127,3 +128,52 @@ def register(app: typer.Typer) -> None:
     app.command()(promote)
     app.command()(rollback)
     app.command()(models)
+    app.command()(deploy)
+
+
+@handled
+def deploy(
+    model_name: ModelOpt = None,
+    version: Annotated[
+        int | None,
+        typer.Option(help="Version to deploy (default: the deployed challenger, else latest)."),
+    ] = None,
+    shadow: Annotated[
+        bool, typer.Option("--shadow", help="Score beside production; production answers.")
+    ] = False,
+    canary: Annotated[
+        str | None, typer.Option("--canary", help="Share answered by the challenger: 10% or 0.1.")
+    ] = None,
+    sticky_key: Annotated[
+        str | None, typer.Option("--sticky-key", help="Canary by the hash of this field.")
+    ] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Remove the challenger.")] = False,
+    alias: Annotated[
+        str | None, typer.Option("--alias", help="Point another alias (e.g. staging) instead.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why; recorded in the audit trail.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy a challenger (--shadow or --canary SHARE), --stop it, or set --alias NAME."""
+    from pgmlops.services.deployment import deploy_summary
+
+    event = open_client(config).deploy(
+        model_name,
+        version,
+        shadow=shadow,
+        canary=canary,
+        sticky_key=sticky_key,
+        stop=stop,
+        alias=alias,
+        reason=reason,
+        actor=actor(),
+    )
+    result = deploy_summary(event)
+    if as_json:
+        print_json(result)
+        return
+    was = f"v{result['previous_version']}" if result["previous_version"] else "none"
+    now = f"v{result['new_version']}" if result["new_version"] else "none"
+    mode = f" ({result['mode']})" if result["mode"] else ""
+    typer.echo(f"{result['model_name']} {result['alias']}: {was} -> {now}{mode}")

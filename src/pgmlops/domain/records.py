@@ -70,6 +70,16 @@ class AliasEvent:
     reason: str | None
     created_at: datetime
     promotion_event_id: int | None = None
+    # A challenger's mode at this move ({"mode": "canary", "share": 0.1, ...}), else None.
+    deployment: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AliasState:
+    """Where an alias points now and how it serves live traffic (challenger only)."""
+
+    version: int
+    deployment: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +138,9 @@ class PredictionRecord:
     request_id: str | None
     # The row's identifier (e.g. a customer id), so labels can come back by it.
     entity_key: str | None = None
+    # Who answered: None for production, "canary" or "shadow"; a shadow row's production id.
+    role: str | None = None
+    paired_id: str | None = None
 
 
 @dataclass(frozen=True)

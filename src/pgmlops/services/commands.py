@@ -11,8 +11,15 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.config import TrainingConfig, describe_validation_error
 from pgmlops.domain.card import engine_label, onnx_rejection
+from pgmlops.domain.live import CHALLENGER, Deployment
 from pgmlops.domain.pipeline import parse_params
-from pgmlops.domain.records import PRODUCTION, AliasEvent, ModelOverview, ModelVersion
+from pgmlops.domain.records import (
+    PRODUCTION,
+    AliasEvent,
+    AliasState,
+    ModelOverview,
+    ModelVersion,
+)
 from pgmlops.domain.redact import redact_secrets
 from pgmlops.errors import ConfigError
 from pgmlops.services.context import Context
@@ -237,28 +244,49 @@ def model_detail(
     versions: list[ModelVersion],
     events: list[AliasEvent] | None = None,
     at: str | None = None,
+    states: dict[str, AliasState] | None = None,
 ) -> dict[str, Any]:
-    """One model's versions (newest first) and, given its events, the production history."""
+    """One model's versions (newest first), its challenger and, given events, alias history.
+
+    `events` may hold every alias's moves; `production_at` replays production's alone.
+    """
     entry: dict[str, Any] = {
         "name": name,
         "aliases": {a: v.version for v in versions for a in v.aliases},
         "versions": [version_summary(v) for v in versions],
     }
+    if states is not None:
+        entry["challenger"] = challenger_summary(states)
     if events is not None:
         entry["history"] = [
             {
                 "at": e.created_at.isoformat(),
+                "alias": e.alias,
                 "action": e.action,
                 "from": e.previous_version,
                 "to": e.new_version,
                 "actor": e.actor,
                 "reason": e.reason,
+                "deployment": e.deployment,
             }
             for e in events
         ]
         if at:
-            entry["production_at"] = {"at": at, "version": production_at(events, _parse_time(at))}
+            production = [e for e in events if e.alias == PRODUCTION]
+            entry["production_at"] = {
+                "at": at,
+                "version": production_at(production, _parse_time(at)),
+            }
     return entry
+
+
+def challenger_summary(states: dict[str, AliasState]) -> dict[str, Any] | None:
+    """The deployed challenger: version, mode, share and sticky key (None if none)."""
+    state = states.get(CHALLENGER)
+    mode = Deployment.from_dict(state.deployment) if state else None
+    if state is None or mode is None:
+        return None
+    return {"version": state.version, **mode.to_dict(), "describe": mode.describe()}
 
 
 def models_command(
@@ -267,6 +295,7 @@ def models_command(
     """Registered models, their versions and (optionally) the production history."""
     out: dict[str, Any] = {"models": []}
     for m in ctx.registry.list_models(model_name):
-        events = ctx.registry.alias_history(m.name, PRODUCTION) if history or at else None
-        out["models"].append(model_detail(m.name, m.versions, events, at))
+        events = ctx.registry.alias_history(m.name) if history or at else None
+        states = ctx.registry.alias_states(m.name)
+        out["models"].append(model_detail(m.name, m.versions, events, at, states))
     return out

@@ -18,8 +18,9 @@ from pydantic import BaseModel, TypeAdapter
 
 from pgmlops.config import check_model_name
 from pgmlops.domain.card import ModelCard
+from pgmlops.domain.live import CHALLENGER, Deployment
 from pgmlops.domain.ranges import RangeCheck
-from pgmlops.domain.records import PRODUCTION, ModelVersion
+from pgmlops.domain.records import PRODUCTION, AliasState, ModelVersion
 from pgmlops.errors import ArtifactError, ConfigError, NotFoundError, PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.inference import Engine, OnnxEngine, PipelineEngine, load_pipeline
@@ -94,6 +95,25 @@ def load_version(ctx: Context, version: ModelVersion) -> LoadedModel:
     )
 
 
+@dataclass(frozen=True)
+class LiveModel:
+    """The challenger ready to serve beside production, with its mode; never mutated."""
+
+    model: LoadedModel
+    deployment: Deployment
+    # The challenger reads the records production validated when both have the same
+    # features (names and kinds); otherwise it validates the request body itself.
+    same_features: bool
+
+    @property
+    def version(self) -> int:
+        return self.model.version
+
+
+def _features(model: LoadedModel) -> list[tuple[str, str]]:
+    return [(f.name, f.kind) for f in model.card.feature_schema.features]
+
+
 _UNREADABLE = "cannot read the registry: "
 
 
@@ -104,6 +124,9 @@ class ModelHolder:
         self.ctx = ctx
         self.model_name = model_name
         self.current: LoadedModel | None = None
+        # The challenger deployed beside production (shadow or canary), if any.
+        self.live: LiveModel | None = None
+        self.live_error: str | None = None
         self.last_error: str | None = None
         self.last_check: float | None = None
         self.reloads = 0
@@ -115,40 +138,89 @@ class ModelHolder:
         with self._lock:
             self.last_check = time.time()
             try:
-                wanted = self.ctx.registry.alias_version(self.model_name, PRODUCTION)
+                states = self.ctx.registry.alias_states(self.model_name)
             except NotFoundError:
-                wanted = None
+                states = {}
             except PgmlopsError as exc:
                 self.last_error = f"{_UNREADABLE}{exc}"
                 return self.current
-            if self.last_error and self.last_error.startswith(_UNREADABLE):
-                # The registry answers again: that error is over, whether or not the alias
-                # moved meanwhile (a refused version sets its own error below).
-                self.last_error = None
-            if wanted is None:
-                if self.current is None:
-                    self.last_error = f"model {self.model_name!r} has no production version yet"
-                return self.current
-            if not force and self.current is not None and self.current.version == wanted:
-                return self.current
+            state = states.get(PRODUCTION)
+            wanted = state.version if state else None
             try:
-                version = self.ctx.registry.get_version(self.model_name, wanted)
-                loaded = load_version(self.ctx, version)
-            except (ArtifactError, PgmlopsError) as exc:
-                self.last_error = (
-                    f"v{wanted} refused, still serving "
-                    + (f"v{self.current.version}" if self.current else "nothing")
-                    + f": {exc}"
-                )
-                log.error(self.last_error)
-                self._notify("failed", wanted)
-                return self.current
-            self.current = loaded
+                return self._refresh_production(wanted, force)
+            finally:
+                self._refresh_live(states.get(CHALLENGER), force)
+
+    def _refresh_production(self, wanted: int | None, force: bool) -> LoadedModel | None:
+        """Load production if it moved; a version that fails to load is refused."""
+        if self.last_error and self.last_error.startswith(_UNREADABLE):
+            # The registry answers again: that error is over, whether or not the alias
+            # moved meanwhile (a refused version sets its own error below).
             self.last_error = None
-            self.reloads += 1
-            log.info("serving %s v%d with %s", self.model_name, wanted, loaded.engine.name)
-            self._notify("ok", wanted)
-            return loaded
+        if wanted is None:
+            if self.current is None:
+                self.last_error = f"model {self.model_name!r} has no production version yet"
+            return self.current
+        if not force and self.current is not None and self.current.version == wanted:
+            return self.current
+        try:
+            version = self.ctx.registry.get_version(self.model_name, wanted)
+            loaded = load_version(self.ctx, version)
+        except (ArtifactError, PgmlopsError) as exc:
+            self.last_error = (
+                f"v{wanted} refused, still serving "
+                + (f"v{self.current.version}" if self.current else "nothing")
+                + f": {exc}"
+            )
+            log.error(self.last_error)
+            self._notify("failed", wanted)
+            return self.current
+        self.current = loaded
+        self.last_error = None
+        self.reloads += 1
+        log.info("serving %s v%d with %s", self.model_name, wanted, loaded.engine.name)
+        self._notify("ok", wanted)
+        return loaded
+
+    def _refresh_live(self, state: AliasState | None, force: bool) -> None:
+        """Follow the challenger alias; a challenger that fails to load is left out, alone.
+
+        Production keeps answering whatever happens here: the error is kept for /health and
+        counted as a reload failure of role challenger.
+        """
+        deployment = Deployment.from_dict(state.deployment) if state else None
+        production = self.current
+        if state is None or deployment is None or production is None:
+            self.live, self.live_error = None, None
+            return
+        live = self.live
+        if live is not None and live.version == state.version and not force:
+            if live.deployment != deployment or live.same_features != (
+                _features(live.model) == _features(production)
+            ):
+                self.live = LiveModel(
+                    live.model, deployment, _features(live.model) == _features(production)
+                )
+            return
+        try:
+            version = self.ctx.registry.get_version(self.model_name, state.version)
+            loaded = load_version(self.ctx, version)
+        except (ArtifactError, PgmlopsError) as exc:
+            self.live = None
+            self.live_error = f"challenger v{state.version} not loaded: {exc}"
+            log.error(self.live_error)
+            self._notify("challenger_failed", state.version)
+            return
+        self.live = LiveModel(loaded, deployment, _features(loaded) == _features(production))
+        self.live_error = None
+        log.info(
+            "challenger %s v%d (%s) with %s",
+            self.model_name,
+            state.version,
+            deployment.describe(),
+            loaded.engine.name,
+        )
+        self._notify("challenger_ok", state.version)
 
     def _notify(self, result: str, version: int) -> None:
         for callback in self.on_reload:

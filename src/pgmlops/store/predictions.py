@@ -68,6 +68,8 @@ def _row(record: Record) -> dict[str, Any]:
         "latency_ms": r.latency_ms,
         "request_id": r.request_id,
         "entity_key": r.entity_key,
+        "role": r.role,
+        "paired_id": uuid.UUID(r.paired_id) if r.paired_id else None,
     }
 
 

@@ -15,6 +15,7 @@ from pgmlops.domain.card import ModelCard
 from pgmlops.domain.card_document import CARD_ROLE
 from pgmlops.domain.records import (
     AliasEvent,
+    AliasState,
     ModelSummary,
     ModelVersion,
     PromotionEvent,
@@ -64,6 +65,7 @@ def _alias_event(row: AliasEventRow, name: str) -> AliasEvent:
         reason=row.reason,
         created_at=row.created_at,
         promotion_event_id=row.promotion_event_id,
+        deployment=row.deployment,
     )
 
 
@@ -248,6 +250,16 @@ class RegistryStore:
             .where(RegisteredModelRow.name == name, ModelAliasRow.alias == alias)
         ).one_or_none()
 
+    def alias_states(self, name: str) -> dict[str, AliasState]:
+        """Every alias of a model with its version and deployment, in one query ({} if none)."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(ModelAliasRow.alias, ModelAliasRow.version, ModelAliasRow.deployment)
+                .join(RegisteredModelRow, RegisteredModelRow.id == ModelAliasRow.model_id)
+                .where(RegisteredModelRow.name == name)
+            )
+            return {r.alias: AliasState(r.version, r.deployment) for r in rows}
+
     def model_names(self) -> list[str]:
         with self.db.session() as s:
             return list(
@@ -289,21 +301,18 @@ class RegistryStore:
         actor: str,
         reason: str | None,
         decision: dict[str, Any] | None = None,
+        deployment: dict[str, Any] | None = None,
     ) -> AliasEvent:
         """Point `alias` at `new_version` if it still points at `expected_version`.
 
         The alias row, the alias event and (when given) the promotion decision are written
         in one transaction; if another writer moved the alias first, nothing is written.
+        `deployment` (the challenger's mode) is stored on the alias and in the event.
         """
         with self.db.session() as s:
             model = self._model(s, name, lock=True)
             current_row = s.get(ModelAliasRow, (model.id, alias))
-            current = current_row.version if current_row else None
-            if current != expected_version:
-                raise ConflictError(
-                    f"{name!r} alias {alias!r} moved to version {current} while this change was "
-                    f"being decided (expected {expected_version}); nothing was changed, re-run it"
-                )
+            current = self._check_expected(name, alias, current_row, expected_version)
             exists = s.scalars(
                 select(ModelVersionRow.id).where(
                     ModelVersionRow.model_id == model.id, ModelVersionRow.version == new_version
@@ -318,12 +327,17 @@ class RegistryStore:
             if current_row is None:
                 s.add(
                     ModelAliasRow(
-                        model_id=model.id, alias=alias, version=new_version, updated_at=now
+                        model_id=model.id,
+                        alias=alias,
+                        version=new_version,
+                        updated_at=now,
+                        deployment=deployment,
                     )
                 )
             else:
                 current_row.version = new_version
                 current_row.updated_at = now
+                current_row.deployment = deployment
             event = AliasEventRow(
                 model_id=model.id,
                 alias=alias,
@@ -334,15 +348,62 @@ class RegistryStore:
                 actor=actor,
                 reason=reason,
                 created_at=now,
+                deployment=deployment,
             )
             s.add(event)
             s.flush()
-            if self.db.is_postgres:
-                # Delivered at commit, so listeners never see a move that was rolled back.
-                s.execute(
-                    text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": ALIAS_CHANNEL, "payload": f"{name}:{alias}:{new_version}"},
-                )
+            self._notify(s, name, alias, new_version)
+            return _alias_event(event, name)
+
+    @staticmethod
+    def _check_expected(
+        name: str, alias: str, row: ModelAliasRow | None, expected: int | None
+    ) -> int | None:
+        current = row.version if row else None
+        if current != expected:
+            raise ConflictError(
+                f"{name!r} alias {alias!r} moved to version {current} while this change was "
+                f"being decided (expected {expected}); nothing was changed, re-run it"
+            )
+        return current
+
+    def _notify(self, s: Session, name: str, alias: str, version: int | None) -> None:
+        if self.db.is_postgres:
+            # Delivered at commit, so listeners never see a move that was rolled back.
+            s.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": ALIAS_CHANNEL, "payload": f"{name}:{alias}:{version or ''}"},
+            )
+
+    def remove_alias(
+        self,
+        name: str,
+        alias: str,
+        *,
+        expected_version: int,
+        action: str,
+        actor: str,
+        reason: str | None,
+    ) -> AliasEvent:
+        """Delete an alias if it still points at `expected_version`; audited like a move."""
+        with self.db.session() as s:
+            model = self._model(s, name, lock=True)
+            row = s.get(ModelAliasRow, (model.id, alias))
+            current = self._check_expected(name, alias, row, expected_version)
+            s.delete(row)
+            event = AliasEventRow(
+                model_id=model.id,
+                alias=alias,
+                action=action,
+                previous_version=current,
+                new_version=None,
+                actor=actor,
+                reason=reason,
+                created_at=utcnow(),
+            )
+            s.add(event)
+            s.flush()
+            self._notify(s, name, alias, None)
             return _alias_event(event, name)
 
     def _add_promotion(

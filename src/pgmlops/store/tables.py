@@ -103,6 +103,8 @@ class ModelAliasRow(Base):
     alias: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # How the alias serves live traffic (challenger: shadow or canary), read with the version.
+    deployment: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
 
 
 class PromotionEventRow(Base):
@@ -134,11 +136,13 @@ class AliasEventRow(Base):
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deployment: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
 
 
 # Feedback by key looks up the latest prediction per key; only keyed rows enter the index,
 # so a log written without keys pays nothing for it.
 _KEYED = text("entity_key IS NOT NULL")
+_PAIRED = text("paired_id IS NOT NULL")
 
 
 class PredictionRow(Base):
@@ -160,6 +164,12 @@ class PredictionRow(Base):
             postgresql_where=_KEYED,
             sqlite_where=_KEYED,
         ),
+        Index(
+            "ix_predictions_paired",
+            "paired_id",
+            postgresql_where=_PAIRED,
+            sqlite_where=_PAIRED,
+        ),
     )
 
     # No foreign key to model_versions: retention may delete a version whose old logs remain.
@@ -175,6 +185,10 @@ class PredictionRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     request_id: Mapped[str | None] = mapped_column(String(64))
     entity_key: Mapped[str | None] = mapped_column(String(200))
+    # Who answered: NULL for production, "canary" or "shadow" (migration 0005_live).
+    role: Mapped[str | None] = mapped_column(String(16))
+    # A shadow row's production prediction: the same record, scored by both.
+    paired_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class FeedbackRow(Base):
