@@ -88,3 +88,20 @@ def test_with_back_pressure_a_full_logging_process_leaves_rows_in_the_pipe_and_d
         assert stats["lost"] == 0 and offered > 100
     finally:
         writer.stop()
+
+
+def test_a_clean_stop_leaves_no_ledger_for_anyone_to_count(ctx, tmp_path: Path) -> None:
+    spill = tmp_path / "spill"
+    writer = _writer(ctx.db.url, spill)
+    writer.start()
+    try:
+        ledgers = list(spill.glob("ledger-*.bin"))
+        assert len(ledgers) == 1
+        for _ in range(10):
+            writer.offer(_records(10))
+        assert writer.flush(20.0)
+    finally:
+        writer.stop()
+    # Everything settled: the ledger goes with the clean stop, nobody counts anything later.
+    assert not ledgers[0].exists()
+    assert writer.counts["written"] == 100 and writer.counts["lost"] == 0

@@ -230,3 +230,40 @@ def test_a_spill_file_of_unreadable_lines_does_not_count_as_the_database_recover
     assert writer.counts["quarantined"] == 1 and writer.counts["spilled"] == 10
     assert not [r for r in caplog.records if "recovered" in r.getMessage()]
     assert any("database writes failing" in r for r in stats["reasons"])
+
+
+def _hold_rows_then_die(spill: str) -> None:
+    """A serving process whose writer holds 120 rows in its queue when it is killed."""
+    import signal
+
+    writer = PredictionLogWriter(_unreachable_store(), spill, batch_size=10_000, flush_seconds=60.0)
+    writer.start()
+    for _ in range(12):
+        assert writer.offer(_records(10))
+    time.sleep(0.3)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_rows_a_killed_process_held_are_counted_lost_by_the_next_writer(
+    ctx, tmp_path: Path
+) -> None:
+    import multiprocessing
+
+    spill = tmp_path / "spill"
+    victim = multiprocessing.get_context("fork").Process(target=_hold_rows_then_die, args=(spill,))
+    victim.start()
+    victim.join(30)
+    assert victim.exitcode == -9
+    assert len(list(spill.glob("ledger-*.bin"))) == 1
+    survivor = PredictionLogWriter(PredictionStore(ctx.db), spill)
+    survivor.start()
+    try:
+        deadline = time.monotonic() + 10
+        while survivor.counts["lost"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = survivor.stats()
+    finally:
+        survivor.stop()
+    assert stats["lost"] == stats["lost_dead_worker"] == 120
+    # Claimed once: the dead process's ledger is gone, the survivor's closed at its stop.
+    assert list(spill.glob("ledger-*.bin")) == []

@@ -22,6 +22,7 @@ import orjson
 
 from pgmlops.services.prediction_log.writer import PredictionLogWriter
 from pgmlops.store.db import Database
+from pgmlops.store.ledger import Ledger
 from pgmlops.store.predictions import PredictionStore
 from pgmlops.store.spill import EncodedRecord
 
@@ -81,6 +82,7 @@ def run(
     shared: Any,
     log_setup: Callable[[], None] | None = None,
     sender: Any = None,
+    ledger: Ledger | None = None,
 ) -> None:
     """The logging process's main function; `sender`, the pipe's other end, is closed first."""
     if sender is not None:
@@ -103,6 +105,7 @@ def run(
         batch_size=config.batch_size,
         flush_seconds=config.flush_seconds,
         drain_seconds=config.drain_seconds,
+        ledger=ledger,
     )
     # The imports and the first connection happen now, before the serving process is told
     # the writer runs: not at the first row, which may come in the middle of an outage.

@@ -34,6 +34,7 @@ import orjson
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.services.prediction_log.child import LogProcessConfig, run
 from pgmlops.services.prediction_log.writer import COUNTERS
+from pgmlops.store.ledger import SETTLED, SETTLED_BY_CHILD, TAKEN, Ledger
 
 log = logging.getLogger("pgmlops.services.prediction_log")
 # How long rows wait in the buffer before the event loop writes them to the pipe: each write
@@ -92,6 +93,10 @@ class ProcessLogWriter:
         # The event loop sends; flush() and stop() may send from other threads.
         self._lock = threading.Lock()
         self._report_lock = threading.Lock()
+        # Rows taken and settled, for whoever outlives this process (store/ledger.py); the
+        # logging process inherits it and adds what it settles.
+        self._ledger: Ledger | None = None
+        self._child_base = 0  # what earlier logging processes settled in the ledger
 
     # -- request path --------------------------------------------------------------------
 
@@ -117,6 +122,8 @@ class ProcessLogWriter:
 
     def _append(self, records: list[PredictionRecord]) -> None:
         n = len(records)
+        if self._ledger is not None:
+            self._ledger.add(TAKEN, n)
         lines = [orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records]
         with self._lock:
             for line in lines:
@@ -136,6 +143,16 @@ class ProcessLogWriter:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the logging process and wait until its writer runs (as the thread's does)."""
+        try:
+            os.makedirs(self.config.spill_dir, exist_ok=True)
+            self._ledger = Ledger(self.config.spill_dir)
+        except OSError as exc:
+            log.error(
+                "prediction log: no ledger in %s (%s): rows held at a kill -9 of this "
+                "process will not be counted",
+                self.config.spill_dir,
+                exc.strerror or exc,
+            )
         self._spawn()
         deadline = time.monotonic() + timeout
         while not self._read() and self._proc.is_alive() and time.monotonic() < deadline:
@@ -154,7 +171,7 @@ class ProcessLogWriter:
         self._snapshot.value = b""
         self._proc = self._mp.Process(
             target=run,
-            args=(self.config, reader, self._snapshot, self._log_setup, writer),
+            args=(self.config, reader, self._snapshot, self._log_setup, writer, self._ledger),
             name="pgmlops-prediction-log",
         )
         self._proc.start()
@@ -182,6 +199,7 @@ class ProcessLogWriter:
                 time.sleep(0.005)
         with self._lock:
             if self._out:
+                self._settle_own(self._unsent)
                 self._lose(self._unsent)
                 self._out.clear()
                 self._unsent = 0
@@ -193,6 +211,13 @@ class ProcessLogWriter:
             self._proc.kill()
             self._proc.join(5)
         self._report()
+        if self._ledger is not None:
+            # A logging process killed at the deadline settled less than it was sent.
+            unsettled = self._ledger.get(TAKEN) - self._ledger.get(SETTLED)
+            unsettled -= self._ledger.get(SETTLED_BY_CHILD)
+            if unsettled > 0:
+                self._lose(unsettled)
+            self._ledger.close()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far has been written or spilled."""
@@ -283,6 +308,10 @@ class ProcessLogWriter:
         with self._report_lock:
             snap = self._read()
             unsettled = max(0, self._sent - sum(int(snap.get(k, 0)) for k in _SETTLED))
+            if self._ledger is not None:
+                # The ledger is exact (the snapshot lags by up to PUBLISH_EVERY_S).
+                by_child = self._ledger.get(SETTLED_BY_CHILD)
+                unsettled = max(0, self._sent - (by_child - self._child_base))
             log.error(
                 "prediction log process %s exited (code %s); rows it held: %d; restarting it",
                 self._proc.pid,
@@ -298,7 +327,10 @@ class ProcessLogWriter:
                 self._unsent -= 1
                 unsettled += 1
             self._own_lost += unsettled
+            self._settle_own(unsettled)
             os.close(self._fd)
+            if self._ledger is not None:
+                self._child_base = self._ledger.get(SETTLED_BY_CHILD)
             self._spawn()
         self._report()
 
@@ -327,6 +359,10 @@ class ProcessLogWriter:
                     if k == "lost":
                         total += self._own_lost
                     self._count(k, total - self.counts[k])
+
+    def _settle_own(self, n: int) -> None:
+        if self._ledger is not None:
+            self._ledger.add(SETTLED, n)
 
     def _lose(self, n: int) -> None:
         if n:

@@ -29,6 +29,7 @@ from pathlib import Path
 from pgmlops.domain.log_health import LogFacts, log_risks
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.services.prediction_log.delivery import Delivery, first_line
+from pgmlops.store.ledger import SETTLED, SETTLED_BY_CHILD, TAKEN, Ledger, claim_dead
 from pgmlops.store.predictions import PredictionStore
 from pgmlops.store.spill import SpillFolder
 
@@ -39,6 +40,7 @@ COUNTERS = (
     "spilled",
     "replayed",
     "lost",
+    "lost_dead_worker",
     "refused",
     "rejected",
     "quarantined",
@@ -68,8 +70,13 @@ class PredictionLogWriter(Delivery):
         drain_seconds: float = 10.0,
         acknowledged: bool = False,
         on_count: Callable[[str, int], None] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.store = store
+        # The rows this process took and settled, for whoever outlives it (store/ledger.py).
+        # A logging process is handed its serving process's ledger and settles into it.
+        self._ledger = ledger
+        self._ledger_takes = ledger is None
         self.spill = SpillFolder(spill_dir)
         self.spill_path = self.spill.path
         self.batch_size = batch_size
@@ -114,6 +121,9 @@ class PredictionLogWriter(Delivery):
             room = self.max_queue - self._pending if bounded else len(records)
             accepted = records if len(records) <= room else records[: max(room, 0)]
             self._pending += len(accepted)
+            self._taken(len(accepted))
+            if not self._ledger_takes:
+                self._settled(len(records) - len(accepted))  # taken by the serving process
         if accepted:
             self._queue.put(accepted)
         self._count("queued", len(accepted))
@@ -129,6 +139,7 @@ class PredictionLogWriter(Delivery):
             if self._stop.is_set() or (self._pending and n > self.max_queue - self._pending):
                 return False
             self._pending += n
+            self._taken(n)
         self._queue.put(records)
         self._count("queued", n)
         return True
@@ -147,6 +158,7 @@ class PredictionLogWriter(Delivery):
             ):
                 return False
             self._pending += len(records)
+            self._taken(len(records))
         self._queue.put(item)
         self._count("queued", len(records))
         return True
@@ -160,6 +172,16 @@ class PredictionLogWriter(Delivery):
             # Serve anyway: the database may take every row; health says the folder is broken.
             self._spill_error = f"cannot create {self.spill.dir}: {exc.strerror or exc}"
             log.error("prediction log: %s", self._spill_error)
+        if self._ledger_takes:
+            try:
+                self._ledger = Ledger(self.spill.dir)
+            except OSError as exc:
+                log.error(
+                    "prediction log: no ledger in %s (%s): rows held at a kill -9 of this "
+                    "process will not be counted",
+                    self.spill.dir,
+                    exc.strerror or exc,
+                )
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -175,7 +197,10 @@ class PredictionLogWriter(Delivery):
                 # Stuck in a database call past the deadline: what it holds will not be saved.
                 stuck = self._pending
                 self._count("lost", stuck)
+                self._settled(stuck)  # counted here, not again by a ledger's claimer
                 log.error("prediction log: %d rows lost: drain deadline passed mid-write", stuck)
+        if self._ledger_takes and self._ledger is not None:
+            self._ledger.close()  # everything is settled or counted
         drained = {k: self.counts[k] - before[k] for k in ("written", "spilled", "lost")}
         log.info(
             "prediction log stopped: drained %d written, %d spilled, %d lost; since start "
@@ -235,6 +260,28 @@ class PredictionLogWriter(Delivery):
 
     # -- writer thread -------------------------------------------------------------------
 
+    def _taken(self, n: int) -> None:
+        if self._ledger is not None and self._ledger_takes:
+            self._ledger.add(TAKEN, n)
+
+    def _settled(self, n: int) -> None:
+        if self._ledger is not None:
+            self._ledger.add(SETTLED if self._ledger_takes else SETTLED_BY_CHILD, n)
+
+    def _claim_dead_ledgers(self) -> None:
+        """Count as lost the rows that serving processes now dead held (kill -9, OOM)."""
+        for name, unsettled in claim_dead(self.spill.dir):
+            if unsettled:
+                self._count("lost", unsettled)
+                self._count("lost_dead_worker", unsettled)
+                self._lost_logged += unsettled  # said here, not as a full queue
+                log.error(
+                    "prediction log: %d rows lost: a serving process died holding them (%s); "
+                    "counted here",
+                    unsettled,
+                    name,
+                )
+
     def _count(self, name: str, n: int) -> None:
         if n:
             self.counts[name] += n
@@ -252,6 +299,7 @@ class PredictionLogWriter(Delivery):
                     # Files of a worker that died (kill -9, crash) since this one started.
                     self._next_claim = time.monotonic() + _CLAIM_EVERY_S
                     self._spill_dirty = bool(self.spill.claim_orphans()) or self._spill_dirty
+                    self._claim_dead_ledgers()
                 self._cycle()
             except Exception as exc:
                 # Supervision: nothing may end the writer. The batch in hand stays in
@@ -295,6 +343,7 @@ class PredictionLogWriter(Delivery):
             self._settle(None)
             with self._pending_lock:
                 self._pending -= len(self._batch)
+                self._settled(len(self._batch))
             self._batch, self._acks = [], []
             if self._failing_since is None and not self._stop.is_set():
                 self._replay_if_due()
@@ -357,5 +406,6 @@ class PredictionLogWriter(Delivery):
             log.error("prediction log: %d rows lost: drain deadline passed", len(rest))
         with self._pending_lock:
             self._pending -= len(rest)
+            self._settled(len(rest))
         self._batch, self._held = [], False
         self._report_losses()
