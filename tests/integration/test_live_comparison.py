@@ -219,3 +219,79 @@ def test_since_limits_the_window_and_a_missing_challenger_is_one_line(
     with pytest.raises(NotFoundError, match="no challenger deployed"):
         client.compare("churn", live=True)
     assert client.compare("churn", live=True, version=v2).shadow.records["records"] == 70
+
+
+def _env(client: Client) -> dict[str, str]:
+    return {
+        "PGMLOPS_DATABASE_URL": client.settings.database_url,
+        "PGMLOPS_ARTIFACT_ROOT": client.settings.artifact_root,
+        "PGMLOPS_MODEL_NAME": "churn",
+    }
+
+
+def test_compare_live_on_the_command_line(client, churn_version, tmp_path) -> None:  # noqa: F811
+    import json
+
+    from typer.testing import CliRunner
+
+    from pgmlops.cli import app as cli_app
+
+    _two_versions(client, churn_version)
+    log_traffic(
+        client, mode="shadow", n=400, labelled=300, production_skill=0.2, challenger_skill=0.9
+    )
+    env, runner = _env(client), CliRunner()
+    report = tmp_path / "live.html"
+    done = runner.invoke(
+        cli_app, ["compare", "-m", "churn", "--live", "--html", str(report)], env=env
+    )
+    assert done.exit_code == 0, done.output
+    assert "production v1 vs challenger v2 (shadow)" in done.stdout
+    assert "shadow (paired): records 400, labelled 300" in done.stdout
+    assert "agreement:" in done.stdout and "roc_auc gain +" in done.stdout
+    assert "the interval excludes 0: challenger is better" in done.stdout
+    page = report.read_text()
+    assert "<b>paired</b>" in page and "challenger better" in page
+    done = runner.invoke(cli_app, ["compare", "--live", "--since", "2h", "--json"], env=env)
+    assert done.exit_code == 0, done.output
+    body = json.loads(done.stdout)
+    assert body["shadow"]["labelled"]["pairing"] == "paired"
+    assert body["shadow"]["labelled"]["favours"] == "challenger"
+    assert body["canary"] is None and body["since"] is not None
+    for args, words in (
+        (["--live", "--since", "yesterday"], "neither an ISO time"),
+        (["--live", "--since", "5 parsecs"], "not a duration"),
+        (["--live", "--since", "2999-01-01"], "in the future"),
+        ([], "compare needs --live"),
+        (["--live", "--version", "9"], "9"),
+    ):
+        done = runner.invoke(cli_app, ["compare", *args], env=env)
+        assert done.exit_code != 0
+        lines = done.output.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], done.output
+        assert "Traceback" not in done.output
+
+
+def test_the_http_routes_answer_json_and_the_report(client, settings, churn_version) -> None:  # noqa: F811
+    from pgmlops.api.app import create_app
+
+    _two_versions(client, churn_version, mode="canary")
+    log_traffic(
+        client, mode="canary", n=200, labelled=50, production_skill=0.5, challenger_skill=0.5
+    )
+    with TestClient(create_app(settings)) as http:
+        body = http.get("/compare", params={"model_name": "churn"}).json()
+        assert body["canary"]["pairing"] == "unpaired"
+        # 25 labels a side, one of production's before the canary's span: the smaller side counts.
+        assert body["canary"]["records"]["challenger_labelled"] == 25
+        assert body["canary"]["labelled"]["note"] == "not enough labels (n=24 < 200)"
+        assert body["canary"]["labelled"]["interval"] is None
+        page = http.get("/compare/report")
+        assert page.status_code == 200 and "<b>unpaired</b>" in page.text
+        assert "not enough labels (n=24 &lt; 200)" in page.text
+        bad = http.get("/compare", params={"since": "soon"})
+        assert bad.status_code == 400 and "neither an ISO time" in bad.json()["error"]
+        assert http.get("/compare", params={"model_name": "nope"}).status_code == 404
+        client.deploy("churn", stop=True)
+        gone = http.get("/compare")
+        assert gone.status_code == 404 and "no challenger" in gone.json()["error"]
