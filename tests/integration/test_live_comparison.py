@@ -295,3 +295,160 @@ def test_the_http_routes_answer_json_and_the_report(client, settings, churn_vers
         client.deploy("churn", stop=True)
         gone = http.get("/compare")
         assert gone.status_code == 404 and "no challenger" in gone.json()["error"]
+
+
+# -- live promotion, run by `pgmlops worker` (issue 25 §5) --------------------------------
+
+
+@pytest.fixture(scope="session")
+def weak_churn_version(tmp_path_factory: pytest.TempPathFactory):
+    """A churn model fitted on 400 rows: the offline gates let the full model replace it."""
+    from pgmlops.services.commands import train_command
+    from pgmlops.services.context import Context
+
+    root = tmp_path_factory.mktemp("weak-trained")
+    data = root / "churn-small.csv"
+    make_churn(400, seed=11).to_csv(data, index=False)
+    ctx = Context(
+        Settings(
+            database_url=f"sqlite:///{root / 'train.db'}",
+            artifact_root=str(root / "artifacts"),
+            model_name="churn",
+        )
+    )
+    try:
+        trained = train_command(
+            ctx, data=str(data), target="Exited", model_name="churn", actor="test"
+        )
+        mv = ctx.registry.get_version("churn", trained["version"])
+        return mv.card, {key: ctx.artifacts.get(f) for key, f in mv.files.items()}
+    finally:
+        ctx.close()
+
+
+def _better_challenger(client: Client, weak, strong) -> int:
+    """Production v1 is the weak model, the shadow challenger v2 the full one."""
+    register(client, weak, "churn")
+    v2 = _second_version(client, strong)
+    client.deploy("churn", v2, shadow=True)
+    return v2
+
+
+def _worker(settings: Settings, **policy: object):
+    from pgmlops.domain.live_comparison import LivePolicy
+    from pgmlops.services.context import Context
+    from pgmlops.services.worker import Worker
+
+    live = LivePolicy(promotion=True, **policy)  # type: ignore[arg-type]
+    ctx = Context(settings.model_copy(update={"live": live}))
+    said: list[str] = []
+    return ctx, Worker(ctx, say=said.append), said
+
+
+def test_the_worker_promotes_a_challenger_that_wins_live_and_audits_why(
+    client,
+    settings,
+    churn_version,  # noqa: F811
+    weak_churn_version,
+) -> None:
+    v2 = _better_challenger(client, weak_churn_version, churn_version)
+    ctx, worker, said = _worker(settings)
+    try:
+        # Too few labels: the worker waits, nothing moves.
+        log_traffic(
+            client, mode="shadow", n=300, labelled=150, production_skill=0.2, challenger_skill=0.9
+        )
+        worker.live_checks(datetime.now(UTC))
+        assert said == ["churn: v2 not promoted on live evidence: not enough labels (n=150 < 200)"]
+        assert client.context.registry.alias_version("churn", "production") == 1
+        assert client.challenger("churn")["version"] == v2
+        # Enough labels, the interval excludes 0 for v2, the offline gates approve.
+        log_traffic(
+            client,
+            mode="shadow",
+            n=300,
+            labelled=300,
+            production_skill=0.2,
+            challenger_skill=0.9,
+            seed=1,
+        )
+        worker.live_checks(datetime.now(UTC) + timedelta(hours=1))
+        assert client.context.registry.alias_version("churn", "production") == v2
+        assert client.challenger("churn") is None
+        moves = client.history("churn", alias=None)
+        promoted, stopped = moves[-2], moves[-1]
+        assert (promoted.alias, promoted.action, promoted.new_version) == (
+            "production",
+            "promote",
+            v2,
+        )
+        assert promoted.reason.startswith(f"live promotion: v{v2} beat v1 on live traffic, roc_auc")
+        assert "paired, n=450" in promoted.reason
+        assert (stopped.alias, stopped.action, stopped.previous_version) == (
+            "challenger",
+            "stop",
+            v2,
+        )
+        decision = client.context.registry.promotion_events("churn")[-1]
+        evidence = decision.details["evidence"]
+        assert decision.decision == "approved" and evidence["pairing"] == "paired"
+        assert evidence["production_n"] == 450 and evidence["low"] > 0
+    finally:
+        ctx.close()
+
+
+def test_the_worker_leaves_production_alone_without_clear_live_evidence(
+    client,
+    settings,
+    churn_version,  # noqa: F811
+) -> None:
+    v2 = _two_versions(client, churn_version, mode="canary")
+    log_traffic(
+        client, mode="canary", n=800, labelled=800, production_skill=0.6, challenger_skill=0.6
+    )
+    ctx, worker, said = _worker(settings)
+    try:
+        worker.live_checks(datetime.now(UTC))
+    finally:
+        ctx.close()
+    assert said[0].startswith("churn: v2 not promoted on live evidence: roc_auc gain")
+    result = client.compare("churn", live=True)
+    low, high = result.canary.labelled["interval"]
+    assert low < 0 < high  # equal skills: the unpaired interval straddles 0
+    assert client.context.registry.alias_version("churn", "production") == 1
+    assert client.challenger("churn")["version"] == v2
+    assert client.context.registry.promotion_events("churn") == []
+    # Off by default: even clear evidence moves nothing.
+    log_traffic(
+        client, mode="shadow", n=500, labelled=500, production_skill=0.1, challenger_skill=0.9
+    )
+    from pgmlops.services.worker import Worker
+
+    Worker(client.context).live_checks(datetime.now(UTC))
+    assert client.context.registry.alias_version("churn", "production") == 1
+
+
+def test_live_evidence_does_not_override_refusing_offline_gates(
+    client,
+    settings,
+    churn_version,  # noqa: F811
+) -> None:
+    """v2 is v1's artifacts: a tie, which the offline gates refuse whatever the live numbers."""
+    v2 = _two_versions(client, churn_version)
+    log_traffic(
+        client, mode="shadow", n=400, labelled=400, production_skill=0.2, challenger_skill=0.9
+    )
+    ctx, worker, said = _worker(settings)
+    try:
+        now = datetime.now(UTC)
+        worker.live_checks(now)
+        worker.live_checks(now + timedelta(hours=1))  # the same pair: the gates are not asked again
+    finally:
+        ctx.close()
+    assert "the offline gates refuse" in said[0] and "a tie is no improvement" in said[0]
+    assert "not asked again" in said[1]
+    assert client.context.registry.alias_version("churn", "production") == 1
+    assert client.challenger("churn")["version"] == v2
+    refusals = client.context.registry.promotion_events("churn")
+    assert [e.decision for e in refusals] == ["refused"]
+    assert refusals[0].details["evidence"]["favours"] == "challenger"

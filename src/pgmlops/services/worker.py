@@ -88,6 +88,10 @@ class Worker:
         self._next_gc: datetime | None = None
         self._next_summary: datetime | None = None
         self._next_recover: datetime | None = None
+        # Live promotion (opt-in): when each model is next looked at, and the
+        # (production, challenger) pairs per model the offline gates refused.
+        self._next_live: dict[str, datetime] = {}
+        self._live_refused: dict[str, set[tuple[int, int]]] = {}
 
     # -- control ---------------------------------------------------------------------------
 
@@ -146,6 +150,8 @@ class Worker:
             self.maintain(now or datetime.now(UTC))
         if not self.stopping:
             self.scheduled(now or datetime.now(UTC))
+        if not self.stopping:
+            self.live_checks(now or datetime.now(UTC))
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -309,3 +315,29 @@ class Worker:
             self.say(f"{name}: scheduled retrain check failed: {exc}")
             return
         self.say(f"{name}: {outcome.message}")
+
+    # -- live promotion (opt-in) -------------------------------------------------------------
+
+    def live_checks(self, now: datetime) -> None:
+        """`live.promotion`: every `live.check_seconds`, promote a challenger that won live."""
+        live = self.ctx.settings.live
+        if not live.promotion:
+            return
+        from pgmlops.services.live_promotion import check_live_promotion
+
+        for name in self.watched_models():
+            if self.stopping or now < self._next_live.get(name, now):
+                continue
+            self._next_live[name] = now + timedelta(seconds=live.check_seconds)
+            refused = self._live_refused.setdefault(name, set())
+            try:
+                decision = check_live_promotion(
+                    self.ctx, name, actor=f"worker {self.identity}", refused_before=refused
+                )
+            except PgmlopsError as exc:
+                self.say(f"{name}: live promotion check failed: {exc}")
+                continue
+            if decision.status == "refused" and decision.challenger_version is not None:
+                refused.add((decision.production_version, decision.challenger_version))  # type: ignore[arg-type]
+            if decision.status != "no_challenger":
+                self.say(decision.message)
