@@ -66,7 +66,7 @@ def log_traffic(
             label = "1" if p >= 0.5 else "0"
             return PredictionRecord(
                 rid, "churn", version, at, {"Age": 40}, label, float(p), None, None,
-                latency, f"req-{seed}-{k}", None, role, paired,
+                latency, f"req-{seed}-{k}", f"key-{seed}-{k}", role, paired,
             )  # fmt: skip
 
         if mode == "shadow":
@@ -452,3 +452,16 @@ def test_live_evidence_does_not_override_refusing_offline_gates(
     refusals = client.context.registry.promotion_events("churn")
     assert [e.decision for e in refusals] == ["refused"]
     assert refusals[0].details["evidence"]["favours"] == "challenger"
+
+
+def test_a_label_sent_by_key_lands_on_the_row_that_answered_not_its_shadow(
+    client,
+    churn_version,  # noqa: F811
+) -> None:
+    _two_versions(client, churn_version)
+    ids = log_traffic(
+        client, mode="shadow", n=5, labelled=0, production_skill=0.5, challenger_skill=0.5
+    )
+    found = PredictionStore(client.context.db).latest_by_key("churn", ["key-0-3"])
+    # The shadow row carries the same key and was logged later; production answered.
+    assert found == {"key-0-3": (ids["production"][3], 1)}
