@@ -465,3 +465,79 @@ def test_a_label_sent_by_key_lands_on_the_row_that_answered_not_its_shadow(
     found = PredictionStore(client.context.db).latest_by_key("churn", ["key-0-3"])
     # The shadow row carries the same key and was logged later; production answered.
     assert found == {"key-0-3": (ids["production"][3], 1)}
+
+
+@pytest.fixture(scope="session")
+def prices_version(tmp_path_factory: pytest.TempPathFactory):
+    """A small regression model (prices): its card and artifact bytes."""
+    import pandas as pd
+
+    from pgmlops.services.commands import train_command
+    from pgmlops.services.context import Context
+
+    root = tmp_path_factory.mktemp("prices-trained")
+    rng = np.random.default_rng(4)
+    n = 600
+    frame = pd.DataFrame(
+        {"area": rng.uniform(30, 200, n).round(1), "rooms": rng.integers(1, 7, n).astype(float)}
+    )
+    frame["price"] = frame["area"] * 3.0 + frame["rooms"] * 10 + rng.normal(0, 5, n)
+    frame.to_csv(root / "prices.csv", index=False)
+    ctx = Context(
+        Settings(
+            database_url=f"sqlite:///{root / 'train.db'}",
+            artifact_root=str(root / "artifacts"),
+            model_name="prices",
+        )
+    )
+    try:
+        trained = train_command(
+            ctx, data=str(root / "prices.csv"), target="price", model_name="prices", actor="t"
+        )
+        mv = ctx.registry.get_version("prices", trained["version"])
+        return mv.card, {key: ctx.artifacts.get(f) for key, f in mv.files.items()}
+    finally:
+        ctx.close()
+
+
+def test_regression_shadow_traffic_is_compared_by_mean_absolute_difference_and_rmse(
+    client,
+    prices_version,
+) -> None:
+    card, blobs = prices_version
+    register(client, prices_version, "prices")
+    ctx = client.context
+    files = {key: ctx.artifacts.put(data) for key, data in blobs.items()}
+    sign = lambda number, fs: ctx.artifacts.sign_files("prices", number, fs)  # noqa: E731
+    v2 = ctx.registry.create_version("prices", files, card, "t", sign=sign).version
+    client.deploy("prices", v2, shadow=True)
+    rng = np.random.default_rng(9)
+    n = 300
+    truth = rng.uniform(100, 600, n)
+    first, second = truth + rng.normal(0, 20, n), truth + rng.normal(0, 2, n)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    records, labels = [], []
+    for k in range(n):
+        pid, sid, at = str(uuid.uuid4()), str(uuid.uuid4()), start + timedelta(milliseconds=k)
+        records += [
+            PredictionRecord(pid, "prices", 1, at, {}, repr(float(first[k])), None, None, None, 3.0,
+                             None),
+            PredictionRecord(sid, "prices", v2, at, {}, repr(float(second[k])), None, None, None, 3.0,
+                             None, None, "shadow", pid),
+        ]  # fmt: skip
+        labels.append((sid if k % 3 == 0 else pid, repr(float(truth[k]))))
+    store = PredictionStore(ctx.db)
+    store.write_batch(records)
+    store.add_feedback(labels)
+    result = client.compare("prices", live=True)
+    assert result.task == "regression" and result.primary_metric == "rmse"
+    shadow = result.shadow
+    assert shadow.agreement is None
+    assert shadow.mean_abs_difference == pytest.approx(np.mean(np.abs(first - second)))
+    assert "deciles" in shadow.score_distance["basis"]
+    gain = shadow.labelled
+    assert gain["pairing"] == "paired" and gain["production_n"] == n  # labels on either row
+    assert gain["production_value"] == pytest.approx(np.sqrt(np.mean((first - truth) ** 2)))
+    assert gain["gain"] > 0 and gain["favours"] == "challenger"  # lower rmse is the gain
+    rows = {(v["version"], v["role"]): v for v in result.versions}
+    assert rows[(1, "production")]["requests"] is None  # no request ids were logged
