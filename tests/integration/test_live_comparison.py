@@ -55,7 +55,8 @@ def log_traffic(
     truth = (rng.random(n) < 0.3).astype(int)
     p1 = _scorer(truth, production_skill, rng)
     p2 = _scorer(truth, challenger_skill, rng)
-    start = start or datetime.now(UTC) - timedelta(hours=1)
+    # After the deployment by default: shadow coverage counts the shadow mode's time only.
+    start = start or datetime.now(UTC)
     records, labels = [], []
     ids: dict[str, list[str]] = {"production": [], "challenger": []}
     for k in range(n):
@@ -185,20 +186,33 @@ def test_paired_interval_is_narrower_than_unpaired_on_the_same_labels(
 
 
 def test_a_shadow_that_missed_records_counts_them_as_errors(client, churn_version) -> None:  # noqa: F811
-    _two_versions(client, churn_version)
-    ids = log_traffic(client, mode="shadow", n=100, labelled=0, production_skill=0.5,
-                      challenger_skill=0.5)  # fmt: skip
+    """Misses are production rows of shadow time without a shadow row; a canary between
+    two shadow periods (production rows without partners, by design) is not counted."""
+    import time
+
     from sqlalchemy import delete
 
     from pgmlops.store.tables import PredictionRow
 
+    _two_versions(client, churn_version)
+    ids = log_traffic(client, mode="shadow", n=100, labelled=0, production_skill=0.5,
+                      challenger_skill=0.5)  # fmt: skip
+    time.sleep(1.1)  # past the last logged row (10 ms apart), then the mode changes
+    client.deploy("churn", canary="50%")
+    log_traffic(client, mode="canary", n=40, labelled=0, production_skill=0.5,
+                challenger_skill=0.5, seed=1)  # fmt: skip
+    time.sleep(0.5)
+    client.deploy("churn", shadow=True)
+    log_traffic(client, mode="shadow", n=30, labelled=0, production_skill=0.5,
+                challenger_skill=0.5, seed=2)  # fmt: skip
     dropped = [uuid.UUID(i) for i in ids["challenger"][10:30]]
     with client.context.db.session() as s:
         s.execute(delete(PredictionRow).where(PredictionRow.id.in_(dropped)))
     rows = {(v["version"], v["role"]): v for v in client.compare("churn", live=True).versions}
     shadow = rows[(2, "shadow")]
-    # The span runs from the first shadow row: the first production row precedes it.
-    assert shadow["errors"] == 20 and shadow["error_rate"] == pytest.approx(20 / 99)
+    # The span runs from the first shadow row (the first production row precedes it);
+    # the canary's 20 production rows fall outside the shadow periods.
+    assert shadow["errors"] == 20 and shadow["error_rate"] == pytest.approx(20 / (99 + 30))
     assert "no shadow row" in shadow["error_basis"]
     assert rows[(1, "production")]["error_rate"] is None
 
@@ -519,12 +533,13 @@ def test_regression_shadow_traffic_is_compared_by_mean_absolute_difference_and_r
     records, labels = [], []
     for k in range(n):
         pid, sid, at = str(uuid.uuid4()), str(uuid.uuid4()), start + timedelta(milliseconds=k)
+        a, b = repr(float(first[k])), repr(float(second[k]))
         records += [
-            PredictionRecord(pid, "prices", 1, at, {}, repr(float(first[k])), None, None, None, 3.0,
-                             None),
-            PredictionRecord(sid, "prices", v2, at, {}, repr(float(second[k])), None, None, None, 3.0,
-                             None, None, "shadow", pid),
-        ]  # fmt: skip
+            PredictionRecord(pid, "prices", 1, at, {}, a, None, None, None, 3.0, None),
+            PredictionRecord(
+                sid, "prices", v2, at, {}, b, None, None, None, 3.0, None, None, "shadow", pid
+            ),
+        ]
         labels.append((sid if k % 3 == 0 else pid, repr(float(truth[k]))))
     store = PredictionStore(ctx.db)
     store.write_batch(records)

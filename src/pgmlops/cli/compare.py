@@ -76,6 +76,11 @@ def print_comparison(summary: dict[str, Any]) -> None:
         )
     if not summary["versions"]:
         typer.echo("  no logged traffic of either version in this window")
+    else:
+        typer.echo(
+            "  errors: a shadow row's are production rows it missed; failed production and "
+            "canary requests are not logged (see /metrics)"
+        )
     for kind in ("shadow", "canary"):
         part = summary[kind]
         if part is None:

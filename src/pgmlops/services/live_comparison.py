@@ -30,7 +30,7 @@ from pgmlops.domain.live_comparison import (
     score_distance,
 )
 from pgmlops.domain.metrics import Scores
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.records import PRODUCTION, AliasEvent
 from pgmlops.errors import ConfigError, NotFoundError
 from pgmlops.services.context import Context
 from pgmlops.services.labelled_performance import valid_labels
@@ -173,7 +173,8 @@ def live_comparison(
     store = LiveFigureStore(ctx.db)
     traffic = store.traffic(name, since=since, until=until)
     mine = [t for t in traffic if t.version in (production.version, version)]
-    coverage = store.shadow_coverage(name, version, since=since, until=until)
+    spans = shadow_spans(ctx.registry.alias_history(name, CHALLENGER), version)
+    coverage = store.shadow_coverage(name, version, since=since, until=until, spans=spans)
     deployment = Deployment.from_dict(current.deployment) if current else None
     shown = deployment.describe() if deployment and current.version == version else None  # type: ignore[union-attr]
     shadow = _shadow(store, card, metric, policy, name, production.version, version, since, until)
@@ -191,6 +192,22 @@ def live_comparison(
         shadow=shadow,
         canary=canary,
     )
+
+
+def shadow_spans(events: list[AliasEvent], version: int) -> list[tuple[datetime, datetime | None]]:
+    """[start, end) times the challenger alias served `version` in shadow mode."""
+    spans: list[tuple[datetime, datetime | None]] = []
+    start: datetime | None = None
+    for e in events:
+        if start is not None:
+            spans.append((start, e.created_at))
+            start = None
+        mode = Deployment.from_dict(e.deployment)
+        if e.new_version == version and mode is not None and mode.mode == "shadow":
+            start = e.created_at
+    if start is not None:
+        spans.append((start, None))
+    return spans
 
 
 def _traffic_row(t: RoleTraffic, production: int, coverage: ShadowCoverage) -> dict[str, Any]:

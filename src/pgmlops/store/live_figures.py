@@ -19,12 +19,13 @@ Signatures here are relied on by other services (live promotion, rollback): keep
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, func, literal, select
+from sqlalchemy import and_, false, func, literal, or_, select, true
 from sqlalchemy.orm import aliased
 
 from pgmlops.store.db import Database
@@ -226,8 +227,13 @@ class LiveFigureStore:
         *,
         since: datetime | None = None,
         until: datetime | None = None,
+        spans: Sequence[tuple[datetime, datetime | None]] | None = None,
     ) -> ShadowCoverage:
-        """Production rows in the challenger's shadow span and how many have a shadow row."""
+        """Production rows in the challenger's shadow span and how many have a shadow row.
+
+        ``spans`` ([start, end) times the challenger was deployed in shadow mode, end None:
+        still) keeps out production rows of other times inside the span, e.g. a canary.
+        """
         shadow = and_(
             PredictionRow.model_name == model_name,
             PredictionRow.version == challenger_version,
@@ -252,6 +258,19 @@ class LiveFigureStore:
                 PredictionRow.created_at <= last,
                 PredictionRow.created_at >= first,
             )
+            if spans is not None:
+                production = production.where(
+                    or_(
+                        false(),
+                        *(
+                            and_(
+                                PredictionRow.created_at >= lo,
+                                PredictionRow.created_at < hi if hi else true(),
+                            )
+                            for lo, hi in spans
+                        ),
+                    )
+                )
             rows = s.scalar(select(func.count()).select_from(production.subquery()))
             paired = s.scalar(
                 select(func.count(func.distinct(partner.paired_id))).where(
