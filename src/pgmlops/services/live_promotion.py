@@ -68,7 +68,8 @@ def check_live_promotion(
         return LiveDecision(name, "off", "live promotion is off (live.promotion: false)")
     states = ctx.registry.alias_states(name)
     challenger, production = states.get(CHALLENGER), states.get(PRODUCTION)
-    if challenger is None or production is None:
+    if challenger is None or production is None or challenger.version == production.version:
+        # A challenger promoted by hand still has its alias: there is nothing to compare.
         return LiveDecision(name, "no_challenger", f"{name}: no challenger deployed")
     version = challenger.version
     comparison = live_comparison(ctx, name, challenger_version=version, policy=policy)

@@ -122,18 +122,15 @@ def _window(stmt: Any, row: Any, since: datetime | None, until: datetime | None)
 
 
 def _current_labels() -> Any:
-    """Current labels, one per prediction (two racing writers: the newest label wins)."""
-    newest = (
-        select(FeedbackRow.prediction_id, func.max(FeedbackRow.id).label("fid"))
-        .where(FeedbackRow.superseded_at.is_(None))
-        .group_by(FeedbackRow.prediction_id)
-        .subquery()
-    )
-    return (
-        select(FeedbackRow.prediction_id, FeedbackRow.label)
-        .join(newest, newest.c.fid == FeedbackRow.id)
-        .subquery()
-    )
+    """Feedback rows to outer-join on (prediction_id, current): the index ix_feedback_prediction
+    answers each row's lookup, instead of grouping the whole feedback table first. Two racing
+    writers can leave two current labels; rows are ordered newest label first and the reader
+    keeps a prediction's first row."""
+    return aliased(FeedbackRow)
+
+
+def _label_join(labels: Any, prediction_id: Any) -> Any:
+    return and_(labels.prediction_id == prediction_id, labels.superseded_at.is_(None))
 
 
 class LiveFigureStore:
@@ -303,15 +300,15 @@ class LiveFigureStore:
                 PredictionRow.prediction,
                 PredictionRow.probability,
                 PredictionRow.output,
-                labels.c.label,
+                labels.label,
             )
-            .outerjoin(labels, labels.c.prediction_id == PredictionRow.id)
+            .outerjoin(labels, _label_join(labels, PredictionRow.id))
             .where(
                 PredictionRow.model_name == model_name,
                 PredictionRow.version == version,
                 role_test,
             )
-            .order_by(PredictionRow.created_at.desc(), PredictionRow.id.desc())
+            .order_by(PredictionRow.created_at.desc(), PredictionRow.id.desc(), labels.id.desc())
             .limit(limit),
             PredictionRow,
             since,
@@ -345,11 +342,11 @@ class LiveFigureStore:
                 shadow.prediction.label("s_prediction"),
                 shadow.probability.label("s_probability"),
                 shadow.output.label("s_output"),
-                func.coalesce(labels_p.c.label, labels_s.c.label).label("label"),
+                func.coalesce(labels_p.label, labels_s.label).label("label"),
             )
             .join(prod, prod.id == shadow.paired_id)
-            .outerjoin(labels_p, labels_p.c.prediction_id == prod.id)
-            .outerjoin(labels_s, labels_s.c.prediction_id == shadow.id)
+            .outerjoin(labels_p, _label_join(labels_p, prod.id))
+            .outerjoin(labels_s, _label_join(labels_s, shadow.id))
             .where(
                 shadow.model_name == model_name,
                 shadow.version == challenger_version,
@@ -358,7 +355,9 @@ class LiveFigureStore:
                 prod.version == production_version,
                 prod.role.is_(None),
             )
-            .order_by(shadow.created_at.desc(), shadow.id.desc())
+            .order_by(
+                shadow.created_at.desc(), shadow.id.desc(), labels_p.id.desc(), labels_s.id.desc()
+            )
             .limit(limit),
             shadow,
             since,
