@@ -84,14 +84,14 @@ class Worker:
         self._stop = threading.Event()
         self._next_check: dict[str, datetime] = {}
         self._next_monitor: dict[str, datetime] = {}
-        self._next_partitions: datetime | None = None
-        self._next_gc: datetime | None = None
-        self._next_summary: datetime | None = None
-        self._next_recover: datetime | None = None
         # Live promotion (opt-in): when each model is next looked at, and the
         # (production, challenger) pairs per model the offline gates refused.
         self._next_live: dict[str, datetime] = {}
         self._live_refused: dict[str, set[tuple[int, int]]] = {}
+        self._next_partitions: datetime | None = None
+        self._next_gc: datetime | None = None
+        self._next_summary: datetime | None = None
+        self._next_recover: datetime | None = None
 
     # -- control ---------------------------------------------------------------------------
 
@@ -150,8 +150,6 @@ class Worker:
             self.maintain(now or datetime.now(UTC))
         if not self.stopping:
             self.scheduled(now or datetime.now(UTC))
-        if not self.stopping:
-            self.live_checks(now or datetime.now(UTC))
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -297,24 +295,7 @@ class Worker:
                 except PgmlopsError as exc:
                     self.say(f"{name}: scheduled monitoring skipped: {exc}")
                 self._next_monitor[name] = now + timedelta(seconds=monitor_every)
-
-    def _after_check(self, name: str, now: datetime, every: float) -> datetime:
-        nxt = now + timedelta(seconds=every)
-        schedule = self.ctx.settings.retraining.schedule
-        anchor = schedule_anchor(self.ctx, name) if schedule is not None else None
-        if schedule is not None and anchor is not None:
-            soonest = now + timedelta(seconds=self.ctx.settings.retraining.poll_seconds)
-            nxt = min(nxt, max(next_due(schedule, anchor), soonest))
-        return nxt
-
-    def _check(self, name: str) -> None:
-        self.stats.trigger_checks += 1
-        try:
-            outcome = retrain(self.ctx, name, mode="if-needed", actor=f"worker {self.identity}")
-        except PgmlopsError as exc:
-            self.say(f"{name}: scheduled retrain check failed: {exc}")
-            return
-        self.say(f"{name}: {outcome.message}")
+        self.live_checks(now)
 
     # -- live promotion (opt-in) -------------------------------------------------------------
 
@@ -341,3 +322,21 @@ class Worker:
                 refused.add((decision.production_version, decision.challenger_version))  # type: ignore[arg-type]
             if decision.status != "no_challenger":
                 self.say(decision.message)
+
+    def _after_check(self, name: str, now: datetime, every: float) -> datetime:
+        nxt = now + timedelta(seconds=every)
+        schedule = self.ctx.settings.retraining.schedule
+        anchor = schedule_anchor(self.ctx, name) if schedule is not None else None
+        if schedule is not None and anchor is not None:
+            soonest = now + timedelta(seconds=self.ctx.settings.retraining.poll_seconds)
+            nxt = min(nxt, max(next_due(schedule, anchor), soonest))
+        return nxt
+
+    def _check(self, name: str) -> None:
+        self.stats.trigger_checks += 1
+        try:
+            outcome = retrain(self.ctx, name, mode="if-needed", actor=f"worker {self.identity}")
+        except PgmlopsError as exc:
+            self.say(f"{name}: scheduled retrain check failed: {exc}")
+            return
+        self.say(f"{name}: {outcome.message}")
