@@ -445,3 +445,33 @@ def _log_and_monitor(ctx, version: int, frames: list[pd.DataFrame]) -> None:
         store.write_batch(records)
         store.add_feedback([(r.id, str(y)) for r, y in zip(records, frame["Exited"], strict=True)])
         run_monitor(ctx, "churn", last=len(frame))
+
+
+def test_the_page_shows_the_live_comparison_of_production_and_its_challenger(
+    server, ctx, trained, page: Page
+) -> None:
+    from playwright.sync_api import expect
+
+    from pgmlops import Client
+    from tests.integration.test_live_comparison import log_traffic
+
+    page.goto(f"{server.url}/")
+    expect(page.locator("#live")).to_contain_text("no challenger deployed")
+    client = Client(context=ctx)
+    client.deploy("churn", trained["v2"], shadow=True)
+    log_traffic(
+        client, mode="shadow", n=300, labelled=250, production_skill=0.2, challenger_skill=0.9
+    )
+    page.reload()
+    traffic = page.locator("#live-traffic")
+    expect(traffic).to_contain_text("shadow")
+    expect(traffic).to_contain_text("0.00%")  # every production row has its shadow row
+    shadow = page.locator("#live-shadow")
+    expect(shadow).to_contain_text("(paired)")
+    expect(shadow).to_contain_text("agreement")
+    expect(shadow.locator(".ok")).to_contain_text("roc_auc gain +")
+    expect(shadow.locator(".ok")).to_contain_text("paired, n=250")
+    with page.expect_navigation():
+        page.click("#live a")
+    expect(page.locator("h1")).to_contain_text("Live comparison")
+    expect(page.locator("#live-shadow")).to_contain_text("Shadow traffic")

@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 from pgmlops import __version__
 from pgmlops.api import (
     admin_routes,
+    compare_routes,
     docs,
     errors,
     monitoring_routes,
@@ -188,6 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_routes.router)
     app.include_router(admin_routes.admin)
     app.include_router(monitoring_routes.router)
+    app.include_router(compare_routes.router)
     app.include_router(retrain_routes.router)
     app.include_router(retrain_routes.public)
     app.include_router(page.router)

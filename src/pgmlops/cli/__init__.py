@@ -13,6 +13,7 @@ import typer
 
 from pgmlops.cli import (
     artifacts,
+    compare,
     db,
     feedback,
     monitor,
@@ -56,7 +57,7 @@ def _root(
 
 
 # The order of --help's command list.
-for _group in (train, registry, serve, predict, feedback, monitor, retrain, artifacts, db):
+for _group in (train, registry, compare, serve, predict, feedback, monitor, retrain, artifacts, db):
     _group.register(app)
 
 

@@ -164,8 +164,12 @@ def promote(
     actor: str,
     force: bool = False,
     reason: str | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> PromotionResult:
-    """Move `production` to the candidate if the gates approve (or if forced, with a reason)."""
+    """Move `production` to the candidate if the gates approve (or if forced, with a reason).
+
+    `evidence` (e.g. the live comparison's numbers) is kept in the decision record.
+    """
     if force and not (reason and reason.strip()):
         raise ConfigError("--force needs --reason TEXT: a forced promotion must say why")
     candidate = _candidate(ctx, name, version)
@@ -182,6 +186,8 @@ def promote(
         if not force:
             raise
     record = {**_decision_record(candidate.version, current, decision, force), "evaluation": sizes}
+    if evidence is not None:
+        record["evidence"] = evidence
     if decision is not None and not decision.approved and not force:
         ctx.registry.record_refusal(name, record, actor)
         failed = "; ".join(g.detail for g in decision.failed())

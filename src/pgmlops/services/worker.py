@@ -84,6 +84,10 @@ class Worker:
         self._stop = threading.Event()
         self._next_check: dict[str, datetime] = {}
         self._next_monitor: dict[str, datetime] = {}
+        # Live promotion (opt-in): when each model is next looked at, and the
+        # (production, challenger) pairs per model the offline gates refused.
+        self._next_live: dict[str, datetime] = {}
+        self._live_refused: dict[str, set[tuple[int, int]]] = {}
         self._next_partitions: datetime | None = None
         self._next_gc: datetime | None = None
         self._next_summary: datetime | None = None
@@ -291,6 +295,33 @@ class Worker:
                 except PgmlopsError as exc:
                     self.say(f"{name}: scheduled monitoring skipped: {exc}")
                 self._next_monitor[name] = now + timedelta(seconds=monitor_every)
+        self.live_checks(now)
+
+    # -- live promotion (opt-in) -------------------------------------------------------------
+
+    def live_checks(self, now: datetime) -> None:
+        """`live.promotion`: every `live.check_seconds`, promote a challenger that won live."""
+        live = self.ctx.settings.live
+        if not live.promotion:
+            return
+        from pgmlops.services.live_promotion import check_live_promotion
+
+        for name in self.watched_models():
+            if self.stopping or now < self._next_live.get(name, now):
+                continue
+            self._next_live[name] = now + timedelta(seconds=live.check_seconds)
+            refused = self._live_refused.setdefault(name, set())
+            try:
+                decision = check_live_promotion(
+                    self.ctx, name, actor=f"worker {self.identity}", refused_before=refused
+                )
+            except PgmlopsError as exc:
+                self.say(f"{name}: live promotion check failed: {exc}")
+                continue
+            if decision.status == "refused" and decision.challenger_version is not None:
+                refused.add((decision.production_version, decision.challenger_version))  # type: ignore[arg-type]
+            if decision.status != "no_challenger":
+                self.say(decision.message)
 
     def _after_check(self, name: str, now: datetime, every: float) -> datetime:
         nxt = now + timedelta(seconds=every)

@@ -14,7 +14,7 @@ import orjson
 import psycopg
 from psycopg.errors import CheckViolation
 from psycopg.types.json import Jsonb
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -233,7 +233,11 @@ class PredictionStore:
                         .label("rank"),
                     )
                     .where(
-                        PredictionRow.model_name == model_name, PredictionRow.entity_key.in_(part)
+                        PredictionRow.model_name == model_name,
+                        PredictionRow.entity_key.in_(part),
+                        # A shadow row repeats its production row's key, later: the answer
+                        # the caller got (and labels) belong to the row that answered.
+                        or_(PredictionRow.role.is_(None), PredictionRow.role != "shadow"),
                     )
                     .subquery()
                 )
