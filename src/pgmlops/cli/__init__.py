@@ -15,6 +15,7 @@ from pgmlops.cli import (
     artifacts,
     db,
     feedback,
+    mirror,
     monitor,
     predict,
     registry,
@@ -56,7 +57,7 @@ def _root(
 
 
 # The order of --help's command list.
-for _group in (train, registry, serve, predict, feedback, monitor, retrain, artifacts, db):
+for _group in (train, registry, serve, predict, feedback, monitor, retrain, artifacts, mirror, db):
     _group.register(app)
 
 
