@@ -32,6 +32,9 @@ mlflow = pytest.importorskip("mlflow", reason="the mirror needs pip install 'pgm
 pytest.importorskip("mlflow.server", reason="the full mlflow package runs the tracking server")
 
 ACTOR = "test"
+# Starting the tracking server and logging each version's model take minutes on a busy
+# two-core machine; the default 300 s covers neither.
+pytestmark = pytest.mark.timeout(900)
 
 
 def _free_port() -> int:
