@@ -7,6 +7,7 @@ server that is down never fails or undoes a move, and `sync` catches MLflow up a
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import socket
@@ -21,8 +22,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
 from pgmlops import Client
+from pgmlops.cli import app as cli_app
 from pgmlops.config import Settings
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.services.mlflow_sync import VERSION_TAG, sync_command
@@ -189,10 +192,21 @@ def test_a_tracking_server_that_is_down_never_fails_a_move(
         assert f'pgmlops_mlflow_mirror_failures_total{{model="{name}"}} 1.0' in metrics
     # Once MLflow is back, one sync makes it say what pgmlops says, registering the version
     # the aliases point at (v1; v2 holds no alias any more).
-    with _client(settings, tracking_server) as client:
-        result = sync_command(client.context.mlflow_mirror, name)
-        assert result["registered"] == [1]
-        assert _aliases(tracking_server, name) == {"production": 1, "staging": 1}
+    env = {
+        "PGMLOPS_DATABASE_URL": settings.database_url,
+        "PGMLOPS_ARTIFACT_ROOT": settings.artifact_root,
+        "PGMLOPS_MLFLOW_TRACKING_URI": tracking_server,
+    }
+    done = CliRunner().invoke(cli_app, ["mlflow", "sync", "--model-name", name, "--json"], env=env)
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    assert result["registered"] == [1]
+    assert result["aliases"]["production"]["version"] == 1
+    assert _aliases(tracking_server, name) == {"production": 1, "staging": 1}
+    # Nothing left to do: the second sync registers nothing and says where each alias is.
+    again = CliRunner().invoke(cli_app, ["mlflow", "sync", "--model-name", name], env=env)
+    assert again.exit_code == 0, again.output
+    assert "production -> v1" in again.stdout and "registered" not in again.stdout
 
 
 def test_sync_without_a_tracking_uri_is_a_one_line_error(settings: Settings) -> None:
