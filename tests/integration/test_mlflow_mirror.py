@@ -207,6 +207,10 @@ def test_a_tracking_server_that_is_down_never_fails_a_move(
     again = CliRunner().invoke(cli_app, ["mlflow", "sync", "--model-name", name], env=env)
     assert again.exit_code == 0, again.output
     assert "production -> v1" in again.stdout and "registered" not in again.stdout
+    # `pgmlops models` says where the aliases are mirrored and how to re-sync.
+    listed = CliRunner().invoke(cli_app, ["models", "--model-name", name], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert f"pgmlops mlflow sync --model-name {name}" in listed.stdout
 
 
 def test_sync_without_a_tracking_uri_is_a_one_line_error(settings: Settings) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -79,6 +80,12 @@ class MlflowRecord:
 def log_version(tracking_uri: str, version: ModelVersion, pipeline: Any) -> MlflowRecord:
     """Log params, metrics and the pipeline as a run; register it as an MLflow model version."""
     require_mlflow()
+    # MLflow prints "View run ... at: URL" on stdout, where `--json` output goes.
+    with contextlib.redirect_stdout(sys.stderr):
+        return _log_version(tracking_uri, version, pipeline)
+
+
+def _log_version(tracking_uri: str, version: ModelVersion, pipeline: Any) -> MlflowRecord:
     import mlflow
 
     card = version.card
