@@ -286,6 +286,8 @@ class Settings(BaseSettings):
     # Lets versions registered before signing existed load (with a warning) until
     # `pgmlops artifacts sign` has signed them; a bad or foreign signature is never trusted.
     trust_unsigned: bool = False
+    # Every version trained is logged and registered in MLflow, and every alias move is
+    # mirrored as an MLflow alias (services/mlflow_sync.py); unset: no MLflow at all.
     mlflow_tracking_uri: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     training: TrainingConfig = Field(default_factory=TrainingConfig)

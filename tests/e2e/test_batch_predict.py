@@ -337,3 +337,51 @@ def test_batch_predict_fails_with_the_count_when_the_log_stays_away(
     finally:
         _rename_log_table(ctx, "predictions_away", "predictions")
     assert not (tmp_path / "scored.csv").exists()
+
+
+def test_canary_rows_go_where_predict_sends_them_and_say_who_answered(
+    cli: Cli, trained, ctx, tmp_path: Path
+) -> None:
+    from pgmlops.services.deployment import deploy
+    from tests.e2e.serverproc import start_server, stop_server
+
+    frame = scoring_frame(400)
+    data = tmp_path / "customers.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "scored.csv"
+    args = ["predict", "--data", str(data), "--out", str(out), "--id-column", "CustomerId"]
+    assert_one_line_error(cli(*args, "--canary"), 2, "no canary deployed")
+    deploy(ctx, "churn", trained["v2"], canary="50%", sticky_key="CustomerId", actor="t")
+
+    result = cli(*args, "--canary", "--chunk-rows", "150", "--json")
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    scored = pd.read_csv(out)
+    assert list(scored.columns[-2:]) == ["version", "role"]
+    assert scored["CustomerId"].tolist() == frame["CustomerId"].tolist()
+    roles = scored["role"].tolist()
+    n_canary = roles.count("canary")
+    assert abs(n_canary - 200) <= 5 * 10  # binomial(400, 0.5): 5 standard deviations
+    assert summary["canary"]["rows"]["canary"] == n_canary
+    assert set(scored.loc[scored["role"] == "canary", "version"]) == {trained["v2"]}
+    logged = logged_rows(ctx, scored["prediction_id"].tolist())
+    assert {(r.version, r.role) for r in logged.values()} == {
+        (trained["v1"], None),
+        (trained["v2"], "canary"),
+    }
+    # A real server answers each customer with the version the batch gave it.
+    server = start_server(ctx.settings, tmp_path)
+    try:
+        records = frame[[*FEATURES, "CustomerId"]].astype(object)
+        records = records.where(records.notna(), None).to_dict("records")
+        with server.client() as client:
+            answer = client.post("/predict", json=records)
+        assert answer.status_code == 200, answer.text
+        assert [p["role"] for p in answer.json()["predictions"]] == roles
+    finally:
+        stop_server(server)
+    # The text line says who answered.
+    again = cli(*args, "--canary")
+    assert again.returncode == 0, again.stderr
+    assert f"{n_canary} answered by challenger v{trained['v2']}" in again.stdout

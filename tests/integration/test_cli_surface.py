@@ -48,6 +48,7 @@ def _env(ctx: Context, **extra: str) -> dict[str, str]:
         (["promote", "--model-name", "bad name!"], 2, "config_error", "not a model name"),
         (["train", "--data", "missing.csv", "--target", "y"], 3, "data_error", "missing.csv"),
         (["monitor", "--last", "0"], 2, "config_error", "--last"),
+        (["mlflow", "sync"], 2, "config_error", "mlflow_tracking_uri is not set"),
     ],
 )
 def test_errors_under_json_are_one_json_object_on_stdout_with_the_exit_code(

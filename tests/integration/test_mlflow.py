@@ -1,4 +1,4 @@
-"""MLflow interop: a version trained with a tracking URI is mirrored as an MLflow run."""
+"""MLflow interop: a version trained with a tracking URI is an MLflow run and model version."""
 
 from __future__ import annotations
 
@@ -40,3 +40,9 @@ def test_training_is_logged_to_a_local_mlflow_store(tmp_path: Path, churn_csv: P
     assert run.data.params["estimator"].endswith("HistGradientBoostingClassifier")
     model = mlflow.sklearn.load_model(f"runs:/{run.info.run_id}/model")
     assert hasattr(model, "predict_proba")
+    registered = mlflow.MlflowClient(tracking).get_model_version(
+        "churn", trained["mlflow_model_version"]
+    )
+    assert registered.tags["pgmlops.version"] == str(trained["version"])
+    assert registered.run_id == run.info.run_id
+    assert hasattr(mlflow.sklearn.load_model(f"models:/churn/{registered.version}"), "predict")

@@ -60,6 +60,10 @@ def refreeze() -> None:
 def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     ctx = Context(settings)
     ctx.db.ensure_schema()
+    if ctx.mlflow_mirror is not None:
+        ctx.mlflow_mirror.on_failure.append(
+            lambda model: metrics.mlflow_mirror_failures.labels(model).inc()
+        )
     try:
         ensure_log_partitions(ctx)
     except PgmlopsError as exc:

@@ -93,6 +93,7 @@ class Metrics:
     rows_lost: Counter
     model_info: Gauge
     live_rows: Counter
+    mlflow_mirror_failures: Counter
 
     _children: dict[tuple[str, int, str], Any] = field(default_factory=dict)
     _log_children: dict[str, Any] = field(default_factory=dict)
@@ -194,6 +195,12 @@ def build_metrics() -> Metrics:
             "Rows by role (production, canary, shadow) and outcome (answered, scored, failed, "
             "dropped, log_busy)",
             ["model", "version", "role", "outcome"],
+            registry=registry,
+        ),
+        mlflow_mirror_failures=Counter(
+            "pgmlops_mlflow_mirror_failures_total",
+            "Alias moves made here that MLflow did not take (the move stands; re-sync later)",
+            ["model"],
             registry=registry,
         ),
     )

@@ -16,6 +16,7 @@ from pgmlops.cli import (
     compare,
     db,
     feedback,
+    mirror,
     monitor,
     predict,
     registry,
@@ -57,7 +58,19 @@ def _root(
 
 
 # The order of --help's command list.
-for _group in (train, registry, compare, serve, predict, feedback, monitor, retrain, artifacts, db):
+for _group in (
+    train,
+    registry,
+    compare,
+    serve,
+    predict,
+    feedback,
+    monitor,
+    retrain,
+    artifacts,
+    mirror,
+    db,
+):
     _group.register(app)
 
 

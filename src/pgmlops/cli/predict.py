@@ -45,6 +45,14 @@ def predict(
         str | None,
         typer.Option("--id-column", help="Input column copied to the output (a row key)."),
     ] = None,
+    canary: Annotated[
+        bool,
+        typer.Option(
+            "--canary",
+            help="Answer the canary's share of rows with the challenger, as /predict does; "
+            "adds version and role columns.",
+        ),
+    ] = False,
     no_log: Annotated[
         bool, typer.Option("--no-log", help="Do not write the rows to the prediction log.")
     ] = False,
@@ -85,6 +93,7 @@ def predict(
         sep=sep,
         encoding=encoding,
         decimal=decimal,
+        canary=canary,
     )
     ctx = open_context(config)
     try:
@@ -103,6 +112,14 @@ def predict(
         line += f", {summary.rejected} refused into {summary.rejects}"
     if summary.logged:
         line += f", {summary.logged} logged"
+    if summary.canary is not None:
+        rows = summary.canary["rows"]
+        line += (
+            f"; {summary.canary['mode']}: {rows.get('canary', 0)} answered by challenger "
+            f"v{summary.canary['challenger_version']}, {rows.get('production', 0)} by production"
+        )
+        if rows.get("canary_failed"):
+            line += f" ({rows['canary_failed']} handed back to production: the challenger failed)"
     typer.echo(line)
 
 

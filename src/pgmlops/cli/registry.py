@@ -121,6 +121,14 @@ def models(
         print_json(result)
         return
     views.print_models(result)
+    uri = client.settings.mlflow_tracking_uri
+    if uri:
+        from pgmlops.domain.redact import redact_secrets
+
+        typer.echo(
+            f"aliases mirrored to MLflow at {redact_secrets(uri)}; after a move warned that "
+            f"MLflow missed it: pgmlops mlflow sync --model-name {model_name}"
+        )
 
 
 def register(app: typer.Typer) -> None:

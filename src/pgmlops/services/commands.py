@@ -131,6 +131,7 @@ def train_summary(result: TrainResult) -> dict[str, Any]:
     summary["onnx_detail"] = result.version.card.onnx.model_dump()
     summary["dropped_columns"] = result.version.card.feature_schema.dropped
     summary["mlflow_run_id"] = result.mlflow_run_id
+    summary["mlflow_model_version"] = result.mlflow_model_version
     return summary
 
 

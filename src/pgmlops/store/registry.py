@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -37,6 +38,9 @@ from pgmlops.store.tables import (
 )
 
 ALIAS_CHANNEL = "pgmlops_alias"
+# Told of every alias move after its transaction has committed (the MLflow mirror).
+AliasListener = Callable[[AliasEvent], None]
+log = logging.getLogger(__name__)
 
 
 def _version(row: ModelVersionRow, name: str, aliases: tuple[str, ...]) -> ModelVersion:
@@ -80,6 +84,16 @@ class RegistryStore:
     def __init__(self, db: Database, artifacts: ArtifactStore) -> None:
         self.db = db
         self.artifacts = artifacts
+        self.alias_listeners: list[AliasListener] = []
+
+    def _announce(self, event: AliasEvent) -> AliasEvent:
+        """Tell each listener of a committed move; a listener's failure never undoes it."""
+        for listener in self.alias_listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("alias listener %r failed after %s moved", listener, event.alias)
+        return event
 
     # -- models and versions -------------------------------------------------------------
 
@@ -353,7 +367,8 @@ class RegistryStore:
             s.add(event)
             s.flush()
             self._notify(s, name, alias, new_version)
-            return _alias_event(event, name)
+            moved = _alias_event(event, name)
+        return self._announce(moved)
 
     @staticmethod
     def _check_expected(
@@ -404,7 +419,8 @@ class RegistryStore:
             s.add(event)
             s.flush()
             self._notify(s, name, alias, None)
-            return _alias_event(event, name)
+            removed = _alias_event(event, name)
+        return self._announce(removed)
 
     def _add_promotion(
         self,

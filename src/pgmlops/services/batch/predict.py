@@ -16,6 +16,12 @@ import pandas as pd
 
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.errors import ConfigError, NotFoundError, StoreError, ValidationError
+from pgmlops.services.batch.canary import (
+    ROLE_COLUMNS,
+    CanaryPlan,
+    load_canary,
+    score_canary_chunk,
+)
 from pgmlops.services.batch.scoring import score_chunk
 from pgmlops.services.batch.sinks import check_output, open_output, open_rejects
 from pgmlops.services.batch.sources import open_source
@@ -48,6 +54,8 @@ class BatchRequest:
     sep: str | None = None
     encoding: str | None = None
     decimal: str | None = None
+    # Answer the canary's share of rows with the challenger, as /predict does.
+    canary: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,11 @@ class BatchSummary:
     output: str
     rejects: str | None
     request_id: str
+    # With --canary: the deployment and how many rows each role answered.
+    canary: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {"canary": self.canary} if self.canary is not None else {}
         return {
             "model_name": self.model_name,
             "version": self.version,
@@ -77,6 +88,7 @@ class BatchSummary:
             "output": self.output,
             "rejects": self.rejects,
             "request_id": self.request_id,
+            **extra,
         }
 
 
@@ -117,6 +129,11 @@ def _check_request(req: BatchRequest) -> None:
         raise ConfigError("--on-error skip needs --rejects FILE to write the refused rows to")
     if req.on_error == "fail" and req.rejects is not None:
         raise ConfigError("--rejects is only used with --on-error skip")
+    if req.canary and (req.version is not None or req.alias is not None):
+        raise ConfigError(
+            "--canary answers with production and the deployed challenger: it takes no "
+            "--version or --alias"
+        )
     check_output(req.out)
 
 
@@ -131,9 +148,27 @@ def _load(ctx: Context, req: BatchRequest) -> LoadedModel:
     return load_version(ctx, ctx.registry.get_version(name, number))
 
 
-def _check_columns(model: LoadedModel, columns: list[str], req: BatchRequest, where: str) -> None:
-    """Every feature present; other columns follow serving.extra_fields, as on /predict."""
+def _check_columns(
+    model: LoadedModel,
+    columns: list[str],
+    req: BatchRequest,
+    where: str,
+    also: LoadedModel | None = None,
+) -> None:
+    """Every feature present; other columns follow serving.extra_fields, as on /predict.
+
+    `also` (the canary's challenger) must find its features too; they are not extra.
+    """
     schema = model.card.feature_schema
+    if also is not None:
+        theirs = also.card.feature_schema
+        missing = [n for n in theirs.names if n not in columns]
+        if missing:
+            raise ValidationError(
+                f"{where} has no column {missing[0]!r}, a feature of the canary "
+                f"{also.name} v{also.version}"
+                + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "")
+            )
     missing = [n for n in schema.names if n not in columns]
     if missing:
         raise ValidationError(
@@ -142,10 +177,14 @@ def _check_columns(model: LoadedModel, columns: list[str], req: BatchRequest, wh
         )
     if req.id_column is not None and req.id_column not in columns:
         raise ConfigError(f"--id-column {req.id_column!r} is not a column of {where}")
-    if req.id_column in schema.names or req.id_column in _OUTPUT_COLUMNS:
+    outputs = (*_OUTPUT_COLUMNS, *(ROLE_COLUMNS if req.canary else ()))
+    if req.id_column in schema.names or req.id_column in outputs:
         raise ConfigError(f"--id-column {req.id_column!r} clashes with a feature or output column")
     # The target and the columns training dropped (ids, constants) are expected in such files.
     known = {*schema.names, schema.target, *schema.dropped, req.id_column}
+    if also is not None:
+        theirs = also.card.feature_schema
+        known |= {*theirs.names, theirs.target, *theirs.dropped}
     extra = [c for c in columns if c not in known]
     if extra and model.record.model_config.get("extra") == "forbid":
         raise ValidationError(
@@ -191,7 +230,12 @@ def run_batch_predict(
         encoding=req.encoding,
         decimal=req.decimal,
     )
-    _check_columns(model, source.columns, req, source.description)
+    plan: CanaryPlan | None = None
+    if req.canary:
+        plan = load_canary(ctx, model, source.columns, req.id_column, source.description)
+    challenger = plan.challenger if plan is not None else None
+    _check_columns(model, source.columns, req, source.description, challenger)
+    by_role: dict[str, int] = {}
     serving = ctx.settings.serving
     request_id = f"batch-{uuid.uuid4().hex[:16]}"
     # A minute of slack: the rows' created_at comes from this machine's clock.
@@ -206,14 +250,27 @@ def run_batch_predict(
     rows = written = refused = logged = in_flight = 0
     try:
         for chunk in source.chunks():
-            result = score_chunk(
-                model,
-                chunk,
-                serving,
-                id_column=req.id_column,
-                request_id=request_id,
-                log=store is not None,
-            )
+            if plan is None:
+                result = score_chunk(
+                    model,
+                    chunk,
+                    serving,
+                    id_column=req.id_column,
+                    request_id=request_id,
+                    log=store is not None,
+                )
+            else:
+                result, counts = score_canary_chunk(
+                    model,
+                    plan,
+                    chunk,
+                    serving,
+                    id_column=req.id_column,
+                    request_id=request_id,
+                    log_rows=store is not None,
+                )
+                for role, n in counts.items():
+                    by_role[role] = by_role.get(role, 0) + n
             if result.rejected:
                 if rejects is None:
                     first = min(result.rejected)
@@ -266,4 +323,5 @@ def run_batch_predict(
         output=sink.description,
         rejects=str(rejects.path) if rejects is not None else None,
         request_id=request_id,
+        canary={**plan.describe(), "rows": by_role} if plan is not None else None,
     )

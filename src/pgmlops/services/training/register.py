@@ -41,6 +41,7 @@ class TrainResult:
     warnings: list[str]
     seconds: float
     mlflow_run_id: str | None = None
+    mlflow_model_version: str | None = None
 
 
 def _library_versions() -> dict[str, str]:
@@ -236,19 +237,26 @@ def register_fitted(
         source,
         sign=lambda number, fs: ctx.artifacts.sign_files(model_name, number, fs),
     )
-    mlflow_run = None
+    mlflow_run = mlflow_version = None
     if ctx.settings.mlflow_tracking_uri:
         step("logging the run to MLflow")
         from pgmlops.services.mlflow_sync import log_version
 
         try:
-            mlflow_run = log_version(ctx.settings.mlflow_tracking_uri, version, pipeline)
+            logged = log_version(ctx.settings.mlflow_tracking_uri, version, pipeline)
+            mlflow_run, mlflow_version = logged.run_id, logged.model_version
         except Exception as exc:  # the version is registered; the MLflow mirror is extra
             # MLflow's message may carry the tracking URI, credentials included.
             reason = redact_secrets(str(exc))
             notes.append(f"MLflow logging failed, the version is registered anyway: {reason}")
             log.warning(notes[-1])
-    return TrainResult(version=version, warnings=notes, seconds=seconds, mlflow_run_id=mlflow_run)
+    return TrainResult(
+        version=version,
+        warnings=notes,
+        seconds=seconds,
+        mlflow_run_id=mlflow_run,
+        mlflow_model_version=mlflow_version,
+    )
 
 
 def _monitoring_references(
