@@ -121,9 +121,10 @@ class Delivery:
     def _write(
         self, records: list[PredictionRecord], write: Callable[[list[PredictionRecord]], object]
     ) -> int:
-        """Write records, row by row if the database refuses a value; returns how many went in.
+        """Write records, leaving out the rows the database refuses; returns how many went in.
 
-        One bad row must not hold back its batch, nor block every replay of the spill file.
+        One bad row must not hold back its batch (it is found by halving the batch), nor
+        block every replay of the spill file.
         StoreError (database away) propagates: the caller spills the batch, and the replay
         skips the rows already written.
         """
@@ -135,7 +136,9 @@ class Delivery:
                 self._count("rejected", 1)
                 log.error("prediction %s not logged: %s", _ident(records[0]), exc)
                 return 0
-            return sum(self._write([r], write) for r in records)
+            # Halves, not rows: a bad row in a batch of 20,000 costs ~30 writes, not 20,000.
+            mid = len(records) // 2
+            return self._write(records[:mid], write) + self._write(records[mid:], write)
 
     def _replay_if_due(self) -> None:
         now = time.monotonic()
