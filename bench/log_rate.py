@@ -260,12 +260,14 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--baseline", type=Path, help="a src folder to compare with (PYTHONPATH)")
-    ap.add_argument("--only", choices=("writer", "serve"), required=True)
+    ap.add_argument("--only", choices=("writer", "serve"))
     ap.add_argument("--writer-only", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.writer_only:
         print(orjson.dumps(writer_rate(args.writer_only)).decode())
         return
+    if args.only is None:
+        ap.error("--only writer or --only serve (each uses the one database name)")
     codes: list[tuple[str, Path | None]] = [("this checkout", None)]
     if args.baseline:
         codes.append((f"baseline {args.baseline}", args.baseline.resolve()))

@@ -16,6 +16,8 @@ log = logging.getLogger("pgmlops.services.prediction_log")
 _BACKOFF_MIN_S = 0.2
 # Caps how long a recovered database waits for its first retry (health clears within 5 s).
 _BACKOFF_MAX_S = 2.0
+# How often a spill folder that refused rows is looked at again (health clears within this).
+_PROBE_EVERY_S = 2.0
 
 
 def first_line(exc: BaseException) -> str:
@@ -47,6 +49,7 @@ class Delivery:
     _spill_dirty: bool
     _resume: dict[Path, int]
     _replay_at: float
+    _probe_at: float
     _lost_logged: int
     _count: Callable[[str, int], None]
 
@@ -80,6 +83,25 @@ class Delivery:
         self._spill_dirty = True
         self._count("spilled", len(batch))
         return True
+
+    def _probe_spill(self) -> None:
+        """While the spill folder refuses rows, look whether it takes them again.
+
+        Rows reach it only while the database fails, so without a look health would report
+        the folder broken long after it was repaired.
+        """
+        now = time.monotonic()
+        held = getattr(self, "_held", False)  # a held batch's next attempt is the look
+        if self._spill_error is None or held or now < self._probe_at:
+            return
+        self._probe_at = now + _PROBE_EVERY_S
+        try:
+            self.spill.probe()
+        except OSError as exc:
+            self._spill_error = f"{exc.strerror or exc}"
+            return
+        log.info("prediction log: spill folder %s takes rows again", self.spill.dir)
+        self._spill_error = None
 
     def _database_failed(self, exc: BaseException) -> None:
         now = time.monotonic()

@@ -109,6 +109,7 @@ class PredictionLogWriter(Delivery):
         self._resume: dict[Path, int] = {}
         self._next_claim = 0.0
         self._replay_at = 0.0
+        self._probe_at = 0.0
         self._lost_logged = 0
 
     # -- request path --------------------------------------------------------------------
@@ -297,6 +298,7 @@ class PredictionLogWriter(Delivery):
                     time.monotonic() >= self._deadline or (not self._batch and self._queue.empty())
                 ):
                     break
+                self._probe_spill()
                 if self._spill_error is None and time.monotonic() >= self._next_claim:
                     # Files of a worker that died (kill -9, crash) since this one started.
                     self._next_claim = time.monotonic() + _CLAIM_EVERY_S
