@@ -299,9 +299,10 @@ def main() -> None:
         if res["writer"]:
             for key in ("sustained_rows_s", "end_to_end_rows_s", "log_process_us", "backend_us"):
                 runs = [r[key] for r in res["writer"]]
+                worst = max(runs) if key.endswith("_us") else min(runs)  # CPU: more is worse
                 say(
-                    f"{name}: writer {key} median {statistics.median(runs):,.0f}, "
-                    f"worst {min(runs):,.0f} ({', '.join(f'{x:,.0f}' for x in runs)})"
+                    f"{name}: writer {key} median {statistics.median(runs):,.1f}, "
+                    f"worst {worst:,.1f} ({', '.join(f'{x:,.1f}' for x in runs)})"
                 )
         if res["serve"]:
             for key in ("s_after_last_answer", "scoring_rows_s"):
