@@ -345,6 +345,15 @@ def test_postgres_stopped_and_no_spill_folder_requests_wait_then_503_and_no_answ
         # Once the database is back, requests are answered again.
         with srv.client() as http:
             wait_until(lambda: http.post("/predict", json=RECORD).status_code == 200, 15)
+        # The folder repaired (nothing needs spilling now): health stops naming its error.
+        assert all(h["prediction_log"]["spill_error"] for h in each_worker(srv.url).values())
+        blocker.unlink()
+        wait_until(
+            lambda: all(
+                h["prediction_log"]["spill_error"] is None for h in each_worker(srv.url).values()
+            ),
+            timeout=15,
+        )
     finally:
         stop_server(srv)
     assert len(refusals) == 3, "the full log should have refused requests"

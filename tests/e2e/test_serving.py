@@ -376,6 +376,71 @@ def test_a_worker_that_dies_is_replaced(ctx, trained, tmp_path) -> None:
         stop_server(srv)
 
 
+def _worker_pids(url: str) -> set[int]:
+    """Both workers' pids (new connections until two have answered)."""
+    pids: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(pids) < 2 and time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            close = {"Connection": "close"}
+            pids.add(httpx.get(f"{url}/health", headers=close, timeout=10).json()["worker_pid"])
+    assert len(pids) == 2, "both workers should answer"
+    return pids
+
+
+def test_workers_killed_5s_apart_under_load_refuse_no_connection(ctx, trained, tmp_path) -> None:
+    # The pool keeps each worker's listening socket: while a replacement loads, connections
+    # the kernel routes to the dead worker's socket wait in its backlog for the replacement.
+    srv = start_server(ctx.settings, tmp_path, workers=2)
+    body = orjson.dumps(records(1)[0])
+    refused: list[str] = []
+    failed: list[str] = []
+    answered = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                # A new connection each time: each one is routed to a worker's socket anew.
+                resp = httpx.post(
+                    f"{srv.url}/predict",
+                    content=body,
+                    headers={"Connection": "close", "Content-Type": "application/json"},
+                    timeout=60,
+                )
+            except httpx.ConnectError as exc:
+                refused.append(str(exc))
+            except httpx.HTTPError as exc:  # a request the killed worker was answering
+                failed.append(f"{type(exc).__name__}: {exc}")
+            else:
+                if resp.status_code == 200:
+                    answered[0] += 1
+                else:
+                    failed.append(f"{resp.status_code} {resp.text[:200]}")
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    try:
+        first, second = sorted(_worker_pids(srv.url))
+        for t in threads:
+            t.start()
+        time.sleep(1)
+        os.kill(first, signal.SIGKILL)
+        time.sleep(5)
+        os.kill(second, signal.SIGKILL)
+        # Load goes on until both replacements answer.
+        assert not _worker_pids(srv.url) & {first, second}
+        time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        stop_server(srv)
+    assert refused == [], f"{len(refused)} connections refused: {refused[0]}"
+    # Only requests a worker was answering when it was killed may fail: one per thread.
+    assert len(failed) <= 2 * len(threads), failed
+    assert answered[0] > 0
+
+
 def test_serve_with_workers_refuses_a_port_in_use(ctx, trained, tmp_path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

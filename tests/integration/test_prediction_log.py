@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -267,3 +268,56 @@ def test_rows_a_killed_process_held_are_counted_lost_by_the_next_writer(
     assert stats["lost"] == stats["lost_dead_worker"] == 120
     # Claimed once: the dead process's ledger is gone, the survivor's closed at its stop.
     assert list(spill.glob("ledger-*.bin")) == []
+
+
+def test_spill_and_quarantine_files_are_for_the_owner_only(tmp_path: Path) -> None:
+    # They hold feature values: 0600 whatever the umask, also a file an older version made.
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    orphan = spill / "predictions-999999999.jsonl"
+    orphan.write_bytes(b"not json at all\n")
+    quarantine = spill / f"quarantine-{os.getpid()}.jsonl"
+    quarantine.write_bytes(b"")
+    quarantine.chmod(0o644)
+    old_umask = os.umask(0o022)
+    writer = PredictionLogWriter(_unreachable_store(), spill, batch_size=50, flush_seconds=0.05)
+    try:
+        writer.start()
+        writer.submit(_records(10))
+        deadline = time.monotonic() + 10
+        while writer.counts["quarantined"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        writer.stop(0.5)
+        os.umask(old_umask)
+    assert writer.counts["quarantined"] == 1 and writer.counts["spilled"] == 10
+    assert quarantine.read_bytes() == b"not json at all\n"
+    for path in (quarantine, writer.spill_path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_health_clears_the_spill_error_once_the_folder_takes_rows_again(
+    ctx, tmp_path: Path
+) -> None:
+    # The folder cannot be made (a file in its place) while the database takes every row:
+    # nothing is ever spilled, so only a look at the folder can tell it was repaired.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the spill folder should be")
+    store = PredictionStore(ctx.db)
+    writer = PredictionLogWriter(store, blocker / "spill", batch_size=50, flush_seconds=0.05)
+    writer.start()
+    try:
+        writer.submit(_records(10))
+        assert writer.flush(10.0)
+        broken = writer.stats()
+        blocker.unlink()
+        deadline = time.monotonic() + 10
+        while writer.stats()["spill_error"] is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        repaired = writer.stats()
+    finally:
+        writer.stop()
+    assert "Not a directory" in broken["spill_error"]
+    assert repaired["spill_error"] is None, repaired
+    assert store.count("churn") == 10
+    assert not list((blocker / "spill").glob(".probe-*"))  # the look leaves nothing behind

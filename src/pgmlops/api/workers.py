@@ -1,5 +1,8 @@
 """Several uvicorn servers on one port, each listening on its own SO_REUSEPORT socket.
 
+The pool's process makes and keeps the sockets; a worker inherits its slot's, and so does
+the worker that replaces it, so a connection arriving meanwhile waits instead of being refused.
+
 uvicorn's own ``--workers`` shares one listening socket between processes, and whichever
 worker wakes first accepts every connection that is waiting: a client that opens its
 keep-alive connections in a burst (a load balancer, a load generator) can land all of them
@@ -78,15 +81,9 @@ def serve_on(config: Any, sock: socket.socket) -> None:
         raise SystemExit(STARTUP_FAILURE)
 
 
-def _worker(config_kwargs: dict[str, Any]) -> None:
-    """One worker process: its own socket, one uvicorn server."""
-    config = uvicorn_config(config_kwargs)
-    try:
-        sock = bind_reuse_port(config.host, config.port)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        raise SystemExit(STARTUP_FAILURE) from None
-    serve_on(config, sock)
+def _worker(config_kwargs: dict[str, Any], sock: socket.socket) -> None:
+    """One worker process: one uvicorn server on its slot's listening socket."""
+    serve_on(uvicorn_config(config_kwargs), sock)
 
 
 class WorkerPool:
@@ -100,6 +97,7 @@ class WorkerPool:
         self.drain_seconds = drain_seconds
         self._ctx = multiprocessing.get_context("spawn")
         self._procs: list[tuple[Any, float]] = []
+        self._socks: list[socket.socket] = []
         self._stop = threading.Event()
         self.exit_code = 0
 
@@ -108,10 +106,18 @@ class WorkerPool:
         # Held, never listened on: a port in use fails here, once, with a clear message,
         # and no connection is ever routed to this socket.
         guard = bind_reuse_port(host, port)
+        # One listening socket per worker slot, made and kept here: a worker that dies
+        # leaves its socket listening, so the connections the kernel routes to it wait in
+        # its backlog for the replacement (which inherits it) instead of being refused.
+        self._socks = []
+        for _ in range(self.workers):
+            sock = bind_reuse_port(host, port)
+            sock.listen(int(self.config_kwargs.get("backlog") or 2048))
+            self._socks.append(sock)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self._stop.set())
         try:
-            self._procs = [self._spawn() for _ in range(self.workers)]
+            self._procs = [self._spawn(i) for i in range(self.workers)]
             log.info(
                 "serving on http://%s:%d with %d workers (one SO_REUSEPORT socket each)",
                 host,
@@ -122,11 +128,15 @@ class WorkerPool:
                 self._replace_dead()
         finally:
             self._shutdown()
+            for sock in self._socks:
+                sock.close()
             guard.close()
         return self.exit_code
 
-    def _spawn(self) -> tuple[Any, float]:
-        proc = self._ctx.Process(target=_worker, args=(self.config_kwargs,), name="pgmlops-worker")
+    def _spawn(self, slot: int) -> tuple[Any, float]:
+        proc = self._ctx.Process(
+            target=_worker, args=(self.config_kwargs, self._socks[slot]), name="pgmlops-worker"
+        )
         proc.start()
         return proc, time.monotonic()
 
@@ -143,7 +153,7 @@ class WorkerPool:
                 continue
             log.warning("worker %d exited with code %s; starting another", proc.pid, proc.exitcode)
             _forget_metrics_of(proc.pid)
-            self._procs[i] = self._spawn()
+            self._procs[i] = self._spawn(i)
 
     def _shutdown(self) -> None:
         graceful = float(self.config_kwargs.get("timeout_graceful_shutdown") or 10)

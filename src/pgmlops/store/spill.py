@@ -112,6 +112,7 @@ class SpillFolder:
             self.prepare()
             fd = os.open(self.path, flags, 0o600)
         try:
+            os.fchmod(fd, 0o600)  # feature values: a file an older version made 0644 too
             size = os.fstat(fd).st_size
             # An earlier failure that could not be cut back left a torn tail: start afresh.
             if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -195,13 +196,29 @@ class SpillFolder:
         """Keep unreadable lines aside; the error when the folder refuses them."""
         if lines:
             try:
-                with open(self.quarantine, "ab") as fh:
+                # Feature values are inside: for the service's user only, like the spill files.
+                fd = os.open(self.quarantine, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                with open(fd, "ab") as fh:
+                    os.fchmod(fd, 0o600)  # a file an older version made 0644
                     fh.write(b"".join(lines))
                     fh.flush()
-                    os.fsync(fh.fileno())
+                    os.fsync(fd)
             except OSError as exc:
                 return exc.strerror or str(exc)
         return None
+
+    def probe(self) -> None:
+        """Write, fsync and remove a small file: OSError while the folder takes no rows."""
+        self.prepare()
+        probe = self.dir / f".probe-{self.pid}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                probe.unlink()
 
     def discard(self, path: Path) -> bool:
         """Remove a replayed file (or empty it where the folder is read-only)."""

@@ -16,6 +16,8 @@ log = logging.getLogger("pgmlops.services.prediction_log")
 _BACKOFF_MIN_S = 0.2
 # Caps how long a recovered database waits for its first retry (health clears within 5 s).
 _BACKOFF_MAX_S = 2.0
+# How often a spill folder that refused rows is looked at again (health clears within this).
+_PROBE_EVERY_S = 2.0
 
 
 def first_line(exc: BaseException) -> str:
@@ -47,6 +49,7 @@ class Delivery:
     _spill_dirty: bool
     _resume: dict[Path, int]
     _replay_at: float
+    _probe_at: float
     _lost_logged: int
     _count: Callable[[str, int], None]
 
@@ -80,6 +83,25 @@ class Delivery:
         self._spill_dirty = True
         self._count("spilled", len(batch))
         return True
+
+    def _probe_spill(self) -> None:
+        """While the spill folder refuses rows, look whether it takes them again.
+
+        Rows reach it only while the database fails, so without a look health would report
+        the folder broken long after it was repaired.
+        """
+        now = time.monotonic()
+        held = getattr(self, "_held", False)  # a held batch's next attempt is the look
+        if self._spill_error is None or held or now < self._probe_at:
+            return
+        self._probe_at = now + _PROBE_EVERY_S
+        try:
+            self.spill.probe()
+        except OSError as exc:
+            self._spill_error = f"{exc.strerror or exc}"
+            return
+        log.info("prediction log: spill folder %s takes rows again", self.spill.dir)
+        self._spill_error = None
 
     def _database_failed(self, exc: BaseException) -> None:
         now = time.monotonic()
@@ -121,9 +143,10 @@ class Delivery:
     def _write(
         self, records: list[PredictionRecord], write: Callable[[list[PredictionRecord]], object]
     ) -> int:
-        """Write records, row by row if the database refuses a value; returns how many went in.
+        """Write records, leaving out the rows the database refuses; returns how many went in.
 
-        One bad row must not hold back its batch, nor block every replay of the spill file.
+        One bad row must not hold back its batch (it is found by halving the batch), nor
+        block every replay of the spill file.
         StoreError (database away) propagates: the caller spills the batch, and the replay
         skips the rows already written.
         """
@@ -135,7 +158,9 @@ class Delivery:
                 self._count("rejected", 1)
                 log.error("prediction %s not logged: %s", _ident(records[0]), exc)
                 return 0
-            return sum(self._write([r], write) for r in records)
+            # Halves, not rows: a bad row in a batch of 20,000 costs ~30 writes, not 20,000.
+            mid = len(records) // 2
+            return self._write(records[:mid], write) + self._write(records[mid:], write)
 
     def _replay_if_due(self) -> None:
         now = time.monotonic()

@@ -47,6 +47,8 @@ COUNTERS = (
     "failures",
 )
 _CLAIM_EVERY_S = 10.0
+# The largest batch a backlog is written in; batch_size is the smallest that waits no longer.
+_CATCH_UP_ROWS = 20_000
 Done = Callable[[str | None], None]
 
 
@@ -107,6 +109,7 @@ class PredictionLogWriter(Delivery):
         self._resume: dict[Path, int] = {}
         self._next_claim = 0.0
         self._replay_at = 0.0
+        self._probe_at = 0.0
         self._lost_logged = 0
 
     # -- request path --------------------------------------------------------------------
@@ -295,6 +298,7 @@ class PredictionLogWriter(Delivery):
                     time.monotonic() >= self._deadline or (not self._batch and self._queue.empty())
                 ):
                     break
+                self._probe_spill()
                 if self._spill_error is None and time.monotonic() >= self._next_claim:
                     # Files of a worker that died (kill -9, crash) since this one started.
                     self._next_claim = time.monotonic() + _CLAIM_EVERY_S
@@ -363,9 +367,18 @@ class PredictionLogWriter(Delivery):
             if type(item) is _Acked:
                 acks.append(item)
             if len(batch) >= self.batch_size:
-                break
+                # Behind: what is queued already goes in the same write (one COPY, one
+                # commit), so a backlog drains in fewer, larger batches.
+                item = self._queued_now() if len(batch) < _CATCH_UP_ROWS else None
+                continue
             item = self._next_item(deadline)
         return batch, acks
+
+    def _queued_now(self) -> list[PredictionRecord] | None:
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
 
     def _next_item(self, deadline: float) -> list[PredictionRecord] | None:
         """The next queued request, waiting until the deadline; None when the batch is done."""

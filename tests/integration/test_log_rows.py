@@ -1,0 +1,97 @@
+"""What the log writer stores is what was logged: every column, from either form of a row.
+
+PostgreSQL takes batches by binary COPY (store/copy_rows.py), SQLite by INSERT; a row comes
+as a PredictionRecord (the thread writer) or as its encoded line (the logging process).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from pgmlops.domain.records import PredictionRecord
+from pgmlops.errors import ValidationError
+from pgmlops.services.prediction import prediction_ids
+from pgmlops.services.prediction_log import PredictionLogWriter
+from pgmlops.store.copy_rows import COLUMNS
+from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.spill import EncodedRecord
+from pgmlops.store.tables import PredictionRow
+
+
+def _awkward(pid: str, paired: str | None) -> PredictionRecord:
+    """Text a COPY's text format would have to escape, unicode, NaN, an output, a pairing."""
+    return PredictionRecord(
+        pid,
+        "churn-ü",
+        3,
+        datetime(2026, 12, 6, 12, 30, 15, 123456, tzinfo=UTC),
+        {"Geography": "tab\there\\back\nline", "Age": 41.5, "Tags": ["a", "é"], "N": None},
+        "yes\tno",
+        float("nan"),
+        0.25,
+        {"out_of_range": ["Age"]},
+        1.75,
+        "req\\1",
+        "customer\n7",
+        "shadow",
+        paired,
+    )
+
+
+def _stored(store: PredictionStore) -> dict[str, dict[str, object]]:
+    with store.db.session() as s:
+        rows = s.scalars(select(PredictionRow)).all()
+        return {str(r.id): {c: getattr(r, c) for c in COLUMNS} for r in rows}
+
+
+def test_the_copy_columns_are_the_tables() -> None:
+    assert tuple(c.name for c in PredictionRow.__table__.columns) == COLUMNS
+
+
+def test_every_column_is_stored_as_logged_from_a_record_and_from_its_encoded_line(
+    ctx, tmp_path: Path
+) -> None:
+    a, b, c = prediction_ids(3)
+    as_record = _awkward(a, c)
+    encoded = replace(_awkward(b, None), role=None, output=None, entity_key=None)
+    store = PredictionStore(ctx.db)
+    writer = PredictionLogWriter(store, tmp_path / "spill", batch_size=100, flush_seconds=0.05)
+    writer.start()
+    try:
+        writer.submit([as_record, EncodedRecord(orjson.dumps(encoded))])  # type: ignore[list-item]
+        assert writer.flush(10.0)
+    finally:
+        writer.stop()
+    assert writer.counts["written"] == 2 and writer.counts["rejected"] == 0
+    stored = _stored(store)
+    for sent in (as_record, encoded):
+        row = stored[sent.id]
+        assert row["id"] == uuid.UUID(sent.id)
+        assert row["paired_id"] == (uuid.UUID(sent.paired_id) if sent.paired_id else None)
+        assert row["created_at"].replace(tzinfo=UTC) == sent.created_at  # type: ignore[attr-defined]
+        assert row["probability"] is None  # NaN is not a probability: stored as unknown
+        for name in ("model_name", "version", "features", "prediction", "confidence"):
+            assert row[name] == getattr(sent, name), name
+        for name in ("output", "latency_ms", "request_id", "entity_key", "role"):
+            assert row[name] == getattr(sent, name), name
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"id": "not-a-uuid"}, {"paired_id": "12345"}, {"features": {"x": object()}}],
+    ids=["id", "paired-id", "features"],
+)
+def test_a_row_that_cannot_be_written_is_refused_with_one_line(ctx, bad) -> None:
+    store = PredictionStore(ctx.db)
+    row = replace(_awkward(prediction_ids(1)[0], None), **bad)
+    with pytest.raises(ValidationError, match="prediction log row"):
+        store.write_batch([row])
+    store.close()
+    assert store.count() == 0
