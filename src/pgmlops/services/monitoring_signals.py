@@ -89,17 +89,26 @@ def reference_outputs(ctx: Context, mv: ModelVersion) -> ReferenceOutputs | None
     return _REFERENCES[key]
 
 
-_NULLS: dict[tuple[str, str, int], np.ndarray] = {}
+_NULLS: dict[tuple[str, str, int, tuple[int, ...]], np.ndarray] = {}
 
 
-def metric_null(mv: ModelVersion, ref: ReferenceOutputs, metric: str, n: int) -> np.ndarray:
-    """The null draws for ``metric`` at n rows, computed once per reference, metric and n."""
-    key = (mv.files["reference_outputs"].sha256, metric, n)
+def metric_null(
+    mv: ModelVersion,
+    ref: ReferenceOutputs,
+    metric: str,
+    n: int,
+    class_counts: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """The null draws for ``metric`` at n rows (and the window's labels per class, if given).
+
+    Computed once per reference, metric, n and class counts.
+    """
+    key = (mv.files["reference_outputs"].sha256, metric, n, class_counts or ())
     if key not in _NULLS:
         if len(_NULLS) >= 64:
             _NULLS.pop(next(iter(_NULLS)))
         # Seeded by the window size: the same window gets the same verdict on every run.
-        _NULLS[key] = null_differences(ref.scores(), metric, n, seed=0)
+        _NULLS[key] = null_differences(ref.scores(), metric, n, seed=0, class_counts=class_counts)
     return _NULLS[key]
 
 
@@ -111,13 +120,14 @@ def metric_drop(
     current: float | None,
     reference: float | None,
     settings: MonitoringConfig,
+    class_counts: tuple[int, ...] | None = None,
 ) -> DropVerdict:
     """``metric``'s shortfall from ``reference``, tested against its null at ``n`` rows."""
     return drop_test(
         metric,
         current,
         reference,
-        metric_null(mv, ref, metric, n),
+        metric_null(mv, ref, metric, n, class_counts),
         alpha=settings.alarm_alpha,
         tolerance=settings.performance_drop,
     )
