@@ -220,7 +220,7 @@ def _challenger_sets(churn_rows: int, sets: str) -> dict[str, tuple[pd.DataFrame
 
 
 def _holdout_only(ctx: Context, candidate: Any, champion: Any) -> bool:
-    """The gate as it was: judged on the union of the two holdouts alone."""
+    """The gate as it was: the union of the two holdouts alone, one-sided 99%."""
     from pgmlops.domain.gates import decide
     from pgmlops.domain.predict import baseline_scores
     from pgmlops.services.promotion import _score, read_holdout
@@ -233,7 +233,7 @@ def _holdout_only(ctx: Context, candidate: Any, champion: Any) -> bool:
     target = candidate.card.target
     cand, champ = _score(ctx, candidate, rows, target), _score(ctx, champion, rows, target)
     base = baseline_scores("binary", cand.y_true, cand.y_true, candidate.card.classes)
-    return decide(cand, champ, base, ctx.settings.promotion).approved
+    return decide(cand, champ, base, PromotionPolicy(challenger_confidence=0.99)).approved
 
 
 CHALLENGES = ("better", "identical", "worse")
@@ -264,7 +264,7 @@ def challengers(
     for label, (frame, target) in _challenger_sets(churn_rows, sets).items():
         hits = dict.fromkeys(CHALLENGES, 0)
         before = dict.fromkeys(CHALLENGES, 0)
-        lax = dict.fromkeys(CHALLENGES, 0)
+        strict = dict.fromkeys(CHALLENGES, 0)
         first: dict[str, str] = {}
         gains: list[float] = []
         rows: list[int] = []
@@ -295,8 +295,8 @@ def challengers(
                 decision, sizes = evaluate_challenge(ctx, versions[cand], versions[champ])
                 hits[kind] += int(decision.approved)
                 before[kind] += int(_holdout_only(ctx, versions[cand], versions[champ]))
-                ctx.settings.promotion = PromotionPolicy(confidence=0.95)
-                lax[kind] += int(
+                ctx.settings.promotion = PromotionPolicy(challenger_confidence=0.99)
+                strict[kind] += int(
                     evaluate_challenge(ctx, versions[cand], versions[champ])[0].approved
                 )
                 ctx.settings.promotion = POLICIES["default"]
@@ -309,7 +309,7 @@ def challengers(
         out[label] = {
             "hits": hits,
             "before": before,
-            "lax": lax,
+            "strict": strict,
             "first": first,
             "true_gain": (float(np.min(gains)), float(np.mean(gains)), float(np.max(gains))),
             "rows": (min(rows), max(rows)),
@@ -337,10 +337,9 @@ def main() -> None:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             result = challengers(args.challenger, Path(tmp), args.churn_rows, args.sets)
-        print(
-            "| data | candidate | promoted (Wilson 95%) | holdouts only (before) | first decision |"
-        )
-        print("|---|---|---|---|---|")
+        head = "default policy (Wilson 95%) | before: holdouts, 0.99 | held-out rows, 0.99"
+        print(f"| data | candidate | {head} | first decision (default) |")
+        print("|---|---|---|---|---|---|")
         for label, res in result.items():
             lo_g, mean_g, hi_g = res["true_gain"]
             gain = f"mean {mean_g:+.3f} (min {lo_g:+.3f}, max {hi_g:+.3f})"
@@ -353,9 +352,9 @@ def main() -> None:
                 old = res["before"][kind]
                 lo, hi = wilson(old, args.challenger)
                 was = f"{old}/{args.challenger} [{lo:.1%}, {hi:.1%}]"
-                lo, hi = wilson(res["lax"][kind], args.challenger)
-                lax = f"{res['lax'][kind]}/{args.challenger} [{lo:.1%}, {hi:.1%}]"
-                print(f"| {label} | {kind} | {cell} | {was} | {lax} | {res['first'][kind]} |")
+                lo, hi = wilson(res["strict"][kind], args.challenger)
+                strict = f"{res['strict'][kind]}/{args.challenger} [{lo:.1%}, {hi:.1%}]"
+                print(f"| {label} | {kind} | {cell} | {was} | {strict} | {res['first'][kind]} |")
         print(f"({time.perf_counter() - started:.0f} s)")
         return
     if args.small:
