@@ -15,6 +15,7 @@ same trained versions, so the only difference between columns is the gate.
     PYTHONPATH=src python bench/promotion_rates.py --trials 20 --rows 6000
     PYTHONPATH=src python bench/promotion_rates.py --null 400   # the gate's false-pass rate
     PYTHONPATH=src python bench/promotion_rates.py --small 10   # first versions, small real sets
+    PYTHONPATH=src:bench python bench/promotion_rates.py --challenger 10  # champion vs challenger
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -199,6 +201,123 @@ def small_first_versions(cases: int, folder: Path) -> dict[str, dict[str, tuple[
     return out
 
 
+def _challenger_sets(churn_rows: int, sets: str) -> dict[str, tuple[pd.DataFrame, str]]:
+    """A real binary set bundled with scikit-learn (no download) and the embedded demo data.
+
+    breast_cancer is left out: 5% of it is about 17 training rows, too few for a single
+    split of the default model, so its champion predicts a constant and any model wins.
+    """
+    from sklearn import datasets
+
+    out: dict[str, tuple[pd.DataFrame, str]] = {}
+    if "digits" in sets:
+        digits = datasets.load_digits(as_frame=True).frame
+        digits["target"] = np.where(digits["target"] >= 5, "high", "low")
+        out["digits >= 5 (1,797 rows)"] = (digits, "target")
+    if "churn" in sets:
+        out[f"demo churn ({churn_rows:,} rows)"] = (make_churn(churn_rows, seed=77), "Exited")
+    return out
+
+
+def _holdout_only(ctx: Context, candidate: Any, champion: Any) -> bool:
+    """The gate as it was: the union of the two holdouts alone, one-sided 99%."""
+    from pgmlops.domain.gates import decide
+    from pgmlops.domain.predict import baseline_scores
+    from pgmlops.services.promotion import _score, read_holdout
+
+    names = [*candidate.card.feature_schema.names, *champion.card.feature_schema.names]
+    needed = list(dict.fromkeys([*names, candidate.card.target]))
+    parts = [read_holdout(ctx, v) for v in (candidate, champion)]
+    parts = [p[needed] for p in parts if all(c in p for c in needed)]
+    rows = pd.concat(parts, ignore_index=True).drop_duplicates().reset_index(drop=True)
+    target = candidate.card.target
+    cand, champ = _score(ctx, candidate, rows, target), _score(ctx, champion, rows, target)
+    base = baseline_scores("binary", cand.y_true, cand.y_true, candidate.card.classes)
+    return decide(cand, champ, base, PromotionPolicy(challenger_confidence=0.99)).approved
+
+
+CHALLENGES = ("better", "identical", "worse")
+
+
+def challengers(
+    cases: int, folder: Path, churn_rows: int = 6_000, sets: str = "digits,churn"
+) -> dict[str, dict[str, Any]]:
+    """Champion vs challenger on real sets, default policy, the real promotion evaluation.
+
+    Per case, a 90% subsample of the set (its own seed) trains three versions: on all of it
+    (seed 0), on all of it again with another seed (split and model), and on a 5% subsample.
+    better = all vs the 5% champion; identical = the other-seed retrain vs the first;
+    worse = the 5% model vs the all-data champion. The true gain is the AUC difference on
+    the rows outside the subsample (never trained on by either).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from pgmlops.domain.schema import coerce_features
+    from pgmlops.services.commands import train_version
+    from pgmlops.services.promotion import version_engine
+
+    settings = Settings(
+        database_url=f"sqlite:///{folder / 'challenger.db'}", artifact_root=str(folder / "art4")
+    )
+    ctx = Context(settings)
+    out: dict[str, dict[str, Any]] = {}
+    for label, (frame, target) in _challenger_sets(churn_rows, sets).items():
+        hits = dict.fromkeys(CHALLENGES, 0)
+        before = dict.fromkeys(CHALLENGES, 0)
+        strict = dict.fromkeys(CHALLENGES, 0)
+        first: dict[str, str] = {}
+        gains: list[float] = []
+        rows: list[int] = []
+        for i in range(cases):
+            data = frame.sample(frac=0.9, random_state=700 + i)
+            unseen = frame.drop(index=data.index)
+            small = data.sample(frac=0.05, random_state=800 + i)
+            name = f"c{i}{label.split()[0]}"
+            versions = {}
+            for key, d, seed in (("full", data, 0), ("again", data, 1), ("small", small, 0)):
+                versions[key] = train_version(
+                    ctx, data=d.reset_index(drop=True), target=target, model_name=name,
+                    overrides={"seed": seed, "reference_folds": 0}, onnx=False, actor="b",
+                ).version  # fmt: skip
+            auc = {}
+            for key in ("full", "small"):
+                mv = versions[key]
+                x = coerce_features(unseen, mv.card.feature_schema)
+                proba = np.asarray(version_engine(ctx, mv).predict_frame(x).proba, dtype=float)
+                truth = unseen[target].astype(str).to_numpy() == str(mv.card.positive_class)
+                auc[key] = roc_auc_score(truth, proba[:, -1] if proba.ndim == 2 else proba)
+            gains.append(auc["full"] - auc["small"])
+            for kind, cand, champ in (
+                ("better", "full", "small"),
+                ("identical", "again", "full"),
+                ("worse", "small", "full"),
+            ):
+                decision, sizes = evaluate_challenge(ctx, versions[cand], versions[champ])
+                hits[kind] += int(decision.approved)
+                before[kind] += int(_holdout_only(ctx, versions[cand], versions[champ]))
+                ctx.settings.promotion = PromotionPolicy(challenger_confidence=0.99)
+                strict[kind] += int(
+                    evaluate_challenge(ctx, versions[cand], versions[champ])[0].approved
+                )
+                ctx.settings.promotion = POLICIES["default"]
+                if kind == "better":
+                    rows.append(sizes["rows"])
+                first.setdefault(kind, decision.summary())
+                if VERBOSE:
+                    print(f"  {label} {kind} {i} {sizes}: {decision.summary()}", flush=True)
+            print(f"{label}: case {i + 1}/{cases}", flush=True)
+        out[label] = {
+            "hits": hits,
+            "before": before,
+            "strict": strict,
+            "first": first,
+            "true_gain": (float(np.min(gains)), float(np.mean(gains)), float(np.max(gains))),
+            "rows": (min(rows), max(rows)),
+        }
+    ctx.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
@@ -206,7 +325,38 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print every decision")
     parser.add_argument("--null", type=int, default=0, help="only N random-score first versions")
     parser.add_argument("--small", type=int, default=0, help="N cases of small real sets")
+    parser.add_argument("--challenger", type=int, default=0, help="N champion/challenger cases")
+    parser.add_argument("--churn-rows", type=int, default=6_000, help="demo rows (--challenger)")
+    parser.add_argument("--sets", default="digits,churn", help="sets for --challenger")
     args = parser.parse_args()
+    global VERBOSE
+    VERBOSE = args.verbose
+    if args.challenger:
+        from honesty import wilson
+
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            result = challengers(args.challenger, Path(tmp), args.churn_rows, args.sets)
+        head = "default policy (Wilson 95%) | before: holdouts, 0.99 | held-out rows, 0.99"
+        print(f"| data | candidate | {head} | first decision (default) |")
+        print("|---|---|---|---|---|---|")
+        for label, res in result.items():
+            lo_g, mean_g, hi_g = res["true_gain"]
+            gain = f"mean {mean_g:+.3f} (min {lo_g:+.3f}, max {hi_g:+.3f})"
+            print(f"| {label} | true AUC gain of full over 5% on unseen rows {gain}; ", end="")
+            print(f"evaluation rows {res['rows']} | | | | |")
+            for kind in CHALLENGES:
+                hits = res["hits"][kind]
+                lo, hi = wilson(hits, args.challenger)
+                cell = f"{hits}/{args.challenger} [{lo:.1%}, {hi:.1%}]"
+                old = res["before"][kind]
+                lo, hi = wilson(old, args.challenger)
+                was = f"{old}/{args.challenger} [{lo:.1%}, {hi:.1%}]"
+                lo, hi = wilson(res["strict"][kind], args.challenger)
+                strict = f"{res['strict'][kind]}/{args.challenger} [{lo:.1%}, {hi:.1%}]"
+                print(f"| {label} | {kind} | {cell} | {was} | {strict} | {res['first'][kind]} |")
+        print(f"({time.perf_counter() - started:.0f} s)")
+        return
     if args.small:
         from honesty import wilson
 
@@ -225,8 +375,6 @@ def main() -> None:
         print(f"{args.null} no-skill first versions, 1,000 holdout rows (20% positive), promoted: ")
         print(", ".join(f"confidence {c}: {n}/{args.null}" for c, n in rates.items()))
         return
-    global VERBOSE
-    VERBOSE = args.verbose
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         counts = run(args.trials, args.rows, Path(tmp))

@@ -97,7 +97,7 @@ def test_harmful_does_not_fire_on_a_significant_fall_within_the_performance_tole
 ) -> None:
     # Issue 24: a fall beyond the estimate's own narrow null but within performance_drop is
     # no harm (it retrained on 31% of harmless real-shift windows).
-    estimated = _signal(0.012, False, harm_significant=True, harm_p_value=0.004)
+    estimated = _signal(0.012, False, p_value=0.004, significant=True)
     fired, why = drift_trigger(_result(drifted, _signal(0.01, False), estimated), "harmful")
     assert not fired and "not harmful" in why
 
@@ -110,6 +110,6 @@ def test_harmful_fires_when_labelled_performance_is_degraded(drifted: Any) -> No
 
 
 def test_harmful_ignores_a_significant_estimated_rise(drifted: Any) -> None:
-    estimated = _signal(-0.02, False, harm_significant=False, harm_p_value=0.99)
+    estimated = _signal(-0.02, False, p_value=0.99, significant=False)
     fired, _ = drift_trigger(_result(drifted, _signal(0.0, False), estimated), "harmful")
     assert not fired

@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
-from pgmlops.domain.gates import (
-    BOOTSTRAP_MAX_ROWS,
-    Decision,
-    PromotionPolicy,
-    decide,
-    paired_bootstrap,
-)
+from pgmlops.domain.gates import Decision, PromotionPolicy, decide
 from pgmlops.domain.metrics import Scores, alert_rate, at_alert_rate, metric_value
+from pgmlops.domain.paired_bootstrap import BOOTSTRAP_MAX_ROWS, paired_bootstrap
 from pgmlops.errors import ConfigError
 
 CLASSES = ("no", "yes")
@@ -363,3 +358,17 @@ def test_decision_to_dict_is_json_serialisable(truth):
     assert [g["name"] for g in restored["gates"]] == [
         "primary", "guard:recall", "floor:f1", "bootstrap"
     ]  # fmt: skip
+
+
+def test_a_challenger_is_judged_at_95_percent_a_first_version_at_99(truth):
+    # Issue 24: a challenger's false pass swaps in a model that is not better (a tie is
+    # refused anyway); a first version's puts in one with no skill, so it keeps 0.99.
+    champion, candidate = model(truth, 0.3), model(truth, 0.5, seed=2)
+    challenge = decide(candidate, champion, None, PromotionPolicy())
+    boot = next(g for g in challenge.gates if g.name == "bootstrap")
+    assert boot.numbers["confidence"] == 0.95 and "one-sided 95% CI" in boot.detail
+    first = decide(candidate, None, dummy_baseline(truth), PromotionPolicy())
+    assert first.gates[0].numbers["confidence"] == 0.99
+    strict = decide(candidate, champion, None, PromotionPolicy(challenger_confidence=0.99))
+    strict_boot = next(g for g in strict.gates if g.name == "bootstrap")
+    assert strict_boot.numbers["low"] < boot.numbers["low"]

@@ -196,3 +196,34 @@ def test_an_alarm_alpha_outside_0_to_half_is_refused_with_its_key(tmp_path) -> N
         load_settings(config)
     config.write_text("monitoring:\n  alarm_alpha: 0.02\n")
     assert load_settings(config).monitoring.alarm_alpha == 0.02
+
+
+def one_positive_windows(windows: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The AUC of windows of n rows holding exactly one positive (scores as window_aucs)."""
+    score = rng.normal(size=(windows, n))
+    score[:, 0] += 1.5  # row 0 is the positive
+    return (score[:, 1:] < score[:, :1]).mean(axis=1)
+
+
+def test_windows_with_one_positive_are_judged_at_their_own_class_counts() -> None:
+    # Issue 24: one positive among 200 makes AUC the rank of a single row; against the null
+    # of windows with the reference's ~40 positives it alarmed on 19% of healthy windows.
+    rng = np.random.default_rng(9)
+    reference = binary_rows(8_000, rng)
+    ref_auc = metric_value("roc_auc", reference)
+    aucs = one_positive_windows(1_000, 200, rng)
+
+    def alarm_rate(null: np.ndarray) -> float:
+        return float(
+            np.mean(
+                [
+                    drop_test("roc_auc", a, ref_auc, null, alpha=0.03, tolerance=0.03).degraded
+                    for a in aucs
+                ]
+            )
+        )
+
+    unconditional = alarm_rate(null_differences(reference, "roc_auc", 200))
+    conditional = alarm_rate(null_differences(reference, "roc_auc", 200, class_counts=(199, 1)))
+    assert unconditional > 0.10  # the old null: the failure this guards against
+    assert conditional <= 0.05

@@ -125,14 +125,32 @@ class DropVerdict:
 
 
 def null_differences(
-    scores: Scores, metric: str, n: int, *, draws: int | None = None, seed: int = 0
+    scores: Scores,
+    metric: str,
+    n: int,
+    *,
+    draws: int | None = None,
+    seed: int = 0,
+    class_counts: tuple[int, ...] | None = None,
 ) -> np.ndarray:
-    """Draws of (metric on n resampled rows - metric on a reference-sized resample)."""
+    """Draws of (metric on n resampled rows - metric on a reference-sized resample).
+
+    ``class_counts`` (labels per class of ``scores.classes``, summing to n): each window
+    draw takes exactly that many reference rows of each class. A window's labelled metric
+    varies with its class counts far more than with anything else (one positive in 200
+    makes AUC the rank of one row), so the null is drawn at the window's own counts: a
+    window with few positives is compared with windows like it (issue 24: 19% false alarms
+    with one positive against an unconditional null of about 40).
+    """
     m = len(scores)
     if draws is None:
         draws = NULL_DRAWS if _small(n, m) else REFERENCE_DRAWS
-    rng = np.random.default_rng([seed, n])
-    window = _window_draws(scores, metric, n, draws, rng)
+    rng = np.random.default_rng([seed, n, *(class_counts or ())])
+    strata = _strata(scores, class_counts, n)
+    if strata is not None:
+        window = _stratified_draws(scores, metric, strata, draws, rng)
+    else:
+        window = _window_draws(scores, metric, n, draws, rng)
     ref = _resampled(scores, metric, m, min(draws, REFERENCE_DRAWS), rng)
     # Independent draws of both: pairing each window draw with the reference draws in turn
     # keeps every difference a draw of (window - reference).
@@ -167,6 +185,53 @@ def _window_draws(
     for start in range(0, draws, chunk):
         size = min(chunk, draws - start)
         picked = rng.integers(0, m, size=(size, n))
+        rows, inverse = np.unique(picked, return_inverse=True)
+        k = rows.size
+        flat = np.arange(size)[:, None] * k + inverse.reshape(size, n)
+        counts = np.bincount(flat.ravel(), minlength=size * k).reshape(size, k)
+        out.append(resampled_metric(metric, scores.take(rows), counts.astype(np.float64)))
+    return np.concatenate(out)
+
+
+def _strata(
+    scores: Scores, class_counts: tuple[int, ...] | None, n: int
+) -> list[tuple[np.ndarray, int]] | None:
+    """(reference rows of a class, rows to draw from them) per class; None: unconditional."""
+    if class_counts is None or scores.classes is None or scores.task == "regression":
+        return None
+    if len(class_counts) != len(scores.classes) or sum(class_counts) != n:
+        return None
+    truth = np.asarray(scores.y_true).astype(str)
+    strata = []
+    for label, count in zip(scores.classes, class_counts, strict=True):
+        rows = np.flatnonzero(truth == str(label))
+        if count and rows.size == 0:
+            return None  # the reference never saw this class: no conditional null
+        strata.append((rows, int(count)))
+    return strata
+
+
+def _stratified_draws(
+    scores: Scores,
+    metric: str,
+    strata: list[tuple[np.ndarray, int]],
+    draws: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``metric`` on ``draws`` windows with each class's rows drawn from that class's rows."""
+    n = sum(count for _, count in strata)
+    chunk = max(1, _SUBSET_ROWS // max(n, 1))
+    out = []
+    for start in range(0, draws, chunk):
+        size = min(chunk, draws - start)
+        picked = np.concatenate(
+            [
+                rows[rng.integers(0, rows.size, size=(size, count))]
+                for rows, count in strata
+                if count
+            ],
+            axis=1,
+        )
         rows, inverse = np.unique(picked, return_inverse=True)
         k = rows.size
         flat = np.arange(size)[:, None] * k + inverse.reshape(size, n)

@@ -116,6 +116,14 @@ class PromotionPolicy(BaseModel):
     # 0.99: a model with no skill beats the dummy's interval about 1% of the time (3% at 0.95,
     # bench/promotion_rates.py and 400 null candidates); a real model clears it by far.
     confidence: float = Field(default=0.99, gt=0.5, lt=1.0)
+    # A challenger's gain: its false pass replaces production by an equally good model (a
+    # tie is refused anyway), so 0.95 buys power on small holdouts (docs/promotion.md).
+    challenger_confidence: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1.0,
+        description="one-sided level of the champion/challenger bootstrap gate",
+    )
     seed: int = Field(default=0, ge=0)
 
     @field_validator("guard_metrics")

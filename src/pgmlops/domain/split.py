@@ -65,3 +65,13 @@ def split_rows(
                     fullest = idx[sides == int(np.argmax(np.bincount(sides, minlength=3)))]
                     side[fullest[np.argmin(keys[fullest])]] = part
     return Split(np.flatnonzero(side == 0), np.flatnonzero(side == 1), np.flatnonzero(side == 2))
+
+
+def on_training_side(
+    x: pd.DataFrame, *, test_size: float, validation_size: float, seed: int
+) -> np.ndarray:
+    """True for rows a model with these split settings would train on if its data held them.
+
+    Only the rare rows moved to fill a class's empty side differ from what the key says.
+    """
+    return row_keys(x, seed) >= test_size + validation_size

@@ -69,7 +69,15 @@ def labelled_performance(
     metrics = finite(evaluate(scores))
     undefined = undefined_metrics(card.task, y_true[good], predicted, card.classes)
     block = judge_labelled(
-        ctx, mv, len(rows), metrics, n_bad, bad_examples, settings, undefined=undefined
+        ctx,
+        mv,
+        len(rows),
+        metrics,
+        n_bad,
+        bad_examples,
+        settings,
+        undefined=undefined,
+        class_counts=class_counts(y_true[good], card.classes),
     )
     block["view"] = labelled_view(card.task, y_true[good], predicted, card.classes)
     return block
@@ -85,11 +93,13 @@ def judge_labelled(
     settings: MonitoringConfig,
     *,
     undefined: dict[str, str] | None = None,
+    class_counts: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """The labelled-performance block for ``metrics`` measured on ``n_labels`` labels.
 
     ``undefined``: metrics the window's labels leave undefined (defined_metrics.py), reported
-    as null with their reason and never judged.
+    as null with their reason and never judged. ``class_counts``: the window's labels per
+    class (the card's order); the null is then drawn at those counts (domain/intervals.py).
     """
     card = mv.card
     undefined = undefined or {}
@@ -128,7 +138,9 @@ def judge_labelled(
         min_labels=min_labels,
         limit=limit,
         alpha=settings.alarm_alpha,
-        null_for=None if ref_scores is None else lambda name: metric_null(mv, ref, name, n_labels),
+        null_for=None
+        if ref_scores is None
+        else lambda name: metric_null(mv, ref, name, n_labels, class_counts),
     )
     for row in result["judged"]:
         if row["metric"] in undefined:
@@ -140,12 +152,30 @@ def judge_labelled(
         )
         return result
     verdict = metric_drop(
-        mv, ref, metric, n_labels, metrics.get(metric), reference.get(metric), settings
+        mv,
+        ref,
+        metric,
+        n_labels,
+        metrics.get(metric),
+        reference.get(metric),
+        settings,
+        class_counts,
     )
     block = verdict.block()
     block["degraded"] = enough and verdict.degraded
     result.update(metrics=metrics, **block)
     return result
+
+
+def class_counts(
+    labels: np.ndarray, classes: list[str] | None, weights: np.ndarray | None = None
+) -> tuple[int, ...] | None:
+    """Labels per class in the card's order (each row weighted by ``weights`` if given)."""
+    if not classes:
+        return None
+    text = np.asarray(labels).astype(str)
+    w = np.ones(len(text)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return tuple(int(w[text == str(c)].sum()) for c in classes)
 
 
 def valid_labels(

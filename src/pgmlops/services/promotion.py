@@ -6,6 +6,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pgmlops.domain.gates import Decision, decide
@@ -13,6 +14,7 @@ from pgmlops.domain.metrics import Scores
 from pgmlops.domain.predict import baseline_scores, to_scores
 from pgmlops.domain.records import PRODUCTION, AliasEvent, ModelVersion
 from pgmlops.domain.schema import coerce_features
+from pgmlops.domain.split import on_training_side
 from pgmlops.errors import ArtifactError, ConfigError, DataError, NotFoundError, PromotionRefused
 from pgmlops.services.context import Context
 from pgmlops.services.inference import OnnxEngine, PipelineEngine, load_pipeline
@@ -56,26 +58,80 @@ def _score(ctx: Context, version: ModelVersion, holdout: pd.DataFrame, target: s
     return to_scores(card, engine.predict_frame(x), holdout[target].to_numpy())
 
 
+def held_out_rows(ctx: Context, version: ModelVersion) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows a version stored and never trained on: its holdout, and its validation rows.
+
+    Versions trained before validation rows were kept have only the holdout (the second
+    frame is then empty).
+    """
+    holdout = read_holdout(ctx, version)
+    if "validation" not in version.files:
+        return holdout, holdout.iloc[:0]
+    data = ctx.artifacts.read(version, "validation")
+    return holdout, pd.read_parquet(io.BytesIO(data))
+
+
+def _trained_by(rows: pd.DataFrame, version: ModelVersion) -> np.ndarray:
+    """Rows `version`'s split would have trained on (from the content hash of its features)."""
+    card = version.card
+    names = card.feature_schema.names
+    seed = (card.training or {}).get("seed")
+    if seed is None or not all(c in rows.columns for c in names):
+        # Unknown split settings: assume it trained on them, so they are not used.
+        return np.ones(len(rows), dtype=bool)
+    return on_training_side(
+        rows[names],
+        test_size=card.split.test_size,
+        validation_size=card.split.validation_size,
+        seed=int(seed),
+    )
+
+
 def evaluation_rows(
     ctx: Context, candidate: ModelVersion, champion: ModelVersion | None
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The candidate's holdout plus the champion's: rows neither model trained on.
+    """Rows neither model trained on: both versions' holdout and validation rows.
 
-    The content-hash split puts a row on the same side in every dataset, so the champion's
-    holdout is fresh for the candidate too; including it means a candidate trained on bad
-    labels cannot win by being judged only on its own bad labels.
+    A version's own stored rows are off its training side by construction; the other
+    version's rows are kept only where its split (content hash, seed and sizes from the
+    card) puts them off the training side too. With the same split settings that keeps every
+    row (the hash puts a row on the same side in every dataset); a retrain with another
+    seed keeps the rows both splits held out. Validation rows tuned the threshold and the
+    calibration, not the fit, so the ranking metrics on them are fresh; they double the
+    evaluation rows and with them the power to see a real gain (docs/promotion.md).
+    Including the champion's rows means a candidate trained on bad labels cannot win by
+    being judged only on its own bad labels.
     """
-    own = read_holdout(ctx, candidate)
-    sizes = {"candidate_holdout": len(own), "champion_holdout": 0}
+    hold, val = held_out_rows(ctx, candidate)
+    sizes = {"candidate_holdout": len(hold), "candidate_validation": len(val)}
     if champion is None:
-        return own, {**sizes, "rows": len(own)}
-    theirs = read_holdout(ctx, champion)
-    needed = [*candidate.card.feature_schema.names, candidate.card.target]
-    if champion.card.target == candidate.card.target and all(c in theirs.columns for c in needed):
-        sizes["champion_holdout"] = len(theirs)
-        both = pd.concat([own[needed], theirs[needed]], ignore_index=True).drop_duplicates()
-        return both.reset_index(drop=True), {**sizes, "rows": len(both)}
-    return own, {**sizes, "rows": len(own)}
+        own = pd.concat([hold, val], ignore_index=True)
+        return own, {**sizes, "champion_holdout": 0, "rows": len(own)}
+    champ_hold, champ_val = held_out_rows(ctx, champion)
+    theirs = pd.concat([champ_hold, champ_val], ignore_index=True)
+    sizes["champion_holdout"] = len(theirs)
+    # Both models must score every row: a part needs the features of both versions (a
+    # column one of them left out as constant may be missing from the other's rows).
+    names = [*candidate.card.feature_schema.names, *champion.card.feature_schema.names]
+    needed = list(dict.fromkeys([*names, candidate.card.target]))
+    same_target = champion.card.target == candidate.card.target
+    parts = [(hold, champion), (val, champion)] + ([(theirs, candidate)] if same_target else [])
+    usable = [(p, other) for p, other in parts if len(p) and all(c in p for c in needed)]
+    if not usable:
+        raise DataError(
+            f"v{candidate.version} and v{champion.version} stored no held-out rows that carry "
+            "both versions' features; use --force --reason to promote across a schema change"
+        )
+    # Each part is hashed as stored, before concat could change a column's dtype.
+    kept = [p[needed][~_trained_by(p, other)] for p, other in usable]
+    dropped = sum(len(p) for p, _ in usable) - sum(len(k) for k in kept)
+    both = pd.concat(kept, ignore_index=True).drop_duplicates().reset_index(drop=True)
+    if both.empty:
+        raise DataError(
+            f"every held-out row of v{candidate.version} and v{champion.version} may have "
+            "trained the other version (different split settings); use --force --reason"
+        )
+    return both, {**sizes, "trained_on_by_the_other": dropped, "rows": len(both)}
 
 
 def evaluate_challenge(

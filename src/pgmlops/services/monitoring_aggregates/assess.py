@@ -25,7 +25,7 @@ from pgmlops.domain.records import ModelVersion
 from pgmlops.domain.window_counts import NumericCells, bin_counts, cell_points
 from pgmlops.errors import DataError
 from pgmlops.services.context import Context
-from pgmlops.services.labelled_performance import judge_labelled, valid_labels
+from pgmlops.services.labelled_performance import class_counts, judge_labelled, valid_labels
 from pgmlops.services.monitoring_result import MonitoringResult, model_inputs, reasons
 from pgmlops.services.monitoring_signals import (
     direct_loss_estimate,
@@ -263,7 +263,15 @@ def _labelled(
     )
     undefined = undefined_metrics(card.task, fixed[good], predicted, classes)
     block = judge_labelled(
-        ctx, mv, n_good, finite(metrics), n_bad, examples, settings, undefined=undefined
+        ctx,
+        mv,
+        n_good,
+        finite(metrics),
+        n_bad,
+        examples,
+        settings,
+        undefined=undefined,
+        class_counts=class_counts(fixed[good], classes, kept["n"].to_numpy()),
     )
     block["view"] = confusion_view(fixed[good], predicted, classes, kept["n"].to_numpy())
     return block, labelled

@@ -226,6 +226,9 @@ def register_fitted(
     step("storing artifacts and registering the version")
     files["model"] = ctx.artifacts.put(dump_pipeline(pipeline))
     files["holdout"] = ctx.artifacts.put(_parquet(holdout_frame))
+    # Promotion judges a challenger on validation rows too (services/promotion.py).
+    validation_frame = x_val.assign(**{target: y_val}).reset_index(drop=True)
+    files["validation"] = ctx.artifacts.put(_parquet(validation_frame))
     files["reference"] = ctx.artifacts.put(profile.model_dump_json().encode())
     seconds = time.perf_counter() - started
     card = card.model_copy(update={"training_seconds": round(seconds, 3)})
