@@ -6,15 +6,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pgmlops.config import Settings, check_model_name, get_settings
-from pgmlops.domain.records import PRODUCTION, AliasEvent, ModelOverview, ModelVersion
+from pgmlops.domain.records import PRODUCTION, AliasEvent, AliasState, ModelOverview, ModelVersion
 from pgmlops.errors import ConfigError, DataError, NotFoundError
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 
 # "churn", "churn@production", "churn/7": a model name, then an alias or a version number.
 _REFERENCE = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[^@/]*)|/(?P<version>[^@/]*))?$")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def default_actor(via: str = "python") -> str:
@@ -242,6 +246,10 @@ class Client:
         """Every move of a model's alias (production; None: every alias), oldest first."""
         return self.context.registry.alias_history(self._name(model_name), alias)
 
+    def aliases(self, model_name: str | None = None) -> dict[str, AliasState]:
+        """Every alias of a model: the version it points at and, for a challenger, its mode."""
+        return self.context.registry.alias_states(self._name(model_name))
+
     def deploy(
         self,
         model_name: str | None = None,
@@ -280,7 +288,7 @@ class Client:
         """The deployed challenger: version, mode, share, sticky key (None when none)."""
         from pgmlops.services.commands import challenger_summary
 
-        return challenger_summary(self.context.registry.alias_states(self._name(model_name)))
+        return challenger_summary(self.aliases(model_name))
 
     def version(self, reference: str) -> ModelVersion:
         """The registered version a reference names: "name", "name@alias" or "name/N".
@@ -377,83 +385,24 @@ def default_client() -> Client:
 # -- the module functions: `pgmlops.train(...)` etc., on the default client ----------------
 
 
-def train(
-    data: pd.DataFrame | str | os.PathLike[str],
-    *,
-    target: str,
-    model_name: str | None = None,
-    **options: Any,
-) -> ModelVersion:
-    """Train, evaluate and register a candidate version (see Client.train_run for options)."""
-    return default_client().train(data, target=target, model_name=model_name, **options)
+def _on_default_client(method: Callable[Concatenate[Client, P], R]) -> Callable[P, R]:
+    """A module function that calls `method` on the default client, with its signature."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(default_client(), *args, **kwargs)
+
+    call.__qualname__ = method.__name__
+    return call
 
 
-def promote(
-    model_name: str | None = None,
-    version: int | None = None,
-    *,
-    force: bool = False,
-    reason: str | None = None,
-    actor: str | None = None,
-) -> PromotionResult:
-    """Make a version production if the promotion gates approve (PromotionRefused if not)."""
-    return default_client().promote(model_name, version, force=force, reason=reason, actor=actor)
-
-
-def rollback(
-    model_name: str | None = None, *, reason: str | None = None, actor: str | None = None
-) -> AliasEvent:
-    """Move production back to the previous production version."""
-    return default_client().rollback(model_name, reason=reason, actor=actor)
-
-
-def deploy(
-    model_name: str | None = None,
-    version: int | None = None,
-    *,
-    shadow: bool = False,
-    canary: str | float | None = None,
-    sticky_key: str | None = None,
-    stop: bool = False,
-    alias: str | None = None,
-    reason: str | None = None,
-    actor: str | None = None,
-) -> AliasEvent:
-    """Deploy a challenger (shadow or canary), stop it, or move another alias (see Client)."""
-    return default_client().deploy(
-        model_name,
-        version,
-        shadow=shadow,
-        canary=canary,
-        sticky_key=sticky_key,
-        stop=stop,
-        alias=alias,
-        reason=reason,
-        actor=actor,
-    )
-
-
-def models() -> list[ModelOverview]:
-    """Every registered model at a glance."""
-    return default_client().models()
-
-
-def versions(model_name: str | None = None) -> list[ModelVersion]:
-    """A model's versions, newest first."""
-    return default_client().versions(model_name)
-
-
-def load(reference: str) -> Model:
-    """Load "name" (production), "name@alias" or "name/N", verified, ready to predict."""
-    return default_client().load(reference)
-
-
-def monitor(
-    model_name: str | None = None,
-    *,
-    window: int | str | timedelta | None = None,
-    version: int | None = None,
-    store: bool = True,
-) -> MonitoringResult:
-    """Monitor logged traffic against the training reference (see Client.monitor)."""
-    return default_client().monitor(model_name, window=window, version=version, store=store)
+# Each is the Client method of the same name on `default_client()`: one signature, one
+# docstring, written once in the class above.
+train = _on_default_client(Client.train)
+promote = _on_default_client(Client.promote)
+rollback = _on_default_client(Client.rollback)
+deploy = _on_default_client(Client.deploy)
+models = _on_default_client(Client.models)
+versions = _on_default_client(Client.versions)
+load = _on_default_client(Client.load)
+monitor = _on_default_client(Client.monitor)
