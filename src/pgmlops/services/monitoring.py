@@ -45,7 +45,8 @@ from pgmlops.services.monitoring_signals import (
     estimated_performance,
     finite,
 )
-from pgmlops.store.monitoring import MonitoringRun, MonitoringStore, PredictionWindow
+from pgmlops.store.monitoring import MonitoringRun, MonitoringStore
+from pgmlops.store.prediction_windows import PredictionWindow
 
 # Categorical plots show this many categories; the rest are pooled.
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
