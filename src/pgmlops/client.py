@@ -327,20 +327,9 @@ class Client:
         or None for `monitoring.window`. `store=False` records no monitoring run.
         """
         from pgmlops.model import MonitoringResult
-        from pgmlops.services.monitoring import parse_duration, run_monitor
+        from pgmlops.services.monitoring import run_monitor, window_of
 
-        last: int | None = None
-        since: timedelta | None = None
-        if isinstance(window, bool):
-            raise ConfigError("window= must be a row count, a duration like '24h' or a timedelta")
-        if isinstance(window, int):
-            last = window
-        elif isinstance(window, str):
-            since = parse_duration(window)
-        elif isinstance(window, timedelta):
-            since = window
-        elif window is not None:
-            raise ConfigError("window= must be a row count, a duration like '24h' or a timedelta")
+        last, since = window_of(window)
         result = run_monitor(
             self.context,
             self._name(model_name),
