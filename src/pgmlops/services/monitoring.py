@@ -46,7 +46,7 @@ from pgmlops.services.monitoring_signals import (
     finite,
 )
 from pgmlops.store.monitoring import MonitoringRun, MonitoringStore
-from pgmlops.store.prediction_windows import PredictionWindow
+from pgmlops.store.prediction_windows import PredictionWindow, read_window
 
 # Categorical plots show this many categories; the rest are pooled.
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
@@ -148,7 +148,8 @@ def run_monitor(
         result = assess_summary(ctx, mv, summary, settings, profile=profile)
         return _finish(store, result, last, start, store_run)
     columns = [(f.name, f.kind) for f in schema.features]
-    window = store.read_window(
+    window = read_window(
+        ctx.db,
         name,
         mv.version,
         columns,

@@ -1,21 +1,19 @@
-"""Monitoring repository: the stored monitoring runs, and the windows they are computed on.
+"""Monitoring repository: the stored monitoring runs.
 
-Windows are read by `store/prediction_windows.py`; this store hands them out beside the runs,
-so the monitoring service needs one repository.
+The windows of logged predictions they are computed on are read by
+`store/prediction_windows.py` (`read_window`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from pgmlops.domain.kinds import Kind
 from pgmlops.store.db import Database
-from pgmlops.store.prediction_windows import PredictionWindow, read_window
+from pgmlops.store.prediction_windows import PredictionWindow
 from pgmlops.store.tables import MonitoringRunRow, utcnow
 
 # PredictionWindow keeps its old import path here.
@@ -48,25 +46,10 @@ def _run(row: MonitoringRunRow) -> MonitoringRun:
 
 
 class MonitoringStore:
-    """Reads prediction windows and writes/reads monitoring runs; returns plain records."""
+    """Writes and reads monitoring runs; returns plain records."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    def read_window(
-        self,
-        model_name: str,
-        version: int,
-        columns: Sequence[tuple[str, Kind]],
-        *,
-        classes: Sequence[str] | None = None,
-        last: int | None = None,
-        since: datetime | None = None,
-    ) -> PredictionWindow:
-        """The newest ``last`` predictions and/or those since ``since``, with current labels."""
-        return read_window(
-            self.db, model_name, version, columns, classes=classes, last=last, since=since
-        )
 
     # -- monitoring runs -----------------------------------------------------------------
 
