@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import re
 import threading
@@ -382,6 +383,11 @@ def _on_default_client(method: Callable[Concatenate[Client, P], R]) -> Callable[
         return method(default_client(), *args, **kwargs)
 
     call.__qualname__ = method.__name__
+    # help() and inspect show the method's parameters without `self`.
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
+    )
     return call
 
 

@@ -262,7 +262,7 @@ def _monitored_version(ctx: Context, name: str, version: int | None) -> ModelVer
         version = ctx.registry.alias_version(name, PRODUCTION)
         if version is None:
             raise NotFoundError(
-                f"model {name!r} has no production version; promote one or pass --version"
+                f"model {name!r} has no production version; promote one or name a version"
             )
     return ctx.registry.get_version(name, version)
 
