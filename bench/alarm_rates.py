@@ -42,7 +42,7 @@ from pgmlops.services.monitoring_signals import (
     estimated_performance,
 )
 from pgmlops.services.promotion import version_engine
-from pgmlops.store.monitoring import PredictionWindow
+from pgmlops.store.prediction_windows import PredictionWindow
 
 SIGNALS = ("labelled", "confidence", "estimated")
 

@@ -57,7 +57,7 @@ from pgmlops.services.context import Context
 from pgmlops.services.monitoring import MonitoringResult, assess_window, load_profile
 from pgmlops.services.prediction import predict_records
 from pgmlops.services.serving import LoadedModel, load_version
-from pgmlops.store.monitoring import PredictionWindow
+from pgmlops.store.prediction_windows import PredictionWindow
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = (200, 500, 5_000)

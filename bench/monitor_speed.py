@@ -48,8 +48,8 @@ from pgmlops.services.monitoring import run_monitor
 from pgmlops.services.monitoring_aggregates.hours import summarise_closed_hours
 from pgmlops.services.promotion import version_engine
 from pgmlops.store.db import normalize_url
-from pgmlops.store.monitoring import MonitoringStore
 from pgmlops.store.partitions import PartitionStore
+from pgmlops.store.prediction_windows import read_window
 from pgmlops.store.predictions import PredictionStore
 
 ADMIN_URL = os.environ.get(
@@ -344,7 +344,7 @@ def _time_read(ctx: Context, version: int, rows: int) -> None:
     card = ctx.registry.get_version("churn", version).card
     columns = [(f.name, f.kind) for f in card.feature_schema.features]
     started = time.perf_counter()
-    window = MonitoringStore(ctx.db).read_window("churn", version, columns, last=rows)
+    window = read_window(ctx.db, "churn", version, columns, last=rows)
     print(f"read_window alone: {time.perf_counter() - started:.2f} s for {len(window):,} rows")
 
 

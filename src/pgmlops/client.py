@@ -6,15 +6,17 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pgmlops.config import Settings, check_model_name, get_settings
-from pgmlops.domain.records import PRODUCTION, AliasEvent, ModelOverview, ModelVersion
+from pgmlops.domain.records import PRODUCTION, AliasEvent, AliasState, ModelOverview, ModelVersion
 from pgmlops.errors import ConfigError, DataError, NotFoundError
 
 if TYPE_CHECKING:
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 
 # "churn", "churn@production", "churn/7": a model name, then an alias or a version number.
 _REFERENCE = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[^@/]*)|/(?P<version>[^@/]*))?$")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def default_actor(via: str = "python") -> str:
@@ -243,6 +248,10 @@ class Client:
         """Every move of a model's alias (production; None: every alias), oldest first."""
         return self.context.registry.alias_history(self._name(model_name), alias)
 
+    def aliases(self, model_name: str | None = None) -> dict[str, AliasState]:
+        """Every alias of a model: the version it points at and, for a challenger, its mode."""
+        return self.context.registry.alias_states(self._name(model_name))
+
     def deploy(
         self,
         model_name: str | None = None,
@@ -281,7 +290,7 @@ class Client:
         """The deployed challenger: version, mode, share, sticky key (None when none)."""
         from pgmlops.services.commands import challenger_summary
 
-        return challenger_summary(self.context.registry.alias_states(self._name(model_name)))
+        return challenger_summary(self.aliases(model_name))
 
     def compare(
         self,
@@ -346,20 +355,9 @@ class Client:
         or None for `monitoring.window`. `store=False` records no monitoring run.
         """
         from pgmlops.model import MonitoringResult
-        from pgmlops.services.monitoring import parse_duration, run_monitor
+        from pgmlops.services.monitoring import run_monitor, window_of
 
-        last: int | None = None
-        since: timedelta | None = None
-        if isinstance(window, bool):
-            raise ConfigError("window= must be a row count, a duration like '24h' or a timedelta")
-        if isinstance(window, int):
-            last = window
-        elif isinstance(window, str):
-            since = parse_duration(window)
-        elif isinstance(window, timedelta):
-            since = window
-        elif window is not None:
-            raise ConfigError("window= must be a row count, a duration like '24h' or a timedelta")
+        last, since = window_of(window)
         result = run_monitor(
             self.context,
             self._name(model_name),
@@ -404,94 +402,30 @@ def default_client() -> Client:
 # -- the module functions: `pgmlops.train(...)` etc., on the default client ----------------
 
 
-def train(
-    data: pd.DataFrame | str | os.PathLike[str],
-    *,
-    target: str,
-    model_name: str | None = None,
-    **options: Any,
-) -> ModelVersion:
-    """Train, evaluate and register a candidate version (see Client.train_run for options)."""
-    return default_client().train(data, target=target, model_name=model_name, **options)
+def _on_default_client(method: Callable[Concatenate[Client, P], R]) -> Callable[P, R]:
+    """A module function that calls `method` on the default client, with its signature."""
 
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(default_client(), *args, **kwargs)
 
-def promote(
-    model_name: str | None = None,
-    version: int | None = None,
-    *,
-    force: bool = False,
-    reason: str | None = None,
-    actor: str | None = None,
-) -> PromotionResult:
-    """Make a version production if the promotion gates approve (PromotionRefused if not)."""
-    return default_client().promote(model_name, version, force=force, reason=reason, actor=actor)
-
-
-def rollback(
-    model_name: str | None = None, *, reason: str | None = None, actor: str | None = None
-) -> AliasEvent:
-    """Move production back to the previous production version."""
-    return default_client().rollback(model_name, reason=reason, actor=actor)
-
-
-def deploy(
-    model_name: str | None = None,
-    version: int | None = None,
-    *,
-    shadow: bool = False,
-    canary: str | float | None = None,
-    sticky_key: str | None = None,
-    stop: bool = False,
-    alias: str | None = None,
-    reason: str | None = None,
-    actor: str | None = None,
-) -> AliasEvent:
-    """Deploy a challenger (shadow or canary), stop it, or move another alias (see Client)."""
-    return default_client().deploy(
-        model_name,
-        version,
-        shadow=shadow,
-        canary=canary,
-        sticky_key=sticky_key,
-        stop=stop,
-        alias=alias,
-        reason=reason,
-        actor=actor,
+    call.__qualname__ = method.__name__
+    # help() and inspect show the method's parameters without `self`.
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
     )
+    return call
 
 
-def compare(
-    model_name: str | None = None,
-    *,
-    live: bool = True,
-    since: str | datetime | timedelta | None = None,
-    version: int | None = None,
-) -> LiveComparison:
-    """Production against the challenger on live traffic (see Client.compare)."""
-    return default_client().compare(model_name, live=live, since=since, version=version)
-
-
-def models() -> list[ModelOverview]:
-    """Every registered model at a glance."""
-    return default_client().models()
-
-
-def versions(model_name: str | None = None) -> list[ModelVersion]:
-    """A model's versions, newest first."""
-    return default_client().versions(model_name)
-
-
-def load(reference: str) -> Model:
-    """Load "name" (production), "name@alias" or "name/N", verified, ready to predict."""
-    return default_client().load(reference)
-
-
-def monitor(
-    model_name: str | None = None,
-    *,
-    window: int | str | timedelta | None = None,
-    version: int | None = None,
-    store: bool = True,
-) -> MonitoringResult:
-    """Monitor logged traffic against the training reference (see Client.monitor)."""
-    return default_client().monitor(model_name, window=window, version=version, store=store)
+# Each is the Client method of the same name on `default_client()`: one signature, one
+# docstring, written once in the class above.
+train = _on_default_client(Client.train)
+promote = _on_default_client(Client.promote)
+rollback = _on_default_client(Client.rollback)
+deploy = _on_default_client(Client.deploy)
+compare = _on_default_client(Client.compare)
+models = _on_default_client(Client.models)
+versions = _on_default_client(Client.versions)
+load = _on_default_client(Client.load)
+monitor = _on_default_client(Client.monitor)

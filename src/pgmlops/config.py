@@ -32,25 +32,77 @@ class _Section(BaseModel):
 class TrainingConfig(_Section):
     """How a model is trained; every field can also come from a CLI flag."""
 
-    task: Task | None = None
-    estimator: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    features: str | None = None
-    drop: list[str] = Field(default_factory=list)
-    test_size: float = Field(0.2, gt=0.0, lt=0.9)
-    validation_size: float = Field(0.2, gt=0.0, lt=0.9)
-    seed: int = 0
-    cv_folds: int = Field(0, ge=0, le=20)
+    task: Task | None = Field(
+        None, description="binary, multiclass or regression; unset: inferred from the target column"
+    )
+    estimator: str | None = Field(
+        None,
+        description="dotted path of a scikit-learn-compatible estimator class; unset: "
+        "gradient-boosted trees for the task",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments passed to the estimator"
+    )
+    features: str | None = Field(
+        None,
+        description="custom feature step 'package.module:function' (DataFrame -> DataFrame), "
+        "run at training and serving time alike",
+    )
+    drop: list[str] = Field(
+        default_factory=list, description="columns left out of the features (besides the target)"
+    )
+    test_size: float = Field(
+        0.2, gt=0.0, lt=0.9, description="share of rows held out for evaluation and promotion"
+    )
+    validation_size: float = Field(
+        0.2,
+        gt=0.0,
+        lt=0.9,
+        description="share of rows kept for tuning the decision threshold (after the holdout)",
+    )
+    seed: int = Field(
+        0, description="seed of the row split, cross-validation folds and the estimator"
+    )
+    cv_folds: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="folds of a cross-validation reported beside the holdout metrics; 0 or 1: none",
+    )
     # Out-of-fold outputs of the training rows join the held-out rows in monitoring's
     # reference (domain/crossfit.py): a 2.5x larger, nearly unbiased reference for about
     # one extra fit of the model; 0 or 1 keeps the held-out rows alone.
-    reference_folds: int = Field(3, ge=0, le=10)
-    imbalance: Literal["none", "class_weight", "smote"] = "none"
-    outliers: Literal["none", "clip", "remove"] = "none"
-    iqr_factor: float = Field(1.5, gt=0.0)
-    positive_class: str | None = None
-    threshold: ThresholdPolicy = Field(default_factory=ThresholdPolicy)
-    onnx: bool = True
+    reference_folds: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="folds whose out-of-fold outputs join monitoring's reference; 0 or 1: "
+        "held-out rows only",
+    )
+    imbalance: Literal["none", "class_weight", "smote"] = Field(
+        "none", description="class imbalance handling, applied to the training rows only"
+    )
+    outliers: Literal["none", "clip", "remove"] = Field(
+        "none",
+        description="numeric values beyond iqr_factor x IQR of the quartiles: clipped or their "
+        "rows removed (training rows only)",
+    )
+    iqr_factor: float = Field(
+        1.5, gt=0.0, description="outlier fences: quartiles -/+ this many interquartile ranges"
+    )
+    positive_class: str | None = Field(
+        None,
+        description="binary: the class whose probability is scored; unset: the second of the "
+        "two in sorted order",
+    )
+    threshold: ThresholdPolicy = Field(
+        default_factory=ThresholdPolicy,
+        description="how the binary decision threshold is tuned on the validation rows",
+    )
+    onnx: bool = Field(
+        True,
+        description="also export an ONNX copy, served when it matches the pipeline to 1e-4",
+    )
     # Messy data (docs/own-data.md): how text, date and target columns are read.
     normalize_categories: bool = Field(
         True, description="merge category spellings that differ only in case or blanks"
@@ -69,7 +121,9 @@ class TrainingConfig(_Section):
     )
     # Where the fit runs: in this process, or on a Dask cluster that reads the data in
     # partitions (Parquet, or a database table split by an indexed column).
-    engine: Literal["local", "dask"] = "local"
+    engine: Literal["local", "dask"] = Field(
+        "local", description="fit in this process, or on a Dask cluster reading partitions"
+    )
     dask_address: str = Field(
         "", description="Dask scheduler (tcp://host:8786); empty: a LocalCluster for the run"
     )
@@ -93,8 +147,10 @@ class TrainingConfig(_Section):
 class ServingConfig(_Section):
     """The HTTP service."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field(
+        "127.0.0.1", description="address `pgmlops serve` binds; 0.0.0.0 for every interface"
+    )
+    port: int = Field(8000, ge=1, le=65535, description="TCP port `pgmlops serve` listens on")
     # Several models in one server: the first answers /predict, each has /models/{name}/...
     # Empty: the one model of `model_name`.
     models: list[str] = Field(
@@ -105,17 +161,35 @@ class ServingConfig(_Section):
     all_models: bool = Field(
         False, description="serve every registered model that has a production version"
     )
-    workers: int = Field(1, ge=1, le=64)
-    max_batch: int = Field(10_000, ge=1)
-    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    reload_poll_seconds: float = Field(2.0, gt=0.0)
-    unknown_categories: Literal["reject", "flag"] = "reject"
+    workers: int = Field(
+        1, ge=1, le=64, description="serving processes, each on its own SO_REUSEPORT socket"
+    )
+    max_batch: int = Field(
+        10_000, ge=1, description="most records one /predict or /feedback request may hold (413)"
+    )
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="largest request body in bytes (413 beyond)"
+    )
+    reload_poll_seconds: float = Field(
+        2.0,
+        gt=0.0,
+        description="how often a server checks the production alias (PostgreSQL also by NOTIFY)",
+    )
+    unknown_categories: Literal["reject", "flag"] = Field(
+        "reject",
+        description="a category training never saw: refused with 422, or accepted and marked "
+        "in the answer and the log",
+    )
     out_of_range: Literal["flag", "reject"] = Field(
         "flag",
         description="a record with a number outside training's range or a category training "
         "never saw: answered and named in out_of_range (flag), or refused with 422 (reject)",
     )
-    extra_fields: Literal["reject", "ignore"] = "reject"
+    extra_fields: Literal["reject", "ignore"] = Field(
+        "reject",
+        description="a request field that is no feature: 422, or ignored (columns training "
+        "left out are always ignored)",
+    )
     key_column: str | None = Field(
         None,
         min_length=1,
@@ -129,7 +203,9 @@ class ServingConfig(_Section):
         "tuned threshold is 0.5 (binary; multiclass: on the top probability); needs bounds "
         "0.0 and 0.5",
     )
-    log_predictions: bool = True
+    log_predictions: bool = Field(
+        True, description="write every prediction to the prediction log (the predictions table)"
+    )
     shadow_queue: int = Field(
         1_000,
         ge=1,
@@ -146,8 +222,18 @@ class ServingConfig(_Section):
     # Slow clients: a connection that has not sent its request line and headers within
     # header_timeout_seconds of opening (or of its previous response), or its body within
     # body_timeout_seconds of its headers, is answered 408 and closed.
-    header_timeout_seconds: float = Field(10.0, gt=0.0, le=3600.0)
-    body_timeout_seconds: float = Field(30.0, gt=0.0, le=3600.0)
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0.0,
+        le=3600.0,
+        description="request line and headers must arrive within this, else 408 and close",
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0.0,
+        le=3600.0,
+        description="the body must arrive within this of the headers, else 408 and close",
+    )
     keep_alive_seconds: float = Field(
         5.0, gt=0.0, le=3600.0, description="an idle keep-alive connection is closed after this"
     )
@@ -159,14 +245,26 @@ class ServingConfig(_Section):
     # About a minute of peak traffic for one worker (~3,300 rows/s at ~6,500 req/s over two
     # workers), ~0.6 KB of memory a row; it fills only while neither the database nor the
     # spill folder takes rows, and then the newest rows are dropped and counted as lost.
-    log_queue_size: int = Field(200_000, ge=100)
+    log_queue_size: int = Field(
+        200_000,
+        ge=100,
+        description="log rows a worker holds while neither the database nor the spill folder "
+        "takes them",
+    )
     # A batch costs the serving process ~0.6 ms of GIL time whatever its size, plus ~1 µs a
     # row (one orjson call), and PostgreSQL ~20 µs a row in one burst that takes a core from
     # the workers: 1,000 rows every 0.2 s cost the least CPU but showed in p99 at half load
     # (bench/serve_bench.py's wrk constant-rate runs); a row reaches the table within 0.1 s.
-    log_batch_size: int = Field(500, ge=1)
-    log_flush_seconds: float = Field(0.1, gt=0.0)
-    spill_dir: str = ".pgmlops/spill"
+    log_batch_size: int = Field(
+        500, ge=1, description="most rows the log writer inserts in one statement"
+    )
+    log_flush_seconds: float = Field(
+        0.1, gt=0.0, description="a partial batch of log rows is written after this long"
+    )
+    spill_dir: str = Field(
+        ".pgmlops/spill",
+        description="folder where log rows wait on disk while the database is unreachable",
+    )
     log_drain_seconds: float = Field(
         10.0, ge=0.0, le=600.0, description="on shutdown, how long queued rows may take to drain"
     )
@@ -195,13 +293,21 @@ class ServingConfig(_Section):
     # PostgreSQL: the log is range-partitioned on created_at. The server (at start-up) and
     # `pgmlops worker` keep the current period and this many after it created ahead; retention
     # (`retraining.retention.predictions_days`) drops whole periods.
-    log_partition_period: Literal["month", "day"] = "month"
+    log_partition_period: Literal["month", "day"] = Field(
+        "month", description="PostgreSQL: the span of one prediction-log partition"
+    )
     # fast durability: "process" hands rows through a pipe to a logging process per worker,
     # so no thread of the serving process wakes per row (a third to a fifth of the thread's
     # cost at one worker: bench/results/serve-wave6-*.md); "thread" keeps the writer in the
     # serving process. acknowledged always uses the thread.
-    log_writer: Literal["process", "thread"] = "process"
-    log_partitions_ahead: int = Field(2, ge=1, le=366)
+    log_writer: Literal["process", "thread"] = Field(
+        "process",
+        description="fast durability: a logging process per worker fed through a pipe, or a "
+        "writer thread in the worker",
+    )
+    log_partitions_ahead: int = Field(
+        2, ge=1, le=366, description="log partitions created ahead of the current one"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -234,7 +340,10 @@ class ServingConfig(_Section):
 class MonitoringConfig(_Section):
     """Drift, confidence and performance checks and the triggers that start retraining."""
 
-    drift: DriftPolicy = Field(default_factory=DriftPolicy)
+    drift: DriftPolicy = Field(
+        default_factory=DriftPolicy,
+        description="when features, dataset and output count as drifted",
+    )
     window: int = Field(
         5_000, ge=1, description="rows `pgmlops monitor` reads without --last/--since"
     )
@@ -261,8 +370,17 @@ class MonitoringConfig(_Section):
     min_labels: int = Field(
         100, ge=1, description="labelled rows needed before labelled performance can alarm"
     )
-    new_rows_trigger: int | None = Field(None, ge=1)
-    schedule_seconds: float | None = Field(None, gt=0.0)
+    new_rows_trigger: int | None = Field(
+        None,
+        ge=1,
+        description="older name of retraining.triggers.new_labels, used when that is unset",
+    )
+    schedule_seconds: float | None = Field(
+        None,
+        gt=0.0,
+        description="`pgmlops worker` stores a monitoring run of each model this often; "
+        "unset: never",
+    )
 
 
 class Settings(BaseSettings):
@@ -275,26 +393,62 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    database_url: str = "sqlite:///.pgmlops/pgmlops.db"
-    artifact_root: str = ".pgmlops/artifacts"
-    model_name: str = Field("default", pattern=MODEL_NAME_PATTERN)
-    api_key: SecretStr | None = None
-    predict_api_key: SecretStr | None = None
+    database_url: str = Field(
+        "sqlite:///.pgmlops/pgmlops.db",
+        description="SQLAlchemy URL of the store: sqlite:///PATH or postgresql://...",
+    )
+    artifact_root: str = Field(
+        ".pgmlops/artifacts",
+        description="folder or fsspec URL (s3://...) where model files are written",
+    )
+    model_name: str = Field(
+        "default",
+        pattern=MODEL_NAME_PATTERN,
+        description="the model a command or server acts on when none is named",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="key the admin routes require (promote, rollback, reload, retrain); "
+        "unset: they are refused",
+    )
+    predict_api_key: SecretStr | None = Field(
+        None, description="key /predict requires (X-API-Key or Bearer); unset: /predict is open"
+    )
     # Signs every artifact written and verifies every artifact loaded; never stored in the
     # database. Unset: a key file beside a local artifact root is created on first use.
-    signing_key: SecretStr | None = None
+    signing_key: SecretStr | None = Field(
+        None, description="HMAC key (>= 32 characters) that signs and verifies artifacts"
+    )
     # Lets versions registered before signing existed load (with a warning) until
     # `pgmlops artifacts sign` has signed them; a bad or foreign signature is never trusted.
-    trust_unsigned: bool = False
+    trust_unsigned: bool = Field(
+        False, description="let versions without a signature load, with a warning"
+    )
     # Every version trained is logged and registered in MLflow, and every alias move is
     # mirrored as an MLflow alias (services/mlflow_sync.py); unset: no MLflow at all.
-    mlflow_tracking_uri: str | None = None
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
-    serving: ServingConfig = Field(default_factory=ServingConfig)
-    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
-    retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="log and register every version in MLflow and mirror every alias move "
+        "as an MLflow alias; unset: off",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="level of the server's and worker's log lines"
+    )
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig, description="how models are trained"
+    )
+    promotion: PromotionPolicy = Field(
+        default_factory=PromotionPolicy, description="gates a candidate must pass"
+    )
+    serving: ServingConfig = Field(
+        default_factory=ServingConfig, description="the HTTP service and its prediction log"
+    )
+    monitoring: MonitoringConfig = Field(
+        default_factory=MonitoringConfig, description="drift, confidence and performance checks"
+    )
+    retraining: RetrainingConfig = Field(
+        default_factory=RetrainingConfig, description="triggers, schedule and retention"
+    )
     live: LivePolicy = Field(
         default_factory=LivePolicy, description="live comparison and opt-in live promotion"
     )

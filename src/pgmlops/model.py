@@ -13,6 +13,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pgmlops.domain.card import ModelCard
 from pgmlops.domain.records import ModelVersion
 from pgmlops.domain.schema import FeatureSchema
+from pgmlops.domain.served_fields import BOOLEAN_NOT_NUMBER, boolean_for_number
 from pgmlops.errors import ConfigError, OutOfRangeWarning, ValidationError
 from pgmlops.services import monitoring as monitoring_service
 from pgmlops.services.inference import PipelineEngine, load_pipeline
@@ -153,17 +154,14 @@ class Model:
             raise ValidationError("rows must be a DataFrame, a record (dict) or a list of records")
         if not payload:
             raise ValidationError("no rows to predict")
-        numeric = self.schema.numeric
         for i, row in enumerate(payload):
             if not isinstance(row, dict):
                 raise ValidationError(
                     f"row {i}: expected a record (dict), got {type(row).__name__}"
                 )
-            for name in numeric:
-                if isinstance(row.get(name), bool):
-                    raise ValidationError(
-                        f"row {i}: {name}: Input should be a number, not a boolean"
-                    )
+        found = boolean_for_number(self.schema.numeric, payload)
+        if found is not None:
+            raise ValidationError(f"row {found[0]}: {found[1]}: {BOOLEAN_NOT_NUMBER}")
         try:
             return [r.__dict__ for r in self._loaded.batch.validate_python(payload)], index
         except PydanticValidationError as exc:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 
+from pgmlops.domain.served_fields import BOOLEAN_NOT_NUMBER
 from pgmlops.services.batch.scoring import score_chunk, validate_chunk
 from pgmlops.services.commands import train_command
 from pgmlops.services.prediction import predict_records
@@ -72,6 +73,14 @@ def test_column_checks_refuse_exactly_the_cells_predict_refuses(model: LoadedMod
 
     for k, row in enumerate(rows):
         assert (k in rejected) == predict_refuses(model, row), (row, rejected.get(k))
+
+
+def test_a_boolean_for_a_number_is_refused_with_predicts_message(model: LoadedModel, ctx) -> None:
+    chunk = pd.DataFrame([base_row(), {**base_row(), "Age": True}], dtype=object)
+
+    _, rejected = validate_chunk(model, chunk, ctx.settings.serving)
+
+    assert rejected == {1: f"column 'Age': {BOOLEAN_NOT_NUMBER}"}
 
 
 def test_refused_rows_name_the_column_and_predicts_message(model: LoadedModel, ctx) -> None:

@@ -52,4 +52,4 @@ def test_refuses_shuffled_labels_and_names_the_remedy(
         _first(ctx, shuffled, "shuffled")
     message = str(refused.value)
     assert "on 442 rows" in message and "one-sided 99% CI" in message
-    assert "--force --reason" in message
+    assert "force the promotion, with a reason" in message

@@ -42,7 +42,7 @@ def test_deploy_moves_the_challenger_with_an_audited_history(client, churn_versi
         client.deploy("churn", v2, shadow=True, canary="10%")
     with pytest.raises(ConfigError, match="share"):
         client.deploy("churn", v2, canary="0%")
-    with pytest.raises(ConfigError, match="sticky-key"):
+    with pytest.raises(ConfigError, match="sticky key"):
         client.deploy("churn", v2, canary="10%", sticky_key="no_such_field")
     with pytest.raises(NotFoundError, match="nothing to stop"):
         client.deploy("churn", stop=True)
@@ -69,6 +69,26 @@ def test_deploy_moves_the_challenger_with_an_audited_history(client, churn_versi
     ]
     assert client.history("churn")[-1].alias == "production"
     assert client.load("churn@staging").version == v2
+    assert client.aliases("churn")["staging"].version == v2
+
+
+def test_refusals_to_a_python_caller_name_no_command_line_flags(client, churn_version) -> None:  # noqa: F811
+    register(client, churn_version, "churn")
+    v2 = _second_version(client, churn_version)
+    refusals = [
+        lambda: client.deploy("churn", v2, shadow=True, stop=True),
+        lambda: client.deploy("churn", v2, shadow=True, sticky_key="Geography"),
+        lambda: client.deploy("churn", v2, stop=True),
+        lambda: client.deploy("churn", v2, canary="ten"),
+        lambda: client.deploy("churn", v2, alias="production"),
+        lambda: client.promote("churn", v2, force=True),
+    ]
+    for refuse in refusals:
+        with pytest.raises(ConfigError) as refused:
+            refuse()
+        assert "--" not in str(refused.value), str(refused.value)
+    with pytest.raises(ConfigError, match="forced promotion needs a reason"):
+        client.promote("churn", v2, force=True, reason="  ")
 
 
 def _logged(client: Client, n: int) -> list[tuple]:

@@ -35,6 +35,7 @@ from pgmlops.services.monitoring import latest_run, run_history, run_monitor
 from pgmlops.services.prediction import predict_records
 from pgmlops.services.serving import load_version
 from pgmlops.store.monitoring import MonitoringStore
+from pgmlops.store.prediction_windows import read_window
 from pgmlops.store.predictions import PredictionStore
 
 ACTOR = "tester"
@@ -359,7 +360,7 @@ def test_window_keeps_odd_values_and_cuts_ties_at_the_newest_rows(ctx: Context) 
     store.add_feedback([(newer[0].id, "0")])
     store.add_feedback([(newer[0].id, "1")])
 
-    everything = MonitoringStore(ctx.db).read_window("odd", 1, columns)
+    everything = read_window(ctx.db, "odd", 1, columns)
     assert len(everything) == 15
     regions = everything.features["Region"]
     assert sorted(regions.dropna().unique().tolist()) == ["", "EU", "NA"]
@@ -368,14 +369,12 @@ def test_window_keeps_odd_values_and_cuts_ties_at_the_newest_rows(ctx: Context) 
     assert set(everything.features[odd]) == {"v0", "v1"}
     assert everything.outputs["label"].dropna().tolist() == ["1"]
 
-    window = MonitoringStore(ctx.db).read_window("odd", 1, columns, last=7)
+    window = read_window(ctx.db, "odd", 1, columns, last=7)
     assert len(window) == 7
     times = window.outputs["created_at"]
     assert int((times == base + timedelta(minutes=1)).sum()) == 5
     assert window.first_at == base and window.last_at == base + timedelta(minutes=1)
-    recent = MonitoringStore(ctx.db).read_window(
-        "odd", 1, columns, since=base + timedelta(seconds=30)
-    )
+    recent = read_window(ctx.db, "odd", 1, columns, since=base + timedelta(seconds=30))
     assert len(recent) == 5
 
 

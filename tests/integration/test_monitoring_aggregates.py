@@ -43,7 +43,7 @@ from pgmlops.services.prediction import predict_records
 from pgmlops.services.serving import load_version
 from pgmlops.services.worker import Worker
 from pgmlops.store.log_summaries import hour_start, last_closed_hour
-from pgmlops.store.monitoring import MonitoringStore
+from pgmlops.store.prediction_windows import read_window
 from pgmlops.store.predictions import PredictionStore
 from tests.integration.test_monitoring import (  # noqa: F401 (fixtures)
     ACTOR,
@@ -69,7 +69,7 @@ def both_paths(
     settings = ctx.settings.monitoring
     profile = load_profile(ctx, mv)
     columns = [(f.name, f.kind) for f in mv.card.feature_schema.features]
-    window = MonitoringStore(ctx.db).read_window(name, mv.version, columns, last=last)
+    window = read_window(ctx.db, name, mv.version, columns, last=last)
     rows = assess_window(ctx, mv, window, settings, profile=profile)
     summary = summarise_window(ctx, mv, profile, settings, last=last)
     counts = assess_summary(ctx, mv, summary, settings, profile=profile)

@@ -232,7 +232,7 @@ def test_a_vanished_source_is_an_error_unless_feedback_only_is_allowed(
     label(ctx, log_traffic(ctx, frame, production), frame["Exited"].tolist())
     data_file.unlink()
 
-    with pytest.raises(DataError, match=r"cannot be read.*--allow-feedback-only"):
+    with pytest.raises(DataError, match=r"cannot be read.*allow feedback-only retraining"):
         retrain(ctx, "churn", mode="forced", actor=ACTOR)
     failed = runs(ctx)[0]
     assert failed.status == "failed" and "does not exist" in failed.error

@@ -74,3 +74,27 @@ def test_the_settings_example_comments_are_found_by_key(hooks) -> None:
     comments = hooks.example_comments()
     assert re.search("predict", comments["api_key"])
     assert "training.imbalance" in comments
+
+
+def every_field(cls: type, prefix: str, hooks: ModuleType) -> list[tuple[str, object]]:
+    fields = []
+    for name, info in cls.model_fields.items():
+        key = f"{prefix}{name}"
+        fields.append((key, info))
+        inner = hooks.nested_model(info.annotation)
+        if inner is not None:
+            fields += every_field(inner, f"{key}.", hooks)
+    return fields
+
+
+def test_every_setting_has_a_description_and_the_reference_shows_it(hooks) -> None:
+    from pgmlops.config import Settings
+
+    page = hooks.settings_reference()
+    fields = every_field(Settings, "", hooks)
+    undescribed = [key for key, info in fields if not (info.description or "").strip()]
+    assert undescribed == [], f"settings without description=: {undescribed}"
+    for key, info in fields:
+        if hooks.nested_model(info.annotation) is None:
+            row = next(line for line in page.splitlines() if line.startswith(f"| `{key}` |"))
+            assert hooks.cell(info.description) in row, f"{key}'s description is not shown"

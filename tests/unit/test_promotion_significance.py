@@ -225,7 +225,7 @@ def test_refusal_says_how_many_rows_would_make_a_real_gain_significant() -> None
     text = first_version_remedy(400, mean=0.04, low=-0.01, needed=0.01)
     # half-width 0.05 must shrink to 0.03: 400 * (0.05 / 0.03)^2 = 1,112 rows
     assert "about 1,112 labelled rows (now 400)" in text
-    assert text.endswith("or promote anyway with --force --reason TEXT")
+    assert text.endswith("or force the promotion, with a reason")
 
 
 def test_refusal_of_no_gain_says_more_rows_would_not_help() -> None:
@@ -233,4 +233,4 @@ def test_refusal_of_no_gain_says_more_rows_would_not_help() -> None:
 
     text = first_version_remedy(400, mean=-0.02, low=-0.07, needed=0.01)
     assert "more rows of the same kind would not change it" in text
-    assert "--force --reason TEXT" in text
+    assert "force the promotion, with a reason" in text

@@ -46,3 +46,14 @@ def test_type_checkers_see_exactly_the_public_names() -> None:
 
 def test_all_lists_exactly_the_export_table() -> None:
     assert set(pgmlops.__all__) == set(pgmlops._EXPORTS) | {"__version__"}
+
+
+def test_each_module_function_is_the_client_method_of_its_name() -> None:
+    from pgmlops.client import Client
+
+    for name in ("train", "promote", "rollback", "deploy", "models", "versions", "load", "monitor"):
+        function, method = getattr(pgmlops, name), getattr(Client, name)
+        assert function.__wrapped__ is method, name
+        assert function.__doc__ == method.__doc__, name
+        wanted = list(inspect.signature(method).parameters)[1:]  # without self
+        assert list(inspect.signature(function).parameters) == wanted, name

@@ -197,14 +197,13 @@ async def models(request: Request, model_name: str | None = None) -> Response:
     name = model_name or request.app.state.holder.model_name
 
     def describe() -> dict[str, Any]:
-        registry = client.context.registry
         return {
             "models": [
                 model_detail(
                     name,
                     client.versions(name),
                     client.history(name, alias=None),
-                    states=registry.alias_states(name),
+                    states=client.aliases(name),
                 )
             ]
         }

@@ -38,6 +38,7 @@ from pgmlops.services.prediction_log import (
     PredictionLogWriter,
     ProcessLogWriter,
 )
+from pgmlops.services.prediction_log.contract import PredictionLog
 from pgmlops.services.reload_watch import AliasWatcher
 from pgmlops.services.retention import ensure_log_partitions
 from pgmlops.services.serving import ModelHolder, served_model_names
@@ -102,7 +103,7 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     app.state.predict_key = key.get_secret_value() if key else None
 
 
-def _log_writer(ctx: Context, settings: Settings, metrics: Metrics) -> Any:
+def _log_writer(ctx: Context, settings: Settings, metrics: Metrics) -> PredictionLog:
     """The prediction log writer: a logging process (fast), or a thread (acknowledged)."""
     serving = settings.serving
     if serving.log_durability == "fast" and serving.log_writer == "process":

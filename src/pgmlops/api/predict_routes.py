@@ -6,7 +6,8 @@ import asyncio
 import json
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import orjson
 from fastapi import APIRouter, Request
@@ -17,10 +18,14 @@ from starlette.responses import Response
 from pgmlops.api.deps import check_key, get_ctx
 from pgmlops.api.errors import HTTPProblem, pydantic_errors
 from pgmlops.api.observability import request_id_var
+from pgmlops.config import ServingConfig
+from pgmlops.domain.records import PredictionRecord
+from pgmlops.domain.served_fields import BOOLEAN_NOT_NUMBER, boolean_for_number
 from pgmlops.errors import ValidationError
 from pgmlops.services.feedback import labels_from_json, record_labels
 from pgmlops.services.live_traffic import Answer, ShadowJob, answer_canary, mark
 from pgmlops.services.prediction import predict_records
+from pgmlops.services.prediction_log.contract import AcknowledgedLog, PredictionLog
 from pgmlops.services.serving import LiveModel, LoadedModel
 
 router = APIRouter()
@@ -119,17 +124,14 @@ def _validate_body(model: LoadedModel, body: bytes, max_batch: int) -> tuple[lis
 
 def _refuse_booleans(model: LoadedModel, payload: Any) -> None:
     """A boolean where the schema wants a number is bad input, not 0.0 or 1.0."""
-    numeric = model.card.feature_schema.numeric
     rows = payload if isinstance(payload, list) else [payload]
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            continue
-        for name in numeric:
-            if isinstance(row.get(name), bool):
-                loc = [i, name] if isinstance(payload, list) else [name]
-                msg = "Input should be a number, not a boolean"
-                where = ".".join(map(str, loc))
-                raise ValidationError(f"{where}: {msg}", [{"loc": loc, "msg": msg, "type": "bool"}])
+    found = boolean_for_number(model.card.feature_schema.numeric, rows)
+    if found is not None:
+        i, name = found
+        loc = [i, name] if isinstance(payload, list) else [name]
+        msg = BOOLEAN_NOT_NUMBER
+        where = ".".join(map(str, loc))
+        raise ValidationError(f"{where}: {msg}", [{"loc": loc, "msg": msg, "type": "bool"}])
 
 
 def _validate(model: LoadedModel, payload: Any, max_batch: int) -> tuple[list[dict], bool]:
@@ -156,7 +158,9 @@ def _settle(future: asyncio.Future[str | None], error: str | None) -> None:
         future.set_result(error)
 
 
-async def _wait_for_room(writer: Any, take: Any, n: int, serving: Any) -> None:
+async def _wait_for_room(
+    writer: PredictionLog, take: Callable[[], bool], n: int, serving: ServingConfig
+) -> None:
     """Call take() until it accepts the rows or log_wait_seconds pass; then 503, counted.
 
     Back-pressure (serving.log_when_full=wait): the answer is only returned once the log
@@ -179,17 +183,22 @@ async def _wait_for_room(writer: Any, take: Any, n: int, serving: Any) -> None:
     )
 
 
-async def log_rows(writer: Any, records: list[Any], serving: Any) -> None:
+async def log_rows(
+    writer: PredictionLog, records: list[PredictionRecord], serving: ServingConfig
+) -> None:
     """Hand the request's rows to the prediction log as serving.log_when_full says."""
     if writer.acknowledged:
-        await _logged(writer, records, serving)
+        # Only a writer that acknowledges sets `acknowledged` (the thread writer).
+        await _logged(cast(AcknowledgedLog, writer), records, serving)
     elif serving.log_when_full == "drop":
         writer.submit(records)  # beyond the bound: dropped and counted lost, still answered
     else:
         await _wait_for_room(writer, lambda: writer.offer(records), len(records), serving)
 
 
-async def _logged(writer: Any, records: list[Any], serving: Any) -> None:
+async def _logged(
+    writer: AcknowledgedLog, records: list[PredictionRecord], serving: ServingConfig
+) -> None:
     """Wait until the writer has committed or spilled the records (acknowledged durability)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[str | None] = loop.create_future()

@@ -53,16 +53,11 @@ def monitor(
     if fail_on is not None and fail_on not in ("warning", "degraded"):
         raise ConfigError(f"--fail-on must be 'warning' or 'degraded', got {fail_on!r}")
 
-    if last is not None and since is not None:
-        raise ConfigError("choose one window: --last N or --since DURATION, not both")
-    if last is not None and last < 1:
-        raise ConfigError(f"--last must be at least 1, got {last}")
+    from pgmlops.services.monitoring import check_window
+
+    check_window(last, since)  # a bad window is refused before any step line
     if html is not None and not html.resolve().parent.is_dir():
         raise ConfigError(f"--html: folder {html.resolve().parent} does not exist")
-    if since is not None:
-        from pgmlops.services.monitoring import parse_duration
-
-        parse_duration(since)  # a bad flag is refused before any step line
     client = open_client(config)
     with spinner(wanted(as_json, quiet), "monitoring: reading the window, testing drift"):
         result = client.monitor(

@@ -115,7 +115,7 @@ def models(
             views.print_overview(overview)
         return
     events = client.history(model_name, alias=None) if history or at else None
-    states = client.context.registry.alias_states(model_name)
+    states = client.aliases(model_name)
     result = {"models": [model_detail(model_name, client.versions(model_name), events, at, states)]}
     if as_json:
         print_json(result)

@@ -255,7 +255,7 @@ def first_version_remedy(rows: int, mean: float, low: float, needed: float) -> s
     The interval's half-width shrinks as 1/sqrt(rows), so if the gain stayed at its mean the
     lower bound would clear max(0, needed) with rows * ((mean - low) / (mean - needed))^2.
     """
-    force = "or promote anyway with --force --reason TEXT"
+    force = "or force the promotion, with a reason"
     bar = max(needed, 0.0)
     if not math.isfinite(mean) or mean <= bar:
         return (

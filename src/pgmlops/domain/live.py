@@ -47,7 +47,7 @@ class Deployment:
 def parse_share(text: str | float) -> float:
     """'10%' or 0.1 -> 0.1; anything outside (0, 100%] is a one-line ConfigError."""
     raw = str(text).strip()
-    what = f"--canary {raw!r}"
+    what = f"canary share {raw!r}"
     try:
         share = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
     except ValueError:
@@ -63,13 +63,13 @@ def check_alias(alias: str) -> str:
     """An alias `deploy --alias` may set: lower-case, not production or challenger."""
     if not _ALIAS.match(alias):
         raise ConfigError(
-            f"--alias {alias[:70]!r}: lower-case letters, digits, '-' and '_', "
+            f"alias {alias[:70]!r}: lower-case letters, digits, '-' and '_', "
             "starting with a letter, at most 64 characters"
         )
     if alias == "production":
-        raise ConfigError("--alias production: production moves by `pgmlops promote` (gates)")
+        raise ConfigError("alias production moves only by promotion, through the gates")
     if alias == CHALLENGER:
-        raise ConfigError("--alias challenger: deploy it with --shadow or --canary SHARE")
+        raise ConfigError("alias challenger is set by deploying a shadow or a canary")
     return alias
 
 

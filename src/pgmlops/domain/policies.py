@@ -61,9 +61,19 @@ class ThresholdPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    objective: Literal["f1", "youden", "precision_at_recall", "fixed"] = "f1"
-    min_recall: float = Field(default=0.8, gt=0.0, le=1.0)
-    value: float = Field(default=0.5, ge=0.0, le=1.0)
+    objective: Literal["f1", "youden", "precision_at_recall", "fixed"] = Field(
+        "f1",
+        description="what the threshold maximises on the validation rows; fixed: use value",
+    )
+    min_recall: float = Field(
+        default=0.8,
+        gt=0.0,
+        le=1.0,
+        description="precision_at_recall: the recall the chosen threshold must keep",
+    )
+    value: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="fixed: the threshold on P(positive)"
+    )
 
 
 class DriftPolicy(BaseModel):
@@ -80,7 +90,9 @@ class DriftPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     alpha: float = Field(0.05, gt=0.0, lt=1.0, description="significance after correction")
-    correction: Literal["bh", "bonferroni"] = "bh"
+    correction: Literal["bh", "bonferroni"] = Field(
+        "bh", description="multiple-test correction of per-feature p-values"
+    )
     null_quantile: float = Field(
         0.999, ge=0.5, lt=1.0, description="an effect must exceed this quantile of its null"
     )
@@ -104,18 +116,40 @@ class PromotionPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    primary_metric: str | None = None
-    min_delta: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
-    guard_metrics: dict[str, float] | None = None
-    floors: dict[str, float] = Field(default_factory=dict)
+    primary_metric: str | None = Field(
+        None,
+        description="metric promotion turns on; unset: roc_auc, f1_macro or rmse by task",
+    )
+    min_delta: float = Field(
+        default=0.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="the candidate must beat the champion's primary metric by more than this",
+    )
+    guard_metrics: dict[str, float] | None = Field(
+        None,
+        description="metric -> largest allowed drop; unset: binary models may lose 0.02 recall",
+    )
+    floors: dict[str, float] = Field(
+        default_factory=dict, description="metric -> worst value a candidate may have"
+    )
     # Smallest gain over the dummy baseline that counts (see gates.min_effect for its units).
-    baseline_margin: float = Field(default=0.01, ge=0.0, allow_inf_nan=False)
+    baseline_margin: float = Field(
+        default=0.01,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="first version: smallest gain over the dummy model that counts",
+    )
     # On by default: without it a model trained on noise can beat the dummy by luck alone.
-    bootstrap: bool = True
-    bootstrap_rounds: int = Field(default=1000, ge=100, le=100_000)
+    bootstrap: bool = Field(
+        True, description="the paired bootstrap interval of the gain must exclude 0"
+    )
+    bootstrap_rounds: int = Field(
+        default=1000, ge=100, le=100_000, description="resamples of that interval"
+    )
     # 0.99: a model with no skill beats the dummy's interval about 1% of the time (3% at 0.95,
     # bench/promotion_rates.py and 400 null candidates); a real model clears it by far.
-    confidence: float = Field(default=0.99, gt=0.5, lt=1.0)
+    confidence: float = Field(default=0.99, gt=0.5, lt=1.0, description="level of that interval")
     # A challenger's gain: its false pass replaces production by an equally good model (a
     # tie is refused anyway), so 0.95 buys power on small holdouts (docs/promotion.md).
     challenger_confidence: float = Field(
@@ -124,7 +158,7 @@ class PromotionPolicy(BaseModel):
         lt=1.0,
         description="one-sided level of the champion/challenger bootstrap gate",
     )
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, description="seed of the bootstrap resamples")
 
     @field_validator("guard_metrics")
     @classmethod

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from pgmlops.domain.categories import FALSE_TEXT, TRUE_TEXT
 from pgmlops.domain.dates import parse_date
 from pgmlops.domain.schema import FeatureSpec
+
+# The one answer to a boolean given for a number, wherever records arrive (the /predict route,
+# Model.predict, batch scoring): pydantic's lax mode would read `true` as 1.0.
+BOOLEAN_NOT_NUMBER = "Input should be a number, not a boolean"
+
+
+def is_boolean(value: object) -> bool:
+    """True, False or a NumPy boolean: never a number here, though Python counts True as 1."""
+    return isinstance(value, bool | np.bool_)
+
+
+def boolean_for_number(numeric: Sequence[str], rows: Sequence[object]) -> tuple[int, str] | None:
+    """(position, feature) of the first record giving a boolean for a numeric feature, or None."""
+    for i, row in enumerate(rows):
+        if isinstance(row, dict):
+            for name in numeric:
+                if is_boolean(row.get(name)):
+                    return i, name
+    return None
 
 
 def no_nul(value: str) -> str:

@@ -24,7 +24,7 @@ def _sticky_key_ok(ctx: Context, key: str, versions: list[ModelVersion]) -> None
             ctx.settings.serving.key_column
         ):
             raise ConfigError(
-                f"--sticky-key {key!r} is not a feature of {v.model_name} v{v.version} "
+                f"sticky key {key!r} is not a feature of {v.model_name} v{v.version} "
                 "nor the serving key column: a canary can stick only by a field every "
                 "request carries"
             )
@@ -44,18 +44,18 @@ def deploy(
     reason: str | None = None,
 ) -> AliasEvent:
     """Set the challenger (shadow, or canary with a share), stop it, or move `alias`."""
-    modes = [m for m, on in (("--shadow", shadow), ("--canary", canary is not None)) if on]
+    modes = [m for m, on in (("shadow", shadow), ("canary", canary is not None)) if on]
     if stop:
-        modes.append("--stop")
+        modes.append("stop")
     if alias is not None:
-        modes.append("--alias")
+        modes.append("alias")
     if len(modes) != 1:
         raise ConfigError(
-            "deploy needs exactly one of --shadow, --canary SHARE, --stop or --alias NAME"
-            + (f" (got {', '.join(modes)})" if modes else "")
+            "deploy needs exactly one of shadow, canary (a share), stop or alias (a name)"
+            + (f" (got {' and '.join(modes)})" if modes else "")
         )
     if sticky_key is not None and canary is None:
-        raise ConfigError("--sticky-key applies to --canary only")
+        raise ConfigError("a sticky key applies to a canary only")
     registry = ctx.registry
     states = registry.alias_states(name)
     if not states:
@@ -63,7 +63,7 @@ def deploy(
     current = states.get(CHALLENGER)
     if stop:
         if version is not None:
-            raise ConfigError("--stop takes no --version: it stops the challenger")
+            raise ConfigError("stop takes no version: it stops the challenger, whichever it is")
         if current is None:
             raise NotFoundError(f"model {name!r} has no challenger deployed: nothing to stop")
         return registry.remove_alias(
@@ -104,7 +104,7 @@ def deploy(
     if target.version == production.version:
         raise ConfigError(
             f"{name} v{target.version} is production already: a challenger must be another "
-            "version (give --version N)"
+            "version (name one)"
         )
     if shadow:
         deployment = Deployment("shadow")
@@ -112,7 +112,7 @@ def deploy(
         share = parse_share(canary)  # type: ignore[arg-type]
         if sticky_key is not None:
             if not sticky_key.strip() or len(sticky_key) > 200:
-                raise ConfigError("--sticky-key must name a field (1 to 200 characters)")
+                raise ConfigError("a sticky key must name a field (1 to 200 characters)")
             prod_version = registry.get_version(name, production.version)
             _sticky_key_ok(ctx, sticky_key, [prod_version, target])
         deployment = Deployment("canary", share, sticky_key)

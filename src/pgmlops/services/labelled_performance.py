@@ -30,7 +30,7 @@ from pgmlops.services.monitoring_signals import (
     relative_drop,
     window_proba,
 )
-from pgmlops.store.monitoring import PredictionWindow
+from pgmlops.store.prediction_windows import PredictionWindow
 
 
 def labelled_performance(

@@ -45,7 +45,8 @@ from pgmlops.services.monitoring_signals import (
     estimated_performance,
     finite,
 )
-from pgmlops.store.monitoring import MonitoringRun, MonitoringStore, PredictionWindow
+from pgmlops.store.monitoring import MonitoringRun, MonitoringStore
+from pgmlops.store.prediction_windows import PredictionWindow, read_window
 
 # Categorical plots show this many categories; the rest are pooled.
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
@@ -77,15 +78,48 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text or "")
     if not match:
         raise ConfigError(
-            f"--since {text!r} is not a duration; use a number and a unit, e.g. 30m, 24h or 7d"
+            f"{text!r} is not a duration; use a number and a unit, e.g. 30m, 24h or 7d"
         )
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
     if seconds <= 0:
-        raise ConfigError(f"--since {text!r} must be longer than zero")
+        raise ConfigError(f"duration {text!r} must be longer than zero")
     if seconds > _MAX_WINDOW_SECONDS:
         # Older than any logged prediction anyway, and `now - window` would leave the calendar.
-        raise ConfigError(f"--since {text!r} is too long: at most 36500d (100 years)")
+        raise ConfigError(f"duration {text!r} is too long: at most 36500d (100 years)")
     return timedelta(seconds=seconds)
+
+
+def check_window(
+    last: int | None = None, since: str | timedelta | None = None
+) -> tuple[int | None, timedelta | None]:
+    """The window as (last, since), checked: at most one, N >= 1 rows or a positive duration.
+
+    The one place a monitoring window is judged: the CLI, the Python API and run_monitor call
+    it, each before doing any work.
+    """
+    if last is not None and since is not None:
+        raise ConfigError("choose one window: the newest N rows or a duration, not both")
+    if last is not None:
+        if isinstance(last, bool) or not isinstance(last, int):
+            raise ConfigError(f"a window's row count must be a whole number, got {last!r}")
+        if last < 1:
+            raise ConfigError(f"a window needs at least 1 row, got {last}")
+    if isinstance(since, str):
+        since = parse_duration(since)
+    elif since is not None and not isinstance(since, timedelta):
+        raise ConfigError(f"a window's duration must be like '24h' or a timedelta, got {since!r}")
+    if since is not None and since.total_seconds() <= 0:
+        raise ConfigError("a window's duration must be longer than zero")
+    return last, since
+
+
+def window_of(window: int | str | timedelta | None) -> tuple[int | None, timedelta | None]:
+    """One `window=` value as (last, since): a row count, or a duration ('24h', a timedelta)."""
+    if isinstance(window, int) and not isinstance(window, bool):
+        return check_window(last=window)
+    if window is None or isinstance(window, str | timedelta):
+        return check_window(since=window)
+    raise ConfigError("window= must be a row count, a duration like '24h' or a timedelta")
 
 
 def run_monitor(
@@ -100,12 +134,7 @@ def run_monitor(
     """Monitor production (or ``version``) over its newest ``last`` rows or those ``since``."""
     settings = ctx.settings.monitoring
     name = model_name or ctx.settings.model_name
-    if last is not None and since is not None:
-        raise ConfigError("choose one window: --last N or --since DURATION, not both")
-    if last is not None and last < 1:
-        raise ConfigError(f"--last must be at least 1, got {last}")
-    if since is not None and since.total_seconds() <= 0:
-        raise ConfigError("--since must be a positive duration")
+    last, since = check_window(last, since)
     if last is None and since is None:
         last = settings.window
     mv = _monitored_version(ctx, name, version)
@@ -119,7 +148,8 @@ def run_monitor(
         result = assess_summary(ctx, mv, summary, settings, profile=profile)
         return _finish(store, result, last, start, store_run)
     columns = [(f.name, f.kind) for f in schema.features]
-    window = store.read_window(
+    window = read_window(
+        ctx.db,
         name,
         mv.version,
         columns,
@@ -232,7 +262,7 @@ def _monitored_version(ctx: Context, name: str, version: int | None) -> ModelVer
         version = ctx.registry.alias_version(name, PRODUCTION)
         if version is None:
             raise NotFoundError(
-                f"model {name!r} has no production version; promote one or pass --version"
+                f"model {name!r} has no production version; promote one or name a version"
             )
     return ctx.registry.get_version(name, version)
 

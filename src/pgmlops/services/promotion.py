@@ -52,7 +52,7 @@ def _score(ctx: Context, version: ModelVersion, holdout: pd.DataFrame, target: s
     except DataError as exc:
         raise DataError(
             f"version {version.version} cannot score the candidate's holdout ({exc}); "
-            "use --force --reason to promote across a schema change"
+            "force it, with a reason, to promote across a schema change"
         ) from exc
     engine = version_engine(ctx, version)
     return to_scores(card, engine.predict_frame(x), holdout[target].to_numpy())
@@ -147,7 +147,7 @@ def evaluate_challenge(
         if champion.card.task != card.task:
             raise ConfigError(
                 f"v{champion.version} is {champion.card.task} and v{candidate.version} is "
-                f"{card.task}: they cannot be compared; use --force --reason"
+                f"{card.task}: they cannot be compared; force it, with a reason"
             )
         champ_scores = _score(ctx, champion, rows, target)
     if champion is None and "crossfit" in candidate.files:
@@ -227,12 +227,12 @@ def promote(
     `evidence` (e.g. the live comparison's numbers) is kept in the decision record.
     """
     if force and not (reason and reason.strip()):
-        raise ConfigError("--force needs --reason TEXT: a forced promotion must say why")
+        raise ConfigError("a forced promotion needs a reason: it is kept in the audit trail")
     candidate = _candidate(ctx, name, version)
     current = ctx.registry.alias_version(name, PRODUCTION)
     if current == candidate.version:
         raise ConfigError(f"{name} v{candidate.version} is already production")
-    verify_servable(ctx, candidate)  # --force overrides gates, never a broken artifact
+    verify_servable(ctx, candidate)  # force overrides gates, never a broken artifact
     champion = ctx.registry.get_version(name, current) if current is not None else None
     decision: Decision | None = None
     sizes: dict[str, int] = {}

@@ -74,7 +74,9 @@ def lock_name(model_name: str) -> str:
 
 def mode_of(*, force: bool, if_needed: bool) -> Mode:
     if force and if_needed:
-        raise ConfigError("--force and --if-needed contradict each other: choose one")
+        raise ConfigError(
+            "forcing a retrain and retraining only if needed contradict each other: choose one"
+        )
     return "forced" if force else "if-needed" if if_needed else "manual"
 
 
@@ -237,7 +239,7 @@ def _execute(
                     run.id,
                     SKIPPED,
                     error=f"nothing new to train on since v{base.version} (same rows); "
-                    "use --force to retrain anyway",
+                    "force it to retrain anyway",
                     data=sizes,
                 )
             lineage = {

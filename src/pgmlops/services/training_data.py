@@ -270,7 +270,7 @@ def assemble(
     raw, problem = _read_source(base, rows)
     if problem and not allow_feedback_only:
         raise DataError(
-            f"{problem}; pass --allow-feedback-only to retrain from feedback and live rows alone"
+            f"{problem}; allow feedback-only retraining to retrain from feedback and live rows"
         )
     source_good = pd.DataFrame(columns=columns)
     if raw is not None:

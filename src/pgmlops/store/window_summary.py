@@ -44,7 +44,7 @@ from pgmlops.store.log_summaries import (
     stored_cells,
     stored_rows,
 )
-from pgmlops.store.monitoring import PredictionWindow
+from pgmlops.store.prediction_windows import PredictionWindow
 from pgmlops.store.statistics import refresh_statistics
 from pgmlops.store.window_cells import TIME_ENTRY, NumericSpec, cell_groups, collect_cells, number
 from pgmlops.store.window_hours import (
@@ -307,7 +307,7 @@ def _sample(
     """About ``size`` rows picked by a hash of their id: cheap, reproducible, unbiased in time."""
     from psycopg import sql
 
-    from pgmlops.store.monitoring import _typed
+    from pgmlops.store.prediction_windows import typed_columns
 
     # Keep about twice the rows needed, then the lowest hashes: the sort stays small.
     share = min(1.0, 2.0 * size / max(rows, 1))
@@ -334,7 +334,7 @@ def _sample(
     )
     frame = pd.concat([frame, outputs], axis=1)
     frame["label"] = pd.Series([None] * len(frame), dtype=object)
-    frame = _typed(frame, columns, None)
+    frame = typed_columns(frame, columns, None)
     features = frame[names]
     features.columns = [name for name, _ in columns]
     return PredictionWindow(

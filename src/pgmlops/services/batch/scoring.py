@@ -25,12 +25,11 @@ from pgmlops.domain.dates import ISO, to_days
 from pgmlops.domain.decision import answer_scale
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.domain.schema import FLOAT32_MAX, FeatureSpec, key_text
+from pgmlops.domain.served_fields import BOOLEAN_NOT_NUMBER, is_boolean
 from pgmlops.errors import ValidationError
 from pgmlops.services.prediction import prediction_ids
 from pgmlops.services.record_model import MAX_KEY_LENGTH
 from pgmlops.services.serving import LoadedModel
-
-_BOOLEAN = "Input should be a number, not a boolean"
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ def _numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         # A text cell of blanks is a missing value, as an empty CSV cell is.
         text = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
         present = text.notna() & (text != "")
-        booleans = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+        booleans = raw.map(is_boolean).to_numpy(dtype=bool)
         parsed = pd.to_numeric(text.mask(~present | booleans), errors="coerce")
         values = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
         bad = (present.to_numpy() & np.isnan(values)) | booleans
@@ -113,8 +112,8 @@ def _reason(model: LoadedModel, row: dict[str, Any], fallback: str) -> str:
     """The message /predict gives for this record: pydantic's, from the same record model."""
     numeric = set(model.card.feature_schema.numeric)
     for name, value in row.items():
-        if name in numeric and isinstance(value, bool | np.bool_):
-            return f"column {name!r}: {_BOOLEAN}"
+        if name in numeric and is_boolean(value):
+            return f"column {name!r}: {BOOLEAN_NOT_NUMBER}"
     try:
         model.single.validate_python(row)
     except PydanticValidationError as exc:
