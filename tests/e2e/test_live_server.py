@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -11,15 +10,16 @@ from sqlalchemy import func, select
 
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.store.tables import PredictionRow
+from tests.e2e.live_traffic_checks import (
+    ContinuousClient,
+    answered_by,
+    wait_for_mode,
+    within_binomial,
+    worker_connections,
+)
 from tests.e2e.serverproc import ADMIN_KEY, start_server, stop_server
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
-
-
-def _roles(http, records: list[dict]) -> Counter:
-    return Counter(
-        (a["role"], a["version"]) for a in (http.post("/predict", json=r).json() for r in records)
-    )
 
 
 def _until(check, seconds: float = 10.0) -> bool:
@@ -35,24 +35,15 @@ def test_two_workers_follow_the_challenger_under_load_with_no_failed_request(
     ctx, trained, tmp_path: Path
 ) -> None:
     v1, v2 = trained["v1"], trained["v2"]
-    records = make_churn(30, seed=2).drop(columns=["Exited"]).to_dict("records")
+    records = make_churn(300, seed=2).drop(columns=["Exited"]).to_dict("records")
     server = start_server(ctx.settings, tmp_path, workers=2)
-    failures: list[str] = []
-    sent = [0]
-    stop = threading.Event()
-
-    def load() -> None:
-        with server.client() as http:
-            while not stop.is_set():
-                resp = http.post("/predict", json=records[sent[0] % len(records)])
-                sent[0] += 1
-                if resp.status_code != 200:
-                    failures.append(f"{resp.status_code} {resp.text[:200]}")
-
+    # One keep-alive connection per worker to look at each, and one per worker for the client
+    # that sends without pause: every worker must follow each move with 0 failed requests.
+    each = worker_connections(server.url, 2)
+    client = ContinuousClient(lambda: list(worker_connections(server.url, 2).values()), records)
+    workers = list(each.values())
     try:
-        with server.client() as http:
-            worker = threading.Thread(target=load, daemon=True)
-            worker.start()
+        with client, server.client() as http:
             moved = http.post("/deploy", json={"version": v2, "shadow": True}, headers=HEADERS)
             assert moved.status_code == 200, moved.text
 
@@ -65,24 +56,31 @@ def test_two_workers_follow_the_challenger_under_load_with_no_failed_request(
                         )
                     )
 
+            wait_for_mode(workers, "shadow", timeout=10)
             assert _until(lambda: shadow_rows() >= 20)
-            assert set(_roles(http, records[:10])) == {("production", v1)}
+            for worker in workers:
+                assert set(answered_by(worker, records[:10])) == {("production", v1)}
             http.post("/deploy", json={"canary": "100%"}, headers=HEADERS).raise_for_status()
-            assert _until(lambda: set(_roles(http, records[:20])) == {("canary", v2)})
+            wait_for_mode(workers, "canary 100%", timeout=10)
+            for worker in workers:
+                assert set(answered_by(worker, records[:20])) == {("canary", v2)}
             http.post("/deploy", json={"canary": "30%"}, headers=HEADERS).raise_for_status()
-            time.sleep(1.5)  # two polls of 0.5 s: every worker has the new share
-            many = _roles(http, records * 10)
-            canary = many[("canary", v2)]
-            # 300 rows at p = 0.3: sd = 7.9; within five of them.
-            assert abs(canary - 90) < 5 * 7.9, many
+            wait_for_mode(workers, "canary 30%", timeout=10)
+            for pid, worker in each.items():
+                roles = Counter(answered_by(worker, records))
+                assert set(roles) <= {("canary", v2), ("production", v1)}, roles
+                assert within_binomial(roles[("canary", v2)], len(records), 0.3), (pid, roles)
             http.post("/deploy", json={"stop": True}, headers=HEADERS).raise_for_status()
-            assert _until(lambda: set(_roles(http, records[:20])) == {("production", v1)})
-            stop.set()
-            worker.join(timeout=10)
-            assert sent[0] > 50
-            assert failures == []
+            wait_for_mode(workers, None, timeout=10)
+            for worker in workers:
+                assert set(answered_by(worker, records[:20])) == {("production", v1)}
+            time.sleep(0.3)  # the client keeps sending after the stop
             metrics = http.get("/metrics").text
-            assert 'role="shadow"' in metrics and 'role="canary"' in metrics
+        assert client.sent > 50
+        assert client.failures == []
+        assert client.answers[("canary", v2)] > 0 and client.answers[("production", v1)] > 0
+        assert 'role="shadow"' in metrics and 'role="canary"' in metrics
     finally:
-        stop.set()
+        for worker in workers:
+            worker.close()
         stop_server(server)

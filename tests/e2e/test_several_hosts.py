@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,10 +30,17 @@ import pytest
 
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
+from pgmlops.domain.live import sticky_bucket
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
 from pgmlops.store.jobs import FAILED, SUCCEEDED, JobStore
 from tests.conftest import REQUIRE_PG, fresh_postgres_database
+from tests.e2e.live_traffic_checks import (
+    ContinuousClient,
+    answered_by,
+    wait_for_mode,
+    within_binomial,
+)
 from tests.e2e.serverproc import (
     ADMIN_KEY,
     Server,
@@ -289,6 +297,72 @@ def test_each_queued_job_runs_exactly_once_across_the_workers(hosts: Hosts) -> N
     print(f"\n{len(ids)} jobs, run by {len(ran_by)} worker(s): {sorted(ran_by)}")
     run_ids = [j.result["run_id"] for j in done if j.result]
     assert len(set(run_ids)) == len(ids)
+
+
+def _deploy(settings: Settings, *args: str) -> None:
+    """`pgmlops deploy` from the command line, as an operator on another machine runs it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pgmlops.cli", "deploy", "--model-name", "churn", *args],
+        env=server_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_both_replicas_serve_the_same_canary_share_with_no_failed_request(hosts: Hosts) -> None:
+    v1, v2 = hosts.versions["v1"], hosts.versions["v2"]
+    # Each replica on its own connection (one worker each); a client through the balancer.
+    direct = {
+        name: httpx.Client(base_url=srv.url, timeout=30) for name, srv in hosts.replicas.items()
+    }
+    records = make_churn(400, seed=8).drop(columns=["Exited"]).to_dict("records")
+    plain = [{k: v for k, v in r.items() if k != "CustomerId"} for r in records]
+    client = ContinuousClient(
+        lambda: [httpx.Client(base_url=hosts.balancer, timeout=30) for _ in range(2)], records
+    )
+    try:
+        with client:
+            for args, mode, share in (
+                (("--version", str(v2), "--canary", "20%"), "canary 20%", 0.2),
+                (("--canary", "50%"), "canary 50%", 0.5),
+            ):
+                _deploy(hosts.settings, *args)
+                # Polling is 30 s here: only the NOTIFY reaches the replicas this fast.
+                took = wait_for_mode(list(direct.values()), mode, timeout=5.0)
+                print(f"\n{mode}: every replica followed {took:.2f} s after the command")
+                for name, http in direct.items():
+                    roles = Counter(answered_by(http, plain))
+                    assert set(roles) <= {("canary", v2), ("production", v1)}, roles
+                    k = roles[("canary", v2)]
+                    assert within_binomial(k, len(plain), share), (name, mode, roles)
+
+            # Sticky by the key column: a customer gets the same version from either host.
+            _deploy(hosts.settings, "--canary", "50%", "--sticky-key", "CustomerId")
+            wait_for_mode(list(direct.values()), "canary 50% sticky by CustomerId", timeout=5.0)
+            keyed = records[:100]
+            seen = {name: answered_by(http, keyed) for name, http in direct.items()}
+            assert seen["api-1"] == seen["api-2"]
+            expected = [
+                ("canary", v2)
+                if sticky_bucket("churn", str(r["CustomerId"])) < 0.5
+                else ("production", v1)
+                for r in keyed
+            ]
+            assert seen["api-1"] == expected
+
+            _deploy(hosts.settings, "--stop")
+            wait_for_mode(list(direct.values()), None, timeout=5.0)
+            for http in direct.values():
+                assert set(answered_by(http, plain[:20])) == {("production", v1)}
+            time.sleep(0.5)  # the client keeps sending after the stop
+        print(f"client through the balancer: {client.sent} requests, {dict(client.answers)}")
+        assert client.failures == []
+        assert client.answers[("canary", v2)] > 0 and client.answers[("production", v1)] > 0
+    finally:
+        for http in direct.values():
+            http.close()
 
 
 class Load:
