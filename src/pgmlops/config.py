@@ -18,6 +18,7 @@ from pgmlops.domain.kinds import Task
 from pgmlops.domain.policies import DriftPolicy, PromotionPolicy, ThresholdPolicy
 from pgmlops.errors import ConfigError
 from pgmlops.retraining_config import RetrainingConfig
+from pgmlops.rollback_config import RollbackConfig
 
 DEFAULT_CONFIG_FILE = "pgmlops.yaml"
 # A registered model name: it becomes part of artifact paths and metric labels.
@@ -292,6 +293,7 @@ class Settings(BaseSettings):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
+    rollback: RollbackConfig = Field(default_factory=RollbackConfig)
 
     @field_validator("signing_key")
     @classmethod

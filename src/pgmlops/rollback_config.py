@@ -1,0 +1,112 @@
+"""The `rollback:` settings section: the watch after every promotion and its limits.
+
+Defaults and the numbers behind them are in docs/live-deployments.md (automatic rollback).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RollbackConfig(BaseModel):
+    """When `pgmlops worker` restores the previous production version on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    auto_rollback: bool = Field(
+        True,
+        description="watch every promotion and restore the previous production version when "
+        "the new one crosses a limit below (off: promotions are never undone automatically)",
+    )
+    watch_hours: float = Field(
+        24.0,
+        gt=0.0,
+        le=24.0 * 90,
+        description="how long after a promotion the new production version is watched",
+    )
+    check_seconds: float = Field(
+        60.0,
+        gt=0.0,
+        description="how often the worker checks a version under watch",
+    )
+    baseline_hours: float = Field(
+        24.0 * 7,
+        gt=0.0,
+        description="the previous version's live figures come from its rows in this many "
+        "hours before the promotion",
+    )
+    alpha: float = Field(
+        0.01,
+        gt=0.0,
+        lt=0.5,
+        description="each signal alarms only on a difference significant at this level "
+        "(one-sided); the check repeats during the watch, so it is stricter than monitoring's",
+    )
+    # Error rate: requests refused (4xx from the version's schema) or failed (5xx) over all
+    # requests the version was asked, counted by every serving process in `serving_counts`.
+    error_rate_increase: float = Field(
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="alarm when the error rate's lower bound exceeds the previous version's "
+        "upper bound by this much (absolute, 0.02 = 2 points)",
+    )
+    min_requests: int = Field(
+        50,
+        ge=1,
+        description="requests the new version must have been asked before its error "
+        "rate and latency can alarm",
+    )
+    latency_ratio: float = Field(
+        3.0,
+        gt=1.0,
+        description="alarm when the p99 latency exceeds the previous version's p99 by this "
+        "factor (and by latency_margin_ms)",
+    )
+    latency_margin_ms: float = Field(
+        50.0,
+        ge=0.0,
+        description="a p99 rise smaller than this many milliseconds never alarms (a 3x rise "
+        "of 2 ms is noise)",
+    )
+    latency_p99_ms: float | None = Field(
+        None,
+        gt=0.0,
+        description="also alarm when the p99 latency exceeds this many milliseconds (off)",
+    )
+    min_latency_rows: int = Field(
+        200,
+        ge=100,
+        description="rows needed before p99 latency can alarm (p99 of fewer is "
+        "the maximum of one or two rows)",
+    )
+    performance_drop: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="labelled performance alarms when the primary metric is worse than the "
+        "previous version's by this fraction, significantly",
+    )
+    min_labels: int = Field(
+        30,
+        ge=10,
+        description="labelled rows of the new version needed before its labelled "
+        "performance can alarm",
+    )
+    drift_psi: float = Field(
+        0.25,
+        ge=0.0,
+        description="prediction drift alarms when the new version's outputs differ from the "
+        "previous version's on the same inputs by at least this PSI (or Jensen-Shannon "
+        "distance drift_js), significantly",
+    )
+    drift_js: float = Field(
+        0.25, ge=0.0, le=1.0, description="class outputs: Jensen-Shannon distance (base 2)"
+    )
+    drift_rows: int = Field(
+        2_000,
+        ge=200,
+        le=50_000,
+        description="the newest rows of the new version the previous one re-scores for the "
+        "prediction drift test",
+    )
