@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "promote": "pgmlops.client",
     "rollback": "pgmlops.client",
     "deploy": "pgmlops.client",
+    "compare": "pgmlops.client",
     "models": "pgmlops.client",
     "versions": "pgmlops.client",
     "load": "pgmlops.client",
@@ -86,6 +87,7 @@ __all__ = [
     "TrainingError",
     "ValidationError",
     "__version__",
+    "compare",
     "deploy",
     "get_settings",
     "load",
@@ -100,6 +102,7 @@ __all__ = [
 if TYPE_CHECKING:
     from pgmlops.client import (
         Client,
+        compare,
         deploy,
         load,
         models,

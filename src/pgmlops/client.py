@@ -10,7 +10,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pgmlops.config import Settings, check_model_name, get_settings
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from pgmlops.model import Model, MonitoringResult
     from pgmlops.services.context import Context
+    from pgmlops.services.live_comparison import LiveComparison
     from pgmlops.services.monitoring import HistoryPoint
     from pgmlops.services.promotion import PromotionResult
     from pgmlops.services.training import Progress, TrainResult
@@ -282,6 +283,32 @@ class Client:
 
         return challenger_summary(self.context.registry.alias_states(self._name(model_name)))
 
+    def compare(
+        self,
+        model_name: str | None = None,
+        *,
+        live: bool = True,
+        since: str | datetime | timedelta | None = None,
+        version: int | None = None,
+    ) -> LiveComparison:
+        """Production against the challenger (or `version`) on logged live traffic.
+
+        `since`: '24h', '7d' or an ISO time (default: all logged traffic of the two).
+        Shadow traffic is compared record by record (paired bootstrap), canary traffic
+        unpaired; see docs/live-deployments.md.
+        """
+        from pgmlops.services.live_comparison import live_comparison, parse_since
+
+        if not live:
+            raise ConfigError(
+                "compare is a live comparison (live=True, `--live`); versions are compared "
+                "offline by the promotion gates (`pgmlops promote`)"
+            )
+        start = parse_since(since) if since is not None else None
+        return live_comparison(
+            self.context, self._name(model_name), challenger_version=version, since=start
+        )
+
     def version(self, reference: str) -> ModelVersion:
         """The registered version a reference names: "name", "name@alias" or "name/N".
 
@@ -431,6 +458,17 @@ def deploy(
         reason=reason,
         actor=actor,
     )
+
+
+def compare(
+    model_name: str | None = None,
+    *,
+    live: bool = True,
+    since: str | datetime | timedelta | None = None,
+    version: int | None = None,
+) -> LiveComparison:
+    """Production against the challenger on live traffic (see Client.compare)."""
+    return default_client().compare(model_name, live=live, since=since, version=version)
 
 
 def models() -> list[ModelOverview]:

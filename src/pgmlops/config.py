@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from pgmlops.domain.decision import DEFAULT_RISK_LEVELS, check_risk_levels
 from pgmlops.domain.kinds import Task
+from pgmlops.domain.live_comparison import LivePolicy
 from pgmlops.domain.policies import DriftPolicy, PromotionPolicy, ThresholdPolicy
 from pgmlops.errors import ConfigError
 from pgmlops.retraining_config import RetrainingConfig
@@ -293,7 +294,13 @@ class Settings(BaseSettings):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
-    rollback: RollbackConfig = Field(default_factory=RollbackConfig)
+    live: LivePolicy = Field(
+        default_factory=LivePolicy, description="live comparison and opt-in live promotion"
+    )
+    rollback: RollbackConfig = Field(
+        default_factory=RollbackConfig,
+        description="automatic rollback: the watch after every promotion and its limits",
+    )
 
     @field_validator("signing_key")
     @classmethod
