@@ -160,6 +160,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=200, help="v1 rows before promotion")
     parser.add_argument("--step", type=int, default=20, help="rows (and labels) per look")
     parser.add_argument("--labels", type=int, default=400, help="labels per watch period")
+    parser.add_argument("--first", type=int, default=0, help="number of the first period")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -180,9 +181,9 @@ def main() -> None:
         trained_s = time.perf_counter() - started
         kw = {"baseline": args.baseline, "step": args.step, "budget": args.labels}
         runs = {"healthy": [], "bad": []}
-        for k in range(args.healthy):
+        for k in range(args.first, args.first + args.healthy):
             runs["healthy"].append(watch_period(ctx, f"h{k:04d}", v1, healthy, seed=k + 1, **kw))
-        for k in range(args.bad):
+        for k in range(args.first, args.first + args.bad):
             runs["bad"].append(watch_period(ctx, f"b{k:04d}", v1, bad, seed=50_000 + k, **kw))
         ctx.close()
     elapsed = time.perf_counter() - started
@@ -210,7 +211,7 @@ def report(
         "",
         f"Command: `PYTHONPATH=src python bench/rollback_rates.py --healthy {args.healthy} "
         f"--bad {args.bad} --baseline {args.baseline} --step {args.step} "
-        f"--labels {args.labels}`",
+        f"--labels {args.labels} --first {args.first}`",
         "",
         f"Machine: {platform.machine()}, {platform.python_version()}, "
         f"{len(__import__('os').sched_getaffinity(0))} cores, load average at the end "

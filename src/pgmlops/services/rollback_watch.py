@@ -321,6 +321,21 @@ def _labelled(
     return SignalVerdict("labelled_performance", verdict.degraded, detail, base)
 
 
+# The previous version's pipeline, kept between checks (the check runs every minute): keyed
+# by the model file's digest and signature, so only the bytes it was verified as are reused.
+_ENGINES: dict[tuple[str, str | None], Any] = {}
+
+
+def _engine(ctx: Context, mv: ModelVersion) -> Any:
+    stored = mv.files["model"]
+    key = (stored.sha256, stored.signature)
+    if key not in _ENGINES:
+        if len(_ENGINES) >= 4:
+            _ENGINES.pop(next(iter(_ENGINES)))
+        _ENGINES[key] = version_engine(ctx, mv)
+    return _ENGINES[key]
+
+
 def _prediction_drift(
     ctx: Context,
     new: ModelVersion,
@@ -354,7 +369,7 @@ def _prediction_drift(
         detail = f"prediction drift: {n} rows of v{new.version}, waiting for {policy.min_rows}"
         return SignalVerdict("prediction_drift", False, detail, base)
     x = coerce_features(window.features, schema)
-    theirs = version_engine(ctx, old).predict_frame(x)
+    theirs = _engine(ctx, old).predict_frame(x)
     task = new.card.task
     if task == "binary" and old.card.task == "binary":
         ours = window.outputs["probability"].to_numpy(dtype=float)
