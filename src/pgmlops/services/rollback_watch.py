@@ -49,8 +49,9 @@ ROLLBACK_ACTOR = "pgmlops-worker"
 # Rows of each version read for the labelled comparison (newest first): the null of the
 # previous version's live figure is drawn from them, a few seconds of work at most.
 LABELLED_ROWS = 5_000
-# Promotion moves the watch judges; a rollback (manual or automatic) is never judged.
-_WATCHED_ACTIONS = frozenset({"promote", "force"})
+# Every production move is a promotion (promote, force, a retrain's or a live promotion)
+# except a rollback, manual or automatic, which is never judged.
+_NOT_WATCHED = frozenset({"rollback"})
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def watched_move(ctx: Context, name: str, now: datetime) -> tuple[AliasEvent, in
     if not history:
         return "no production version"
     last = history[-1]
-    if last.action not in _WATCHED_ACTIONS or last.new_version is None:
+    if last.action in _NOT_WATCHED or last.new_version is None:
         return f"the latest production move is a {last.action}: not watched"
     watch = timedelta(hours=ctx.settings.rollback.watch_hours)
     if now - last.created_at > watch:

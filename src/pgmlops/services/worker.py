@@ -5,7 +5,9 @@ model whose check is due, runs `retrain --if-needed` (the triggers decide) and, 
 `monitoring.schedule_seconds` is set, a stored monitoring run. It also keeps the prediction
 log's partitions created ahead (hourly) and runs retention (`gc`: model backups beyond
 `retention.keep`, log partitions older than `retention.predictions_days`) every
-`retention.schedule_seconds`, so nobody has to run `pgmlops gc`. `stop()` (SIGTERM) lets the
+`retention.schedule_seconds`, so nobody has to run `pgmlops gc`. Every
+`rollback.check_seconds` it also judges each model's promotion under watch and may restore
+the previous production version (services/rollback_watch.py). `stop()` (SIGTERM) lets the
 job in hand finish and then exits; a worker killed outright leaves its run and job to be
 marked failed by the next worker or retrain that starts, or by a running worker within a
 minute. Each worker holds a liveness lock while it runs (PostgreSQL: a session advisory lock,
