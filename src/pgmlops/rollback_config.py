@@ -35,8 +35,10 @@ class RollbackConfig(BaseModel):
         description="the previous version's live figures come from its rows in this many "
         "hours before the promotion",
     )
+    # 0.001: the check looks again every minute for a day; at 0.01 a healthy retrain was
+    # rolled back in 10 of 55 watch periods with a look every 40 labels (bench/rollback_rates.py).
     alpha: float = Field(
-        0.01,
+        0.001,
         gt=0.0,
         lt=0.5,
         description="each signal alarms only on a difference significant at this level "
@@ -74,11 +76,12 @@ class RollbackConfig(BaseModel):
         gt=0.0,
         description="also alarm when the p99 latency exceeds this many milliseconds (off)",
     )
+    # 1,000: p99 is then the 10th slowest row; at 200 rows (the 2nd slowest) one stall of a
+    # loaded machine rolled a healthy version back (bench/rollback_rates.py).
     min_latency_rows: int = Field(
-        200,
+        1_000,
         ge=100,
-        description="rows needed before p99 latency can alarm (p99 of fewer is "
-        "the maximum of one or two rows)",
+        description="rows needed before p99 latency can alarm (p99 of few rows is one stall)",
     )
     performance_drop: float = Field(
         0.05,

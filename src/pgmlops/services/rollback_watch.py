@@ -37,7 +37,7 @@ from pgmlops.errors import ArtifactError, ConflictError, NotFoundError, PgmlopsE
 from pgmlops.rollback_config import RollbackConfig
 from pgmlops.services.context import Context
 from pgmlops.services.labelled_performance import valid_labels
-from pgmlops.services.monitoring_signals import metric_null, reference_outputs
+from pgmlops.services.monitoring_signals import reference_outputs
 from pgmlops.services.promotion import production_stack, rollback, version_engine
 from pgmlops.store.live_figures import LiveFigureStore, LoggedOutputs
 from pgmlops.store.monitoring import MonitoringStore
@@ -49,6 +49,9 @@ ROLLBACK_ACTOR = "pgmlops-worker"
 # Rows of each version read for the labelled comparison (newest first): the null of the
 # previous version's live figure is drawn from them, a few seconds of work at most.
 LABELLED_ROWS = 5_000
+# Null draws of the labelled comparison: the smallest p-value is 1/(draws + 1), which must be
+# below rollback.alpha (0.001) for the signal to alarm at all.
+LABELLED_DRAWS = 2_000
 # Every production move is a promotion (promote, force, a retrain's or a live promotion)
 # except a rollback, manual or automatic, which is never judged.
 _NOT_WATCHED = frozenset({"rollback"})
@@ -257,6 +260,19 @@ def labelled_scores(mv: ModelVersion, logged: LoggedOutputs) -> Scores | None:
     return Scores(card.task, y_true[good], predicted.astype(str), proba, classes)
 
 
+_NULLS: dict[tuple[str, str, int], np.ndarray] = {}
+
+
+def _reference_null(mv: ModelVersion, scores: Scores, metric: str, n: int) -> np.ndarray:
+    """Null draws from a version's held-out outputs at n labels, kept between checks."""
+    key = (mv.files["reference_outputs"].sha256, metric, n)
+    if key not in _NULLS:
+        if len(_NULLS) >= 64:
+            _NULLS.pop(next(iter(_NULLS)))
+        _NULLS[key] = null_differences(scores, metric, n, draws=LABELLED_DRAWS, seed=0)
+    return _NULLS[key]
+
+
 def _labelled(
     ctx: Context,
     new: ModelVersion,
@@ -287,7 +303,7 @@ def _labelled(
     if old_scores is not None and len(old_scores) >= cfg.min_labels:
         source = f"live, {len(old_scores)} labels"
         reference = metric_value(metric, old_scores)
-        null = null_differences(old_scores, metric, n, seed=0)
+        null = null_differences(old_scores, metric, n, draws=LABELLED_DRAWS, seed=0)
     else:
         ref = reference_outputs(ctx, old)
         if ref is None:
@@ -298,7 +314,7 @@ def _labelled(
             return SignalVerdict("labelled_performance", False, detail, base)
         source = f"held-out reference, {len(ref.y_true)} rows"
         reference = metric_value(metric, ref.scores())
-        null = metric_null(old, ref, metric, n)
+        null = _reference_null(old, ref.scores(), metric, n)
     verdict = drop_test(
         metric, current, reference, null, alpha=cfg.alpha, tolerance=cfg.performance_drop
     )
