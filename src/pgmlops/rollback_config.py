@@ -90,21 +90,31 @@ class RollbackConfig(BaseModel):
         description="labelled performance alarms when the primary metric is worse than the "
         "previous version's by this fraction, significantly",
     )
+    # 1,000: a live baseline of 200 labels that happened to score high made its bootstrap
+    # null too narrow and rolled healthy retrains back (3 of 37 periods in the bench).
+    baseline_labels: int = Field(
+        1_000,
+        ge=30,
+        description="labelled rows of the previous version needed to compare with its live "
+        "figure; with fewer, its held-out reference outputs are the baseline",
+    )
     min_labels: int = Field(
         30,
         ge=10,
         description="labelled rows of the new version needed before its labelled "
         "performance can alarm",
     )
+    # 1.0: two healthy retrains of the demo model differed by PSI 0.28 to 0.63 on a few
+    # hundred rows (bench/rollback_rates.py); a model whose outputs are inverted is beyond 2.
     drift_psi: float = Field(
-        0.25,
+        1.0,
         ge=0.0,
         description="prediction drift alarms when the new version's outputs differ from the "
-        "previous version's on the same inputs by at least this PSI (or Jensen-Shannon "
-        "distance drift_js), significantly",
+        "previous version's on the same inputs by at least this PSI (or Wasserstein-1 / std), "
+        "significantly",
     )
     drift_js: float = Field(
-        0.25, ge=0.0, le=1.0, description="class outputs: Jensen-Shannon distance (base 2)"
+        0.5, ge=0.0, le=1.0, description="class outputs: Jensen-Shannon distance (base 2)"
     )
     drift_rows: int = Field(
         2_000,

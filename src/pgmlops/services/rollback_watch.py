@@ -300,7 +300,7 @@ def _labelled(
         name, old.version, "production", since=start, until=since, limit=LABELLED_ROWS
     )
     old_scores = labelled_scores(old, earlier)
-    if old_scores is not None and len(old_scores) >= cfg.min_labels:
+    if old_scores is not None and len(old_scores) >= cfg.baseline_labels:
         source = f"live, {len(old_scores)} labels"
         reference = metric_value(metric, old_scores)
         null = null_differences(old_scores, metric, n, draws=LABELLED_DRAWS, seed=0)
@@ -308,7 +308,7 @@ def _labelled(
         ref = reference_outputs(ctx, old)
         if ref is None:
             detail = (
-                f"labelled {metric}: v{old.version} has neither {cfg.min_labels} live labels "
+                f"labelled {metric}: v{old.version} has neither {cfg.baseline_labels} live labels "
                 "nor held-out reference outputs to compare with"
             )
             return SignalVerdict("labelled_performance", False, detail, base)
