@@ -19,6 +19,7 @@ from pgmlops.domain.live_comparison import LivePolicy
 from pgmlops.domain.policies import DriftPolicy, PromotionPolicy, ThresholdPolicy
 from pgmlops.errors import ConfigError
 from pgmlops.retraining_config import RetrainingConfig
+from pgmlops.rollback_config import RollbackConfig
 
 DEFAULT_CONFIG_FILE = "pgmlops.yaml"
 # A registered model name: it becomes part of artifact paths and metric labels.
@@ -451,6 +452,10 @@ class Settings(BaseSettings):
     )
     live: LivePolicy = Field(
         default_factory=LivePolicy, description="live comparison and opt-in live promotion"
+    )
+    rollback: RollbackConfig = Field(
+        default_factory=RollbackConfig,
+        description="automatic rollback: the watch after every promotion and its limits",
     )
 
     @field_validator("signing_key")

@@ -12,11 +12,13 @@ from starlette.responses import Response
 
 from pgmlops.api.deps import get_client, require_admin, sees_details
 from pgmlops.api.errors import json_response
+from pgmlops.api.observability import rollback_metrics
 from pgmlops.api.predict_routes import require_json_if_body
 from pgmlops.domain.card import engine_label
 from pgmlops.domain.redact import public_text
 from pgmlops.services.commands import model_detail, promotion_summary, rollback_summary
 from pgmlops.services.deployment import deploy_summary
+from pgmlops.services.rollback_watch import refused_rollbacks
 
 router = APIRouter()
 admin = APIRouter(dependencies=[Depends(require_admin)])
@@ -187,7 +189,9 @@ async def ready(request: Request) -> Response:
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
     body, ctype = request.app.state.metrics.render()
-    return Response(body, media_type=ctype)
+    # Counted in the database by whichever worker rolled back: the same on every host.
+    extra = await run_in_threadpool(rollback_metrics, request.app.state.ctx)
+    return Response(body + extra, media_type=ctype)
 
 
 @router.get("/models", summary="Registered versions, aliases, metrics and production history")
@@ -204,6 +208,7 @@ async def models(request: Request, model_name: str | None = None) -> Response:
                     client.versions(name),
                     client.history(name, alias=None),
                     states=client.aliases(name),
+                    refusals=refused_rollbacks(client.context, name),
                 )
             ]
         }

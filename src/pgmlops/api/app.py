@@ -40,9 +40,11 @@ from pgmlops.services.prediction_log import (
 )
 from pgmlops.services.prediction_log.contract import PredictionLog
 from pgmlops.services.reload_watch import AliasWatcher
+from pgmlops.services.request_counts import RequestCounter
 from pgmlops.services.retention import ensure_log_partitions
 from pgmlops.services.serving import ModelHolder, served_model_names
 from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.serving_counts import ServingCountStore
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,8 @@ def _wire(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     app.state.shadow = ShadowScorer(
         serving, writer, metrics.count_live, max_jobs=serving.shadow_queue
     )
+    # Requests per version and outcome, for the error rate automatic rollback reads.
+    app.state.counts = RequestCounter(ServingCountStore(ctx.db))
     app.state.watcher = AliasWatcher(list(holders.values()), ctx.db, serving.reload_poll_seconds)
     key = settings.predict_api_key
     app.state.predict_key = key.get_secret_value() if key else None
@@ -139,6 +143,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder.refresh()
     state.writer.start()
     state.shadow.start()
+    state.counts.start()
     state.watcher.start()
     if any(holder.current is None for holder in state.holders.values()):
         refreeze()  # a loaded version has been frozen by the reload callback already
@@ -160,6 +165,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         state.watcher.stop()
         state.shadow.stop()
+        state.counts.stop()
         state.writer.stop()
         state.ctx.close()
 

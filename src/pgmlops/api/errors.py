@@ -61,6 +61,15 @@ def status_for(exc: errors.PgmlopsError) -> int:
     return 500
 
 
+def error_status(exc: BaseException) -> int:
+    """The HTTP status an exception raised by a route is answered with."""
+    if isinstance(exc, HTTPProblem):
+        return exc.status
+    if isinstance(exc, errors.PgmlopsError):
+        return status_for(exc)
+    return 500
+
+
 def pydantic_errors(raw: list[dict[str, Any]], prefix: tuple = ()) -> tuple[str, list[dict]]:
     """Pydantic's errors as (one line naming the first field, JSON-safe list)."""
     detail = []

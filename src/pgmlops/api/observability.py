@@ -206,6 +206,32 @@ def build_metrics() -> Metrics:
     )
 
 
+def rollback_metrics(ctx: Any) -> bytes:
+    """pgmlops_auto_rollbacks_total from the database (the worker has no /metrics of its own).
+
+    Empty when the database does not answer: /metrics never fails for it.
+    """
+    from pgmlops.services.rollback_watch import rollback_totals
+
+    try:
+        totals = rollback_totals(ctx)
+    except Exception as exc:  # the database may be down; the process's metrics still count
+        logging.getLogger(__name__).warning("auto rollback counts not read: %s", exc)
+        return b""
+    lines = [
+        "# HELP pgmlops_auto_rollbacks_total Automatic rollbacks by `pgmlops worker` (every "
+        "host), by the signal that set them off; outcome refused: the target failed artifact "
+        "verification and was not restored",
+        "# TYPE pgmlops_auto_rollbacks_total counter",
+    ]
+    for model, signal, outcome, n in sorted(totals):
+        lines.append(
+            f'pgmlops_auto_rollbacks_total{{model="{model}",reason="{signal}",'
+            f'outcome="{outcome}"}} {n}'
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
 class RequestContextMiddleware:
     """Pure ASGI middleware: request id in and out, latency and status per route and model.
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from pgmlops.api.deps import check_key, get_ctx
-from pgmlops.api.errors import HTTPProblem, pydantic_errors
+from pgmlops.api.errors import HTTPProblem, error_status, pydantic_errors
 from pgmlops.api.observability import request_id_var
 from pgmlops.config import ServingConfig
 from pgmlops.domain.records import PredictionRecord
@@ -26,6 +26,7 @@ from pgmlops.services.feedback import labels_from_json, record_labels
 from pgmlops.services.live_traffic import Answer, ShadowJob, answer_canary, mark
 from pgmlops.services.prediction import predict_records
 from pgmlops.services.prediction_log.contract import AcknowledgedLog, PredictionLog
+from pgmlops.services.request_counts import outcome_of
 from pgmlops.services.serving import LiveModel, LoadedModel
 
 router = APIRouter()
@@ -293,24 +294,30 @@ def predict_endpoint(model_name: str | None = None) -> Any:
         model = holder.current
         if model is None:
             raise HTTPProblem(503, holder.last_error or "no production model is loaded")
-        rows, many = _validate_body(model, body, serving.max_batch)
         # The id the response carries (the client's X-Request-Id, cut to 64 characters, or ours).
         rid = request_id_var.get()
         live = holder.live
-        if live is not None and live.deployment.mode == "canary":
-            answer = await _answer_canary(state, model, live, rows, body, rid, started)
-            items, records = answer.items, answer.records
-        else:
-            if len(rows) > _THREADPOOL_ROWS:
-                items, records = await run_in_threadpool(
-                    predict_records, model, rows, serving, request_id=rid, started=started
-                )
+        try:
+            rows, many = _validate_body(model, body, serving.max_batch)
+            if live is not None and live.deployment.mode == "canary":
+                answer = await _answer_canary(state, model, live, rows, body, rid, started)
+                items, records = answer.items, answer.records
             else:
-                items, records = predict_records(
-                    model, rows, serving, request_id=rid, started=started
-                )
-            mark(items, records, None)
-            answer = Answer(items, records, [(model, items)])
+                if len(rows) > _THREADPOOL_ROWS:
+                    items, records = await run_in_threadpool(
+                        predict_records, model, rows, serving, request_id=rid, started=started
+                    )
+                else:
+                    items, records = predict_records(
+                        model, rows, serving, request_id=rid, started=started
+                    )
+                mark(items, records, None)
+                answer = Answer(items, records, [(model, items)])
+        except Exception as exc:
+            # The version refused (its schema) or failed: its error rate counts it.
+            state.counts.count(model.name, model.version, outcome_of(error_status(exc)))
+            raise
+        state.counts.count(model.name, model.version, "answered")
         if serving.log_predictions:
             await log_rows(state.writer, records, serving)
         if live is not None and live.deployment.mode == "shadow":

@@ -25,6 +25,7 @@ from pgmlops.errors import ConfigError
 from pgmlops.services.context import Context
 from pgmlops.services.datasets import frame_dataset, load_dataset
 from pgmlops.services.promotion import PromotionResult, production_at, promote, rollback
+from pgmlops.services.rollback_watch import refused_rollbacks
 from pgmlops.services.training import Progress, TrainResult, train_model
 
 KEY_METRICS = {
@@ -246,10 +247,13 @@ def model_detail(
     events: list[AliasEvent] | None = None,
     at: str | None = None,
     states: dict[str, AliasState] | None = None,
+    refusals: list[Any] | None = None,
 ) -> dict[str, Any]:
     """One model's versions (newest first), its challenger and, given events, alias history.
 
     `events` may hold every alias's moves; `production_at` replays production's alone.
+    `refusals` (automatic rollbacks not made: the target failed verification) join the
+    history as `rollback-refused` rows, which move nothing.
     """
     entry: dict[str, Any] = {
         "name": name,
@@ -272,6 +276,10 @@ def model_detail(
             }
             for e in events
         ]
+        if refusals:
+            entry["history"] = sorted(
+                entry["history"] + [_refusal_row(v) for v in refusals], key=lambda h: h["at"]
+            )
         if at:
             production = [e for e in events if e.alias == PRODUCTION]
             entry["production_at"] = {
@@ -279,6 +287,20 @@ def model_detail(
                 "version": production_at(production, _parse_time(at)),
             }
     return entry
+
+
+def _refusal_row(verdict: Any) -> dict[str, Any]:
+    """An automatic rollback the watch wanted but did not make, as a history row."""
+    return {
+        "at": verdict.created_at.isoformat(),
+        "alias": PRODUCTION,
+        "action": "rollback-refused",
+        "from": verdict.version,
+        "to": verdict.version,
+        "actor": verdict.actor,
+        "reason": verdict.reason,
+        "deployment": None,
+    }
 
 
 def challenger_summary(states: dict[str, AliasState]) -> dict[str, Any] | None:
@@ -298,5 +320,6 @@ def models_command(
     for m in ctx.registry.list_models(model_name):
         events = ctx.registry.alias_history(m.name) if history or at else None
         states = ctx.registry.alias_states(m.name)
-        out["models"].append(model_detail(m.name, m.versions, events, at, states))
+        refusals = refused_rollbacks(ctx, m.name) if events is not None else None
+        out["models"].append(model_detail(m.name, m.versions, events, at, states, refusals))
     return out

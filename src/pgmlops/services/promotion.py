@@ -291,7 +291,10 @@ def production_stack(events: list[AliasEvent]) -> list[int]:
 
 
 def rollback(ctx: Context, name: str, *, actor: str, reason: str | None = None) -> AliasEvent:
-    """Move `production` back to the version that held it before the current one."""
+    """Move `production` back to the version that held it before the current one.
+
+    The target's artifacts are verified first (ArtifactError: nothing moves).
+    """
     history = ctx.registry.alias_history(name, PRODUCTION)
     current = ctx.registry.alias_version(name, PRODUCTION)
     if current is None:
@@ -302,6 +305,8 @@ def rollback(ctx: Context, name: str, *, actor: str, reason: str | None = None) 
             f"{name} v{current} is the first production version: nothing to roll back to"
         )
     target = stack[-2]
+    # The same check as a promotion: a version workers could not serve is not restored.
+    verify_servable(ctx, ctx.registry.get_version(name, target))
     return ctx.registry.move_alias(
         name,
         PRODUCTION,

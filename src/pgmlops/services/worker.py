@@ -5,7 +5,9 @@ model whose check is due, runs `retrain --if-needed` (the triggers decide) and, 
 `monitoring.schedule_seconds` is set, a stored monitoring run. It also keeps the prediction
 log's partitions created ahead (hourly) and runs retention (`gc`: model backups beyond
 `retention.keep`, log partitions older than `retention.predictions_days`) every
-`retention.schedule_seconds`, so nobody has to run `pgmlops gc`. `stop()` (SIGTERM) lets the
+`retention.schedule_seconds`, so nobody has to run `pgmlops gc`. Every
+`rollback.check_seconds` it also judges each model's promotion under watch and may restore
+the previous production version (services/rollback_watch.py). `stop()` (SIGTERM) lets the
 job in hand finish and then exits; a worker killed outright leaves its run and job to be
 marked failed by the next worker or retrain that starts, or by a running worker within a
 minute. Each worker holds a liveness lock while it runs (PostgreSQL: a session advisory lock,
@@ -65,6 +67,8 @@ class WorkerStats:
     retention_runs: int = 0
     partitions_created: int = 0
     hours_summarised: int = 0
+    rollback_checks: int = 0
+    rollbacks: int = 0
     recovered_runs: list[int] = field(default_factory=list)
     recovered_jobs: list[int] = field(default_factory=list)
 
@@ -92,6 +96,7 @@ class Worker:
         self._next_gc: datetime | None = None
         self._next_summary: datetime | None = None
         self._next_recover: datetime | None = None
+        self._next_watch: datetime | None = None
 
     # -- control ---------------------------------------------------------------------------
 
@@ -150,6 +155,8 @@ class Worker:
             self.maintain(now or datetime.now(UTC))
         if not self.stopping:
             self.scheduled(now or datetime.now(UTC))
+        if not self.stopping:
+            self.watch_promotions(now or datetime.now(UTC))
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -340,3 +347,26 @@ class Worker:
             self.say(f"{name}: scheduled retrain check failed: {exc}")
             return
         self.say(f"{name}: {outcome.message}")
+
+    # -- automatic rollback ----------------------------------------------------------------
+
+    def watch_promotions(self, now: datetime) -> None:
+        """Every `rollback.check_seconds`: judge each model's promotion under watch."""
+        from pgmlops.services.rollback_watch import check_rollback
+
+        cfg = self.ctx.settings.rollback
+        if not cfg.auto_rollback or (self._next_watch is not None and now < self._next_watch):
+            return
+        self._next_watch = now + timedelta(seconds=cfg.check_seconds)
+        for name in self.ctx.registry.model_names():
+            if self.stopping:
+                return
+            try:
+                result = check_rollback(self.ctx, name, now)
+            except PgmlopsError as exc:
+                self.say(f"{name}: rollback watch skipped: {exc}")
+                continue
+            self.stats.rollback_checks += 1
+            if result.status in ("rolled_back", "refused"):
+                self.stats.rollbacks += result.status == "rolled_back"
+                self.say(f"{name}: {result.message}")

@@ -287,3 +287,40 @@ class WatermarkRow(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ServingCountRow(Base):
+    """/predict requests per version, hour and outcome, summed over every serving process."""
+
+    __tablename__ = "serving_counts"
+
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Whole hours since 1970 (UTC).
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # answered, refused (4xx by the version's schema) or failed (5xx).
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollbackVerdictRow(Base):
+    """One verdict of the watch after a promotion: rolled back, or refused (target broken)."""
+
+    __tablename__ = "rollback_verdicts"
+    __table_args__ = (
+        UniqueConstraint("promotion_event_id", name="uq_rollback_verdicts_promotion"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    # The alias event that made `version` production: judged once.
+    promotion_event_id: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    target_version: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    signal: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    figures: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    actor: Mapped[str] = mapped_column(String(128))
+    rollback_event_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
