@@ -1,0 +1,298 @@
+"""The four signals automatic rollback judges: error rate, p99 latency, labels, drift."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pgmlops.domain.drift import DriftPolicy, detect_drift
+from pgmlops.domain.intervals import drop_test, null_differences
+from pgmlops.domain.metrics import Scores, metric_value
+from pgmlops.domain.records import ModelVersion
+from pgmlops.domain.rollback_limits import (
+    SignalVerdict,
+    error_rate_verdict,
+    latency_verdict,
+)
+from pgmlops.domain.schema import coerce_features
+from pgmlops.errors import PgmlopsError
+from pgmlops.rollback_config import RollbackConfig
+from pgmlops.services.context import Context
+from pgmlops.services.labelled_performance import valid_labels
+from pgmlops.services.monitoring_signals import reference_outputs
+from pgmlops.services.promotion import version_engine
+from pgmlops.store.live_figures import LiveFigureStore, LoggedOutputs
+from pgmlops.store.prediction_windows import read_window
+from pgmlops.store.serving_counts import ServingCountStore
+
+# Rows of each version read for the labelled comparison (newest first): the null of the
+# previous version's live figure is drawn from them, a few seconds of work at most.
+LABELLED_ROWS = 5_000
+# Null draws of the labelled comparison: the smallest p-value is 1/(draws + 1), which must be
+# below rollback.alpha (0.001) for the signal to alarm at all.
+LABELLED_DRAWS = 2_000
+
+
+def watch_signals(
+    ctx: Context,
+    new: ModelVersion,
+    old: ModelVersion,
+    since: datetime,
+    now: datetime,
+    cfg: RollbackConfig,
+) -> list[SignalVerdict]:
+    """Every signal of the new version since its promotion against the previous version."""
+    out = []
+    for compute in (_error_rate, _latency, _labelled, _prediction_drift):
+        try:
+            out.append(compute(ctx, new, old, since, now, cfg))
+        except PgmlopsError as exc:
+            name = compute.__name__.strip("_")
+            out.append(SignalVerdict(name, False, f"{name}: not judged ({exc.message})"))
+    return out
+
+
+def _error_rate(
+    ctx: Context,
+    new: ModelVersion,
+    old: ModelVersion,
+    since: datetime,
+    now: datetime,
+    cfg: RollbackConfig,
+) -> SignalVerdict:
+    store = ServingCountStore(ctx.db)
+    got = store.counts(new.model_name, new.version, since=since, until=now)
+    before = store.counts(
+        old.model_name, old.version, since=since - timedelta(hours=cfg.baseline_hours), until=since
+    )
+    return error_rate_verdict(
+        got.errors,
+        got.total,
+        before.errors,
+        before.total,
+        increase=cfg.error_rate_increase,
+        alpha=cfg.alpha,
+        min_requests=cfg.min_requests,
+        version=new.version,
+        previous=old.version,
+    )
+
+
+def _latency(
+    ctx: Context,
+    new: ModelVersion,
+    old: ModelVersion,
+    since: datetime,
+    now: datetime,
+    cfg: RollbackConfig,
+) -> SignalVerdict:
+    figures = LiveFigureStore(ctx.db)
+    after = _production(figures.traffic(new.model_name, since=since, until=now), new.version)
+    start = since - timedelta(hours=cfg.baseline_hours)
+    before = _production(figures.traffic(old.model_name, since=start, until=since), old.version)
+    return latency_verdict(
+        after.p99_latency_ms if after else None,
+        after.rows if after else 0,
+        before.p99_latency_ms if before else None,
+        before.rows if before else 0,
+        ratio=cfg.latency_ratio,
+        margin_ms=cfg.latency_margin_ms,
+        ceiling_ms=cfg.latency_p99_ms,
+        min_rows=cfg.min_latency_rows,
+        version=new.version,
+        previous=old.version,
+    )
+
+
+def _production(traffic: list[Any], version: int) -> Any:
+    return next((t for t in traffic if t.version == version and t.role == "production"), None)
+
+
+def labelled_scores(mv: ModelVersion, logged: LoggedOutputs) -> Scores | None:
+    """The logged outputs that carry a usable label, as metrics read them (None if none)."""
+    card = mv.card
+    has = np.array([v is not None for v in logged.label], dtype=bool)
+    if not has.any():
+        return None
+    labels = pd.Series([v for v in logged.label if v is not None])
+    y_true, good, _ = valid_labels(labels, card.task, card.classes)
+    rows = np.flatnonzero(has)[good]
+    if rows.size == 0:
+        return None
+    predicted = np.asarray(logged.prediction, dtype=object)[rows]
+    proba = None
+    if card.task == "binary":
+        values = np.array([np.nan if p is None else p for p in logged.probability], dtype=float)
+        proba = values[rows] if np.isfinite(values[rows]).all() else None
+    classes = tuple(card.classes) if card.classes else None
+    if card.task == "regression":
+        return Scores("regression", y_true[good].astype(float), predicted.astype(float))
+    return Scores(card.task, y_true[good], predicted.astype(str), proba, classes)
+
+
+_NULLS: dict[tuple[str, str, int], np.ndarray] = {}
+
+
+def _reference_null(mv: ModelVersion, scores: Scores, metric: str, n: int) -> np.ndarray:
+    """Null draws from a version's held-out outputs at n labels, kept between checks."""
+    key = (mv.files["reference_outputs"].sha256, metric, n)
+    if key not in _NULLS:
+        if len(_NULLS) >= 64:
+            _NULLS.pop(next(iter(_NULLS)))
+        _NULLS[key] = null_differences(scores, metric, n, draws=LABELLED_DRAWS, seed=0)
+    return _NULLS[key]
+
+
+def _labelled(
+    ctx: Context,
+    new: ModelVersion,
+    old: ModelVersion,
+    since: datetime,
+    now: datetime,
+    cfg: RollbackConfig,
+) -> SignalVerdict:
+    """The new version's primary metric on its labels vs the previous version's live figure
+    (its labelled rows before the promotion), else its held-out reference; the interval is
+    the null of monitoring's alarm (domain/intervals.py), drawn from the previous version."""
+    figures = LiveFigureStore(ctx.db)
+    name = new.model_name
+    metric = ctx.settings.promotion.primary_for(new.card.task)
+    logged = figures.outputs(name, new.version, "production", since=since, until=now)
+    scores = labelled_scores(new, logged)
+    n = len(scores) if scores is not None else 0
+    base: dict[str, Any] = {"metric": metric, "labels": n, "min_labels": cfg.min_labels}
+    if scores is None or n < cfg.min_labels:
+        detail = f"labelled {metric}: {n} labels of v{new.version}, waiting for {cfg.min_labels}"
+        return SignalVerdict("labelled_performance", False, detail, base)
+    current = metric_value(metric, scores)
+    start = since - timedelta(hours=cfg.baseline_hours)
+    earlier = figures.outputs(
+        name, old.version, "production", since=start, until=since, limit=LABELLED_ROWS
+    )
+    old_scores = labelled_scores(old, earlier)
+    if old_scores is not None and len(old_scores) >= cfg.baseline_labels:
+        source = f"live, {len(old_scores)} labels"
+        reference = metric_value(metric, old_scores)
+        null = null_differences(old_scores, metric, n, draws=LABELLED_DRAWS, seed=0)
+    else:
+        ref = reference_outputs(ctx, old)
+        if ref is None:
+            detail = (
+                f"labelled {metric}: v{old.version} has neither {cfg.baseline_labels} live labels "
+                "nor held-out reference outputs to compare with"
+            )
+            return SignalVerdict("labelled_performance", False, detail, base)
+        source = f"held-out reference, {len(ref.y_true)} rows"
+        reference = metric_value(metric, ref.scores())
+        null = _reference_null(old, ref.scores(), metric, n)
+    verdict = drop_test(
+        metric, current, reference, null, alpha=cfg.alpha, tolerance=cfg.performance_drop
+    )
+    base.update(
+        current=verdict.current,
+        reference=verdict.reference,
+        reference_source=source,
+        p_value=verdict.p_value,
+        drop=verdict.drop,
+        limit=cfg.performance_drop,
+        alpha=cfg.alpha,
+    )
+    drop = f"{verdict.drop:.1%}" if verdict.drop is not None else "n/a"
+    p = f"{verdict.p_value:.3g}" if verdict.p_value is not None else "n/a"
+    ref_text = f"{reference:.3f}" if np.isfinite(reference) else "n/a"
+    detail = (
+        f"labelled {metric} {current:.3f} on {n} labels vs v{old.version} {ref_text} "
+        f"({source}): drop {drop} (limit {cfg.performance_drop:.0%}), p {p} "
+        f"(alpha {cfg.alpha:g})"
+    )
+    return SignalVerdict("labelled_performance", verdict.degraded, detail, base)
+
+
+# The previous version's pipeline, kept between checks (the check runs every minute): keyed
+# by the model file's digest and signature, so only the bytes it was verified as are reused.
+_ENGINES: dict[tuple[str, str | None], Any] = {}
+
+
+def _engine(ctx: Context, mv: ModelVersion) -> Any:
+    stored = mv.files["model"]
+    key = (stored.sha256, stored.signature)
+    if key not in _ENGINES:
+        if len(_ENGINES) >= 4:
+            _ENGINES.pop(next(iter(_ENGINES)))
+        _ENGINES[key] = version_engine(ctx, mv)
+    return _ENGINES[key]
+
+
+def _prediction_drift(
+    ctx: Context,
+    new: ModelVersion,
+    old: ModelVersion,
+    since: datetime,
+    now: datetime,
+    cfg: RollbackConfig,
+) -> SignalVerdict:
+    """The new version's logged outputs vs the previous version's outputs on the same inputs.
+
+    Re-scoring the same rows keeps a shift of the traffic itself out of the comparison; the
+    test is monitoring's output drift test with rollback's effect floors (drift_psi, drift_js)
+    so that two good models that differ a little never alarm.
+    """
+    schema = old.card.feature_schema
+    columns = [(f.name, f.kind) for f in schema.features]
+    window = read_window(
+        ctx.db, new.model_name, new.version, columns, last=cfg.drift_rows, since=since
+    )
+    n = len(window)
+    base: dict[str, Any] = {"rows": n}
+    policy = DriftPolicy(
+        alpha=cfg.alpha,
+        psi_floor=cfg.drift_psi,
+        js_floor=cfg.drift_js,
+        wasserstein_floor=cfg.drift_psi,
+        min_rows=200,
+        multivariate=False,
+    )
+    if n < policy.min_rows:
+        detail = f"prediction drift: {n} rows of v{new.version}, waiting for {policy.min_rows}"
+        return SignalVerdict("prediction_drift", False, detail, base)
+    x = coerce_features(window.features, schema)
+    theirs = _engine(ctx, old).predict_frame(x)
+    task = new.card.task
+    if task == "binary" and old.card.task == "binary":
+        ours = window.outputs["probability"].to_numpy(dtype=float)
+        ref = np.asarray(theirs.proba, dtype=float)
+        kind, numeric, categorical = "P(positive)", ["output"], []
+    elif task == "regression" and old.card.task == "regression":
+        ours = pd.to_numeric(window.outputs["prediction"], errors="coerce").to_numpy(float)
+        ref = np.asarray(theirs.predicted, dtype=float)
+        kind, numeric, categorical = "prediction", ["output"], []
+    else:
+        ours = window.outputs["prediction"].astype(str).to_numpy()
+        ref = np.asarray(theirs.predicted).astype(str)
+        kind, numeric, categorical = "class", [], ["output"]
+    report = detect_drift(
+        pd.DataFrame({"output": ref}),
+        pd.DataFrame({"output": ours}),
+        numeric=numeric,
+        categorical=categorical,
+        policy=policy,
+    )
+    feature = report.feature("output")
+    effect = "js" if feature.js is not None else "psi"
+    value = feature.js if feature.js is not None else feature.psi
+    base.update(
+        output=kind,
+        p_adjusted=feature.p_adjusted,
+        psi=feature.psi,
+        js=feature.js,
+        wasserstein_norm=feature.wasserstein_norm,
+        thresholds=feature.effect_thresholds,
+    )
+    detail = (
+        f"prediction drift of v{new.version}'s {kind} vs v{old.version}'s on the same {n} "
+        f"rows: {effect} {value:.3f}, p {feature.p_adjusted:.2g} ({feature.reason})"
+    )
+    return SignalVerdict("prediction_drift", feature.drifted, detail, base)
