@@ -376,6 +376,30 @@ def test_a_worker_that_dies_is_replaced(ctx, trained, tmp_path) -> None:
         stop_server(srv)
 
 
+def test_workers_stop_when_the_pool_process_is_killed(ctx, trained, tmp_path) -> None:
+    srv = start_server(ctx.settings, tmp_path, workers=2)
+    try:
+        workers = _worker_pids(srv.url)
+        srv.process.kill()  # the pool's process, killed -9: it cannot stop its workers
+        srv.process.wait(10)
+        deadline = time.monotonic() + 60
+        while workers and time.monotonic() < deadline:
+            workers = {pid for pid in workers if _running(pid)}
+            time.sleep(0.2)
+        assert not workers, f"workers {sorted(workers)} outlived the pool's process"
+    finally:
+        stop_server(srv)
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting for its reaper."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def _worker_pids(url: str) -> set[int]:
     """Both workers' pids (new connections until two have answered)."""
     pids: set[int] = set()

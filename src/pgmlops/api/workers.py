@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 STARTUP_FAILURE = 3
 # A worker that died sooner than this after its start is restarted no faster than this.
 _RESTART_GAP_S = 1.0
+# How often a worker checks that the pool's process is still its parent.
+_ORPHAN_CHECK_S = 1.0
 
 
 def reuse_port_supported() -> bool:
@@ -81,8 +83,21 @@ def serve_on(config: Any, sock: socket.socket) -> None:
         raise SystemExit(STARTUP_FAILURE)
 
 
+def _stop_when_orphaned(parent: int) -> None:
+    """SIGTERM ourselves once the pool's process is gone (killed -9, say), so we drain and exit."""
+    # Without this a worker outlives a killed pool and serves on forever from a socket no one
+    # supervises: the port stays taken and its rows keep a dead deployment's settings.
+    while os.getppid() == parent:
+        time.sleep(_ORPHAN_CHECK_S)
+    log.warning("the serving pool's process %d is gone; this worker stops", parent)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker(config_kwargs: dict[str, Any], sock: socket.socket) -> None:
     """One worker process: one uvicorn server on its slot's listening socket."""
+    threading.Thread(
+        target=_stop_when_orphaned, args=(os.getppid(),), name="orphan-watch", daemon=True
+    ).start()
     serve_on(uvicorn_config(config_kwargs), sock)
 
 
