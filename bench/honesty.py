@@ -593,6 +593,14 @@ def _signals(result: MonitoringResult, trigger: Callable[..., Any] | None) -> di
     return out
 
 
+def _designs(profile: Any) -> list[tuple[str, Any]]:
+    """The stored sample designs of the feature and output references (repeated rows)."""
+    found = [("feature", profile.design)]
+    if profile.output is not None:
+        found.append(("output", profile.output.design))
+    return [(what, design) for what, design in found if design is not None]
+
+
 def _drift_trigger() -> Callable[..., Any] | None:
     from pgmlops.services import triggers
 
@@ -1061,6 +1069,8 @@ def run_dataset(
         bench = Bench(source, Path(tmp), promotion_rows=10_000 if quick else 20_000)
         estimator = bench.card.estimator.rsplit(".", 1)[-1]
         log(f"{name}: reference model trained ({estimator}, engine {bench.model.engine.name})")
+        for what, design in _designs(bench.profile):
+            log(f"{name}: {what} reference {design}, worth 1/{design.inflation:.1f} of its rows")
         try:
             if set(sections) - {"small_positives", "promotions"}:
                 bench.concept_knob = calibrate_concept(bench, quick)
