@@ -595,9 +595,10 @@ def _signals(result: MonitoringResult, trigger: Callable[..., Any] | None) -> di
 
 def _designs(profile: Any) -> list[tuple[str, Any]]:
     """The stored sample designs of the feature and output references (repeated rows)."""
-    found = [("feature", profile.design)]
+    # getattr: the bench also runs on older code (before/after rounds) without designs.
+    found = [("feature", getattr(profile, "design", None))]
     if profile.output is not None:
-        found.append(("output", profile.output.design))
+        found.append(("output", getattr(profile.output, "design", None)))
     return [(what, design) for what, design in found if design is not None]
 
 
