@@ -593,6 +593,15 @@ def _signals(result: MonitoringResult, trigger: Callable[..., Any] | None) -> di
     return out
 
 
+def _designs(profile: Any) -> list[tuple[str, Any]]:
+    """The stored sample designs of the feature and output references (repeated rows)."""
+    # getattr: the bench also runs on older code (before/after rounds) without designs.
+    found = [("feature", getattr(profile, "design", None))]
+    if profile.output is not None:
+        found.append(("output", getattr(profile.output, "design", None)))
+    return [(what, design) for what, design in found if design is not None]
+
+
 def _drift_trigger() -> Callable[..., Any] | None:
     from pgmlops.services import triggers
 
@@ -737,6 +746,8 @@ def detections(bench: Bench, windows: int, concept: float, log: Callable) -> lis
         dd = sum(r["dataset_drift"] for r in results)
         target = at_least(0.80) if key == "four_0.2" else {}
         rows.append(Row("detection", f"{what}: dataset drift", label, Rate(dd, n, **target)))
+        moved = sum(bool(r["prediction_drift"]) for r in results)
+        rows.append(Row("detection", f"{what}: prediction drift", label, Rate(moved, n)))
     return rows + concept_detection(bench, windows, concept, log)
 
 
@@ -1059,6 +1070,8 @@ def run_dataset(
         bench = Bench(source, Path(tmp), promotion_rows=10_000 if quick else 20_000)
         estimator = bench.card.estimator.rsplit(".", 1)[-1]
         log(f"{name}: reference model trained ({estimator}, engine {bench.model.engine.name})")
+        for what, design in _designs(bench.profile):
+            log(f"{name}: {what} reference {design}, worth 1/{design.inflation:.1f} of its rows")
         try:
             if set(sections) - {"small_positives", "promotions"}:
                 bench.concept_knob = calibrate_concept(bench, quick)

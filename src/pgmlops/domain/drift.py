@@ -158,7 +158,8 @@ def compare(
 
     Numeric features: two-sample KS between the window's ECDF and the reference's, read at
     the profile's quantile grid (so exact to about 1/1000), p-value from the asymptotic
-    Kolmogorov distribution with n = n_ref * n_cur / (n_ref + n_cur); effects are
+    Kolmogorov distribution with n = n_ref * n_cur / (n_ref + n_cur), n_ref the reference's
+    effective rows when its rows repeat (``design_effect``; chi-square alike); effects are
     Wasserstein-1 over the reference std and PSI. Categorical features: chi-square on the
     2 x k table of counts, categories the reference never saw pooled into one bucket (and
     listed); effects are Jensen-Shannon distance (base 2) and PSI. A feature drifts when its
@@ -174,7 +175,9 @@ def compare(
     _check_sizes(profile, len(current), policy)
     _check_critical(specs, policy)
     cols = select_columns(current, [s.name for s in specs], "the current window")
-    raws = map_columns(lambda i: column_test(specs[i], cols[i]), range(len(specs)), len(current))
+    raws = map_columns(
+        lambda i: column_test(specs[i], cols[i], profile.inflation), range(len(specs)), len(current)
+    )
     output = _output_drift(profile, scores, policy) if scores is not None else None
     multivariate, note = multivariate_drift(profile, current, specs, policy)
     return _report(profile, specs, raws, len(current), policy, output, multivariate, note)
@@ -204,7 +207,7 @@ def compare_counts(
     absent = [s.name for s in specs if s.name not in counts]
     if absent:
         raise DataError(f"the current window has no column for feature(s): {', '.join(absent)}")
-    raws = [counts_test(spec, counts[spec.name]) for spec in specs]
+    raws = [counts_test(spec, counts[spec.name], profile.inflation) for spec in specs]
     drift_out = None
     if output is not None:
         drift_out = _output_counts_drift(profile, output, mean_confidence, n_current, policy)
@@ -389,9 +392,9 @@ def _output_counts_drift(
         raise DataError("scores were given but the reference profile has no output profile")
     spec = output.distribution
     if isinstance(spec, NumericProfile) and isinstance(values, np.ndarray | NumericCells):
-        raw = numeric_test(spec, values)
+        raw = numeric_test(spec, values, output.inflation)
     elif isinstance(spec, CategoricalProfile) and isinstance(values, dict):
-        raw = categorical_test(spec, values)
+        raw = categorical_test(spec, values, output.inflation)
     else:
         raise DataError(f"scores do not match the reference output profile ({output.kind})")
     verdict = _verdict(spec, raw, raw.p_value, policy, n_current)

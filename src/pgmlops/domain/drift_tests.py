@@ -12,6 +12,7 @@ import pandas as pd
 from scipy.special import kolmogorov, rel_entr
 from scipy.stats import chi2
 
+from pgmlops.domain.design_effect import pair_rows
 from pgmlops.domain.profile import (
     OTHER_CATEGORY,
     CategoricalProfile,
@@ -67,38 +68,55 @@ def bonferroni(p: np.ndarray | Sequence[float]) -> np.ndarray:
     return np.minimum(values * values.size, 1.0)
 
 
-def column_test(spec: NumericProfile | CategoricalProfile, col: pd.Series) -> ColumnTest:
+def column_test(
+    spec: NumericProfile | CategoricalProfile, col: pd.Series, inflation: float = 1.0
+) -> ColumnTest:
     if isinstance(spec, NumericProfile):
-        return numeric_test(spec, float_values(col))
-    return categorical_test(spec, category_counts(col))
+        return numeric_test(spec, float_values(col), inflation)
+    return categorical_test(spec, category_counts(col), inflation)
 
 
-def counts_test(spec: NumericProfile | CategoricalProfile, counted: WindowColumn) -> ColumnTest:
+def counts_test(
+    spec: NumericProfile | CategoricalProfile, counted: WindowColumn, inflation: float = 1.0
+) -> ColumnTest:
     if isinstance(spec, NumericProfile) and isinstance(counted, NumericCells):
-        return numeric_test(spec, counted)
+        return numeric_test(spec, counted, inflation)
     if isinstance(spec, CategoricalProfile) and isinstance(counted, dict):
-        return categorical_test(spec, counted)
+        return categorical_test(spec, counted, inflation)
     raise DataError(f"feature {spec.name!r} was counted as the wrong kind ({spec.kind} expected)")
 
 
-def numeric_test(ref: NumericProfile, values: np.ndarray | NumericCells) -> ColumnTest:
-    """Two-sample KS with the asymptotic Kolmogorov p-value, plus the effect sizes."""
+def numeric_test(
+    ref: NumericProfile, values: np.ndarray | NumericCells, inflation: float = 1.0
+) -> ColumnTest:
+    """Two-sample KS with the asymptotic Kolmogorov p-value, plus the effect sizes.
+
+    ``inflation`` (design_effect.SampleDesign) shrinks the reference to the independent rows
+    it is worth; 1 is the plain two-sample test.
+    """
     if isinstance(values, NumericCells):
-        dist = cells_distance(ref, values)
+        dist, n_cur = cells_distance(ref, values), values.n
     else:
-        dist = numeric_distance(ref, values)
+        dist, n_cur = numeric_distance(ref, values), len(values)
+    n_effective = pair_rows(ref.n, n_cur, inflation) if inflation != 1.0 else dist.n_effective
     return ColumnTest(
         test="ks",
         statistic=dist.ks,
-        p_value=float(kolmogorov(math.sqrt(dist.n_effective) * dist.ks)),
+        p_value=float(kolmogorov(math.sqrt(n_effective) * dist.ks)),
         psi=dist.psi,
         missing_rate_current=dist.missing_rate,
         wasserstein_norm=dist.wasserstein_norm,
     )
 
 
-def categorical_test(ref: CategoricalProfile, counts: dict[str, int]) -> ColumnTest:
-    """Chi-square homogeneity on counts; unseen categories pool into one "other" bucket."""
+def categorical_test(
+    ref: CategoricalProfile, counts: dict[str, int], inflation: float = 1.0
+) -> ColumnTest:
+    """Chi-square homogeneity on counts; unseen categories pool into one "other" bucket.
+
+    The reference's counts enter the test divided by ``inflation`` (its effective rows), the
+    first-order Rao-Scott correction for a clustered reference against independent rows.
+    """
     names = list(ref.counts)
     ref_c = np.array([ref.counts[k] for k in names], dtype=np.float64)
     cur_c = np.array([counts.get(k, 0) for k in names], dtype=np.float64)
@@ -113,7 +131,7 @@ def categorical_test(ref: CategoricalProfile, counts: dict[str, int]) -> ColumnT
     extra = [c for c in (pooled, new_missing) if c]
     ref_c = np.append(ref_c, np.zeros(len(extra)))
     cur_c = np.append(cur_c, extra)
-    statistic, p_value = chi2_homogeneity(ref_c, cur_c)
+    statistic, p_value = chi2_homogeneity(ref_c / max(inflation, 1.0), cur_c)
     ref_p, cur_p = ref_c / ref_c.sum(), cur_c / cur_c.sum()
     return ColumnTest(
         test="chi2",

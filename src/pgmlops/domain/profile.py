@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from pgmlops.domain.design_effect import SampleDesign
 from pgmlops.domain.performance import confidence
 from pgmlops.domain.schema import MISSING_CATEGORY, FeatureSchema, Kind
 from pgmlops.errors import DataError
@@ -90,6 +91,11 @@ class OutputProfile(BaseModel):
     distribution: ColumnProfile
     classes: list[str] | None = Field(None, description="column order of class probabilities")
     mean_confidence: float | None = None
+    design: SampleDesign | None = Field(None, description="how the rows were drawn; None: iid")
+
+    @property
+    def inflation(self) -> float:
+        return self.design.inflation if self.design is not None else 1.0
 
 
 class ReferenceRows(BaseModel):
@@ -122,6 +128,12 @@ class ReferenceProfile(BaseModel):
     rows: ReferenceRows | None = Field(
         None, description="sampled whole rows for the domain classifier; None in old profiles"
     )
+    design: SampleDesign | None = Field(None, description="how the rows were drawn; None: iid")
+
+    @property
+    def inflation(self) -> float:
+        """Variance inflation of the feature tests' reference (1 for old profiles)."""
+        return self.design.inflation if self.design is not None else 1.0
 
     @property
     def names(self) -> list[str]:

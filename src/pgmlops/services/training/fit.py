@@ -187,6 +187,7 @@ def train_model(
 
     from pgmlops.domain.crossfit import with_cross_fitted
     from pgmlops.domain.profile import build_profile
+    from pgmlops.domain.profile_design import with_designs
 
     fitted = Fitted(
         pipeline=pipeline,
@@ -207,8 +208,11 @@ def train_model(
         ),
         notes=notes,
         cv_metrics=cv_metrics,
-        profile=lambda scores, conf: build_profile(
-            x_train, schema, scores=scores, confidence=conf, seed=cfg.seed
+        profile=lambda scores, conf: with_designs(
+            build_profile(x_train, schema, scores=scores, confidence=conf, seed=cfg.seed),
+            x_train,
+            x_hold,
+            len(x),
         ),
         crossed=lambda held, scoring: with_cross_fitted(
             held, pipeline, scoring, x_train, y_train, folds=cfg.reference_folds, seed=cfg.seed
