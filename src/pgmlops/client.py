@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pgmlops.services.monitoring import HistoryPoint
     from pgmlops.services.promotion import PromotionResult
     from pgmlops.services.training import Progress, TrainResult
+    from pgmlops.store.rollback_verdicts import RollbackVerdict
 
 # "churn", "churn@production", "churn/7": a model name, then an alias or a version number.
 _REFERENCE = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[^@/]*)|/(?P<version>[^@/]*))?$")
@@ -251,6 +252,12 @@ class Client:
     def aliases(self, model_name: str | None = None) -> dict[str, AliasState]:
         """Every alias of a model: the version it points at and, for a challenger, its mode."""
         return self.context.registry.alias_states(self._name(model_name))
+
+    def refused_rollbacks(self, model_name: str | None = None) -> list[RollbackVerdict]:
+        """Automatic rollbacks not made because the previous version failed verification."""
+        from pgmlops.services.rollback_watch import refused_rollbacks
+
+        return refused_rollbacks(self.context, self._name(model_name))
 
     def deploy(
         self,

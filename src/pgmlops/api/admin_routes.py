@@ -18,7 +18,6 @@ from pgmlops.domain.card import engine_label
 from pgmlops.domain.redact import public_text
 from pgmlops.services.commands import model_detail, promotion_summary, rollback_summary
 from pgmlops.services.deployment import deploy_summary
-from pgmlops.services.rollback_watch import refused_rollbacks
 
 router = APIRouter()
 admin = APIRouter(dependencies=[Depends(require_admin)])
@@ -208,7 +207,7 @@ async def models(request: Request, model_name: str | None = None) -> Response:
                     client.versions(name),
                     client.history(name, alias=None),
                     states=client.aliases(name),
-                    refusals=refused_rollbacks(client.context, name),
+                    refusals=client.refused_rollbacks(name),
                 )
             ]
         }

@@ -93,7 +93,6 @@ def models(
     """
     from pgmlops import views
     from pgmlops.services.commands import model_detail, overview_summary
-    from pgmlops.services.rollback_watch import refused_rollbacks
 
     client = open_client(config)
     if card is not None:
@@ -117,7 +116,7 @@ def models(
         return
     events = client.history(model_name, alias=None) if history or at else None
     states = client.aliases(model_name)
-    refusals = refused_rollbacks(client.context, model_name) if events is not None else None
+    refusals = client.refused_rollbacks(model_name) if events is not None else None
     detail = model_detail(model_name, client.versions(model_name), events, at, states, refusals)
     result = {"models": [detail]}
     if as_json:
