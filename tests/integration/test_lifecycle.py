@@ -138,7 +138,7 @@ def test_forced_promotion_needs_a_reason_and_is_audited(ctx, churn_csv, shuffled
         ctx, model_name="churn", version=good["version"], force=False, reason=None, actor=ACTOR
     )
     worse = _train(ctx, shuffled_csv)
-    with pytest.raises(Exception, match="--reason"):
+    with pytest.raises(Exception, match="a forced promotion needs a reason"):
         promote_command(
             ctx, model_name="churn", version=worse["version"], force=True, reason=None, actor=ACTOR
         )

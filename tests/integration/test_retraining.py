@@ -141,7 +141,7 @@ def test_manual_retrain_with_nothing_new_is_skipped_and_says_so(
     outcome = retrain(ctx, "churn", mode="manual", actor=ACTOR)
 
     assert outcome.status == "skipped"
-    assert "nothing new to train on" in outcome.message and "--force" in outcome.message
+    assert "nothing new to train on" in outcome.message and "force it" in outcome.message
     assert ctx.registry.latest_version("churn").version == production
 
 

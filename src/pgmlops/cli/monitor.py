@@ -55,7 +55,12 @@ def monitor(
 
     from pgmlops.services.monitoring import check_window
 
-    check_window(last, since)  # a bad window is refused before any step line
+    # A bad window is refused before any step line, named by the flag that set it.
+    try:
+        check_window(last, since)
+    except ConfigError as exc:
+        flags = " and ".join(f for f, v in (("--last", last), ("--since", since)) if v is not None)
+        raise ConfigError(f"{flags}: {exc.message}") from exc
     if html is not None and not html.resolve().parent.is_dir():
         raise ConfigError(f"--html: folder {html.resolve().parent} does not exist")
     client = open_client(config)
