@@ -26,7 +26,10 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from honesty import RESULTS, Bench, demo_source, real_source, wilson
+from honesty import RESULTS
+from honesty_bench import Bench
+from honesty_data import demo_source, real_source
+from honesty_rates import wilson
 from pgmlops.domain.drift import compare
 from pgmlops.services.monitoring import model_inputs
 

@@ -332,7 +332,7 @@ def main() -> None:
     global VERBOSE
     VERBOSE = args.verbose
     if args.challenger:
-        from honesty import wilson
+        from honesty_rates import wilson
 
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
@@ -358,7 +358,7 @@ def main() -> None:
         print(f"({time.perf_counter() - started:.0f} s)")
         return
     if args.small:
-        from honesty import wilson
+        from honesty_rates import wilson
 
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:

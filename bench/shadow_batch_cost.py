@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from pgmlops.api.predict_routes import _validate_body
+from pgmlops.api.request_body import validate_body
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.services.commands import train_command
@@ -48,7 +48,7 @@ def main() -> None:
         finally:
             ctx.close()
         records = make_churn(args.rows, seed=1).drop(columns=["Exited", "CustomerId"])
-        rows, _ = _validate_body(model, orjson.dumps(records.to_dict("records")), args.rows)
+        rows, _ = validate_body(model, orjson.dumps(records.to_dict("records")), args.rows)
         print(f"engine: {model.engine.name}; load average {Path('/proc/loadavg').read_text()[:15]}")
         for size in (1, 10, 40, 100):
             per_row = []

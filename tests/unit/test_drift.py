@@ -18,7 +18,8 @@ from pgmlops.domain.drift import (
     compare,
     detect_drift,
 )
-from pgmlops.domain.profile import MAX_SAMPLE_SIZE, NumericProfile
+from pgmlops.domain.profile import MAX_SAMPLE_SIZE
+from pgmlops.domain.profile_records import NumericProfile
 from pgmlops.domain.schema import FeatureSchema, FeatureSpec
 from pgmlops.domain.training_frame import prepare_training_frame
 from pgmlops.errors import DataError

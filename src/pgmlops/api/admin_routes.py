@@ -13,7 +13,7 @@ from starlette.responses import Response
 from pgmlops.api.deps import get_client, require_admin, sees_details
 from pgmlops.api.errors import json_response
 from pgmlops.api.observability import rollback_metrics
-from pgmlops.api.predict_routes import require_json_if_body
+from pgmlops.api.request_body import require_json_if_body
 from pgmlops.domain.card import engine_label
 from pgmlops.domain.redact import public_text
 from pgmlops.services.commands import model_detail, promotion_summary, rollback_summary

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pgmlops.api.deps import get_ctx, require_admin, sees_details
-from pgmlops.api.predict_routes import require_json_if_body
+from pgmlops.api.request_body import require_json_if_body
 from pgmlops.config import check_model_name
 from pgmlops.domain.redact import public_text
 from pgmlops.services.retraining import enqueue_retrain, retrain_status

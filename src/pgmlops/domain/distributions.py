@@ -8,12 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pgmlops.domain.profile import (
-    CategoricalProfile,
-    NumericProfile,
-    ReferenceProfile,
-    category_counts,
-)
+from pgmlops.domain.profile import category_counts
+from pgmlops.domain.profile_records import CategoricalProfile, NumericProfile, ReferenceProfile
 
 # Categories beyond the most visible ones are summed into one "N others" bar.
 PLOT_CATEGORIES = 15

@@ -18,19 +18,10 @@ in the profile), which sees many small shifts at once and changes in how feature
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
 
-from pgmlops.domain.drift_null import (
-    js_threshold,
-    psi_threshold,
-    reference_shares,
-    size_factor,
-    wasserstein_threshold,
-)
 from pgmlops.domain.drift_tests import (
     ColumnTest,
     WindowColumn,
@@ -41,19 +32,17 @@ from pgmlops.domain.drift_tests import (
     counts_test,
     numeric_test,
 )
+from pgmlops.domain.drift_verdict import DriftReport, FeatureDrift, OutputDrift, feature_verdict
 from pgmlops.domain.multivariate import MultivariateDrift, multivariate_drift
 from pgmlops.domain.policies import DriftPolicy as DriftPolicy
 from pgmlops.domain.profile import (
-    CategoricalProfile,
-    NumericProfile,
-    OutputKind,
-    ReferenceProfile,
     build_profile,
     map_columns,
     output_values,
     profile_frame,
     select_columns,
 )
+from pgmlops.domain.profile_records import CategoricalProfile, NumericProfile, ReferenceProfile
 from pgmlops.domain.schema import FeatureSchema, Kind
 from pgmlops.domain.window_counts import NumericCells
 from pgmlops.errors import DataError
@@ -71,59 +60,6 @@ __all__ = [
     "compare",
     "detect_drift",
 ]
-
-
-class FeatureDrift(BaseModel):
-    """One column's test, effect sizes and verdict."""
-
-    name: str
-    kind: Kind
-    test: Literal["ks", "chi2"]
-    statistic: float
-    p_value: float
-    p_adjusted: float
-    wasserstein_norm: float | None = Field(None, description="numeric: W1 / reference std (or W1)")
-    js: float | None = Field(None, description="categorical: Jensen-Shannon distance, base 2")
-    psi: float
-    effect_thresholds: dict[str, float] = Field(
-        default_factory=dict, description="bar per effect: max(floor, null quantile at n)"
-    )
-    missing_rate_reference: float
-    missing_rate_current: float
-    unseen_categories: list[str] = Field(default_factory=list)
-    drifted: bool
-    reason: str
-
-
-class OutputDrift(FeatureDrift):
-    """Drift of the model's outputs (scores, classes or predictions) and of its confidence."""
-
-    output: OutputKind
-    mean_confidence_reference: float | None = None
-    mean_confidence_current: float | None = None
-
-
-class DriftReport(BaseModel):
-    """Every feature's verdict and the dataset-level one."""
-
-    n_reference: int
-    n_current: int
-    features: list[FeatureDrift]
-    drifted_features: list[str]
-    share_drifted: float
-    dataset_drift: bool
-    reason: str
-    output: OutputDrift | None = None
-    multivariate: MultivariateDrift | None = None
-    multivariate_note: str | None = Field(None, description="why the detector did not run")
-    policy: DriftPolicy
-
-    def feature(self, name: str) -> FeatureDrift:
-        """The result for one feature; KeyError when it was not tested."""
-        for f in self.features:
-            if f.name == name:
-                return f
-        raise KeyError(name)
 
 
 def detect_drift(
@@ -240,7 +176,7 @@ def _report(
     p = np.array([r.p_value for r in raws])
     adjusted = benjamini_hochberg(p) if policy.correction == "bh" else bonferroni(p)
     results = [
-        _verdict(spec, raw, float(p_adj), policy, n_current)
+        feature_verdict(spec, raw, float(p_adj), policy, n_current)
         for spec, raw, p_adj in zip(specs, raws, adjusted, strict=True)
     ]
     drifted = [r.name for r in results if r.drifted]
@@ -297,72 +233,6 @@ def _check_sizes(profile: ReferenceProfile, n_current: int, policy: DriftPolicy)
         )
 
 
-def _verdict(
-    spec: NumericProfile | CategoricalProfile,
-    raw: ColumnTest,
-    p_adjusted: float,
-    policy: DriftPolicy,
-    n_current: int,
-) -> FeatureDrift:
-    significant = p_adjusted < policy.alpha
-    effects = _effects(spec, raw, policy, n_current)
-    passed = [f"{name} {value:.3g} >= {bar:.3g}" for name, value, bar in effects if value >= bar]
-    if significant and passed:
-        reason = f"p_adj {p_adjusted:.2g} < {policy.alpha:g} and {' or '.join(passed)}"
-    elif significant:
-        small = ", ".join(f"{name} {value:.3g} < {bar:.3g}" for name, value, bar in effects)
-        reason = (
-            f"p_adj {p_adjusted:.2g} < {policy.alpha:g} but the effect is small ({small}; "
-            f"each bar is the larger of its floor and chance at {n_current:,} rows)"
-        )
-    else:
-        reason = f"no significant difference (p_adj {p_adjusted:.2g} >= {policy.alpha:g})"
-    if raw.unseen:
-        shown = ", ".join(raw.unseen[:5]) + (", ..." if len(raw.unseen) > 5 else "")
-        reason += f"; {len(raw.unseen)} unseen categories pooled as other ({shown})"
-    return FeatureDrift(
-        name=spec.name,
-        kind=spec.kind,
-        test=raw.test,
-        statistic=raw.statistic,
-        p_value=raw.p_value,
-        p_adjusted=p_adjusted,
-        wasserstein_norm=raw.wasserstein_norm,
-        js=raw.js,
-        psi=raw.psi,
-        effect_thresholds={name: bar for name, _, bar in effects},
-        missing_rate_reference=spec.missing_rate,
-        missing_rate_current=raw.missing_rate_current,
-        unseen_categories=raw.unseen,
-        drifted=significant and bool(passed),
-        reason=reason,
-    )
-
-
-def _effects(
-    spec: NumericProfile | CategoricalProfile, raw: ColumnTest, policy: DriftPolicy, n_current: int
-) -> list[tuple[str, float, float]]:
-    """(name, value, bar) of each effect that can make a significant test count.
-
-    The bar is the larger of the practical floor and the effect's ``null_quantile`` under no
-    change at this window's size, so noise in small windows does not cross it and it never
-    rises as the window grows.
-    """
-    q = policy.null_quantile
-    shares = reference_shares(spec)
-    factor = size_factor(n_current, spec.n)
-    effects = [("psi", raw.psi, max(policy.psi_floor, psi_threshold(shares, factor, q)))]
-    if raw.wasserstein_norm is not None and isinstance(spec, NumericProfile):
-        n_present = n_current * (1.0 - raw.missing_rate_current)
-        w_factor = size_factor(n_present, spec.n - spec.n_missing)
-        bar = max(policy.wasserstein_floor, wasserstein_threshold(spec, w_factor, q))
-        effects.insert(0, ("wasserstein_norm", raw.wasserstein_norm, bar))
-    if raw.js is not None:
-        bar = max(policy.js_floor, js_threshold(shares, factor, q))
-        effects.insert(0, ("js", raw.js, bar))
-    return effects
-
-
 def _output_drift(
     profile: ReferenceProfile, scores: np.ndarray, policy: DriftPolicy
 ) -> OutputDrift:
@@ -397,7 +267,7 @@ def _output_counts_drift(
         raw = categorical_test(spec, values, output.inflation)
     else:
         raise DataError(f"scores do not match the reference output profile ({output.kind})")
-    verdict = _verdict(spec, raw, raw.p_value, policy, n_current)
+    verdict = feature_verdict(spec, raw, raw.p_value, policy, n_current)
     return OutputDrift(
         **verdict.model_dump(),
         output=output.kind,

@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.stats import chi2, norm
 
-from pgmlops.domain.profile import CategoricalProfile, NumericProfile
+from pgmlops.domain.profile_records import CategoricalProfile, NumericProfile
 
 # The most grid points the bridge integral is evaluated at (its cost grows as their square).
 _BRIDGE_POINTS = 128

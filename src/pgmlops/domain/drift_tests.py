@@ -15,12 +15,11 @@ from scipy.stats import chi2
 from pgmlops.domain.design_effect import pair_rows
 from pgmlops.domain.profile import (
     OTHER_CATEGORY,
-    CategoricalProfile,
-    NumericProfile,
     category_counts,
     float_values,
     population_stability_index,
 )
+from pgmlops.domain.profile_records import CategoricalProfile, NumericProfile
 from pgmlops.domain.schema import MISSING_CATEGORY
 from pgmlops.domain.window_counts import NumericCells, cells_distance, numeric_distance
 from pgmlops.errors import DataError

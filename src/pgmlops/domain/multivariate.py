@@ -26,7 +26,7 @@ from scipy.stats import norm, rankdata
 from threadpoolctl import threadpool_limits
 
 from pgmlops.domain.policies import DriftPolicy
-from pgmlops.domain.profile import CategoricalProfile, NumericProfile, ReferenceProfile
+from pgmlops.domain.profile_records import CategoricalProfile, NumericProfile, ReferenceProfile
 from pgmlops.domain.schema import MISSING_CATEGORY
 
 # Categories past the most frequent ones in the reference rows share one column.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pgmlops.domain.design_effect import sample_design
-from pgmlops.domain.profile import ReferenceProfile
+from pgmlops.domain.profile_records import ReferenceProfile
 
 
 def with_designs(

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pgmlops.domain.profile import NumericProfile, population_stability_index, sorted_present
+from pgmlops.domain.profile import population_stability_index, sorted_present
+from pgmlops.domain.profile_records import NumericProfile
 
 
 @dataclass(frozen=True)

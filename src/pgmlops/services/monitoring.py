@@ -22,9 +22,7 @@ from pgmlops.config import MonitoringConfig
 from pgmlops.domain.distributions import distributions
 from pgmlops.domain.drift import compare
 from pgmlops.domain.kinds import Task
-from pgmlops.domain.profile import (
-    ReferenceProfile,
-)
+from pgmlops.domain.profile_records import ReferenceProfile
 from pgmlops.domain.records import PRODUCTION, ModelVersion
 from pgmlops.errors import ConfigError, DataError, NotFoundError
 from pgmlops.services.context import Context

@@ -11,7 +11,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.domain.drift import DriftReport
 from pgmlops.domain.kinds import Task
-from pgmlops.domain.profile import ReferenceProfile
+from pgmlops.domain.profile_records import ReferenceProfile
 from pgmlops.domain.records import ModelVersion
 from pgmlops.domain.schema import as_float32_grid
 from pgmlops.domain.status import Status, overall_status

@@ -7,8 +7,8 @@ import threading
 import time
 
 from pgmlops.services.serving import ModelHolder
+from pgmlops.store.alias_moves import ALIAS_CHANNEL
 from pgmlops.store.db import Database
-from pgmlops.store.registry import ALIAS_CHANNEL
 
 log = logging.getLogger(__name__)
 # How long stop() may wait for the LISTEN loop to notice.

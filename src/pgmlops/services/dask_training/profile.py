@@ -21,8 +21,6 @@ from pgmlops.domain.profile import (
     DEFAULT_SAMPLE_SIZE,
     GRID_POINTS,
     PSI_BINS,
-    NumericProfile,
-    ReferenceProfile,
     categorical_profile,
     category_counts,
     profile_output,
@@ -30,6 +28,7 @@ from pgmlops.domain.profile import (
     sample_rows,
     sorted_present,
 )
+from pgmlops.domain.profile_records import NumericProfile, ReferenceProfile
 from pgmlops.domain.schema import FeatureSchema
 
 

@@ -20,7 +20,7 @@ from pgmlops.domain.distributions import categorical_shares, numeric_shares
 from pgmlops.domain.drift import compare_counts
 from pgmlops.domain.labelled_views import confusion_view
 from pgmlops.domain.performance import Calibration
-from pgmlops.domain.profile import CategoricalProfile, NumericProfile, ReferenceProfile
+from pgmlops.domain.profile_records import CategoricalProfile, NumericProfile, ReferenceProfile
 from pgmlops.domain.records import ModelVersion
 from pgmlops.domain.window_counts import NumericCells, bin_counts, cell_points
 from pgmlops.errors import DataError

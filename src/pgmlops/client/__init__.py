@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import re
 import threading
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from pgmlops.client.live import LiveDeployments
+from pgmlops.client.references import default_actor, parse_reference
 from pgmlops.config import Settings, check_model_name, get_settings
 from pgmlops.domain.records import PRODUCTION, AliasEvent, AliasState, ModelOverview, ModelVersion
 from pgmlops.errors import ConfigError, DataError, NotFoundError
@@ -24,53 +25,32 @@ if TYPE_CHECKING:
 
     from pgmlops.model import Model, MonitoringResult
     from pgmlops.services.context import Context
-    from pgmlops.services.live_comparison import LiveComparison
     from pgmlops.services.monitoring import HistoryPoint
     from pgmlops.services.promotion import PromotionResult
     from pgmlops.services.training import Progress, TrainResult
     from pgmlops.store.rollback_verdicts import RollbackVerdict
 
-# "churn", "churn@production", "churn/7": a model name, then an alias or a version number.
-_REFERENCE = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[^@/]*)|/(?P<version>[^@/]*))?$")
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
-
-def default_actor(via: str = "python") -> str:
-    """Who acts, for the audit trail ($PGMLOPS_ACTOR wins): user@host and the interface."""
-    if os.environ.get("PGMLOPS_ACTOR"):
-        return os.environ["PGMLOPS_ACTOR"]
-    import getpass
-    import socket
-
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()} ({via})"
-
-
-def parse_reference(reference: str) -> tuple[str, str | None, int | None]:
-    """(name, alias, version) of "name", "name@alias" or "name/N"; one-line error otherwise."""
-    usage = "use 'name', 'name@alias' or 'name/N'"
-    match = _REFERENCE.match(reference) if isinstance(reference, str) else None
-    if match is None:
-        raise ConfigError(f"{reference!r} is not a model reference: {usage}")
-    name = check_model_name(match["name"], "model reference")
-    alias, number = match["alias"], match["version"]
-    if alias is not None and not alias:
-        raise ConfigError(f"{reference!r} names no alias after '@': {usage}")
-    if number is not None:
-        if not number.isdigit() or not 1 <= int(number) <= 2**31 - 1:
-            raise ConfigError(
-                f"{reference!r}: version {number!r} is not a positive whole number: {usage}"
-            )
-        return name, None, int(number)
-    return name, alias, None
+__all__ = [
+    "Client",
+    "compare",
+    "default_actor",
+    "default_client",
+    "deploy",
+    "load",
+    "models",
+    "monitor",
+    "parse_reference",
+    "promote",
+    "rollback",
+    "train",
+    "versions",
+]
 
 
-class Client:
+class Client(LiveDeployments):
     """One registry (database + artifact store), from settings or a database URL.
 
     `Client()` uses `get_settings()` (pgmlops.yaml and PGMLOPS_* variables);
@@ -258,72 +238,6 @@ class Client:
         from pgmlops.services.rollback_watch import refused_rollbacks
 
         return refused_rollbacks(self.context, self._name(model_name))
-
-    def deploy(
-        self,
-        model_name: str | None = None,
-        version: int | None = None,
-        *,
-        shadow: bool = False,
-        canary: str | float | None = None,
-        sticky_key: str | None = None,
-        stop: bool = False,
-        alias: str | None = None,
-        reason: str | None = None,
-        actor: str | None = None,
-    ) -> AliasEvent:
-        """Deploy a challenger beside production (shadow=True, or canary="10%"), stop it
-        (stop=True), or point another alias (alias="staging") at a version.
-
-        Audited in the alias history; every serving worker and host follows within
-        `serving.reload_poll_seconds` (at once on PostgreSQL, by NOTIFY).
-        """
-        from pgmlops.services.deployment import deploy
-
-        return deploy(
-            self.context,
-            self._name(model_name),
-            version,
-            shadow=shadow,
-            canary=canary,
-            sticky_key=sticky_key,
-            stop=stop,
-            alias=alias,
-            actor=actor or default_actor(),
-            reason=reason,
-        )
-
-    def challenger(self, model_name: str | None = None) -> dict[str, Any] | None:
-        """The deployed challenger: version, mode, share, sticky key (None when none)."""
-        from pgmlops.services.commands import challenger_summary
-
-        return challenger_summary(self.aliases(model_name))
-
-    def compare(
-        self,
-        model_name: str | None = None,
-        *,
-        live: bool = True,
-        since: str | datetime | timedelta | None = None,
-        version: int | None = None,
-    ) -> LiveComparison:
-        """Production against the challenger (or `version`) on logged live traffic.
-
-        `since`: '24h', '7d' or an ISO time (default: all logged traffic of the two).
-        Shadow traffic is compared record by record (paired bootstrap), canary traffic
-        unpaired; see docs/live-deployments.md.
-        """
-        from pgmlops.services.live_comparison import live_comparison, parse_since
-
-        if not live:
-            raise ConfigError(
-                "compare is a live comparison (live=True, `--live`); versions are compared "
-                "offline by the promotion gates (`pgmlops promote`)"
-            )
-        start = parse_since(since) if since is not None else None
-        return live_comparison(
-            self.context, self._name(model_name), challenger_version=version, since=start
-        )
 
     def version(self, reference: str) -> ModelVersion:
         """The registered version a reference names: "name", "name@alias" or "name/N".
