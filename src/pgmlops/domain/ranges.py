@@ -16,6 +16,11 @@ import pandas as pd
 
 from pgmlops.domain.schema import MISSING_CATEGORY, FeatureSchema
 
+# Up to this many rows a set lookup per value beats building a pandas Series for isin(),
+# which costs tens of µs a call whatever its size: the shadow thread's calls score tens of
+# rows, and a few such calls a second per worker made that fixed cost a large part of a row's.
+_SET_LOOKUP_ROWS = 2048
+
 
 @dataclass(frozen=True)
 class RangeCheck:
@@ -75,8 +80,12 @@ class RangeCheck:
             if mask.any():
                 masks[name] = mask
         for name, seen in self.categorical:
-            values = pd.Series(columns[name], dtype=object)
-            mask = values.notna().to_numpy() & ~values.isin(list(seen)).to_numpy()
+            values = np.asarray(columns[name], dtype=object)
+            if len(values) <= _SET_LOOKUP_ROWS:
+                known = np.fromiter((v in seen for v in values), dtype=bool, count=len(values))
+            else:
+                known = pd.Series(values, dtype=object).isin(list(seen)).to_numpy()
+            mask = ~pd.isna(values) & ~known
             if mask.any():
                 masks[name] = mask
         return masks

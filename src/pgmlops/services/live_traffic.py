@@ -33,9 +33,12 @@ Revalidate = Callable[[LoadedModel], list[dict[str, Any]]]
 # Shadow jobs scored together in one call when they share production's features.
 _SHADOW_BATCH = 256
 # How long the shadow thread lets jobs gather after the first one arrives: it answers
-# nobody, and one vectorised call for the requests of 10 ms costs a fraction of one call per
+# nobody, and one vectorised call for the requests of 50 ms costs a fraction of one call per
 # request (and wakes the thread, which competes with the event loop for the GIL, once).
-_SHADOW_LINGER_S = 0.01
+# At 10 ms a worker of a loaded machine (~170 requests/s) scored 1-2 rows per call and its
+# shadow thread used ~105 CPU µs a request (bench/shadow_threads.py): a call's fixed cost
+# dominates (bench/shadow_batch_cost.py: 176 µs for one row, 26 µs a row in calls of 100).
+_SHADOW_LINGER_S = 0.05
 
 
 def mark(items: list[dict[str, Any]], records: list[PredictionRecord], role: str | None) -> None:
@@ -174,7 +177,8 @@ class ShadowScorer:
             if job is None:
                 return
             jobs = [job]
-            time.sleep(_SHADOW_LINGER_S)
+            if self._queue.qsize() < _SHADOW_BATCH - 1:  # a full batch waits for nothing
+                time.sleep(_SHADOW_LINGER_S)
             # Drain what else is waiting: jobs with production's features score in one call.
             while len(jobs) < _SHADOW_BATCH:
                 try:
