@@ -36,10 +36,13 @@ from typing import Any
 
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
+from pgmlops.domain.metrics import Scores, metric_value
 from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.schema import coerce_features
 from pgmlops.services.commands import train_command
 from pgmlops.services.context import Context
 from pgmlops.services.feedback import LabelFor, record_labels
+from pgmlops.services.monitoring_signals import reference_outputs
 from pgmlops.services.prediction import predict_records
 from pgmlops.services.request_counts import RequestCounter
 from pgmlops.services.rollback_watch import check_rollback
@@ -67,6 +70,22 @@ class Trained:
     card: Any
     blobs: dict[str, bytes]
     model: LoadedModel
+    reference_auc: float = math.nan
+    live_auc: float = math.nan
+
+
+def _aucs(ctx: Context, trained: Trained, mv: Any, fresh: Any) -> Trained:
+    """The version's held-out reference AUC and its AUC on many fresh rows of the generator:
+    how far a healthy retrain's true figure sits from the reference it is judged against."""
+    ref = reference_outputs(ctx, mv)
+    truth = fresh["Exited"].astype(str).to_numpy()
+    x = coerce_features(fresh.drop(columns=["Exited"]), mv.card.feature_schema)
+    proba = trained.model.engine.predict_frame(x).proba
+    scores = Scores("binary", truth, truth, proba, tuple(mv.card.classes))
+    live = metric_value("roc_auc", scores)
+    return dataclasses.replace(
+        trained, reference_auc=metric_value("roc_auc", ref.scores()), live_auc=live
+    )
 
 
 def _train(ctx: Context, folder: Path, name: str, frame: Any) -> Trained:
@@ -82,7 +101,8 @@ def _train(ctx: Context, folder: Path, name: str, frame: Any) -> Trained:
     )["version"]
     mv = ctx.registry.get_version(name, version)
     blobs = {key: ctx.artifacts.get(f) for key, f in mv.files.items()}
-    return Trained(mv.card, blobs, load_version(ctx, mv))
+    trained = Trained(mv.card, blobs, load_version(ctx, mv))
+    return _aucs(ctx, trained, mv, make_churn(20_000, seed=999))
 
 
 def _register(ctx: Context, name: str, trained: Trained, action: str) -> int:
@@ -140,17 +160,37 @@ def watch_period(
     _serve(ctx, counter, served, baseline, seed)
     v_new = _register(ctx, name, new, "promote")
     served = dataclasses.replace(new.model, name=name, version=v_new)
-    labels, looks = 0, 0
+    labels, looks, lowest_p = 0, 0, 1.0
     while labels < budget:
         labels += _serve(ctx, counter, served, step, seed * 1000 + labels + 1)
         looks += 1
         result = check_rollback(ctx, name)
+        for s in result.signals:
+            if s.signal == "labelled_performance" and s.figures.get("p_value") is not None:
+                lowest_p = min(lowest_p, s.figures["p_value"])
         if result.status == "rolled_back":
-            crossed = [s.signal for s in result.signals if s.crossed]
-            return {"rolled_back": True, "labels": labels, "looks": looks, "signals": crossed}
+            crossed = [s for s in result.signals if s.crossed]
+            return {
+                "rolled_back": True,
+                "labels": labels,
+                "looks": looks,
+                "signals": [s.signal for s in crossed],
+                "why": [f"{name}: {s.detail}" for s in crossed],
+                "lowest_p": lowest_p,
+            }
         if result.status != "healthy":
             raise SystemExit(f"{name}: unexpected watch status {result.status}: {result.message}")
-    return {"rolled_back": False, "labels": labels, "looks": looks, "signals": []}
+    out = {"rolled_back": False, "labels": labels, "looks": looks, "signals": []}
+    return {**out, "why": [], "lowest_p": lowest_p}
+
+
+def _progress(name: str, run: dict[str, Any], started: float) -> None:
+    """One line per period as it ends (a long run can be read, or cut, on the way)."""
+    print(
+        f"{time.perf_counter() - started:7.0f} s {name} rolled_back={run['rolled_back']} "
+        f"labels={run['labels']} lowest_p={run['lowest_p']:.3g} {run['why']}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -183,15 +223,22 @@ def main() -> None:
         runs = {"healthy": [], "bad": []}
         for k in range(args.first, args.first + args.healthy):
             runs["healthy"].append(watch_period(ctx, f"h{k:04d}", v1, healthy, seed=k + 1, **kw))
+            _progress(f"h{k:04d}", runs["healthy"][-1], started)
         for k in range(args.first, args.first + args.bad):
             runs["bad"].append(watch_period(ctx, f"b{k:04d}", v1, bad, seed=50_000 + k, **kw))
+            _progress(f"b{k:04d}", runs["bad"][-1], started)
         ctx.close()
     elapsed = time.perf_counter() - started
-    report(args, runs, trained_s, elapsed)
+    aucs = {key: (t.reference_auc, t.live_auc) for key, t in [("v1", v1), ("healthy", healthy)]}
+    report(args, runs, trained_s, elapsed, aucs)
 
 
 def report(
-    args: argparse.Namespace, runs: dict[str, list], trained_s: float, elapsed: float
+    args: argparse.Namespace,
+    runs: dict[str, list],
+    trained_s: float,
+    elapsed: float,
+    aucs: dict[str, tuple[float, float]],
 ) -> None:
     healthy, bad = runs["healthy"], runs["bad"]
     h_hits = sum(r["rolled_back"] for r in healthy)
@@ -230,7 +277,14 @@ def report(
         f"{b_hits / max(len(bad), 1):.1%} | [{b_lo:.1%}, {b_hi:.1%}] |",
         "",
         f"Healthy periods: {looks:.0f} looks each on average; signals of false rollbacks: "
-        f"{dict(h_signals) or 'none'}.",
+        f"{dict(h_signals) or 'none'}; worst period: lowest labelled p-value "
+        f"{min((r['lowest_p'] for r in healthy), default=float('nan')):.3g}.",
+        "",
+        *[f"- false rollback {why}" for r in healthy for why in r["why"]],
+        "",
+        "AUC held-out reference / on 20,000 fresh rows of the generator: "
+        + ", ".join(f"{k} {ref:.3f} / {live:.3f}" for k, (ref, live) in aucs.items())
+        + ".",
         "",
         f"Labels the bad version took before its rollback: median "
         f"{statistics.median(took) if took else 'n/a'}, worst {max(took) if took else 'n/a'} "

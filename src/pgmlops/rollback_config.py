@@ -35,17 +35,19 @@ class RollbackConfig(BaseModel):
         description="the previous version's live figures come from its rows in this many "
         "hours before the promotion",
     )
-    # 0.001: the check looks again every minute for a day; at 0.01 a healthy retrain was
-    # rolled back in 10 of 55 watch periods with a look every 40 labels (bench/rollback_rates.py).
+    # 0.001: the error-rate and drift checks repeat every minute for a day (their effect
+    # floors, not alpha, keep them quiet); the labelled comparison has its own level below.
     alpha: float = Field(
         0.001,
         gt=0.0,
         lt=0.5,
-        description="each signal alarms only on a difference significant at this level "
-        "(one-sided); the check repeats during the watch, so it is stricter than monitoring's",
+        description="error rate and prediction drift alarm only on a difference significant at "
+        "this level (one-sided); the check repeats during the watch, so it is stricter than "
+        "monitoring's",
     )
-    # Error rate: requests refused (4xx from the version's schema) or failed (5xx) over all
-    # requests the version was asked, counted by every serving process in `serving_counts`.
+    # Error rate: requests that failed (5xx, scoring raised) over all requests the version was
+    # asked, counted by every serving process in `serving_counts`. Refused requests (4xx: a
+    # bad body, an unknown field) are the client's mistake and are shown, never alarmed on.
     error_rate_increase: float = Field(
         0.02,
         ge=0.0,
@@ -102,7 +104,24 @@ class RollbackConfig(BaseModel):
         30,
         ge=10,
         description="labelled rows of the new version needed before its labelled "
-        "performance can alarm",
+        "performance can alarm (its first look)",
+    )
+    # A look at every check (each minute, or every 40 labels in the bench) at alpha 0.001
+    # rolled healthy retrains back in 3 of 102 watch periods (bench/rollback_rates.py): each
+    # look is another chance. Looks at fixed label counts bound the chance for the whole watch.
+    labelled_looks: int = Field(
+        7,
+        ge=1,
+        le=20,
+        description="labelled performance is judged at min_labels x 2^k labels, k < this "
+        "(30, 60, ..., 1,920), each on the oldest labels; later labels are not judged",
+    )
+    labelled_alpha: float = Field(
+        0.005,
+        gt=0.0,
+        lt=0.5,
+        description="chance that a healthy version is rolled back on its labels over the whole "
+        "watch: split evenly over labelled_looks (Bonferroni), one-sided at each look",
     )
     # 1.0: two healthy retrains of the demo model differed by PSI 0.28 to 0.63 on a few
     # hundred rows (bench/rollback_rates.py); a model whose outputs are inverted is beyond 2.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,11 +20,13 @@ from pgmlops.domain.records import PRODUCTION
 from pgmlops.services.commands import models_command
 from pgmlops.services.feedback import LabelFor, record_labels
 from pgmlops.services.prediction import predict_records
+from pgmlops.services.request_counts import RequestCounter, outcome_of
 from pgmlops.services.rollback_watch import ROLLBACK_ACTOR, check_rollback
 from pgmlops.services.serving import load_version
 from pgmlops.services.worker import Worker
 from pgmlops.store.predictions import PredictionStore
 from pgmlops.store.rollback_verdicts import RollbackVerdictStore
+from pgmlops.store.serving_counts import ServingCountStore
 from tests.integration.test_python_api import churn_version, register  # noqa: F401
 
 ACTOR = "test"
@@ -174,32 +175,56 @@ def test_a_target_that_fails_verification_is_not_restored(
     assert check_rollback(ctx, "churn").status == "not-watched"
 
 
-def test_requests_a_new_version_refuses_roll_it_back(
+def test_requests_a_new_version_fails_roll_it_back(
     settings: Settings,
     churn_version,  # noqa: F811
-    tmp_path: Path,
 ) -> None:
-    """Every serving process counts its requests per version: a version that refuses most of
-    them (its schema) is rolled back on its error rate, though the log holds no such row."""
+    """Every serving process counts its requests per version: a version that fails on most
+    of them (5xx, scoring raised) is rolled back on its error rate, though the log holds no
+    such row."""
     with Client(settings=settings) as client:
         v1 = register(client, churn_version, "churn")
         good = make_churn(60, seed=8).drop(columns=["Exited"]).to_dict("records")
-        app = create_app(settings)
-        with TestClient(app) as http:
+        with TestClient(create_app(settings)) as http:
             for record in good:
                 assert http.post("/predict", json=record).status_code == 200
-        _promote_again(client, churn_version)
-        with TestClient(create_app(settings)) as http:
-            for k, record in enumerate(good):
-                bad = {**record, "Age": "old"} if k % 2 else record
-                http.post("/predict", json=bad)
+        v2 = _promote_again(client, churn_version)
+        # What a serving process counts when /predict answers 500 (predict_routes.py).
+        counter = RequestCounter(ServingCountStore(client.context.db))
+        counter.count("churn", v2, "answered", 30)
+        counter.count("churn", v2, outcome_of(500), 30)
+        counter.flush()
         result = check_rollback(client.context, "churn")
         assert result.status == "rolled_back", result.message
         assert _production(client) == v1
-        assert "error rate 50.0% of 60 requests" in result.message
+        assert "server error rate 50.0% of 60 requests" in result.message
         with TestClient(create_app(settings)) as http:
             metrics = http.get("/metrics").text
         assert (
             'pgmlops_auto_rollbacks_total{model="churn",reason="error_rate",'
             'outcome="rolled_back"} 1' in metrics
         )
+
+
+def test_requests_clients_get_wrong_never_roll_a_version_back(
+    settings: Settings,
+    churn_version,  # noqa: F811
+) -> None:
+    """A 4xx is the client's mistake (a bad body, an unknown field): shown, never alarmed on."""
+    with Client(settings=settings) as client:
+        register(client, churn_version, "churn")
+        good = make_churn(60, seed=8).drop(columns=["Exited"]).to_dict("records")
+        with TestClient(create_app(settings)) as http:
+            for record in good:
+                assert http.post("/predict", json=record).status_code == 200
+        v2 = _promote_again(client, churn_version)
+        with TestClient(create_app(settings)) as http:
+            for k, record in enumerate(good):
+                bad = {**record, "Age": "old"} if k % 2 else record
+                assert http.post("/predict", json=bad).status_code == (422 if k % 2 else 200)
+        result = check_rollback(client.context, "churn")
+        assert result.status == "healthy", result.message
+        assert _production(client) == v2
+        errors = next(s for s in result.signals if s.signal == "error_rate")
+        assert (errors.figures["errors"], errors.figures["refused"]) == (0, 30)
+        assert "30 refused as client errors, not counted" in errors.detail

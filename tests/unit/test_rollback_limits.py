@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from pgmlops.config import load_settings
-from pgmlops.domain.rollback_limits import error_rate_verdict, latency_verdict, wilson
+from pgmlops.domain.rollback_limits import (
+    error_rate_verdict,
+    labelled_look,
+    latency_verdict,
+    wilson,
+)
 from pgmlops.errors import ConfigError
 
 ERRORS = {"increase": 0.02, "alpha": 0.01, "min_requests": 50, "version": 2, "previous": 1}
@@ -33,8 +38,27 @@ def test_error_rate_alarms_only_on_a_significant_rise_beyond_the_margin() -> Non
     bad = error_rate_verdict(30, 60, 0, 60, **ERRORS)
     assert bad.crossed and "error rate 50.0% of 60 requests" in bad.detail
     assert bad.figures["previous_requests"] == 60
-    # A previous version that already refused as much is no reason to roll back.
+    # A previous version that already failed as much is no reason to roll back.
     assert not error_rate_verdict(30, 60, 300, 600, **ERRORS).crossed
+
+
+def test_client_errors_are_shown_beside_the_server_error_rate_and_never_alarm() -> None:
+    clients_wrong = error_rate_verdict(0, 60, 0, 60, **ERRORS, refused=30)
+    assert not clients_wrong.crossed
+    assert clients_wrong.figures["refused"] == 30
+    assert "server error rate 0.0% of 60 requests" in clients_wrong.detail
+    assert "30 refused as client errors, not counted" in clients_wrong.detail
+
+
+def test_labels_are_judged_at_a_fixed_number_of_checkpoints_however_often_checked() -> None:
+    assert labelled_look(29, 30, 7) is None
+    assert labelled_look(30, 30, 7) == (30, 1)
+    assert labelled_look(59, 30, 7) == (30, 1)  # a check between checkpoints: the same look
+    assert labelled_look(60, 30, 7) == (60, 2)
+    assert labelled_look(400, 30, 7) == (240, 4)
+    # Every label count from 30 to a million gives one of 7 looks, never an eighth.
+    seen = {labelled_look(n, 30, 7) for n in range(30, 1_000_000, 7)}
+    assert seen == {(30 * 2**k, k + 1) for k in range(7)}
 
 
 def test_latency_needs_the_ratio_and_the_margin_or_the_ceiling() -> None:

@@ -46,15 +46,19 @@ def error_rate_verdict(
     min_requests: int,
     version: int,
     previous: int,
+    refused: int = 0,
 ) -> SignalVerdict:
     """Crossed when the new rate's lower bound beats the previous rate's upper bound + increase.
 
+    Errors are server errors (5xx, failed scoring); ``refused`` client errors (4xx) count in
+    the requests and are shown, never alarmed on: a client's bad body is not the model's doing.
     Both bounds are one-sided at ``alpha``; a previous version with no counted requests is
     taken as error-free, so a new version alone must show ``increase`` significantly.
     """
     figures: dict[str, Any] = {
         "requests": new_total,
         "errors": new_errors,
+        "refused": refused,
         "previous_requests": old_total,
         "previous_errors": old_errors,
         "increase_limit": increase,
@@ -74,11 +78,24 @@ def error_rate_verdict(
     crossed = low > old_high + increase
     figures.update(rate=rate, rate_low=low, previous_rate=old_rate, previous_high=old_high)
     detail = (
-        f"error rate {rate:.1%} of {new_total} requests (lower bound {low:.1%}) vs "
+        f"server error rate {rate:.1%} of {new_total} requests (lower bound {low:.1%}) vs "
         f"v{previous} {old_rate:.1%} of {old_total} (upper bound {old_high:.1%}); "
-        f"limit +{increase:.1%}"
+        f"limit +{increase:.1%}; {refused} refused as client errors, not counted"
     )
     return SignalVerdict("error_rate", crossed, detail, figures)
+
+
+def labelled_look(labels: int, first: int, looks: int) -> tuple[int, int] | None:
+    """(labels the look judges, its number from 1) at the latest checkpoint reached, or None.
+
+    Checkpoints are ``first`` x 2^k labels, k < ``looks``: the watch checks every minute, but
+    the labelled comparison is made only at these few label counts, each on the oldest rows,
+    so a check between checkpoints repeats the same test instead of taking a new look.
+    """
+    if labels < first or looks < 1:
+        return None
+    k = min((labels // first).bit_length() - 1, looks - 1)
+    return first * 2**k, k + 1
 
 
 def latency_verdict(

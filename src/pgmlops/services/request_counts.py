@@ -19,7 +19,7 @@ FLUSH_SECONDS = 5.0
 
 
 def outcome_of(status: int) -> str:
-    """A refused request (4xx: the version's schema said no) or a failed one (5xx)."""
+    """A refused request (4xx: the client sent what the schema refuses) or a failed one (5xx)."""
     return "refused" if 400 <= status < 500 else "failed"
 
 

@@ -10,18 +10,20 @@ import pandas as pd
 
 from pgmlops.domain.drift import DriftPolicy, detect_drift
 from pgmlops.domain.intervals import drop_test, null_differences
-from pgmlops.domain.metrics import Scores, metric_value
+from pgmlops.domain.metrics import Scores, improvement, metric_value
+from pgmlops.domain.policies import LOWER_IS_BETTER
 from pgmlops.domain.records import ModelVersion
 from pgmlops.domain.rollback_limits import (
     SignalVerdict,
     error_rate_verdict,
+    labelled_look,
     latency_verdict,
 )
 from pgmlops.domain.schema import coerce_features
 from pgmlops.errors import PgmlopsError
 from pgmlops.rollback_config import RollbackConfig
 from pgmlops.services.context import Context
-from pgmlops.services.labelled_performance import valid_labels
+from pgmlops.services.labelled_performance import class_counts, valid_labels
 from pgmlops.services.monitoring_signals import reference_outputs
 from pgmlops.services.promotion import version_engine
 from pgmlops.store.live_figures import LiveFigureStore, LoggedOutputs
@@ -31,9 +33,10 @@ from pgmlops.store.serving_counts import ServingCountStore
 # Rows of each version read for the labelled comparison (newest first): the null of the
 # previous version's live figure is drawn from them, a few seconds of work at most.
 LABELLED_ROWS = 5_000
-# Null draws of the labelled comparison: the smallest p-value is 1/(draws + 1), which must be
-# below rollback.alpha (0.001) for the signal to alarm at all.
-LABELLED_DRAWS = 2_000
+# Null draws of the labelled comparison: each look's level is labelled_alpha / labelled_looks
+# (0.005 / 7 = 0.0007 by default), so 10,000 draws leave about 7 of them beyond it; with 2,000
+# the cut was the null's 2nd smallest draw, itself a matter of luck.
+LABELLED_DRAWS = 10_000
 
 
 def watch_signals(
@@ -78,6 +81,7 @@ def _error_rate(
         min_requests=cfg.min_requests,
         version=new.version,
         previous=old.version,
+        refused=got.refused,
     )
 
 
@@ -133,16 +137,30 @@ def labelled_scores(mv: ModelVersion, logged: LoggedOutputs) -> Scores | None:
     return Scores(card.task, y_true[good], predicted.astype(str), proba, classes)
 
 
-_NULLS: dict[tuple[str, str, int], np.ndarray] = {}
+# Nulls kept between checks: one per checkpoint and class counts (80 kB each, 20 MB at most).
+_NULLS: dict[tuple[Any, ...], np.ndarray] = {}
 
 
-def _reference_null(mv: ModelVersion, scores: Scores, metric: str, n: int) -> np.ndarray:
-    """Null draws from a version's held-out outputs at n labels, kept between checks."""
-    key = (mv.files["reference_outputs"].sha256, metric, n)
+def _null(
+    key: tuple[Any, ...],
+    scores: Scores,
+    metric: str,
+    n: int,
+    counts: tuple[int, ...] | None,
+) -> np.ndarray:
+    """Null draws at n labels with the look's labels per class, kept between checks.
+
+    Drawn at the window's own class counts (as monitoring's, issue 24): a window's metric
+    varies with them more than with anything else. Seeded, so a check between two
+    checkpoints repeats the same test on the same rows.
+    """
+    key = (*key, metric, n, counts)
     if key not in _NULLS:
-        if len(_NULLS) >= 64:
+        if len(_NULLS) >= 256:
             _NULLS.pop(next(iter(_NULLS)))
-        _NULLS[key] = null_differences(scores, metric, n, draws=LABELLED_DRAWS, seed=0)
+        _NULLS[key] = null_differences(
+            scores, metric, n, draws=LABELLED_DRAWS, seed=0, class_counts=counts
+        )
     return _NULLS[key]
 
 
@@ -156,27 +174,41 @@ def _labelled(
 ) -> SignalVerdict:
     """The new version's primary metric on its labels vs the previous version's live figure
     (its labelled rows before the promotion), else its held-out reference; the interval is
-    the null of monitoring's alarm (domain/intervals.py), drawn from the previous version."""
+    the null of monitoring's alarm (domain/intervals.py), drawn from the previous version.
+
+    Judged only at fixed label counts (``labelled_look``), each at labelled_alpha / looks:
+    the chance of a false rollback over the whole watch stays below labelled_alpha however
+    often the worker checks."""
     figures = LiveFigureStore(ctx.db)
     name = new.model_name
     metric = ctx.settings.promotion.primary_for(new.card.task)
     logged = figures.outputs(name, new.version, "production", since=since, until=now)
     scores = labelled_scores(new, logged)
-    n = len(scores) if scores is not None else 0
-    base: dict[str, Any] = {"metric": metric, "labels": n, "min_labels": cfg.min_labels}
-    if scores is None or n < cfg.min_labels:
-        detail = f"labelled {metric}: {n} labels of v{new.version}, waiting for {cfg.min_labels}"
+    total = len(scores) if scores is not None else 0
+    look = labelled_look(total, cfg.min_labels, cfg.labelled_looks)
+    base: dict[str, Any] = {"metric": metric, "labels": total, "min_labels": cfg.min_labels}
+    if scores is None or look is None:
+        detail = (
+            f"labelled {metric}: {total} labels of v{new.version}, waiting for {cfg.min_labels}"
+        )
         return SignalVerdict("labelled_performance", False, detail, base)
+    n, number = look
+    # Outputs come newest first: the look judges the oldest n labels, the same rows at every
+    # check until the next checkpoint.
+    scores = scores.take(np.arange(total - n, total))
+    alpha = cfg.labelled_alpha / cfg.labelled_looks
     current = metric_value(metric, scores)
     start = since - timedelta(hours=cfg.baseline_hours)
     earlier = figures.outputs(
         name, old.version, "production", since=start, until=since, limit=LABELLED_ROWS
     )
     old_scores = labelled_scores(old, earlier)
+    window_counts = class_counts(scores.y_true, list(scores.classes)) if scores.classes else None
     if old_scores is not None and len(old_scores) >= cfg.baseline_labels:
         source = f"live, {len(old_scores)} labels"
         reference = metric_value(metric, old_scores)
-        null = null_differences(old_scores, metric, n, draws=LABELLED_DRAWS, seed=0)
+        key: tuple[Any, ...] = ("live", name, old.version, len(old_scores), earlier.ids[0])
+        null = _null(key, old_scores, metric, n, window_counts)
     else:
         ref = reference_outputs(ctx, old)
         if ref is None:
@@ -187,26 +219,37 @@ def _labelled(
             return SignalVerdict("labelled_performance", False, detail, base)
         source = f"held-out reference, {len(ref.y_true)} rows"
         reference = metric_value(metric, ref.scores())
-        null = _reference_null(old, ref.scores(), metric, n)
-    verdict = drop_test(
-        metric, current, reference, null, alpha=cfg.alpha, tolerance=cfg.performance_drop
-    )
+        key = ("reference", old.files["reference_outputs"].sha256)
+        null = _null(key, ref.scores(), metric, n, window_counts)
+    # The null is shifted to the tolerance: "worse by more than performance_drop, beyond
+    # chance". Testing "worse at all, beyond chance" and then the point drop alone rolled back
+    # healthy retrains whose true figure sits a little under the reference (bench).
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    limit = reference - sign * cfg.performance_drop * abs(reference)
+    verdict = drop_test(metric, current, limit, null, alpha=alpha, tolerance=0.0)
+    drop = -improvement(metric, current, reference) / abs(reference) if reference else None
     base.update(
-        current=verdict.current,
-        reference=verdict.reference,
+        look=number,
+        looks=cfg.labelled_looks,
+        judged_labels=n,
+        current=current,
+        reference=reference,
         reference_source=source,
         p_value=verdict.p_value,
-        drop=verdict.drop,
+        drop=drop,
+        limit_value=limit,
         limit=cfg.performance_drop,
-        alpha=cfg.alpha,
+        alpha=alpha,
+        watch_alpha=cfg.labelled_alpha,
     )
-    drop = f"{verdict.drop:.1%}" if verdict.drop is not None else "n/a"
+    drop_text = f"{drop:.1%}" if drop is not None and np.isfinite(drop) else "n/a"
     p = f"{verdict.p_value:.3g}" if verdict.p_value is not None else "n/a"
     ref_text = f"{reference:.3f}" if np.isfinite(reference) else "n/a"
     detail = (
-        f"labelled {metric} {current:.3f} on {n} labels vs v{old.version} {ref_text} "
-        f"({source}): drop {drop} (limit {cfg.performance_drop:.0%}), p {p} "
-        f"(alpha {cfg.alpha:g})"
+        f"labelled {metric} {current:.3f} on {n} labels (look {number} of "
+        f"{cfg.labelled_looks}) vs v{old.version} {ref_text} ({source}): drop {drop_text} "
+        f"(limit {cfg.performance_drop:.0%}), p {p} that it is within the limit "
+        f"(alpha {alpha:.2g} = {cfg.labelled_alpha:g} over {cfg.labelled_looks} looks)"
     )
     return SignalVerdict("labelled_performance", verdict.degraded, detail, base)
 

@@ -43,7 +43,8 @@ class RequestCounts:
 
     @property
     def errors(self) -> int:
-        return self.refused + self.failed
+        """Server errors only: a refused request (4xx) is the client's mistake, not the model's."""
+        return self.failed
 
 
 class ServingCountStore:
