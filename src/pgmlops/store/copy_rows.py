@@ -86,27 +86,9 @@ def _stamp(value: str | datetime) -> bytes:
 def binary_rows(records: Sequence[PredictionRecord | EncodedRecord]) -> bytes:
     """The rows' bytes in COPY's binary format (no header, no trailer).
 
-    A record packed when it was read (`encoded_records`) is not packed again.
     ValidationError names the first row that cannot be put in that form.
     """
-    return b"".join(_pack(records, strict=True))  # type: ignore[arg-type]
-
-
-def encoded_records(lines: list[bytes]) -> list[EncodedRecord]:
-    """The logging process's lines as records, each with its COPY row packed now.
-
-    A line that cannot be packed keeps copy_row None: the writer refuses it by itself later,
-    as it refuses any row.
-    """
-    rows = _pack(lines, strict=False)
-    return [EncodedRecord(line, row) for line, row in zip(lines, rows, strict=True)]
-
-
-def _pack(
-    records: Sequence[PredictionRecord | EncodedRecord | bytes], *, strict: bool
-) -> list[bytes | None]:
-    """Each record's COPY row; a row that cannot be packed raises (strict) or is None."""
-    out: list[bytes | None] = []
+    out: list[bytes] = []
     append = out.append
     # Fields the rows of a request share (its time, model, request id), or that take few
     # values (a class label), are packed once per call, not once per row.
@@ -118,16 +100,8 @@ def _pack(
     for record in records:
         try:
             # One C call each to decode the line and to pick its fields.
-            kind = type(record)
-            if kind is EncodedRecord:
-                if record.copy_row is not None:  # type: ignore[union-attr]
-                    append(record.copy_row)  # type: ignore[union-attr]
-                    continue
-                values = _ITEMS(loads(record.line))  # type: ignore[union-attr]
-            elif kind is bytes:
-                values = _ITEMS(loads(record))  # type: ignore[arg-type]
-            else:
-                values = _ATTRS(record)
+            encoded = type(record) is EncodedRecord
+            values = _ITEMS(loads(record.line)) if encoded else _ATTRS(record)  # type: ignore[union-attr]
             (rid, model, version, created, features, prediction, proba, conf, output, latency,
              request_id, key, role, paired) = values  # fmt: skip
             stamp = stamps.get(created)
@@ -172,10 +146,8 @@ def _pack(
             )
         except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
             # orjson.JSONDecodeError/EncodeError are ValueError/TypeError.
-            if strict:
-                raise ValidationError(f"prediction log row refused: {exc}") from None
-            append(None)
-    return out
+            raise ValidationError(f"prediction log row refused: {exc}") from None
+    return b"".join(out)
 
 
 def _head(model: str, version: int) -> bytes:

@@ -27,13 +27,11 @@ from pgmlops.errors import ValidationError
 class EncodedRecord:
     """A record already encoded as a spill line (no newline): what the logging process gets.
 
-    Written to the spill file as the bytes it is; decoded only where a field is needed
-    (SQLite, a refused row's id, a missing partition's period). `copy_row` is its row in
-    PostgreSQL's binary COPY format, packed as the logging process read it (copy_rows.py).
+    Written to PostgreSQL and to the spill file as the bytes it is; decoded only where a
+    field is needed (SQLite, a refused row's id, a missing partition's period).
     """
 
     line: bytes
-    copy_row: bytes | None = None
 
 
 def encode(r: PredictionRecord | EncodedRecord) -> bytes:

@@ -21,10 +21,10 @@ from typing import Any
 import orjson
 
 from pgmlops.services.prediction_log.writer import PredictionLogWriter
-from pgmlops.store.copy_rows import encoded_records
 from pgmlops.store.db import Database
 from pgmlops.store.ledger import Ledger
 from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.spill import EncodedRecord
 
 log = logging.getLogger("pgmlops.services.prediction_log")
 _READ_BYTES = 1 << 20
@@ -126,9 +126,7 @@ def run(
                 break
             *lines, rest = (rest + chunk).split(b"\n")
             received += len(lines)
-            # Packed for COPY here, not in the writer thread: this thread goes on packing
-            # while the writer waits for PostgreSQL to store the batch before and commit it.
-            writer.submit(encoded_records(lines), bounded=not waits)  # type: ignore[arg-type]
+            writer.submit([EncodedRecord(line) for line in lines], bounded=not waits)  # type: ignore[misc]
         now = time.monotonic()
         seen = (received, writer.depth, *writer.counts.values())
         # At most every PUBLISH_EVERY_S while rows flow: stats() looks at the spill folder,
