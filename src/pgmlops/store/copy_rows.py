@@ -90,12 +90,7 @@ def binary_rows(records: Sequence[PredictionRecord | EncodedRecord]) -> bytes:
     """
     out: list[bytes] = []
     append = out.append
-    # Fields the rows of a request share (its time, model, request id), or that take few
-    # values (a class label), are packed once per call, not once per row.
-    stamps: dict[Any, bytes] = {}
-    heads: dict[tuple[str, int], bytes] = {}
-    labels: dict[str, bytes] = {}
-    tails: dict[tuple[str | None, ...], bytes] = {}
+    stamps: dict[Any, bytes] = {}  # the rows of one request share their time
     null = _NULL
     for record in records:
         try:
@@ -107,19 +102,12 @@ def binary_rows(records: Sequence[PredictionRecord | EncodedRecord]) -> bytes:
             stamp = stamps.get(created)
             if stamp is None:
                 stamp = stamps[created] = _stamp(created)
-            head = heads.get((model, version))
-            if head is None:
-                head = heads[(model, version)] = _head(model, version)
-            label = labels.get(prediction)
-            if label is None:
-                label = labels[prediction] = _text(prediction)
-            tail = tails.get((request_id, key, role, paired))
-            if tail is None:
-                tail = tails[(request_id, key, role, paired)] = _tail(request_id, key, role, paired)
             raw_id = fromhex(rid.replace("-", ""))
+            feats = dumps(features)
+            b_model = model.encode()
+            b_pred = prediction.encode()
             if len(raw_id) != 16:
                 raise ValueError(f"not a uuid: {rid!r}")
-            feats = dumps(features)
             if output is None:
                 b_output = null
             else:
@@ -130,17 +118,23 @@ def binary_rows(records: Sequence[PredictionRecord | EncodedRecord]) -> bytes:
                     (
                         _START,
                         raw_id,
-                        head,
+                        _LEN(len(b_model)),
+                        b_model,
+                        _INT4(4, version),
                         stamp,
                         _LEN(len(feats) + 1),  # jsonb's binary form: version 1, then the text
                         b"\x01",
                         feats,
-                        label,
+                        _LEN(len(b_pred)),
+                        b_pred,
                         _float8(proba),
                         _float8(conf),
                         b_output,
                         _float8(latency),
-                        tail,
+                        null if request_id is None else _text(request_id),
+                        null if key is None else _text(key),
+                        null if role is None else _text(role),
+                        null if paired is None else _UUID + _uuid(paired),
                     )
                 )
             )
@@ -148,13 +142,3 @@ def binary_rows(records: Sequence[PredictionRecord | EncodedRecord]) -> bytes:
             # orjson.JSONDecodeError/EncodeError are ValueError/TypeError.
             raise ValidationError(f"prediction log row refused: {exc}") from None
     return b"".join(out)
-
-
-def _head(model: str, version: int) -> bytes:
-    b_model = model.encode()
-    return _LEN(len(b_model)) + b_model + _INT4(4, version)
-
-
-def _tail(request_id: str | None, key: str | None, role: str | None, paired: str | None) -> bytes:
-    uid = _NULL if paired is None else _UUID + _uuid(paired)
-    return _text(request_id) + _text(key) + _text(role) + uid

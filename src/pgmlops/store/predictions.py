@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,8 +12,7 @@ from typing import Any, TypeVar
 
 import orjson
 import psycopg
-from psycopg import sql
-from psycopg.errors import CheckViolation, UndefinedTable
+from psycopg.errors import CheckViolation
 from psycopg.types.json import Jsonb
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql
@@ -25,7 +23,7 @@ from pgmlops.domain.records import FeedbackRecord, PredictionRecord
 from pgmlops.errors import NotFoundError, StoreError, ValidationError
 from pgmlops.store.copy_rows import COLUMNS, HEADER, TRAILER, binary_rows
 from pgmlops.store.db import Database, first_line
-from pgmlops.store.partitions import LogPartition, PartitionStore
+from pgmlops.store.partitions import PartitionStore
 from pgmlops.store.spill import EncodedRecord, as_record, json_array
 from pgmlops.store.tables import FeedbackRow, PredictionRow, utcnow
 
@@ -35,10 +33,7 @@ _IN_LIST_SIZE = 5_000
 # whose clock reads 2099 must not leave a partition for 2099 behind.
 _OLDEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
 _FUTURE_PLAUSIBLE = timedelta(days=366)
-_COPY_SQL = sql.SQL("COPY {} (" + ", ".join(COLUMNS) + ") FROM STDIN (FORMAT BINARY)")
-# How long the current period's partition is trusted before the catalogue is read again, and
-# how long a look that found none waits before the next.
-_PARTITION_TTL_S = 10.0
+_COPY_SQL = f"COPY predictions ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 # Rows packed per write inside one COPY: PostgreSQL stores one part while the next is packed,
 # so a batch costs about the larger of the two sides, not their sum.
 _COPY_PART_ROWS = 500
@@ -103,9 +98,6 @@ class PredictionStore:
         self._raw: Any = None
         self._driver: Any = None
         self._raw_lock = threading.Lock()
-        # The partition holding the current period, which COPY fills directly (see _copy).
-        self._direct: LogPartition | None = None
-        self._direct_until = 0.0
 
     def write_batch(self, records: Sequence[Record]) -> None:
         """Insert a batch in one statement (COPY on PostgreSQL); all or nothing.
@@ -162,55 +154,17 @@ class PredictionStore:
                         "(created_at is not a plausible time for a partition)"
                     ) from again
 
-    def _copy(self, cur: Any, records: Sequence[Record]) -> None:
+    @staticmethod
+    def _copy(cur: Any, records: Sequence[Record]) -> None:
         # COPY's binary rows, packed by hand in parts (store/copy_rows.py): PostgreSQL spent
         # about 11 µs a row on it against 20 µs for the INSERT of one JSON document, which
         # the logging process sends with no work but which PostgreSQL parses and takes apart.
         # A row that cannot be packed fails the COPY (psycopg ends it) before it commits.
-        # Into the current period's partition when the batch starts in it: routing each row
-        # through the parent cost PostgreSQL ~15% more per row. PostgreSQL still checks every
-        # row against the partition's bounds; a batch that leaves them (a period's end) or a
-        # partition gone since the look goes through the parent instead.
-        part = self._partition_for(records[0])
-        if part is not None:
-            try:
-                self._copy_into(cur, part.name, records)
-                return
-            except (CheckViolation, UndefinedTable):
-                self._direct, self._direct_until = None, 0.0
-        self._copy_into(cur, "predictions", records)
-
-    @staticmethod
-    def _copy_into(cur: Any, table: str, records: Sequence[Record]) -> None:
-        with cur.copy(_COPY_SQL.format(sql.Identifier(table))) as copy:
+        with cur.copy(_COPY_SQL) as copy:
             copy.write(HEADER)
             for start in range(0, len(records), _COPY_PART_ROWS):
                 copy.write(binary_rows(records[start : start + _COPY_PART_ROWS]))
             copy.write(TRAILER)
-
-    def _partition_for(self, first: Record) -> LogPartition | None:
-        """The attached partition of the current period, if the batch's first row is in it.
-
-        Only the current period's: retention detaches and drops partitions wholly older than
-        its cutoff, never one that ends after now, so rows never go into a table on its way out.
-        """
-        now = time.monotonic()
-        if now >= self._direct_until:
-            self._direct_until = now + _PARTITION_TTL_S
-            wall = datetime.now(UTC)
-            try:
-                parts = PartitionStore(self.db).partitions()
-            except StoreError:
-                parts = []  # the batch goes through the parent, which says what is wrong
-            self._direct = next(
-                (p for p in parts if not p.detach_pending and p.range.lo <= wall < p.range.hi),
-                None,
-            )
-        part = self._direct
-        if part is None:
-            return None
-        created = _aware(as_record(first).created_at)
-        return part if part.range.lo <= created < part.range.hi else None
 
     def _execute(
         self, records: Sequence[Record], run: Callable[[Any, Sequence[Record]], None]
