@@ -35,6 +35,8 @@ def test_only_the_parameters_an_error_lists_become_flags() -> None:
         # So does an unquoted path, and a settings key.
         ("out /tmp/out/x.csv is a directory", "--out /tmp/out/x.csv is a directory"),
         ("names / serving.names: no production", "--model-name / serving.names: no production"),
+        # The first mention is the parameter; later ones are words.
+        ("data 'x' is not data", "--data 'x' is not data"),
         # A word that merely contains the name is not it.
         ("keep is 0 or more (keeping, keep_all)", "--keep is 0 or more (keeping, keep_all)"),
     ],

@@ -287,7 +287,7 @@ def test_sep_and_encoding_overrides_are_checked(tmp_path: Path) -> None:
 
 def test_an_unsplit_header_hints_at_sep() -> None:
     frame = pd.DataFrame({"a;b;target": ["1;2;3"]})
-    with pytest.raises(DataError, match=r"give sep \(e.g. sep=';'\)"):
+    with pytest.raises(DataError, match=r"not split: give sep, e\.g\. ';'"):
         prepare_training_frame(frame, "target")
 
 

@@ -80,16 +80,27 @@ def flag_of(param: str) -> str:
 
 
 def cli_message(exc: errors.PgmlopsError) -> str:
-    """An error's message with each parameter it names (`exc.params`) shown as its flag."""
+    """An error's message with each parameter it lists (`exc.params`) shown as its flag.
+
+    A parameter's first mention standing alone is the parameter; later ones are plain words
+    ("encoding 'x' is not a known encoding"). Quoted values, words inside a path or URL
+    (/tmp/out/x.csv) and settings keys (serving.models) are left as they are.
+    """
     if not exc.params:
         return exc.message
     names = "|".join(re.escape(p) for p in sorted(exc.params, key=len, reverse=True))
-    # Quoted values are skipped, and so are words inside a path or URL (/tmp/out/x.csv) and
-    # settings keys (serving.models): only a parameter's name standing alone is its flag.
     words = re.compile(
         rf"(?<!\w)'[^']*'(?!\w)|(?<!\w)\"[^\"]*\"(?!\w)|(?<![\w./\\-])({names})(?![\w/\\-])"
     )
-    return words.sub(lambda m: flag_of(m[1]) if m[1] else m[0], exc.message)
+    named: set[str] = set()
+
+    def shown(found: re.Match[str]) -> str:
+        if found[1] is None or found[1] in named:
+            return found[0]
+        named.add(found[1])
+        return flag_of(found[1])
+
+    return words.sub(shown, exc.message)
 
 
 def json_error(message: str, code: str, status: int, **extra: Any) -> None:

@@ -116,7 +116,7 @@ def prepare_training_frame(
         shown = ", ".join(map(str, list(df.columns)[:12]))
         hint = ""
         if len(df.columns) == 1 and any(c in str(df.columns[0]) for c in ";\t|,"):
-            hint = "; the file's columns were not split: give sep (e.g. sep=';')"
+            hint = "; the file's columns were not split: give sep, e.g. ';'"
         raise DataError(
             f"target column {target!r} is not in the dataset (columns: {shown}){hint}",
             params=("sep",),

@@ -67,7 +67,7 @@ def _read_table(
 
     if not _TABLE.fullmatch(table):
         raise ConfigError(
-            f"query {table!r}: with training.engine dask, query names a table "
+            f"query {table!r}: with training.engine dask, it names a table "
             "(table or schema.table) that is read in partitions, not a SQL statement",
             params=("query",),
         )
