@@ -18,6 +18,8 @@ Our exceptions::
 Library errors are translated where they cross into our code
 (``raise StoreError(...) from exc``); the CLI and the HTTP API map these classes to
 exit codes and status codes in one table each (``cli.options.EXIT_CODES``, ``api.errors``).
+Messages name Python parameters, never command-line flags; an error lists the parameters its
+message names in ``params``, and the CLI shows each as its flag (``cli.options.cli_message``).
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from typing import Any
 class PgmlopsError(Exception):
     """Base class: the message is one line a user can act on."""
 
-    def __init__(self, message: str, *, public: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, public: str | None = None, params: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         # What an anonymous HTTP client is told instead, when the message names locations.
         self.public = public
+        # The Python parameters the message names: the CLI shows them as its flags.
+        self.params = params
 
     def __str__(self) -> str:
         return self.message

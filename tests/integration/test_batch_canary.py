@@ -127,7 +127,7 @@ def test_canary_needs_a_canary_deployment(
     client.deploy("churn", v2, shadow=True)
     with pytest.raises(ConfigError, match="shadow answers nothing"):
         _score(client, data, out)
-    with pytest.raises(ConfigError, match="no --version"):
+    with pytest.raises(ConfigError, match="it takes no version or alias"):
         _score(client, data, out, version=1)
     client.deploy("churn", canary="10%", sticky_key="CustomerId")
     no_key = tmp_path / "no_key.csv"

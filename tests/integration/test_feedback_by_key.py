@@ -114,7 +114,7 @@ def test_a_key_column_missing_from_the_file_is_a_flag_error(
     ctx: Context, production: int, tmp_path: Path
 ) -> None:
     path = labels_file(tmp_path, make_churn(5, seed=66))
-    with pytest.raises(ConfigError, match=r"--key customer_id: .* has no such column"):
+    with pytest.raises(ConfigError, match=r"^key customer_id: .* has no such column"):
         load_feedback_file(ctx, path, key="customer_id")
 
 

@@ -273,7 +273,7 @@ def test_compare_live_on_the_command_line(client, churn_version, tmp_path) -> No
     assert body["shadow"]["labelled"]["favours"] == "challenger"
     assert body["canary"] is None and body["since"] is not None
     for args, words in (
-        (["--live", "--since", "yesterday"], "neither an ISO time"),
+        (["--live", "--since", "yesterday"], "--since 'yesterday' is neither an ISO time"),
         (["--live", "--since", "5 parsecs"], "not a duration"),
         (["--live", "--since", "2999-01-01"], "in the future"),
         ([], "compare needs --live"),
@@ -304,11 +304,14 @@ def test_the_http_routes_answer_json_and_the_report(client, settings, churn_vers
         assert page.status_code == 200 and "<b>unpaired</b>" in page.text
         assert "not enough labels (n=24 &lt; 200)" in page.text
         bad = http.get("/compare", params={"since": "soon"})
-        assert bad.status_code == 400 and "neither an ISO time" in bad.json()["error"]
+        # HTTP answers in the query's own field names, never the command line's flags.
+        assert bad.status_code == 400
+        assert bad.json()["error"].startswith("since 'soon' is neither an ISO time")
         assert http.get("/compare", params={"model_name": "nope"}).status_code == 404
         client.deploy("churn", stop=True)
         gone = http.get("/compare")
         assert gone.status_code == 404 and "no challenger" in gone.json()["error"]
+        assert "give version N" in gone.json()["error"] and "--" not in gone.json()["error"]
 
 
 # -- live promotion, run by `pgmlops worker` (issue 25 §5) --------------------------------

@@ -210,9 +210,9 @@ def test_a_late_label_of_a_dropped_prediction_stays_until_it_is_that_old(ctx) ->
 
 
 def test_a_bad_age_is_one_clear_error() -> None:
-    with pytest.raises(ConfigError, match="--predictions-older-than 'ninety'"):
+    with pytest.raises(ConfigError, match=r"^predictions_older_than 'ninety'"):
         parse_age("ninety")
-    with pytest.raises(ConfigError, match="--predictions-older-than '0d'"):
+    with pytest.raises(ConfigError, match=r"^predictions_older_than '0d'"):
         parse_age("0d")
     assert parse_age("90d") == timedelta(days=90)
 

@@ -287,7 +287,7 @@ def test_sep_and_encoding_overrides_are_checked(tmp_path: Path) -> None:
 
 def test_an_unsplit_header_hints_at_sep() -> None:
     frame = pd.DataFrame({"a;b;target": ["1;2;3"]})
-    with pytest.raises(DataError, match="pass --sep"):
+    with pytest.raises(DataError, match=r"not split: give sep, e\.g\. ';'"):
         prepare_training_frame(frame, "target")
 
 
@@ -361,7 +361,7 @@ def test_a_class_seen_once_is_refused_naming_its_row_and_value() -> None:
     with pytest.raises(DataError) as err:
         prepare_training_frame(_target_frame(y), "y", min_class_rows=3)
     assert "row 12: 'c'" in str(err.value) and "fewer than 3 rows" in str(err.value)
-    assert "--task regression" not in str(err.value)
+    assert "task='regression'" not in str(err.value)
 
 
 def test_text_in_a_regression_target_is_refused_naming_rows_and_values() -> None:
@@ -385,7 +385,7 @@ def test_a_count_target_with_rare_values_suggests_regression() -> None:
     once = 20
     with pytest.raises(DataError) as err:
         prepare_training_frame(_target_frame([*counts, once]), "y", min_class_rows=3)
-    assert f"row 401: '{once}'" in str(err.value) and "--task regression" in str(err.value)
+    assert f"row 401: '{once}'" in str(err.value) and "task='regression'" in str(err.value)
     # Rare values with enough rows for the split: trained as classes, with a hint.
     kept = [0, 1, 2] * 100 + [3, 4, 5, 6, 7, 8] * 4
     notes: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -31,6 +32,9 @@ EXIT_CODES: dict[type[errors.PgmlopsError], int] = {
     errors.ConflictError: 8,
     errors.PromotionRefused: 9,
 }
+
+# A Python parameter whose flag is not `--` and its name with dashes for underscores.
+FLAGS: dict[str, str] = {"names": "--model-name", "params": "--param"}
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="Settings file (default ./pgmlops.yaml).")
@@ -70,6 +74,35 @@ def error_code(exc: BaseException) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
+def flag_of(param: str) -> str:
+    """The flag that sets a Python parameter: model_name -> --model-name."""
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def cli_message(exc: errors.PgmlopsError) -> str:
+    """An error's message with each parameter it lists (`exc.params`) shown as its flag.
+
+    A parameter's first mention standing alone is the parameter; later ones are plain words
+    ("encoding 'x' is not a known encoding"). Quoted values, words inside a path or URL
+    (/tmp/out/x.csv) and settings keys (serving.models) are left as they are.
+    """
+    if not exc.params:
+        return exc.message
+    names = "|".join(re.escape(p) for p in sorted(exc.params, key=len, reverse=True))
+    words = re.compile(
+        rf"(?<!\w)'[^']*'(?!\w)|(?<!\w)\"[^\"]*\"(?!\w)|(?<![\w./\\-])({names})(?![\w/\\-])"
+    )
+    named: set[str] = set()
+
+    def shown(found: re.Match[str]) -> str:
+        if found[1] is None or found[1] in named:
+            return found[0]
+        named.add(found[1])
+        return flag_of(found[1])
+
+    return words.sub(shown, exc.message)
+
+
 def json_error(message: str, code: str, status: int, **extra: Any) -> None:
     """An error as one JSON object on stdout, where --json output is read from."""
     typer.echo(json.dumps({"error": message, "code": code, "exit_code": status, **extra}))
@@ -91,7 +124,7 @@ def handled(fn: F) -> F:
             if as_json:
                 decision = getattr(exc.decision, "to_dict", None)
                 json_error(
-                    str(exc),
+                    cli_message(exc),
                     error_code(exc),
                     exit_code(exc),
                     decision=decision() if decision else None,
@@ -101,9 +134,9 @@ def handled(fn: F) -> F:
             raise typer.Exit(exit_code(exc)) from None
         except errors.PgmlopsError as exc:
             if as_json:
-                json_error(str(exc), error_code(exc), exit_code(exc))
+                json_error(cli_message(exc), error_code(exc), exit_code(exc))
             else:
-                typer.echo(f"error: {exc}", err=True)
+                typer.echo(f"error: {cli_message(exc)}", err=True)
             raise typer.Exit(exit_code(exc)) from None
         except KeyboardInterrupt:
             if as_json:
@@ -131,7 +164,7 @@ def handled(fn: F) -> F:
 def print_refusal(exc: errors.PromotionRefused) -> None:
     """The refusal and every gate's verdict, on stderr."""
     decision = exc.decision
-    typer.echo(f"refused: {exc}", err=True)
+    typer.echo(f"refused: {cli_message(exc)}", err=True)
     for gate in getattr(decision, "gates", ()):
         mark = "PASS" if gate.passed else "FAIL"
         typer.echo(f"  [{mark}] {gate.name}: {gate.detail}", err=True)

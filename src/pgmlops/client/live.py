@@ -84,8 +84,8 @@ class LiveDeployments:
 
         if not live:
             raise ConfigError(
-                "compare is a live comparison (live=True, `--live`); versions are compared "
-                "offline by the promotion gates (`pgmlops promote`)"
+                "compare is a live comparison (live=True); versions are compared "
+                "offline by the promotion gates (promote)"
             )
         start = parse_since(since) if since is not None else None
         return live_comparison(

@@ -57,11 +57,12 @@ def as_numeric_text(col: pd.Series, *, target: bool = False) -> pd.Series | None
     if not bad.empty:
         # Nearly all numbers with a few words is a data error, not a categorical column.
         what, fix = (
-            ("target column", "blank ones are left out") if target else ("column", "or --drop it")
+            ("target column", "blank ones are left out") if target else ("column", "or drop it")
         )
         raise DataError(
             f"{what} {col.name!r} is numeric but {len(bad)} row(s) hold text "
-            f"({rows_and_values(bad)}); fix or blank those cells, {fix}"
+            f"({rows_and_values(bad)}); fix or blank those cells, {fix}",
+            params=() if target else ("drop",),
         )
     return pd.to_numeric(blank_to_nan(col), errors="coerce").astype("float64")
 

@@ -56,11 +56,13 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--param {pair!r} must look like name=value")
+            raise ConfigError(f"params {pair!r} must look like name=value", params=("params",))
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--param {key}: cannot read value {raw!r}") from exc
+            raise ConfigError(
+                f"params {key}: cannot read value {raw!r}", params=("params",)
+            ) from exc
         if isinstance(value, str):
             value = None if value.lower() == "none" else _number(value.strip())
         out[key] = value

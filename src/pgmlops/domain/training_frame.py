@@ -40,13 +40,15 @@ def check_class_rows(target: str, y: pd.Series, y_raw: pd.Series, least: int) ->
         return
     cells = y[y.isin(rare.index).to_numpy()]
     hint = (
-        "; the target holds whole numbers: if they are counts or amounts, pass --task regression"
+        "; the target holds whole numbers: if they are counts or amounts, train with "
+        "task='regression'"
         if _is_count(y_raw)
         else "; fix those labels, group rare classes together, or leave those rows out"
     )
     raise DataError(
         f"target column {target!r} has {len(rare)} class(es) with fewer than {least} rows "
-        f"(one each for training, validation and holdout): {rows_and_values(cells)}{hint}"
+        f"(one each for training, validation and holdout): {rows_and_values(cells)}{hint}",
+        params=("task",),
     )
 
 
@@ -114,11 +116,17 @@ def prepare_training_frame(
         shown = ", ".join(map(str, list(df.columns)[:12]))
         hint = ""
         if len(df.columns) == 1 and any(c in str(df.columns[0]) for c in ";\t|,"):
-            hint = "; the file's columns were not split: pass --sep (e.g. --sep ';')"
-        raise DataError(f"target column {target!r} is not in the dataset (columns: {shown}){hint}")
+            hint = "; the file's columns were not split: give sep, e.g. ';'"
+        raise DataError(
+            f"target column {target!r} is not in the dataset (columns: {shown}){hint}",
+            params=("sep",),
+        )
     unknown = [c for c in drop if c not in df.columns]
     if unknown:
-        raise DataError(f"--drop names columns that are not in the dataset: {', '.join(unknown)}")
+        raise DataError(
+            f"drop names columns that are not in the dataset: {', '.join(unknown)}",
+            params=("drop",),
+        )
     # Row positions from 0 as the table was read, so errors can name rows.
     df = df.reset_index(drop=True)
     df.columns = [str(c) for c in df.columns]
@@ -265,13 +273,14 @@ def _check_class_count(target: str, y_raw: pd.Series, count: int, limit: int) ->
     if count <= limit:
         return
     hint = (
-        "it holds numbers: pass --task regression"
+        "it holds numbers: train with task='regression'"
         if _is_numeric(y_raw)
         else "group rare classes together, or pick another target"
     )
     raise DataError(
         f"target column {target!r} has {count} classes, more than training.max_classes "
-        f"({limit}); {hint} (or raise training.max_classes)"
+        f"({limit}); {hint} (or raise training.max_classes)",
+        params=("task",),
     )
 
 

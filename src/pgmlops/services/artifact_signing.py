@@ -110,8 +110,9 @@ def sign_artifacts_command(
     """List what waits for a confirmed signature; sign the one version named with its digest."""
     if (version is None) != (digest is None) or (version is not None and not model_name):
         raise ConfigError(
-            "--model-name, --version and --digest go together: name the version and the "
-            "digest `pgmlops artifacts sign` listed for it"
+            "model_name, version and digest go together: give all three, as the listing of "
+            "unsigned versions shows them",
+            params=("model_name", "version", "digest"),
         )
     key = signing_key_for_writing(ctx)
     names = [model_name] if model_name else ctx.registry.model_names()

@@ -237,7 +237,9 @@ def _parse_time(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"--at {text!r} is not an ISO time like 2026-11-23T17:00:00Z") from None
+        raise ConfigError(
+            f"at {text!r} is not an ISO time like 2026-11-23T17:00:00Z", params=("at",)
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 

@@ -54,9 +54,9 @@ _SAMPLE_BYTES = 64 * 1024
 
 
 def decimal_option(decimal: str | None) -> str | None:
-    """`--decimal` checked: "." or ","."""
+    """The `decimal` mark checked: "." or ","."""
     if decimal is not None and decimal not in (".", ","):
-        raise ConfigError(f"--decimal {decimal!r} must be '.' or ','")
+        raise ConfigError(f"decimal {decimal!r} must be '.' or ','", params=("decimal",))
     return decimal
 
 
@@ -95,17 +95,20 @@ def sniff_decimal(text: str, sep: str) -> str:
 
 
 def csv_options(sep: str | None, encoding: str | None) -> tuple[str | None, str | None]:
-    """`--sep`/`--encoding` checked: one character ("\\t" or "tab" for a tab), a known codec."""
+    """`sep`/`encoding` checked: one character ("\\t" or "tab" for a tab), a known codec."""
     if sep is not None:
         sep = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(sep, sep)
         if len(sep) != 1:
-            raise ConfigError(f"--sep {sep!r} must be a single character, e.g. ';' or '\\t'")
+            raise ConfigError(
+                f"sep {sep!r} must be a single character, e.g. ';' or '\\t'", params=("sep",)
+            )
     if encoding is not None:
         try:
             encoding = codecs.lookup(encoding).name
         except LookupError:
             raise ConfigError(
-                f"--encoding {encoding!r} is not a known encoding (e.g. utf-8, cp1252, latin-1)"
+                f"encoding {encoding!r} is not a known encoding (e.g. utf-8, cp1252, latin-1)",
+                params=("encoding",),
             ) from None
     return sep, encoding
 
@@ -266,7 +269,9 @@ def load_query(url: str, query: str) -> Dataset:
     try:
         engine = create_engine(normalize_url(url))
     except (ArgumentError, NoSuchModuleError) as exc:
-        raise ConfigError(f"--data {url!r} is not a usable database URL: {exc}") from exc
+        raise ConfigError(
+            f"data {url!r} is not a usable database URL: {exc}", params=("data",)
+        ) from exc
     try:
         with engine.connect() as conn:
             frame = pd.read_sql_query(text(query), conn)
@@ -286,6 +291,22 @@ def load_query(url: str, query: str) -> Dataset:
     return Dataset(frame, {"kind": "sql", "url": safe_url, "query": query}, fingerprint(frame))
 
 
+def csv_only() -> ConfigError:
+    """The refusal of CSV options given with a query."""
+    return ConfigError(
+        "sep, encoding and decimal apply to CSV files, not to query",
+        params=("sep", "encoding", "decimal", "query"),
+    )
+
+
+def looks_like_url(data: str) -> ConfigError:
+    """The refusal of a database URL given without a query."""
+    return ConfigError(
+        f"data {data!r} looks like a URL: give query to read from a database",
+        params=("data", "query"),
+    )
+
+
 def load_dataset(
     data: str,
     query: str | None = None,
@@ -297,10 +318,10 @@ def load_dataset(
     """A file path, or (with `query`) a database URL to run the query against."""
     if query:
         if sep is not None or encoding is not None or decimal is not None:
-            raise ConfigError("--sep, --encoding and --decimal apply to CSV files, not to --query")
+            raise csv_only()
         return load_query(data, query)
     if "://" in data and not data.startswith("file://"):
-        raise ConfigError(f"--data {data!r} looks like a URL: pass --query to read from a database")
+        raise looks_like_url(data)
     return load_file(data.removeprefix("file://"), sep, encoding, decimal)
 
 

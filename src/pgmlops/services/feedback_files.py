@@ -35,7 +35,8 @@ def load_feedback_file(
     if key is not None and key not in frame.columns:
         shown = ", ".join(map(str, list(frame.columns)[:12]))
         raise ConfigError(
-            f"--key {key}: feedback file {path} has no such column (columns: {shown})"
+            f"key {key}: feedback file {path} has no such column (columns: {shown})",
+            params=("key",),
         )
     needed = {key or "prediction_id", "label"}
     missing = needed - set(frame.columns)

@@ -131,12 +131,13 @@ def parse_since(text: str | datetime | timedelta, now: datetime | None = None) -
             when = datetime.fromisoformat(str(text).strip())
         except ValueError:
             raise ConfigError(
-                f"--since {str(text)[:60]!r} is neither an ISO time (2026-12-06T12:00) "
-                "nor a duration (30m, 24h, 7d)"
+                f"since {str(text)[:60]!r} is neither an ISO time (2026-12-06T12:00) "
+                "nor a duration (30m, 24h, 7d)",
+                params=("since",),
             ) from None
     when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
     if when > now:
-        raise ConfigError(f"--since {when.isoformat()} is in the future")
+        raise ConfigError(f"since {when.isoformat()} is in the future", params=("since",))
     return when
 
 
@@ -161,8 +162,9 @@ def live_comparison(
     version = challenger_version or (current.version if current else None)
     if version is None:
         raise NotFoundError(
-            f"model {name!r} has no challenger deployed: deploy one (pgmlops deploy --shadow) "
-            "or name a version that served live traffic (--version N)"
+            f"model {name!r} has no challenger deployed: deploy one (shadow or canary) "
+            "or give version N, one that served live traffic",
+            params=("version",),
         )
     if version == production.version:
         raise ConfigError(f"{name} v{version} is production: compare it with another version")

@@ -120,7 +120,8 @@ def evaluation_rows(
     if not usable:
         raise DataError(
             f"v{candidate.version} and v{champion.version} stored no held-out rows that carry "
-            "both versions' features; use --force --reason to promote across a schema change"
+            "both versions' features; promote with force and a reason across a schema change",
+            params=("force", "reason"),
         )
     # Each part is hashed as stored, before concat could change a column's dtype.
     kept = [p[needed][~_trained_by(p, other)] for p, other in usable]
@@ -129,7 +130,9 @@ def evaluation_rows(
     if both.empty:
         raise DataError(
             f"every held-out row of v{candidate.version} and v{champion.version} may have "
-            "trained the other version (different split settings); use --force --reason"
+            "trained the other version (different split settings); promote with force and a "
+            "reason",
+            params=("force", "reason"),
         )
     return both, {**sizes, "trained_on_by_the_other": dropped, "rows": len(both)}
 

@@ -80,7 +80,7 @@ def collect_garbage(
     keep = cfg.keep if keep is None else keep
     recent_days = cfg.recent_days if recent_days is None else recent_days
     if keep < 0:
-        raise ConfigError(f"--keep must be 0 or more, got {keep}")
+        raise ConfigError(f"keep must be 0 or more, got {keep}", params=("keep",))
     if recent_days < 0:
         raise ConfigError(f"the recent window must be 0 days or more, got {recent_days}")
     store = RetentionStore(ctx.db)
@@ -117,8 +117,9 @@ def parse_age(text: str) -> timedelta:
         return parse_duration(text)
     except ConfigError:
         raise ConfigError(
-            f"--predictions-older-than {text!r} is not an age: use a positive number and a "
-            "unit, e.g. 90d, 12w or 36h (at most 36500d)"
+            f"predictions_older_than {text!r} is not an age: use a positive number and a "
+            "unit, e.g. 90d, 12w or 36h (at most 36500d)",
+            params=("predictions_older_than",),
         ) from None
 
 
@@ -139,7 +140,9 @@ def drop_old_predictions(
 ) -> dict[str, Any]:
     """Drop the log's partitions (SQLite: rows) older than `older_than`, and their labels."""
     if older_than <= timedelta(0):
-        raise ConfigError("--predictions-older-than must be longer than zero")
+        raise ConfigError(
+            "predictions_older_than must be longer than zero", params=("predictions_older_than",)
+        )
     cutoff = (now or datetime.now(UTC)) - older_than
     store = PartitionStore(ctx.db)
     report: dict[str, Any] = {

@@ -242,11 +242,15 @@ def served_model_names(
     every = all_models
     names = list(names if names is not None else serving.models)
     if every and names:
-        raise ConfigError("--all-models and --model-name exclude each other: give one")
+        raise ConfigError(
+            "all_models and names exclude each other: give one", params=("all_models", "names")
+        )
     if every:
         names = [n for n in ctx.registry.model_names() if _production(ctx, n) is not None]
         if not names:
-            raise ConfigError("--all-models: no registered model has a production version")
+            raise ConfigError(
+                "all_models: no registered model has a production version", params=("all_models",)
+            )
         # The settings' model stays the default when it is among them.
         if ctx.settings.model_name in names:
             names.remove(ctx.settings.model_name)
@@ -258,14 +262,17 @@ def served_model_names(
     for name in names:
         check_model_name(name)
         if name in seen:
-            raise ConfigError(f"--model-name {name!r} is given twice (or in serving.models)")
+            raise ConfigError(
+                f"model {name!r} is given twice in names (or in serving.models)", params=("names",)
+            )
         seen.add(name)
     if len(names) > 1:
         for name in names:
             if _production(ctx, name) is None:
                 raise ConfigError(
-                    f"model {name!r} (--model-name / serving.models) has no production "
-                    "version: promote one first, or serve it alone"
+                    f"model {name!r} (names / serving.models) has no production "
+                    "version: promote one first, or serve it alone",
+                    params=("names",),
                 )
     return names
 

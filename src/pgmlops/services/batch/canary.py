@@ -64,18 +64,18 @@ def load_canary(
     name = production.name
     state = ctx.registry.alias_states(name).get(CHALLENGER)
     deployment = Deployment.from_dict(state.deployment) if state else None
-    how = f"`pgmlops deploy --model-name {name} --version N --canary 10%`"
+    how = "deploy a version as a canary (a share of traffic) first"
     if state is None or deployment is None:
-        raise ConfigError(f"--canary: model {name!r} has no canary deployed ({how})")
+        raise ConfigError(f"canary scoring: model {name!r} has no canary deployed ({how})")
     if deployment.mode != "canary":
         raise ConfigError(
-            f"--canary: {name} v{state.version} is deployed in {deployment.mode}, not as a "
+            f"canary scoring: {name} v{state.version} is deployed in {deployment.mode}, not as a "
             f"canary; shadow answers nothing ({how})"
         )
     challenger = load_version(ctx, ctx.registry.get_version(name, state.version))
     if challenger.card.task != production.card.task:
         raise ConfigError(
-            f"--canary: challenger v{challenger.version} is {challenger.card.task} and "
+            f"canary scoring: challenger v{challenger.version} is {challenger.card.task} and "
             f"production v{production.version} is {production.card.task}: one output cannot "
             "hold both"
         )
@@ -101,8 +101,9 @@ def _sticky_source(
     if key == production.key_column and id_column is not None:
         return id_column, "key"
     raise ConfigError(
-        f"--canary sticks by {key!r} but {where} has no column {key!r}: add it (or give the "
-        "key column as --id-column) so each key gets the version /predict gives it"
+        f"the canary sticks by {key!r} but {where} has no column {key!r}: add it (or give the "
+        "key column as id_column) so each key gets the version /predict gives it",
+        params=("id_column",),
     )
 
 

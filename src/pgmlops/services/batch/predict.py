@@ -118,21 +118,29 @@ def _write_waiting(store: PredictionStore, records: list[Any], wait_seconds: flo
 
 def _check_request(req: BatchRequest) -> None:
     if req.version is not None and req.alias is not None:
-        raise ConfigError("choose one of --version N or --alias NAME, not both")
+        raise ConfigError(
+            "choose one of version N or alias NAME, not both", params=("version", "alias")
+        )
     if req.version is not None and req.version < 1:
-        raise ConfigError(f"--version must be at least 1, got {req.version}")
+        raise ConfigError(f"version must be at least 1, got {req.version}", params=("version",))
     if not 1 <= req.chunk_rows <= _MAX_CHUNK_ROWS:
-        raise ConfigError(f"--chunk-rows must be between 1 and {_MAX_CHUNK_ROWS}")
+        raise ConfigError(
+            f"chunk_rows must be between 1 and {_MAX_CHUNK_ROWS}", params=("chunk_rows",)
+        )
     if req.on_error not in ("fail", "skip"):
-        raise ConfigError(f"--on-error must be fail or skip, got {req.on_error!r}")
+        raise ConfigError(
+            f"on_error must be fail or skip, got {req.on_error!r}", params=("on_error",)
+        )
+    skip = ("on_error", "rejects")
     if req.on_error == "skip" and req.rejects is None:
-        raise ConfigError("--on-error skip needs --rejects FILE to write the refused rows to")
+        raise ConfigError("on_error skip needs a rejects file for the refused rows", params=skip)
     if req.on_error == "fail" and req.rejects is not None:
-        raise ConfigError("--rejects is only used with --on-error skip")
+        raise ConfigError("rejects is only used with on_error skip", params=skip)
     if req.canary and (req.version is not None or req.alias is not None):
         raise ConfigError(
-            "--canary answers with production and the deployed challenger: it takes no "
-            "--version or --alias"
+            "canary answers with production and the deployed challenger: it takes no "
+            "version or alias",
+            params=("canary", "version", "alias"),
         )
     check_output(req.out)
 
@@ -176,10 +184,15 @@ def _check_columns(
             + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "")
         )
     if req.id_column is not None and req.id_column not in columns:
-        raise ConfigError(f"--id-column {req.id_column!r} is not a column of {where}")
+        raise ConfigError(
+            f"id_column {req.id_column!r} is not a column of {where}", params=("id_column",)
+        )
     outputs = (*_OUTPUT_COLUMNS, *(ROLE_COLUMNS if req.canary else ()))
     if req.id_column in schema.names or req.id_column in outputs:
-        raise ConfigError(f"--id-column {req.id_column!r} clashes with a feature or output column")
+        raise ConfigError(
+            f"id_column {req.id_column!r} clashes with a feature or output column",
+            params=("id_column",),
+        )
     # The target and the columns training dropped (ids, constants) are expected in such files.
     known = {*schema.names, schema.target, *schema.dropped, req.id_column}
     if also is not None:

@@ -155,7 +155,7 @@ class TableSink:
             self.conn = psycopg.connect(url)
         except psycopg.Error as exc:
             raise StoreError(
-                f"--out database is unreachable: {redact_secrets(_first(exc))}"
+                f"the output database is unreachable: {redact_secrets(_first(exc))}"
             ) from exc
         self.created = False
         self.columns: list[str] = []
@@ -229,34 +229,44 @@ def _table_url(out: str) -> tuple[str, str]:
     query = parse_qsl(parts.query, keep_blank_values=True)
     tables = [v for k, v in query if k == "table"]
     if not tables or not tables[0]:
-        raise ConfigError("--out database URL needs ?table=NAME naming the table to write")
+        raise ConfigError(
+            "out database URL needs ?table=NAME naming the table to write", params=("out",)
+        )
     rest = [(k, v) for k, v in query if k != "table"]
     scheme = "postgresql" if parts.scheme in _PG_SCHEMES else parts.scheme
     return urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), "")), tables[0]
 
 
 def check_output(out: str) -> None:
-    """Refuse a bad --out before any row is read: its kind, its folder, its table name."""
+    """Refuse a bad `out` before any row is read: its kind, its folder, its table name."""
     if "://" in out and not out.startswith("file://"):
         scheme = urlsplit(out).scheme
         if scheme not in _PG_SCHEMES:
-            raise ConfigError(f"--out URL must be postgresql://…?table=NAME, got scheme {scheme!r}")
+            raise ConfigError(
+                f"out URL must be postgresql://…?table=NAME, got scheme {scheme!r}", params=("out",)
+            )
         _, table = _table_url(out)
         if len(table.split(".")) > 2 or not all(table.split(".")):
-            raise ConfigError(f"--out table {table!r} is not a table name (NAME or SCHEMA.NAME)")
+            raise ConfigError(
+                f"out table {table!r} is not a table name (NAME or SCHEMA.NAME)", params=("out",)
+            )
         return
     path = Path(out.removeprefix("file://")).expanduser()
     name = path.name.lower()
     if not (name.endswith((".parquet", ".pq")) or name.endswith(".csv")):
-        raise ConfigError(f"--out {path}: unsupported format (use .parquet, .csv or a table URL)")
+        raise ConfigError(
+            f"out {path}: unsupported format (use .parquet, .csv or a table URL)", params=("out",)
+        )
     if path.is_dir():
-        raise ConfigError(f"--out {path} is a directory")
+        raise ConfigError(f"out {path} is a directory", params=("out",))
     if not path.resolve().parent.is_dir():
-        raise ConfigError(f"--out {path}: folder {path.resolve().parent} does not exist")
+        raise ConfigError(
+            f"out {path}: folder {path.resolve().parent} does not exist", params=("out",)
+        )
 
 
 def open_output(out: str) -> Sink:
-    """Open --out for appending; call check_output first."""
+    """Open `out` for appending; call check_output first."""
     if "://" in out and not out.startswith("file://"):
         url, table = _table_url(out)
         return TableSink(url, table)
@@ -266,15 +276,15 @@ def open_output(out: str) -> Sink:
             return CsvSink(path)
         return ParquetSink(path)
     except PermissionError as exc:
-        raise ConfigError(f"--out {path}: folder is not writable") from exc
+        raise ConfigError(f"out {path}: folder is not writable", params=("out",)) from exc
 
 
 def open_rejects(path: Path) -> RejectsFile:
     """The rejects file, written aside and renamed when the job succeeds."""
     path = path.expanduser().resolve()
     if path.is_dir() or not path.parent.is_dir():
-        raise ConfigError(f"--rejects {path}: not a file in an existing folder")
+        raise ConfigError(f"rejects {path}: not a file in an existing folder", params=("rejects",))
     try:
         return RejectsFile(path)
     except PermissionError as exc:
-        raise ConfigError(f"--rejects {path}: folder is not writable") from exc
+        raise ConfigError(f"rejects {path}: folder is not writable", params=("rejects",)) from exc

@@ -11,7 +11,13 @@ import pandas as pd
 
 from pgmlops.domain.redact import redact_secrets
 from pgmlops.errors import ConfigError, DataError
-from pgmlops.services.datasets import csv_options, decimal_option, sniff_csv_format
+from pgmlops.services.datasets import (
+    csv_only,
+    csv_options,
+    decimal_option,
+    looks_like_url,
+    sniff_csv_format,
+)
 
 _CSV = (".csv", ".csv.gz", ".tsv", ".txt")
 _PARQUET = (".parquet", ".pq")
@@ -54,7 +60,7 @@ def open_source(
     encoding: str | None = None,
     decimal: str | None = None,
 ) -> Source:
-    """Open --data (with --query for a database) without reading more than its header.
+    """Open `data` (with `query` for a database) without reading more than its header.
 
     A CSV's delimiter, encoding and decimal mark are sniffed from its first bytes unless given.
     """
@@ -62,12 +68,14 @@ def open_source(
     decimal = decimal_option(decimal)
     if query is not None:
         if "://" not in data or data.startswith("file://"):
-            raise ConfigError(f"--query needs --data to be a database URL, got {data!r}")
+            raise ConfigError(
+                f"query needs data to be a database URL, got {data!r}", params=("query", "data")
+            )
         if sep is not None or encoding is not None or decimal is not None:
-            raise ConfigError("--sep, --encoding and --decimal apply to CSV files, not to --query")
+            raise csv_only()
         return _query_source(data, query, chunk_rows)
     if "://" in data and not data.startswith("file://"):
-        raise ConfigError(f"--data {data!r} looks like a URL: pass --query to read from a database")
+        raise looks_like_url(data)
     path = Path(data.removeprefix("file://")).expanduser()
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
@@ -156,11 +164,13 @@ def _query_source(url: str, query: str, chunk_rows: int) -> Source:
     # Wrapped as a subquery to learn the columns without running it: no trailing semicolon.
     query = query.strip().rstrip(";").strip()
     if not query:
-        raise ConfigError("--query is empty")
+        raise ConfigError("query is empty", params=("query",))
     try:
         engine = create_engine(normalize_url(url))
     except (ArgumentError, NoSuchModuleError) as exc:
-        raise ConfigError(f"--data is not a usable database URL: {_first(exc)}") from exc
+        raise ConfigError(
+            f"data is not a usable database URL: {_first(exc)}", params=("data",)
+        ) from exc
 
     def failed(exc: SQLAlchemyError) -> DataError:
         orig = getattr(exc, "orig", None) or exc

@@ -23,7 +23,10 @@ def read_partitions(
     if query:
         return _read_table(data, query.strip(), index_column)
     if "://" in data and not data.startswith("file://"):
-        raise ConfigError(f"--data {data!r} looks like a URL: pass --query with a table name")
+        raise ConfigError(
+            f"data {data!r} looks like a URL: give query with a table name",
+            params=("data", "query"),
+        )
     return _read_parquet(data.removeprefix("file://"))
 
 
@@ -64,8 +67,9 @@ def _read_table(
 
     if not _TABLE.fullmatch(table):
         raise ConfigError(
-            f"--query {table!r}: with training.engine dask, --query names a table "
-            "(table or schema.table) that is read in partitions, not a SQL statement"
+            f"query {table!r}: with training.engine dask, it names a table "
+            "(table or schema.table) that is read in partitions, not a SQL statement",
+            params=("query",),
         )
     if not index_column:
         raise ConfigError(
@@ -76,7 +80,9 @@ def _read_table(
         full = normalize_url(url)
         safe = redact_url(make_url(full).render_as_string(hide_password=False))
     except ArgumentError as exc:
-        raise ConfigError(f"--data {url!r} is not a usable database URL: {exc}") from exc
+        raise ConfigError(
+            f"data {url!r} is not a usable database URL: {exc}", params=("data",)
+        ) from exc
     schema, _, name = table.rpartition(".")
     try:
         frame = dd.read_sql_table(name, full, index_col=index_column, schema=schema or None)
