@@ -58,7 +58,7 @@ def test_prediction_drift_on_repeated_rows_is_quiet_in_distribution_and_sees_a_s
     rows = _panel(1)
     result = train_version(
         ctx, data=rows, target="spend", model_name="panel", actor="t", onnx=False,
-        overrides={"params": {"max_iter": 30}},
+        overrides={"params": {"max_iter": 30}, "output_reference": "out_of_fold"},
     )  # fmt: skip
     profile = load_profile(ctx, result.version)
     split = result.version.card.split

@@ -221,15 +221,12 @@ def register_fitted(
     pooled = fitted.crossed(held, scoring)
     files.update(_monitoring_references(ctx, schema, (x_val, y_val, val_out), held, pooled, cfg))
     step("profiling the reference data for drift monitoring")
-    # Prediction drift's reference is the same pooled outputs: the split keeps copies of a
-    # feature vector together, so held-out rows alone are a sample of few clusters on
-    # repeated data, while every row's out-of-fold output is the whole training mix.
-    pooled_conf = None
-    if pooled.proba is not None:
-        pooled_conf = confidence(pooled.proba, schema.task, threshold)
-    profile = fitted.profile(
-        _score_vector(pooled, schema.task), pooled_conf, len(pooled) > len(held)
-    )
+    # Prediction drift's reference: the held-out outputs, or (training.output_reference) the
+    # pooled ones: the split keeps copies of a feature vector together, so held-out rows
+    # are a sample of few clusters on repeated data, every row's output the whole mix.
+    out = pooled if cfg.output_reference == "out_of_fold" else held
+    out_conf = confidence(out.proba, schema.task, threshold) if out.proba is not None else None
+    profile = fitted.profile(_score_vector(out, schema.task), out_conf, len(out) > len(held))
     holdout_frame = x_hold.assign(**{target: y_hold}).reset_index(drop=True)
     step("storing artifacts and registering the version")
     files["model"] = ctx.artifacts.put(dump_pipeline(pipeline))
