@@ -153,6 +153,9 @@ def detections(bench: Bench, windows: int, concept: float, log: Callable) -> lis
         dd = sum(r["dataset_drift"] for r in results)
         target = at_least(0.80) if key == "four_0.2" else {}
         rows.append(Row("detection", f"{what}: dataset drift", label, Rate(dd, n, **target)))
+        multi = _count(results, "multivariate")
+        if multi is not None:
+            rows.append(Row("detection", f"{what}: multivariate drift", label, multi))
         moved = sum(bool(r["prediction_drift"]) for r in results)
         rows.append(Row("detection", f"{what}: prediction drift", label, Rate(moved, n)))
     return rows + concept_detection(bench, windows, concept, log)

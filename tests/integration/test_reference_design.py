@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pgmlops.domain.drift import ReferenceProfile, compare
 from pgmlops.services.commands import train_version
 from pgmlops.services.context import Context
 from pgmlops.services.monitoring import load_profile
+from pgmlops.services.serving import load_version
 
 
 def test_training_stores_the_design_effect_of_repeated_feature_vectors(ctx: Context) -> None:
@@ -33,3 +35,80 @@ def test_training_stores_the_design_effect_of_repeated_feature_vectors(ctx: Cont
     assert profile.inflation == pytest.approx(
         profile.design.share + (1 - profile.design.share) * 20.0
     )
+
+
+def _panel(seed: int) -> pd.DataFrame:
+    """300 people seen about 25 times each: fixed covariates, a varying outcome."""
+    rng = np.random.default_rng(seed)
+    people = pd.DataFrame(
+        {
+            "age": rng.integers(20, 80, 300).astype(float),
+            "income": rng.gamma(3.0, 10.0, 300).round(1),
+            "plan": rng.choice(["a", "b", "c"], 300),
+        }
+    )
+    rows = people.loc[people.index.repeat(1 + rng.poisson(24, 300))].reset_index(drop=True)
+    rows["spend"] = 3.0 * rows["age"] + rows["income"] + rng.normal(0.0, 20.0, len(rows))
+    return rows
+
+
+def test_prediction_drift_on_repeated_rows_is_quiet_in_distribution_and_sees_a_shift(
+    ctx: Context,
+) -> None:
+    rows = _panel(1)
+    result = train_version(
+        ctx, data=rows, target="spend", model_name="panel", actor="t", onnx=False,
+        overrides={"params": {"max_iter": 30}, "output_reference": "out_of_fold"},
+    )  # fmt: skip
+    profile = load_profile(ctx, result.version)
+    split = result.version.card.split
+    assert profile.output is not None and profile.output.design is not None
+    # Every labelled row's out-of-fold output: the whole training mix, not a few clusters.
+    assert profile.output.design.rows == "out_of_fold"
+    assert profile.output.distribution.n == split.train_rows + split.validation_rows + (
+        split.holdout_rows
+    )
+    model = load_version(ctx, result.version)
+    names = result.version.card.feature_schema.names
+    rng = np.random.default_rng(2)
+    z = ((rows["age"] - rows["age"].mean()) / rows["age"].std()).to_numpy()
+    older = np.exp(0.25 * z) / np.exp(0.25 * z).sum()
+    alarms, outputs_moved = 0, 0
+    for _ in range(10):
+        same = rows.iloc[rng.choice(len(rows), 2_000)].reset_index(drop=True)
+        shifted = rows.iloc[rng.choice(len(rows), 2_000, p=older)].reset_index(drop=True)
+        for window, seen in ((same, "same"), (shifted, "shifted")):
+            scores = model.engine.predict_frame(window[names]).predicted
+            report = compare(profile, window[names], scores=np.asarray(scores, dtype=float))
+            assert report.output is not None and "held-out rows' alone" not in report.output.reason
+            if seen == "same":
+                alarms += report.output.drifted or report.dataset_drift
+            else:
+                outputs_moved += report.output.drifted
+    assert alarms <= 1
+    assert outputs_moved >= 8
+
+
+def test_a_version_from_before_out_of_fold_outputs_still_tests_them_and_says_so(
+    ctx: Context,
+) -> None:
+    rows = _panel(3)
+    result = train_version(
+        ctx, data=rows, target="spend", model_name="panel", actor="t", onnx=False,
+        overrides={"params": {"max_iter": 20}, "reference_folds": 0},
+    )  # fmt: skip
+    profile = load_profile(ctx, result.version)
+    assert profile.output is not None and profile.output.design is not None
+    assert profile.output.design.rows == "held_out"
+    # A profile stored before the field existed reads back without it.
+    old = ReferenceProfile.model_validate_json(
+        profile.model_dump_json(exclude={"output": {"design": {"rows"}}})
+    )
+    assert old.output is not None and old.output.design is not None
+    assert old.output.design.rows is None
+    window = rows.sample(1_000, random_state=4).reset_index(drop=True)
+    scores = np.full(len(window), float(rows["spend"].mean()))
+    for stored, noted in ((profile, False), (old, True)):
+        report = compare(stored, window.drop(columns="spend"), scores=scores)
+        assert report.output is not None
+        assert ("held-out rows' alone" in report.output.reason) is noted

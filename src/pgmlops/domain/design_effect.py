@@ -13,6 +13,8 @@ repeat: Var_ref = sigma^2 (s + (1 - s) deff) / n_ref. docs/monitoring.md gives t
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
@@ -28,6 +30,11 @@ class SampleDesign(BaseModel):
         1.0, gt=0.0, le=1.0, description="the reference's share of the training data's rows"
     )
     distinct: int | None = Field(None, description="distinct feature vectors in the reference")
+    rows: Literal["held_out", "out_of_fold"] | None = Field(
+        None,
+        description="outputs only: held-out rows' outputs, or every labelled row's out-of-fold "
+        "outputs (None: a version trained before this was recorded: held-out rows)",
+    )
 
     @property
     def inflation(self) -> float:
@@ -43,12 +50,55 @@ def cluster_sizes(x: pd.DataFrame) -> np.ndarray:
     return np.unique(hashed, return_counts=True)[1]
 
 
+def cluster_labels(x: np.ndarray) -> np.ndarray:
+    """For each row of a numeric matrix, the index of its distinct row (its cluster)."""
+    if len(x) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(x, axis=0, return_inverse=True)[1].ravel().astype(np.int64)
+
+
+def cluster_half(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random mask that puts every cluster, on whichever side its rows are, in one half.
+
+    Each distinct row goes to the first half with probability 1/2, independently of which
+    rows a reference happened to draw, so the halves of a cluster-sampled reference are
+    independent samples (halving only the reference's own clusters would make them
+    complements, and a model fitted on one would find the other unlike the population).
+    """
+    if len(labels) == 0:
+        return np.zeros(0, dtype=bool)
+    return rng.random(int(labels.max()) + 1)[labels] < 0.5
+
+
+def labelled_design(labels: np.ndarray, share: float | None) -> SampleDesign:
+    """The design of rows whose clusters are ``labels``, drawn as ``share`` of the data.
+
+    ``share`` None (a reference that never recorded it) counts the whole design effect,
+    the conservative side.
+    """
+    counts = np.bincount(labels).astype(np.float64)
+    counts = counts[counts > 0]
+    deff = float(np.sum(counts**2) / np.sum(counts)) if counts.size else 1.0
+    return SampleDesign(deff=max(deff, 1.0), share=share or 1e-9, distinct=int(counts.size))
+
+
 def sample_design(x: pd.DataFrame, total_rows: int) -> SampleDesign:
     """The design of reference rows ``x`` taken, as whole clusters, from ``total_rows``."""
     counts = cluster_sizes(x).astype(np.float64)
     deff = float(np.sum(counts**2) / np.sum(counts)) if counts.size else 1.0
     share = min(1.0, len(x) / total_rows) if total_rows and len(x) else 1.0
     return SampleDesign(deff=max(deff, 1.0), share=share, distinct=int(counts.size))
+
+
+def output_reference_note(design: SampleDesign | None) -> str | None:
+    """What monitoring says when a version predates out-of-fold output references."""
+    if design is not None and design.rows is not None:
+        return None
+    return (
+        "outputs compared with the held-out rows' alone (a version trained before "
+        "out-of-fold output references; on repeated rows they are few clusters and prediction "
+        "drift has little power): retrain for a reference of every labelled row"
+    )
 
 
 def reference_rows(n_ref: float, inflation: float) -> float:

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from pgmlops.domain.design_effect import output_reference_note
 from pgmlops.domain.drift_tests import (
     ColumnTest,
     WindowColumn,
@@ -268,8 +269,10 @@ def _output_counts_drift(
     else:
         raise DataError(f"scores do not match the reference output profile ({output.kind})")
     verdict = feature_verdict(spec, raw, raw.p_value, policy, n_current)
+    note = output_reference_note(output.design)
     return OutputDrift(
-        **verdict.model_dump(),
+        **verdict.model_dump(exclude={"reason"}),
+        reason=f"{verdict.reason}; {note}" if note else verdict.reason,
         output=output.kind,
         mean_confidence_reference=output.mean_confidence,
         mean_confidence_current=mean_confidence,

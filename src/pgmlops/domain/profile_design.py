@@ -9,11 +9,23 @@ from pgmlops.domain.profile_records import ReferenceProfile
 
 
 def with_designs(
-    profile: ReferenceProfile, x_ref: pd.DataFrame, x_out: pd.DataFrame, total_rows: int
+    profile: ReferenceProfile,
+    x_ref: pd.DataFrame,
+    x_out: pd.DataFrame,
+    total_rows: int,
+    *,
+    out_of_fold: bool = False,
 ) -> ReferenceProfile:
-    """``profile`` knowing its samples: features drawn as ``x_ref``, outputs on ``x_out``."""
+    """``profile`` knowing its samples: features drawn as ``x_ref``, outputs on ``x_out``.
+
+    ``out_of_fold``: the outputs are every labelled row's, each from a model that did not
+    fit it (domain/crossfit.py), rather than the held-out rows' alone.
+    """
     update: dict[str, object] = {"design": sample_design(x_ref, total_rows)}
     if profile.output is not None:
-        output = profile.output.model_copy(update={"design": sample_design(x_out, total_rows)})
+        design = sample_design(x_out, total_rows).model_copy(
+            update={"rows": "out_of_fold" if out_of_fold else "held_out"}
+        )
+        output = profile.output.model_copy(update={"design": design})
         update["output"] = output
     return profile.model_copy(update=update)

@@ -208,11 +208,13 @@ def train_model(
         ),
         notes=notes,
         cv_metrics=cv_metrics,
-        profile=lambda scores, conf: with_designs(
+        profile=lambda scores, conf, out_of_fold: with_designs(
             build_profile(x_train, schema, scores=scores, confidence=conf, seed=cfg.seed),
             x_train,
-            x_hold,
+            # The rows of the scores, in the order register_fitted pools them.
+            pd.concat([x_train, x_val, x_hold] if out_of_fold else [x_val, x_hold]),
             len(x),
+            out_of_fold=out_of_fold,
         ),
         crossed=lambda held, scoring: with_cross_fitted(
             held, pipeline, scoring, x_train, y_train, folds=cfg.reference_folds, seed=cfg.seed

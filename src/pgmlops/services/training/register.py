@@ -106,7 +106,8 @@ class Fitted:
     data: DataFingerprint
     notes: list[str]
     cv_metrics: dict[str, float] | None
-    profile: Callable[[np.ndarray, np.ndarray | None], Any]
+    # (output scores, their confidence, whether they are every row's out-of-fold outputs)
+    profile: Callable[[np.ndarray, np.ndarray | None, bool], Any]
     crossed: Callable[[Scores, Any], Scores]
 
 
@@ -209,20 +210,24 @@ def register_fitted(
             update={"onnx": OnnxInfo(present=False, reason="disabled in config")}
         )
 
-    step("profiling the reference data for drift monitoring")
-    profile = fitted.profile(_score_vector(hold_out, schema.task), hold_conf)
-    holdout_frame = x_hold.assign(**{target: y_hold}).reset_index(drop=True)
     step("keeping reference outputs for monitoring")
+    from pgmlops.domain.intervals import concat_scores
+
     val_out = predict_outputs(pipeline, scoring, x_val)
-    refs = _monitoring_references(
-        ctx,
-        schema,
-        (x_val, y_val, val_out),
-        hold_scores,
-        cfg,
-        lambda held: fitted.crossed(held, scoring),
-    )
-    files.update(refs)
+    # Validation and holdout rows together: neither trained the model, and twice the rows
+    # halve the reference's own noise (a 4,000-row holdout AUC can be 0.01 off the truth);
+    # then the training rows' out-of-fold outputs (domain/crossfit.py).
+    held = concat_scores(to_scores(scoring, val_out, y_val), hold_scores)
+    pooled = fitted.crossed(held, scoring)
+    files.update(_monitoring_references(ctx, schema, (x_val, y_val, val_out), held, pooled, cfg))
+    step("profiling the reference data for drift monitoring")
+    # Prediction drift's reference: the held-out outputs, or (training.output_reference) the
+    # pooled ones: the split keeps copies of a feature vector together, so held-out rows
+    # are a sample of few clusters on repeated data, every row's output the whole mix.
+    out = pooled if cfg.output_reference == "out_of_fold" else held
+    out_conf = confidence(out.proba, schema.task, threshold) if out.proba is not None else None
+    profile = fitted.profile(_score_vector(out, schema.task), out_conf, len(out) > len(held))
+    holdout_frame = x_hold.assign(**{target: y_hold}).reset_index(drop=True)
     step("storing artifacts and registering the version")
     files["model"] = ctx.artifacts.put(dump_pipeline(pipeline))
     files["holdout"] = ctx.artifacts.put(_parquet(holdout_frame))
@@ -266,21 +271,19 @@ def _monitoring_references(
     ctx: Context,
     schema: FeatureSchema,
     validation: tuple[pd.DataFrame, np.ndarray, Any],
-    hold_scores: Scores,
+    held: Scores,
+    pooled: Scores,
     cfg: TrainingConfig,
-    crossed: Callable[[Scores], Scores],
 ) -> dict[str, StoredFile]:
-    """Held-out outputs for monitoring's intervals, and the regression loss models (DLE)."""
-    from pgmlops.domain.intervals import concat_scores, reference_outputs
+    """Out-of-sample outputs for monitoring's intervals, and the regression loss models (DLE).
+
+    ``held`` are the validation and holdout rows' scores, ``pooled`` those joined by the
+    training rows' out-of-fold scores (or ``held`` itself when there are none).
+    """
+    from pgmlops.domain.intervals import reference_outputs
     from pgmlops.domain.performance import fit_loss_models
 
     x_val, y_val, val_out = validation
-    val_scores = to_scores(_ScoringCard(schema, None), val_out, y_val)
-    # Validation and holdout rows together: neither trained the model, and twice the rows
-    # halve the reference's own noise (a 4,000-row holdout AUC can be 0.01 off the truth);
-    # then the training rows' out-of-fold outputs (domain/crossfit.py).
-    held = concat_scores(val_scores, hold_scores)
-    pooled = crossed(held)
     ref = reference_outputs(pooled, seed=cfg.seed)
     files = {"reference_outputs": ctx.artifacts.put(ref.model_dump_json().encode())}
     if len(pooled) > len(held):
