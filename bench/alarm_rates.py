@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from honesty_rates import wilson  # bench/ is on sys.path when a script runs
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.performance import confidence
@@ -96,14 +97,6 @@ def verdicts(ctx, mv, win: PredictionWindow) -> dict[str, bool]:
         "confidence": confidence_signal(ctx, mv, win, settings, estimated=estimated)["degraded"],
         "estimated": estimated["degraded"],
     }
-
-
-def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson 95% interval of a proportion."""
-    p = hits / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def cell(share: float, total: int) -> str:

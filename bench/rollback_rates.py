@@ -34,6 +34,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from honesty_rates import wilson  # bench/ is on sys.path when a script runs
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.metrics import Scores, metric_value
@@ -51,16 +52,6 @@ from pgmlops.store.predictions import PredictionStore
 from pgmlops.store.serving_counts import ServingCountStore
 
 RESULTS = Path(__file__).parent / "results" / "rollback.md"
-
-
-def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion."""
-    if not total:
-        return (math.nan, math.nan)
-    p = hits / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclasses.dataclass
