@@ -21,6 +21,7 @@ from pgmlops.config import ServingConfig
 from pgmlops.domain.live import canary_rows
 from pgmlops.domain.records import PredictionRecord
 from pgmlops.services.prediction import predict_records
+from pgmlops.services.prediction_log.contract import PredictionLog
 from pgmlops.services.serving import LiveModel, LoadedModel
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,9 @@ class ShadowJob:
 class ShadowScorer:
     """One daemon thread per serving process; offer() never blocks or raises."""
 
-    def __init__(self, serving: ServingConfig, writer: Any, count: Count, *, max_jobs: int) -> None:
+    def __init__(
+        self, serving: ServingConfig, writer: PredictionLog, count: Count, *, max_jobs: int
+    ) -> None:
         self.serving = serving
         self.writer = writer
         self.count = count
