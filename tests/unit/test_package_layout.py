@@ -65,8 +65,6 @@ def test_the_cli_uses_no_private_name_of_another_module() -> None:
 
 # Issue 23 §5: a module over ~400 lines holds more than one thing; split it by content.
 MAX_MODULE_LINES = 400
-# Over the limit on purpose, each with the reason; an entry must go once its file is split.
-OVER_LIMIT: dict[str, str] = {}
 
 
 def _module_lines() -> dict[str, int]:
@@ -80,11 +78,5 @@ def _module_lines() -> dict[str, int]:
 def test_no_module_in_src_or_bench_is_over_400_lines() -> None:
     lines = _module_lines()
     assert "src/pgmlops/client/__init__.py" in lines  # the walk did find the modules
-    over = {path: n for path, n in lines.items() if n > MAX_MODULE_LINES and path not in OVER_LIMIT}
+    over = {path: n for path, n in lines.items() if n > MAX_MODULE_LINES}
     assert not over, f"modules over {MAX_MODULE_LINES} lines (split them by content): {over}"
-
-
-def test_each_allowed_exception_is_still_over_the_limit() -> None:
-    lines = _module_lines()
-    stale = [path for path in OVER_LIMIT if lines.get(path, 0) <= MAX_MODULE_LINES]
-    assert not stale, f"no longer over {MAX_MODULE_LINES} lines, drop from OVER_LIMIT: {stale}"
