@@ -193,7 +193,8 @@ def settings_reference() -> str:
     for path, cls, note in settings_sections():
         title = f"`{path}`" if path else "Top level"
         parts.append(f"### {title}\n")
-        doc = (inspect.getdoc(cls) or "").split("\n\n")[0]
+        # Its own docstring only: getdoc() would inherit pydantic's BaseModel text (and links).
+        doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "").split("\n\n")[0]
         if doc and not path:
             doc = "Keys at the top of `pgmlops.yaml`."
         lines = [cell(doc)] if doc else []

@@ -13,9 +13,9 @@ MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 
 class ServingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
     """The HTTP service."""
+
+    model_config = ConfigDict(extra="forbid")
 
     host: str = Field(
         "127.0.0.1", description="address `pgmlops serve` binds; 0.0.0.0 for every interface"
