@@ -59,6 +59,8 @@ _EXPORTS: dict[str, str] = {
     "SchemaOutdatedError": "pgmlops.errors",
     "ConflictError": "pgmlops.errors",
     "SigningKeyError": "pgmlops.errors",
+    # a warning that is no error (TrainResult.warnings)
+    "Note": "pgmlops.errors",
 }
 
 # Equal to the export table; tests/unit/test_public_surface.py keeps the three lists in step.
@@ -76,6 +78,7 @@ __all__ = [
     "ModelVersion",
     "MonitoringResult",
     "NotFoundError",
+    "Note",
     "PgmlopsError",
     "PromotionRefused",
     "PromotionResult",
@@ -121,6 +124,7 @@ if TYPE_CHECKING:
         ConfigError,
         ConflictError,
         DataError,
+        Note,
         NotFoundError,
         PgmlopsError,
         PromotionRefused,
