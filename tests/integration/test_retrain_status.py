@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from pgmlops.api import errors as api_errors
 from pgmlops.api.retrain_routes import public, router
 from pgmlops.cli import app as cli_app
+from pgmlops.client import Client
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.services.context import Context
@@ -115,6 +116,11 @@ def test_status_shows_each_triggers_progress_in_the_api_and_the_cli(
         "schedule",
         "drift",
     }
+    # The Python API answers the same, through the methods the CLI and the routes call.
+    python = Client(context=ctx)
+    assert python.retrain_status("churn")["triggers"] == as_json["triggers"]
+    drift = next(c for c in python.retrain_triggers("churn")["checks"] if c["name"] == "drift")
+    assert drift["state"]["monitoring_run_id"] == stored.run_id
 
 
 def test_a_retraining_promotion_records_the_run_and_its_reasons(

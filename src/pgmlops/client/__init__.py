@@ -297,6 +297,31 @@ class Client(LiveDeployments):
 
         return run_history(self.context, self._name(model_name), limit)
 
+    def latest_monitoring_run(self, model_name: str | None = None) -> MonitoringResult | None:
+        """The newest stored monitoring run, or None when the model was never monitored."""
+        from pgmlops.model import MonitoringResult
+        from pgmlops.services.monitoring import latest_run
+
+        result = latest_run(self.context, self._name(model_name))
+        return MonitoringResult.from_result(result) if result is not None else None
+
+    # -- retraining --------------------------------------------------------------------
+
+    def retrain_status(self, model_name: str | None = None, limit: int = 10) -> dict[str, Any]:
+        """Where each retraining trigger stands, the newest ``limit`` runs and unfinished jobs.
+
+        A run whose process died is marked failed first.
+        """
+        from pgmlops.services.retraining import retrain_status
+
+        return retrain_status(self.context, self._name(model_name), limit)
+
+    def retrain_triggers(self, model_name: str | None = None) -> dict[str, Any]:
+        """Where each retraining trigger stands now, changing nothing ("3,000 of 5,000 ...")."""
+        from pgmlops.services.triggers import trigger_status
+
+        return trigger_status(self.context, self._name(model_name)).to_dict()
+
 
 def _is_frame(data: Any) -> bool:
     # pandas is only imported when the caller already has it (keeps the path case cheap).
