@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "FeatureSchema": "pgmlops.domain.schema",
     "PromotionResult": "pgmlops.services.promotion",
     "TrainResult": "pgmlops.services.training",
+    "RetrainOutcome": "pgmlops.services.retraining",
     # settings and errors
     "Settings": "pgmlops.config",
     "get_settings": "pgmlops.config",
@@ -82,6 +83,7 @@ __all__ = [
     "PgmlopsError",
     "PromotionRefused",
     "PromotionResult",
+    "RetrainOutcome",
     "SchemaOutdatedError",
     "Settings",
     "SigningKeyError",
@@ -136,6 +138,7 @@ if TYPE_CHECKING:
     )
     from pgmlops.model import Model, MonitoringResult
     from pgmlops.services.promotion import PromotionResult
+    from pgmlops.services.retraining import RetrainOutcome
     from pgmlops.services.training import TrainResult
 
 

@@ -150,3 +150,12 @@ def test_training_notes_are_named_in_each_callers_terms(settings: Settings, tmp_
         "messy.csv: numbers read with decimal commas (sniffed; --decimal overrides)",
         "messy.csv: read as cp1252 text, not UTF-8 (--encoding overrides)",
     ]
+
+
+def test_contradicting_retrain_modes_are_named_in_each_callers_terms(settings: Settings) -> None:
+    with Client(settings=settings) as client, pytest.raises(ConfigError) as err:
+        client.retrain("churn", force=True, if_needed=True)
+    assert str(err.value) == "force and if_needed contradict each other: choose one"
+
+    shown = _cli_error(settings, "retrain", "--force", "--if-needed")
+    assert shown == "--force and --if-needed contradict each other: choose one"

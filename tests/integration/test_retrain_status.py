@@ -25,7 +25,6 @@ from pgmlops.domain.records import PRODUCTION
 from pgmlops.services.context import Context
 from pgmlops.services.monitoring import run_monitor
 from pgmlops.services.promotion import promote
-from pgmlops.services.retraining import retrain
 from tests.integration.test_retraining import ACTOR, QUIET, _train, configure, label, log_traffic
 
 KEY = {"X-API-Key": "admin-key"}
@@ -128,7 +127,8 @@ def test_a_retraining_promotion_records_the_run_and_its_reasons(
 ) -> None:
     _train(ctx, small_file)  # no production yet: the candidate meets only the absolute gates
 
-    outcome = retrain(ctx, "churn", mode="forced", actor=ACTOR)
+    # Through the Python API, as `pgmlops retrain --force` goes.
+    outcome = Client(context=ctx).retrain("churn", force=True, actor=ACTOR)
 
     assert outcome.run is not None and outcome.run.decision["promoted"], outcome.message
     assert ctx.registry.alias_version("churn", PRODUCTION) == outcome.run.candidate_version

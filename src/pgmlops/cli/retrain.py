@@ -52,12 +52,9 @@ def retrain(
 ) -> None:
     """Retrain a model: triggers decide with --if-needed; the promotion gates always do."""
     from pgmlops.errors import ConfigError
-    from pgmlops.services.retraining import mode_of
-    from pgmlops.services.retraining import retrain as run_retrain
 
     if status and (force or if_needed or allow_feedback_only):
         raise ConfigError("--status only reports: drop --force/--if-needed/--allow-feedback-only")
-    mode = mode_of(force=force, if_needed=if_needed)
     if status:
         result = open_client(config).retrain_status(model_name, limit)
         if as_json:
@@ -66,10 +63,10 @@ def retrain(
             _print_status(result)
         return
     with steps(wanted(as_json, quiet)) as progress:
-        outcome = run_retrain(
-            open_context(config),
+        outcome = open_client(config).retrain(
             model_name,
-            mode=mode,
+            force=force,
+            if_needed=if_needed,
             allow_feedback_only=allow_feedback_only or None,
             actor=actor(),
             progress=progress,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pgmlops.client.live import LiveDeployments
 from pgmlops.client.references import default_actor, parse_reference
+from pgmlops.client.retraining import Retraining
 from pgmlops.config import Settings, check_model_name, get_settings
 from pgmlops.domain.records import PRODUCTION, AliasEvent, AliasState, ModelOverview, ModelVersion
 from pgmlops.errors import ConfigError, DataError, NotFoundError
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class Client(LiveDeployments):
+class Client(LiveDeployments, Retraining):
     """One registry (database + artifact store), from settings or a database URL.
 
     `Client()` uses `get_settings()` (pgmlops.yaml and PGMLOPS_* variables);
@@ -304,23 +305,6 @@ class Client(LiveDeployments):
 
         result = latest_run(self.context, self._name(model_name))
         return MonitoringResult.from_result(result) if result is not None else None
-
-    # -- retraining --------------------------------------------------------------------
-
-    def retrain_status(self, model_name: str | None = None, limit: int = 10) -> dict[str, Any]:
-        """Where each retraining trigger stands, the newest ``limit`` runs and unfinished jobs.
-
-        A run whose process died is marked failed first.
-        """
-        from pgmlops.services.retraining import retrain_status
-
-        return retrain_status(self.context, self._name(model_name), limit)
-
-    def retrain_triggers(self, model_name: str | None = None) -> dict[str, Any]:
-        """Where each retraining trigger stands now, changing nothing ("3,000 of 5,000 ...")."""
-        from pgmlops.services.triggers import trigger_status
-
-        return trigger_status(self.context, self._name(model_name)).to_dict()
 
 
 def _is_frame(data: Any) -> bool:
