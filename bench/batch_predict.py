@@ -111,7 +111,7 @@ def run_once(setup: sb.Setup, data: Path, out: Path, chunk_rows: int | None) -> 
     proc = subprocess.Popen(
         args, env=env, cwd=setup.workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    sampler = Sampler(proc.pid, sb._admin_engine())
+    sampler = Sampler(proc.pid, sb.admin_engine())
     sampler.start()
     # wait4 reports this child's own peak RSS (KiB on Linux), not the benchmark's.
     _, status, usage = os.wait4(proc.pid, 0)

@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
 from pgmlops.domain.records import PredictionRecord
-from pgmlops.store.predictions import _insert_json_sql
+from pgmlops.store.predictions import insert_json_sql
 from pgmlops.store.spill import EncodedRecord, json_array
 from pgmlops.store.tables import PredictionRow
 
@@ -37,7 +37,7 @@ class Variant:
 
 
 def insert_into(table: str) -> Callable[[psycopg.Connection, list[EncodedRecord]], None]:
-    statement = _insert_json_sql().replace("INSERT INTO predictions ", f"INSERT INTO {table} ", 1)
+    statement = insert_json_sql().replace("INSERT INTO predictions ", f"INSERT INTO {table} ", 1)
 
     def write(conn: psycopg.Connection, batch: list[EncodedRecord]) -> None:
         conn.execute(statement, (Jsonb(batch, dumps=json_array),))  # type: ignore[arg-type]
@@ -47,7 +47,7 @@ def insert_into(table: str) -> Callable[[psycopg.Connection, list[EncodedRecord]
 
 def insert_json_doc() -> Callable[[psycopg.Connection, list[EncodedRecord]], None]:
     """The writer's INSERT with the document as json (json_to_recordset), not jsonb."""
-    statement = _insert_json_sql().replace("jsonb_to_recordset(%s)", "json_to_recordset(%s)")
+    statement = insert_json_sql().replace("jsonb_to_recordset(%s)", "json_to_recordset(%s)")
 
     def write(conn: psycopg.Connection, batch: list[EncodedRecord]) -> None:
         conn.execute(statement, (Json(batch, dumps=json_array),))  # type: ignore[arg-type]
@@ -102,7 +102,7 @@ def insert_unnest() -> Callable[[psycopg.Connection, list[Any]], None]:
 
 def select_only() -> Callable[[psycopg.Connection, list[EncodedRecord]], None]:
     """The batch statement's read half alone: parse the document, take the rows apart."""
-    statement = _insert_json_sql().split(" SELECT ", 1)[1]
+    statement = insert_json_sql().split(" SELECT ", 1)[1]
     statement = "SELECT count(*) FROM (SELECT " + statement + ") AS t"
 
     def write(conn: psycopg.Connection, batch: list[EncodedRecord]) -> None:

@@ -81,7 +81,7 @@ def _unpartition(url: str) -> None:
     db = Database(url)
     head = db.revisions()[1]
     with db.engine.begin() as conn:
-        cfg = db._alembic_config()
+        cfg = db.alembic_config()
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0001")
         conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
@@ -204,7 +204,7 @@ def migration_time(rows: int) -> dict:
     db = Database(_url(name))
     try:
         with db.engine.begin() as conn:
-            cfg = db._alembic_config()
+            cfg = db.alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "0001")
             conn.execute(

@@ -223,7 +223,7 @@ def _holdout_only(ctx: Context, candidate: Any, champion: Any) -> bool:
     """The gate as it was: the union of the two holdouts alone, one-sided 99%."""
     from pgmlops.domain.gates import decide
     from pgmlops.domain.predict import baseline_scores
-    from pgmlops.services.promotion import _score, read_holdout
+    from pgmlops.services.promotion import holdout_scores, read_holdout
 
     names = [*candidate.card.feature_schema.names, *champion.card.feature_schema.names]
     needed = list(dict.fromkeys([*names, candidate.card.target]))
@@ -231,7 +231,8 @@ def _holdout_only(ctx: Context, candidate: Any, champion: Any) -> bool:
     parts = [p[needed] for p in parts if all(c in p for c in needed)]
     rows = pd.concat(parts, ignore_index=True).drop_duplicates().reset_index(drop=True)
     target = candidate.card.target
-    cand, champ = _score(ctx, candidate, rows, target), _score(ctx, champion, rows, target)
+    cand = holdout_scores(ctx, candidate, rows, target)
+    champ = holdout_scores(ctx, champion, rows, target)
     base = baseline_scores("binary", cand.y_true, cand.y_true, candidate.card.classes)
     return decide(cand, champ, base, PromotionPolicy(challenger_confidence=0.99)).approved
 

@@ -24,7 +24,8 @@ FEATURES = tuple(c for c in demo_data.COLUMNS if c not in ("CustomerId", demo_da
 # -- database and set-up ------------------------------------------------------------------
 
 
-def _admin_engine():
+def admin_engine():
+    """An AUTOCOMMIT engine on the admin database, to create and drop the bench's database."""
     from sqlalchemy import create_engine
 
     from pgmlops.store.db import normalize_url
@@ -41,7 +42,7 @@ def db_url() -> str:
 def recreate_database() -> None:
     from sqlalchemy import text
 
-    engine = _admin_engine()
+    engine = admin_engine()
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
@@ -51,7 +52,7 @@ def recreate_database() -> None:
 def drop_database() -> None:
     from sqlalchemy import text
 
-    engine = _admin_engine()
+    engine = admin_engine()
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
     engine.dispose()

@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "FeatureSchema": "pgmlops.domain.schema",
     "PromotionResult": "pgmlops.services.promotion",
     "TrainResult": "pgmlops.services.training",
+    "RetrainOutcome": "pgmlops.services.retraining",
     # settings and errors
     "Settings": "pgmlops.config",
     "get_settings": "pgmlops.config",
@@ -59,6 +60,8 @@ _EXPORTS: dict[str, str] = {
     "SchemaOutdatedError": "pgmlops.errors",
     "ConflictError": "pgmlops.errors",
     "SigningKeyError": "pgmlops.errors",
+    # a warning that is no error (TrainResult.warnings)
+    "Note": "pgmlops.errors",
 }
 
 # Equal to the export table; tests/unit/test_public_surface.py keeps the three lists in step.
@@ -76,9 +79,11 @@ __all__ = [
     "ModelVersion",
     "MonitoringResult",
     "NotFoundError",
+    "Note",
     "PgmlopsError",
     "PromotionRefused",
     "PromotionResult",
+    "RetrainOutcome",
     "SchemaOutdatedError",
     "Settings",
     "SigningKeyError",
@@ -121,6 +126,7 @@ if TYPE_CHECKING:
         ConfigError,
         ConflictError,
         DataError,
+        Note,
         NotFoundError,
         PgmlopsError,
         PromotionRefused,
@@ -132,6 +138,7 @@ if TYPE_CHECKING:
     )
     from pgmlops.model import Model, MonitoringResult
     from pgmlops.services.promotion import PromotionResult
+    from pgmlops.services.retraining import RetrainOutcome
     from pgmlops.services.training import TrainResult
 
 

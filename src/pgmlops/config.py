@@ -322,12 +322,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def check_model_name(name: str, where: str = "--model-name") -> str:
+def check_model_name(name: str, where: str = "model_name") -> str:
     """The name, if it fits the pattern every registered model name must match."""
     if not re.fullmatch(MODEL_NAME_PATTERN, name):
         raise ConfigError(
             f"{where} {name!r} is not a model name: letters, digits, '_', '.' and '-', "
-            "starting with a letter or digit, at most 128 characters"
+            "starting with a letter or digit, at most 128 characters",
+            # A parameter's name is shown as its flag on the command line.
+            params=(where,) if where.isidentifier() else (),
         )
     return name
 

@@ -1,4 +1,4 @@
-"""Every error pgmlops raises on purpose.
+"""Every error pgmlops raises on purpose, and the notes it gives when nothing is wrong.
 
 Our exceptions::
 
@@ -20,6 +20,8 @@ Library errors are translated where they cross into our code
 exit codes and status codes in one table each (``cli.options.EXIT_CODES``, ``api.errors``).
 Messages name Python parameters, never command-line flags; an error lists the parameters its
 message names in ``params``, and the CLI shows each as its flag (``cli.options.cli_message``).
+A warning that is no error (training's ``TrainResult.warnings``) is a ``Note``: the same
+sentence in Python terms, carrying the parameters it names the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +44,21 @@ class PgmlopsError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Note(str):
+    """A warning in Python terms ("sniffed; sep= overrides") and the parameters it names.
+
+    A ``str``, so a note is printed, compared and stored as the sentence; ``params`` lets the
+    CLI show each named parameter as its flag, as it does for errors.
+    """
+
+    params: tuple[str, ...]
+
+    def __new__(cls, message: str, *, params: tuple[str, ...] = ()) -> Note:
+        note = super().__new__(cls, message)
+        note.params = params
+        return note
 
 
 class ConfigError(PgmlopsError):

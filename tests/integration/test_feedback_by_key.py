@@ -161,7 +161,7 @@ def test_the_latest_prediction_per_key_is_found_through_the_index(
 def test_upgrade_from_the_previous_head_keeps_a_populated_log(ctx: Context) -> None:
     """Down to 0001, a prediction logged the old way, then up again: the row stays, key empty."""
     ctx.db.ensure_schema()
-    cfg = ctx.db._alembic_config()
+    cfg = ctx.db.alembic_config()
     with ctx.db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0001")

@@ -2,6 +2,7 @@
 
 Services raise errors in Python terms and list the parameters they name; the CLI's error
 printer shows those as the flags the user typed (docs/architecture.md, "Each rule lives once").
+Training's warnings (notes) are worded the same way.
 """
 
 from __future__ import annotations
@@ -119,3 +120,42 @@ def test_all_models_with_a_model_name_is_refused_in_each_callers_terms(ctx: Cont
         ctx.settings, "serve", "--all-models", "--model-name", "churn", json_too=False
     )
     assert shown == "--all-models and --model-name exclude each other: give one"
+
+
+def test_training_notes_are_named_in_each_callers_terms(settings: Settings, tmp_path: Path) -> None:
+    # A semicolon file in cp1252 with decimal commas: all three are sniffed, each with a note.
+    path = tmp_path / "messy.csv"
+    cities = ["Genève", "Zürich"]
+    rows = [f"{cities[k % 2]};{k % 10},5;{'yes' if k % 10 > 4 else 'no'}" for k in range(90)]
+    path.write_bytes(("city;amount;y\n" + "\n".join(rows) + "\n").encode("cp1252"))
+    python = [
+        "messy.csv: columns separated by ';' (sniffed; sep= overrides)",
+        "messy.csv: numbers read with decimal commas (sniffed; decimal= overrides)",
+        "messy.csv: read as cp1252 text, not UTF-8 (encoding= overrides)",
+    ]
+    with Client(settings=settings) as client:
+        warnings = client.train_run(str(path), target="y", cv_folds=0, onnx=False).warnings
+    assert [w for w in warnings if "messy.csv" in w] == python
+
+    env = {
+        "PGMLOPS_DATABASE_URL": settings.database_url,
+        "PGMLOPS_ARTIFACT_ROOT": settings.artifact_root,
+    }
+    args = ["train", "--data", str(path), "--target", "y", "--cv", "0", "--no-onnx", "--json"]
+    trained = CliRunner().invoke(cli_app, args, env=env)
+    assert trained.exit_code == 0, trained.output
+    shown = [w for w in json.loads(trained.stdout)["warnings"] if "messy.csv" in w]
+    assert shown == [
+        "messy.csv: columns separated by ';' (sniffed; --sep overrides)",
+        "messy.csv: numbers read with decimal commas (sniffed; --decimal overrides)",
+        "messy.csv: read as cp1252 text, not UTF-8 (--encoding overrides)",
+    ]
+
+
+def test_contradicting_retrain_modes_are_named_in_each_callers_terms(settings: Settings) -> None:
+    with Client(settings=settings) as client, pytest.raises(ConfigError) as err:
+        client.retrain("churn", force=True, if_needed=True)
+    assert str(err.value) == "force and if_needed contradict each other: choose one"
+
+    shown = _cli_error(settings, "retrain", "--force", "--if-needed")
+    assert shown == "--force and --if-needed contradict each other: choose one"

@@ -261,7 +261,7 @@ def test_monitor_returns_a_result_with_a_report_and_a_tidy_frame(
     result = client.monitor("churn", window=1_000, store=False)
     assert isinstance(result, MonitoringResult)
     assert result.version == version and result.window["rows"] == 1_000
-    assert result.run_id is None
+    assert result.run_id is None and client.latest_monitoring_run("churn") is None
     assert "<html" in result.to_html().lower()
     frame = result.to_frame()
     drifted = frame[(frame.signal == "feature drift") & frame.flagged]
@@ -270,7 +270,12 @@ def test_monitor_returns_a_result_with_a_report_and_a_tidy_frame(
     assert "dataset drift" in set(frame.signal)
     with pytest.raises(ConfigError):
         client.monitor("churn", window=[1])  # type: ignore[arg-type]
-    assert client.monitor("churn", window="1h").window["rows"] == 1_500
+    stored = client.monitor("churn", window="1h")
+    assert stored.window["rows"] == 1_500
+    # The stored run is the newest one, as GET /monitoring/drift shows it.
+    latest = client.latest_monitoring_run("churn")
+    assert isinstance(latest, MonitoringResult) and latest.run_id == stored.run_id
+    assert "<html" in latest.to_html(client.monitoring_history("churn")).lower()
 
 
 def test_a_model_is_a_plain_object_not_an_orm_row(client: Client, churn_version) -> None:

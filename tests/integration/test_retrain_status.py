@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 from pgmlops.api import errors as api_errors
 from pgmlops.api.retrain_routes import public, router
 from pgmlops.cli import app as cli_app
+from pgmlops.client import Client
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.records import PRODUCTION
 from pgmlops.services.context import Context
 from pgmlops.services.monitoring import run_monitor
 from pgmlops.services.promotion import promote
-from pgmlops.services.retraining import retrain
 from tests.integration.test_retraining import ACTOR, QUIET, _train, configure, label, log_traffic
 
 KEY = {"X-API-Key": "admin-key"}
@@ -115,6 +115,11 @@ def test_status_shows_each_triggers_progress_in_the_api_and_the_cli(
         "schedule",
         "drift",
     }
+    # The Python API answers the same, through the methods the CLI and the routes call.
+    python = Client(context=ctx)
+    assert python.retrain_status("churn")["triggers"] == as_json["triggers"]
+    drift = next(c for c in python.retrain_triggers("churn")["checks"] if c["name"] == "drift")
+    assert drift["state"]["monitoring_run_id"] == stored.run_id
 
 
 def test_a_retraining_promotion_records_the_run_and_its_reasons(
@@ -122,7 +127,8 @@ def test_a_retraining_promotion_records_the_run_and_its_reasons(
 ) -> None:
     _train(ctx, small_file)  # no production yet: the candidate meets only the absolute gates
 
-    outcome = retrain(ctx, "churn", mode="forced", actor=ACTOR)
+    # Through the Python API, as `pgmlops retrain --force` goes.
+    outcome = Client(context=ctx).retrain("churn", force=True, actor=ACTOR)
 
     assert outcome.run is not None and outcome.run.decision["promoted"], outcome.message
     assert ctx.registry.alias_version("churn", PRODUCTION) == outcome.run.candidate_version

@@ -10,6 +10,7 @@ import pytest
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
+from pgmlops.cli.options import cli_message
 from pgmlops.config import ServingConfig
 from pgmlops.domain.categories import looks_boolean, near_duplicates
 from pgmlops.domain.dates import ISO, date_features, detect_format, to_days
@@ -254,7 +255,17 @@ def test_a_semicolon_cp1252_file_reads_with_warnings(tmp_path: Path) -> None:
     assert dataset.source["sep"] == ";" and dataset.source["encoding"] == "cp1252"
     # "1,5" in a semicolon file is a decimal comma: read as a number, with a note.
     assert dataset.frame["amount"].tolist() == [1.5, 2.5]
-    assert len(dataset.notes) == 3 and "decimal commas" in dataset.notes[1]
+    # Each note says in Python what overrides the guess; the command line names the flag.
+    assert dataset.notes == [
+        "data.csv: columns separated by ';' (sniffed; sep= overrides)",
+        "data.csv: numbers read with decimal commas (sniffed; decimal= overrides)",
+        "data.csv: read as cp1252 text, not UTF-8 (encoding= overrides)",
+    ]
+    assert [cli_message(note) for note in dataset.notes] == [
+        "data.csv: columns separated by ';' (sniffed; --sep overrides)",
+        "data.csv: numbers read with decimal commas (sniffed; --decimal overrides)",
+        "data.csv: read as cp1252 text, not UTF-8 (--encoding overrides)",
+    ]
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbfa,y\n1,2\n")
     assert list(load_file(str(bom)).frame.columns) == ["a", "y"]
@@ -391,8 +402,10 @@ def test_a_count_target_with_rare_values_suggests_regression() -> None:
     notes: list[str] = []
     _, _, schema = prepare_training_frame(_target_frame(kept), "y", notes=notes, min_class_rows=3)
     assert schema.task == "multiclass"
-    assert any("whole numbers" in n and "--task regression" in n for n in notes), notes
+    (hint,) = [n for n in notes if "whole numbers" in n]
+    assert hint.endswith("if they are counts or amounts, train with task='regression'")
+    assert cli_message(hint).endswith("if they are counts or amounts, train with --task regression")
     # Told it is a class task, or plain labels: no hint.
     notes = []
     prepare_training_frame(_target_frame(["a", "b"] * 30), "y", notes=notes)
-    assert not [n for n in notes if "--task regression" in n]
+    assert not [n for n in notes if "regression" in n]

@@ -6,13 +6,15 @@ plain functions so FastAPI runs their database reads on its thread pool.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from pgmlops.api.deps import get_ctx
-from pgmlops.services.live_comparison import LiveComparison, live_comparison, parse_since
+from pgmlops.api.deps import get_client
+
+if TYPE_CHECKING:
+    from pgmlops.services.live_comparison import LiveComparison
 
 router = APIRouter(tags=["monitoring"])
 
@@ -32,10 +34,8 @@ VersionQuery = Annotated[
 def _compare(
     request: Request, model_name: str | None, since: str | None, version: int | None
 ) -> LiveComparison:
-    ctx = get_ctx(request)
-    name = model_name or ctx.settings.model_name
-    start = parse_since(since) if since else None
-    return live_comparison(ctx, name, challenger_version=version, since=start)
+    # An empty `since` is no limit, as a missing one is.
+    return get_client(request).compare(model_name, since=since or None, version=version)
 
 
 @router.get("/compare", summary="Production against the challenger on live traffic")

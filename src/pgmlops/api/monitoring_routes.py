@@ -12,8 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from pgmlops.api.deps import get_ctx
-from pgmlops.services.monitoring import latest_run, run_history
+from pgmlops.api.deps import get_client
 
 router = APIRouter(tags=["monitoring"])
 
@@ -32,9 +31,9 @@ def _no_run(name: str) -> JSONResponse:
 @router.get("/monitoring/drift", summary="The latest monitoring run")
 def monitoring_drift(request: Request, model_name: ModelQuery = None) -> Any:
     """Drift, confidence and performance of the newest stored run (404 when there is none)."""
-    ctx = get_ctx(request)
-    name = model_name or ctx.settings.model_name
-    result = latest_run(ctx, name)
+    client = get_client(request)
+    name = model_name or client.settings.model_name
+    result = client.latest_monitoring_run(name)
     if result is None:
         return _no_run(name)
     return JSONResponse(result.to_json())
@@ -47,20 +46,18 @@ def monitoring_history(
     limit: Annotated[int, Query(ge=1, le=1000, description="Newest runs to return.")] = 50,
 ) -> dict[str, Any]:
     """Per run, oldest first: drift share, mean confidence, estimated and labelled metric."""
-    ctx = get_ctx(request)
-    name = model_name or ctx.settings.model_name
-    points = run_history(ctx, name, limit)
+    client = get_client(request)
+    name = model_name or client.settings.model_name
+    points = client.monitoring_history(name, limit)
     return {"model_name": name, "runs": [p.model_dump(mode="json") for p in points]}
 
 
 @router.get("/monitoring/report", response_class=HTMLResponse, summary="HTML report")
 def monitoring_report(request: Request, model_name: ModelQuery = None) -> Any:
     """The newest stored run as the self-contained HTML report `pgmlops monitor --html` writes."""
-    from pgmlops.services.report import render_html
-
-    ctx = get_ctx(request)
-    name = model_name or ctx.settings.model_name
-    result = latest_run(ctx, name)
+    client = get_client(request)
+    name = model_name or client.settings.model_name
+    result = client.latest_monitoring_run(name)
     if result is None:
         return _no_run(name)
-    return HTMLResponse(render_html(result, run_history(ctx, name)))
+    return HTMLResponse(result.to_html(client.monitoring_history(name)))

@@ -13,12 +13,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from pgmlops.api.deps import get_ctx, require_admin, sees_details
+from pgmlops.api.deps import get_client, get_ctx, require_admin, sees_details
 from pgmlops.api.request_body import require_json_if_body
 from pgmlops.config import check_model_name
 from pgmlops.domain.redact import public_text
-from pgmlops.services.retraining import enqueue_retrain, retrain_status
-from pgmlops.services.triggers import trigger_status
+from pgmlops.services.retraining import enqueue_retrain
 
 router = APIRouter(tags=["retraining"], dependencies=[Depends(require_admin)])
 # Where the triggers stand is what the page shows anyone, like /monitoring/drift.
@@ -83,9 +82,7 @@ def get_retrain_status(
     limit: Annotated[int, Query(ge=1, le=1000, description="Newest runs to return.")] = 10,
 ) -> dict[str, Any]:
     """Runs newest first (a run whose process died is marked failed first) and queued jobs."""
-    ctx = get_ctx(request)
-    name = check_model_name(model_name or ctx.settings.model_name, "model_name")
-    return retrain_status(ctx, name, limit)
+    return get_client(request).retrain_status(model_name, limit)
 
 
 @public.get("/retrain/triggers", summary="Where each retraining trigger stands now")
@@ -105,7 +102,7 @@ def get_retrain_triggers(
     if cached is not None and time.monotonic() - cached[0] < TRIGGERS_TTL_SECONDS:
         report = copy.deepcopy(cached[1])
     else:
-        report = trigger_status(ctx, name).to_dict()
+        report = get_client(request).retrain_triggers(name)
         recent[name] = (time.monotonic(), copy.deepcopy(report))
     if not sees_details(request):
         # A live source's error may name its host; anonymous clients get it without.

@@ -79,28 +79,43 @@ def flag_of(param: str) -> str:
     return FLAGS.get(param, "--" + param.replace("_", "-"))
 
 
-def cli_message(exc: errors.PgmlopsError) -> str:
-    """An error's message with each parameter it lists (`exc.params`) shown as its flag.
+_PLAIN = re.compile(r"[\w.-]+")
+
+
+def cli_message(said: errors.PgmlopsError | str) -> str:
+    """An error's or a note's message with each parameter it lists (`params`) as its flag.
 
     A parameter's first mention standing alone is the parameter; later ones are plain words
-    ("encoding 'x' is not a known encoding"). Quoted values, words inside a path or URL
-    (/tmp/out/x.csv) and settings keys (serving.models) are left as they are.
+    ("encoding 'x' is not a known encoding"). A parameter written as Python sets it is the
+    flag wherever it stands (`sep=` is --sep, `task='regression'` is --task regression), and
+    then its bare mentions are words ("decimal commas (decimal= overrides)"). Quoted values,
+    words inside a path or URL (/tmp/out/x.csv) and settings keys (serving.models) are left
+    as they are.
     """
-    if not exc.params:
-        return exc.message
-    names = "|".join(re.escape(p) for p in sorted(exc.params, key=len, reverse=True))
+    message = said.message if isinstance(said, errors.PgmlopsError) else str(said)
+    params: tuple[str, ...] = getattr(said, "params", ())
+    if not params:
+        return message
+    names = "|".join(re.escape(p) for p in sorted(params, key=len, reverse=True))
     words = re.compile(
-        rf"(?<!\w)'[^']*'(?!\w)|(?<!\w)\"[^\"]*\"(?!\w)|(?<![\w./\\-])({names})(?![\w/\\-])"
+        rf"(?<!\w)'[^']*'(?!\w)|(?<!\w)\"[^\"]*\"(?!\w)"
+        rf"|(?<![\w./\\-])({names})(=(?:'([^']*)'|\"([^\"]*)\")?)?(?![\w/\\-])"
     )
-    named: set[str] = set()
+    # Once a message writes `name=`, that is how it names the parameter.
+    named = {p for p in params if re.search(rf"(?<![\w./\\-]){re.escape(p)}=", message)}
 
     def shown(found: re.Match[str]) -> str:
-        if found[1] is None or found[1] in named:
+        name, assigned = found[1], found[2]
+        if name is None or (name in named and not assigned):
             return found[0]
-        named.add(found[1])
-        return flag_of(found[1])
+        named.add(name)
+        value = found[3] if found[3] is not None else found[4]
+        if value is None:
+            return flag_of(name)
+        # A plain word needs no quotes on a command line; anything else keeps them.
+        return f"{flag_of(name)} {value if _PLAIN.fullmatch(value) else repr(value)}"
 
-    return words.sub(shown, exc.message)
+    return words.sub(shown, message)
 
 
 def json_error(message: str, code: str, status: int, **extra: Any) -> None:

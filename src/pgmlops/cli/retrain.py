@@ -12,6 +12,7 @@ from pgmlops.cli.options import (
     ModelOpt,
     actor,
     handled,
+    open_client,
     open_context,
     print_json,
 )
@@ -51,25 +52,21 @@ def retrain(
 ) -> None:
     """Retrain a model: triggers decide with --if-needed; the promotion gates always do."""
     from pgmlops.errors import ConfigError
-    from pgmlops.services.retraining import mode_of, retrain_status
-    from pgmlops.services.retraining import retrain as run_retrain
 
     if status and (force or if_needed or allow_feedback_only):
         raise ConfigError("--status only reports: drop --force/--if-needed/--allow-feedback-only")
-    mode = mode_of(force=force, if_needed=if_needed)
-    ctx = open_context(config)
     if status:
-        result = retrain_status(ctx, model_name or ctx.settings.model_name, limit)
+        result = open_client(config).retrain_status(model_name, limit)
         if as_json:
             print_json(result)
         else:
             _print_status(result)
         return
     with steps(wanted(as_json, quiet)) as progress:
-        outcome = run_retrain(
-            ctx,
+        outcome = open_client(config).retrain(
             model_name,
-            mode=mode,
+            force=force,
+            if_needed=if_needed,
             allow_feedback_only=allow_feedback_only or None,
             actor=actor(),
             progress=progress,

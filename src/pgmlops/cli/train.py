@@ -14,6 +14,7 @@ from pgmlops.cli.options import (
     ModelOpt,
     SepOpt,
     actor,
+    cli_message,
     handled,
     open_client,
     print_json,
@@ -90,6 +91,8 @@ def train(
             engine=engine,
         )
     summary = train_summary(result)
+    # Training's notes speak Python ("sep= overrides"); here they name the flags.
+    summary["warnings"] = [cli_message(note) for note in summary["warnings"]]
     if as_json:
         print_json(summary)
         return

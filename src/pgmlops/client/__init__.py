@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pgmlops.client.live import LiveDeployments
 from pgmlops.client.references import default_actor, parse_reference
+from pgmlops.client.retraining import Retraining
 from pgmlops.config import Settings, check_model_name, get_settings
 from pgmlops.domain.records import PRODUCTION, AliasEvent, AliasState, ModelOverview, ModelVersion
 from pgmlops.errors import ConfigError, DataError, NotFoundError
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class Client(LiveDeployments):
+class Client(LiveDeployments, Retraining):
     """One registry (database + artifact store), from settings or a database URL.
 
     `Client()` uses `get_settings()` (pgmlops.yaml and PGMLOPS_* variables);
@@ -296,6 +297,14 @@ class Client(LiveDeployments):
         from pgmlops.services.monitoring import run_history
 
         return run_history(self.context, self._name(model_name), limit)
+
+    def latest_monitoring_run(self, model_name: str | None = None) -> MonitoringResult | None:
+        """The newest stored monitoring run, or None when the model was never monitored."""
+        from pgmlops.model import MonitoringResult
+        from pgmlops.services.monitoring import latest_run
+
+        result = latest_run(self.context, self._name(model_name))
+        return MonitoringResult.from_result(result) if result is not None else None
 
 
 def _is_frame(data: Any) -> bool:

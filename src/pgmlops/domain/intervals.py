@@ -171,6 +171,16 @@ def _resampled(
     return np.concatenate(out)
 
 
+def _on_picked(scores: Scores, metric: str, picked: np.ndarray) -> np.ndarray:
+    """``metric`` on each row of ``picked`` (draws x n reference rows), scoring only those rows."""
+    size, n = picked.shape
+    rows, inverse = np.unique(picked, return_inverse=True)
+    k = rows.size
+    flat = np.arange(size)[:, None] * k + inverse.reshape(size, n)
+    counts = np.bincount(flat.ravel(), minlength=size * k).reshape(size, k)
+    return resampled_metric(metric, scores.take(rows), counts.astype(np.float64))
+
+
 def _window_draws(
     scores: Scores, metric: str, n: int, draws: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -185,11 +195,7 @@ def _window_draws(
     for start in range(0, draws, chunk):
         size = min(chunk, draws - start)
         picked = rng.integers(0, m, size=(size, n))
-        rows, inverse = np.unique(picked, return_inverse=True)
-        k = rows.size
-        flat = np.arange(size)[:, None] * k + inverse.reshape(size, n)
-        counts = np.bincount(flat.ravel(), minlength=size * k).reshape(size, k)
-        out.append(resampled_metric(metric, scores.take(rows), counts.astype(np.float64)))
+        out.append(_on_picked(scores, metric, picked))
     return np.concatenate(out)
 
 
@@ -232,11 +238,7 @@ def _stratified_draws(
             ],
             axis=1,
         )
-        rows, inverse = np.unique(picked, return_inverse=True)
-        k = rows.size
-        flat = np.arange(size)[:, None] * k + inverse.reshape(size, n)
-        counts = np.bincount(flat.ravel(), minlength=size * k).reshape(size, k)
-        out.append(resampled_metric(metric, scores.take(rows), counts.astype(np.float64)))
+        out.append(_on_picked(scores, metric, picked))
     return np.concatenate(out)
 
 

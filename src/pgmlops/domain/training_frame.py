@@ -19,12 +19,22 @@ from pgmlops.domain.schema import (
     blank_to_nan,
 )
 from pgmlops.domain.schema import is_number_column as _is_numeric
-from pgmlops.errors import DataError
+from pgmlops.errors import DataError, Note
 
 # A numeric target with at most this many distinct values is treated as classes.
 _MAX_CLASSES = 20
 # More distinct values than this, in more than half the rows: free text, left out.
 _MAX_CATEGORIES = 200
+# The parameters a left-out column's reason may name ("dropped by request (drop=)").
+LEFT_OUT_PARAMS = ("drop", "decimal")
+
+
+def left_out_notes(schema: FeatureSchema) -> list[Note]:
+    """One note for each column training left out, with its reason."""
+    return [
+        Note(f"column {c!r} left out: {why}", params=LEFT_OUT_PARAMS)
+        for c, why in schema.dropped.items()
+    ]
 
 
 def _is_count(y: pd.Series) -> bool:
@@ -67,9 +77,12 @@ def _hint_counts(target: str, y: pd.Series, y_raw: pd.Series, notes: list[str]) 
         return
     low, high = int(y_raw.min()), int(y_raw.max())
     notes.append(
-        f"target column {target!r} holds whole numbers ({low} to {high}), {rare} of its "
-        f"{len(counts)} values in few rows: trained as classes; if they are counts or "
-        "amounts, pass --task regression"
+        Note(
+            f"target column {target!r} holds whole numbers ({low} to {high}), {rare} of its "
+            f"{len(counts)} values in few rows: trained as classes; if they are counts or "
+            "amounts, train with task='regression'",
+            params=("task",),
+        )
     )
 
 
@@ -167,7 +180,7 @@ def prepare_training_frame(
             check_class_rows(target, y, y_raw, min_class_rows)
         if inferred:
             _hint_counts(target, y, y_raw, notes)
-    dropped: dict[str, str] = {c: "dropped by request (--drop)" for c in drop}
+    dropped: dict[str, str] = {c: "dropped by request (drop=)" for c in drop}
     kinds: dict[str, DropKind] = dict.fromkeys(drop, "requested")
 
     def leave_out(name: str, kind: DropKind, why: str) -> None:
@@ -212,11 +225,14 @@ def prepare_training_frame(
             continue
         example = None if boolean else numeric_looking_example(col)
         # Said again in a left-out column's reason: an error may be all the user sees.
-        looks = "" if example is None else f"; it looks numeric (e.g. {example!r}): --decimal?"
+        looks = "" if example is None else f"; it looks numeric (e.g. {example!r}): decimal=?"
         if example is not None:
             notes.append(
-                f"column {name!r} looks numeric (e.g. {example!r}) but is read as text: "
-                "check --decimal and --sep, or clean the values"
+                Note(
+                    f"column {name!r} looks numeric (e.g. {example!r}) but is read as text: "
+                    "check decimal= and sep=, or clean the values",
+                    params=("decimal", "sep"),
+                )
             )
         text = col.astype("string")
         text, folded = (
@@ -255,7 +271,10 @@ def prepare_training_frame(
             )
         )
     if not features:
-        raise DataError("no usable feature columns remain after dropping: " + _fmt(dropped))
+        raise DataError(
+            "no usable feature columns remain after dropping: " + _fmt(dropped),
+            params=LEFT_OUT_PARAMS,
+        )
     x = pd.DataFrame(out, index=df.index)
     schema = FeatureSchema(
         task=task,

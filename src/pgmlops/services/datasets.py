@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from pgmlops.domain.redact import redact_secrets, redact_url
-from pgmlops.errors import ConfigError, DataError
+from pgmlops.errors import ConfigError, DataError, Note
 
 _CSV = (".csv", ".csv.gz", ".tsv", ".txt")
 _PARQUET = (".parquet", ".pq")
@@ -169,11 +169,11 @@ def _read_csv(
     given, given_decimal = sep, decimal
     sep, first, decimal = sniff_csv_format(path, sep, encoding, decimal)
     if given is None and sep not in (",", "\t"):
-        notes.append(f"{path.name}: columns separated by {sep!r} (sniffed; --sep overrides)")
+        said = f"{path.name}: columns separated by {sep!r} (sniffed; sep= overrides)"
+        notes.append(Note(said, params=("sep",)))
     if given_decimal is None and decimal == ",":
-        notes.append(
-            f"{path.name}: numbers read with decimal commas (sniffed; --decimal overrides)"
-        )
+        said = f"{path.name}: numbers read with decimal commas (sniffed; decimal= overrides)"
+        notes.append(Note(said, params=("decimal",)))
     # The sample decoded; a later byte may not: fall back along the list, Latin-1 last.
     later = list(_ENCODINGS[_ENCODINGS.index(first) + 1 :]) if first in _ENCODINGS else []
     tries = [first] if encoding else [first, *later]
@@ -185,7 +185,8 @@ def _read_csv(
                 raise
             continue
         if not encoding and name not in ("utf-8", "utf-8-sig"):
-            notes.append(f"{path.name}: read as {name} text, not UTF-8 (--encoding overrides)")
+            said = f"{path.name}: read as {name} text, not UTF-8 (encoding= overrides)"
+            notes.append(Note(said, params=("encoding",)))
         return frame, sep, name, decimal
     raise DataError(f"data file {path} cannot be decoded")  # unreachable: Latin-1 reads all
 

@@ -45,7 +45,8 @@ def read_holdout(ctx: Context, version: ModelVersion) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(data))
 
 
-def _score(ctx: Context, version: ModelVersion, holdout: pd.DataFrame, target: str) -> Any:
+def holdout_scores(ctx: Context, version: ModelVersion, holdout: pd.DataFrame, target: str) -> Any:
+    """A version's scores on a holdout frame (the gates compare two versions' on the same)."""
     card = version.card
     try:
         x = coerce_features(holdout, card.feature_schema)
@@ -144,7 +145,7 @@ def evaluate_challenge(
     card = candidate.card
     rows, sizes = evaluation_rows(ctx, candidate, champion)
     target = card.target
-    cand_scores = _score(ctx, candidate, rows, target)
+    cand_scores = holdout_scores(ctx, candidate, rows, target)
     champ_scores = None
     if champion is not None:
         if champion.card.task != card.task:
@@ -152,7 +153,7 @@ def evaluate_challenge(
                 f"v{champion.version} is {champion.card.task} and v{candidate.version} is "
                 f"{card.task}: they cannot be compared; force it, with a reason"
             )
-        champ_scores = _score(ctx, champion, rows, target)
+        champ_scores = holdout_scores(ctx, champion, rows, target)
     if champion is None and "crossfit" in candidate.files:
         # A first version is judged on every labelled row, each scored by a model that did
         # not fit it (training rows out of fold, validation and holdout by the final model):

@@ -75,7 +75,7 @@ def lock_name(model_name: str) -> str:
 def mode_of(*, force: bool, if_needed: bool) -> Mode:
     if force and if_needed:
         raise ConfigError(
-            "forcing a retrain and retraining only if needed contradict each other: choose one"
+            "force and if_needed contradict each other: choose one", params=("force", "if_needed")
         )
     return "forced" if force else "if-needed" if if_needed else "manual"
 

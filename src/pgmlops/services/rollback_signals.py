@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,36 @@ LABELLED_ROWS = 5_000
 LABELLED_DRAWS = 10_000
 
 
+@dataclass(frozen=True)
+class _Watch:
+    """What every signal judges: the new version since its promotion, the previous before."""
+
+    ctx: Context
+    new: ModelVersion
+    old: ModelVersion
+    since: datetime
+    now: datetime
+    cfg: RollbackConfig
+
+    @property
+    def baseline_start(self) -> datetime:
+        """Where the previous version's baseline window opens (it closes at `since`)."""
+        return self.since - timedelta(hours=self.cfg.baseline_hours)
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+def _kept(cache: dict[K, V], key: K, most: int, make: Callable[[], V]) -> V:
+    """``cache[key]``, made on first use; the oldest entry goes once ``most`` are kept."""
+    if key not in cache:
+        if len(cache) >= most:
+            cache.pop(next(iter(cache)))
+        cache[key] = make()
+    return cache[key]
+
+
 def watch_signals(
     ctx: Context,
     new: ModelVersion,
@@ -48,28 +80,23 @@ def watch_signals(
     cfg: RollbackConfig,
 ) -> list[SignalVerdict]:
     """Every signal of the new version since its promotion against the previous version."""
+    watch = _Watch(ctx, new, old, since, now, cfg)
     out = []
     for compute in (_error_rate, _latency, _labelled, _prediction_drift):
         try:
-            out.append(compute(ctx, new, old, since, now, cfg))
+            out.append(compute(watch))
         except PgmlopsError as exc:
             name = compute.__name__.strip("_")
             out.append(SignalVerdict(name, False, f"{name}: not judged ({exc.message})"))
     return out
 
 
-def _error_rate(
-    ctx: Context,
-    new: ModelVersion,
-    old: ModelVersion,
-    since: datetime,
-    now: datetime,
-    cfg: RollbackConfig,
-) -> SignalVerdict:
-    store = ServingCountStore(ctx.db)
-    got = store.counts(new.model_name, new.version, since=since, until=now)
+def _error_rate(watch: _Watch) -> SignalVerdict:
+    new, old, cfg = watch.new, watch.old, watch.cfg
+    store = ServingCountStore(watch.ctx.db)
+    got = store.counts(new.model_name, new.version, since=watch.since, until=watch.now)
     before = store.counts(
-        old.model_name, old.version, since=since - timedelta(hours=cfg.baseline_hours), until=since
+        old.model_name, old.version, since=watch.baseline_start, until=watch.since
     )
     return error_rate_verdict(
         got.errors,
@@ -85,17 +112,11 @@ def _error_rate(
     )
 
 
-def _latency(
-    ctx: Context,
-    new: ModelVersion,
-    old: ModelVersion,
-    since: datetime,
-    now: datetime,
-    cfg: RollbackConfig,
-) -> SignalVerdict:
-    figures = LiveFigureStore(ctx.db)
-    after = _production(figures.traffic(new.model_name, since=since, until=now), new.version)
-    start = since - timedelta(hours=cfg.baseline_hours)
+def _latency(watch: _Watch) -> SignalVerdict:
+    new, old, cfg, since = watch.new, watch.old, watch.cfg, watch.since
+    figures = LiveFigureStore(watch.ctx.db)
+    after = _production(figures.traffic(new.model_name, since=since, until=watch.now), new.version)
+    start = watch.baseline_start
     before = _production(figures.traffic(old.model_name, since=start, until=since), old.version)
     return latency_verdict(
         after.p99_latency_ms if after else None,
@@ -154,24 +175,17 @@ def _null(
     varies with them more than with anything else. Seeded, so a check between two
     checkpoints repeats the same test on the same rows.
     """
-    key = (*key, metric, n, counts)
-    if key not in _NULLS:
-        if len(_NULLS) >= 256:
-            _NULLS.pop(next(iter(_NULLS)))
-        _NULLS[key] = null_differences(
+    return _kept(
+        _NULLS,
+        (*key, metric, n, counts),
+        256,
+        lambda: null_differences(
             scores, metric, n, draws=LABELLED_DRAWS, seed=0, class_counts=counts
-        )
-    return _NULLS[key]
+        ),
+    )
 
 
-def _labelled(
-    ctx: Context,
-    new: ModelVersion,
-    old: ModelVersion,
-    since: datetime,
-    now: datetime,
-    cfg: RollbackConfig,
-) -> SignalVerdict:
+def _labelled(watch: _Watch) -> SignalVerdict:
     """The new version's primary metric on its labels vs the previous version's live figure
     (its labelled rows before the promotion), else its held-out reference; the interval is
     the null of monitoring's alarm (domain/intervals.py), drawn from the previous version.
@@ -179,10 +193,11 @@ def _labelled(
     Judged only at fixed label counts (``labelled_look``), each at labelled_alpha / looks:
     the chance of a false rollback over the whole watch stays below labelled_alpha however
     often the worker checks."""
+    ctx, new, old, cfg, since = watch.ctx, watch.new, watch.old, watch.cfg, watch.since
     figures = LiveFigureStore(ctx.db)
     name = new.model_name
     metric = ctx.settings.promotion.primary_for(new.card.task)
-    logged = figures.outputs(name, new.version, "production", since=since, until=now)
+    logged = figures.outputs(name, new.version, "production", since=since, until=watch.now)
     scores = labelled_scores(new, logged)
     total = len(scores) if scores is not None else 0
     look = labelled_look(total, cfg.min_labels, cfg.labelled_looks)
@@ -198,9 +213,13 @@ def _labelled(
     scores = scores.take(np.arange(total - n, total))
     alpha = cfg.labelled_alpha / cfg.labelled_looks
     current = metric_value(metric, scores)
-    start = since - timedelta(hours=cfg.baseline_hours)
     earlier = figures.outputs(
-        name, old.version, "production", since=start, until=since, limit=LABELLED_ROWS
+        name,
+        old.version,
+        "production",
+        since=watch.baseline_start,
+        until=since,
+        limit=LABELLED_ROWS,
     )
     old_scores = labelled_scores(old, earlier)
     window_counts = class_counts(scores.y_true, list(scores.classes)) if scores.classes else None
@@ -261,32 +280,21 @@ _ENGINES: dict[tuple[str, str | None], Any] = {}
 
 def _engine(ctx: Context, mv: ModelVersion) -> Any:
     stored = mv.files["model"]
-    key = (stored.sha256, stored.signature)
-    if key not in _ENGINES:
-        if len(_ENGINES) >= 4:
-            _ENGINES.pop(next(iter(_ENGINES)))
-        _ENGINES[key] = version_engine(ctx, mv)
-    return _ENGINES[key]
+    return _kept(_ENGINES, (stored.sha256, stored.signature), 4, lambda: version_engine(ctx, mv))
 
 
-def _prediction_drift(
-    ctx: Context,
-    new: ModelVersion,
-    old: ModelVersion,
-    since: datetime,
-    now: datetime,
-    cfg: RollbackConfig,
-) -> SignalVerdict:
+def _prediction_drift(watch: _Watch) -> SignalVerdict:
     """The new version's logged outputs vs the previous version's outputs on the same inputs.
 
     Re-scoring the same rows keeps a shift of the traffic itself out of the comparison; the
     test is monitoring's output drift test with rollback's effect floors (drift_psi, drift_js)
     so that two good models that differ a little never alarm.
     """
+    ctx, new, old, cfg = watch.ctx, watch.new, watch.old, watch.cfg
     schema = old.card.feature_schema
     columns = [(f.name, f.kind) for f in schema.features]
     window = read_window(
-        ctx.db, new.model_name, new.version, columns, last=cfg.drift_rows, since=since
+        ctx.db, new.model_name, new.version, columns, last=cfg.drift_rows, since=watch.since
     )
     n = len(window)
     base: dict[str, Any] = {"rows": n}

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -20,6 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pgmlops.domain.redact import redact_secrets, redact_url
 from pgmlops.errors import ConfigError, SchemaOutdatedError, StoreError, ValidationError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -142,7 +146,7 @@ class Database:
         from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
-        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
         try:
             with self.engine.connect() as conn:
                 current = MigrationContext.configure(conn).get_current_revision()
@@ -156,7 +160,7 @@ class Database:
 
         try:
             with self.engine.begin() as conn:
-                cfg = self._alembic_config()
+                cfg = self.alembic_config()
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
@@ -164,7 +168,8 @@ class Database:
         self._checked = True
         return self.revisions()[0] or ""
 
-    def _alembic_config(self):
+    def alembic_config(self) -> Config:
+        """Alembic's configuration for this database (benchmarks and tests migrate with it)."""
         from alembic.config import Config
 
         cfg = Config()

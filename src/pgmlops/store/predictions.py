@@ -43,7 +43,7 @@ Record = PredictionRecord | EncodedRecord
 
 
 @cache
-def _insert_json_sql() -> str:
+def insert_json_sql() -> str:
     """INSERT … FROM jsonb_to_recordset, typed as the predictions table is.
 
     PredictionRecord's fields are the table's columns, so orjson's keys name them.
@@ -119,7 +119,7 @@ class PredictionStore:
         if self.db.is_postgres:
             # The partitioned table's key is (id, created_at); a spilled row keeps both. COPY
             # has no ON CONFLICT: a replay, which may repeat rows, stays an INSERT.
-            statement = _insert_json_sql() + " ON CONFLICT (id, created_at) DO NOTHING"
+            statement = insert_json_sql() + " ON CONFLICT (id, created_at) DO NOTHING"
 
             def insert(cur: Any, batch: Sequence[Record]) -> None:
                 cur.execute(statement, (Jsonb(batch, dumps=json_array),))

@@ -13,6 +13,7 @@ from pgmlops.domain.boosting import library_of
 from pgmlops.domain.card import DataFingerprint
 from pgmlops.domain.pipeline import make_estimator
 from pgmlops.domain.schema import FeatureSchema
+from pgmlops.domain.training_frame import left_out_notes
 from pgmlops.errors import ConfigError
 from pgmlops.services.artifact_signing import signing_key_for_writing
 from pgmlops.services.context import Context
@@ -112,7 +113,7 @@ def train_partitions(
     step(f"reading {raw.npartitions} partitions and inferring the schema")
     schema, sha256, n_rows = frames.infer_schema(client, raw, target, cfg, origin.sha256)
     schema = order_classes(schema, cfg.positive_class)
-    notes = [f"column {c!r} left out: {why}" for c, why in schema.dropped.items()]
+    notes: list[str] = [*left_out_notes(schema)]
     if origin.left_out_before is not None:
         schema = schema.keeping_left_out(origin.left_out_before)
     prepared = frames.prepare_rows(client, raw, schema, cfg, n_rows)

@@ -19,7 +19,7 @@ from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresho
 from pgmlops.domain.predict import predict_outputs, to_scores
 from pgmlops.domain.schema import FeatureSchema, ReadOptions
 from pgmlops.domain.split import MIN_CLASS_ROWS, split_rows
-from pgmlops.domain.training_frame import prepare_training_frame
+from pgmlops.domain.training_frame import left_out_notes, prepare_training_frame
 from pgmlops.errors import DataError, TrainingError
 from pgmlops.services.artifact_signing import signing_key_for_writing
 from pgmlops.services.context import Context
@@ -143,7 +143,7 @@ def train_model(
         min_class_rows=MIN_CLASS_ROWS,
     )
     schema = order_classes(schema, cfg.positive_class)
-    notes = [f"column {c!r} left out: {why}" for c, why in schema.dropped.items()]
+    notes: list[str] = [*left_out_notes(schema)]
     notes += dataset.notes + read_notes
     for note in notes:
         log.warning(note)
