@@ -168,7 +168,10 @@ def main() -> None:
     seen: dict[str, float] = {}
     stop = threading.Event()
     threading.Thread(target=reader_thread_cpu, args=(stop, seen), daemon=True).start()
-    result = log_rate.writer_rate(args.rows)
+    try:
+        result = log_rate.writer_rate(args.rows)
+    finally:
+        log_rate.drop_database()
     stop.set()
     time.sleep(0.3)
     got = json.loads(Path(os.environ["LOG_STAGES_OUT"]).read_text())
