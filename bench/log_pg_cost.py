@@ -1,6 +1,8 @@
 """PostgreSQL's CPU per logged prediction row, for the writer's path and variants of it.
 
-Run: ``.venv/bin/python bench/log_pg_cost.py [--rows 40000] [--rounds 3] [--only a,b]``.
+Run: ``.venv/bin/python bench/log_pg_cost.py [--rows 40000] [--rounds 3] [--only a,b] [--copy]``.
+With ``--copy``: the writer's binary COPY into copies of the table that differ in indexes,
+the features column's type or partitioning (bench/log_copy_variants.py), rows packed untimed.
 
 A fresh database (``pgmlops_bench_log_pg_cost``, or PGMLOPS_BENCH_DB; dropped at the end) on
 PGMLOPS_BENCH_POSTGRES_URL (default postgres@127.0.0.1:5432). Rows are what the serving path
@@ -35,6 +37,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from log_copy_variants import COPY_VARIANTS, copy_into, make_table
 from log_pg_variants import Variant, leaf_now, twin, variants
 from pgmlops.domain import demo_data
 from pgmlops.domain.records import PredictionRecord
@@ -110,8 +113,11 @@ def encode(features: list[dict[str, Any]]) -> list[EncodedRecord]:
 
 
 def run_one(v: Variant, rows: list[Any]) -> dict[str, float]:
+    n = len(rows)
     if v.decoded:
         rows = [as_record(r) for r in rows]
+    if v.pack is not None:
+        rows = v.pack(rows)
     with psycopg.connect(db_url(), autocommit=True) as conn:
         for stmt in v.setup:
             conn.execute(stmt)
@@ -123,7 +129,6 @@ def run_one(v: Variant, rows: list[Any]) -> dict[str, float]:
             v.write(conn, rows[start : start + v.batch])
         wall = time.perf_counter() - t0
         b1, a1, c1 = cpu_s(pid), aux_cpu(aux), time.process_time()
-    n = len(rows)
     return {
         "backend_us": (b1 - b0) / n * 1e6,
         "aux_us": (a1 - a0) / n * 1e6,
@@ -132,12 +137,24 @@ def run_one(v: Variant, rows: list[Any]) -> dict[str, float]:
     }
 
 
+def copy_variants(conn: psycopg.Connection) -> list[Variant]:
+    """The COPY variants, their tables made; each writes its rows in one call (COPYs inside)."""
+    out = []
+    for name, what, table in COPY_VARIANTS:
+        target = "predictions" if table is None else make_table(conn, name, **table)
+        strip = table is not None and table.get("features", "jsonb") != "jsonb"
+        pack, write = copy_into(target, strip=strip)
+        out.append(Variant(name, what, write, batch=1 << 30, pack=pack))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=40_000, help="rows per variant per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", help="comma-separated variant names")
     ap.add_argument("--keep", action="store_true", help="keep the database")
+    ap.add_argument("--copy", action="store_true", help="the binary COPY variants")
     args = ap.parse_args()
 
     say(f"load average {os.getloadavg()}; database {DB_NAME}")
@@ -156,16 +173,19 @@ def main() -> int:
         store.close()
         with psycopg.connect(db_url(), autocommit=True) as conn:
             leaf = leaf_now(conn)
-            twin(conn, "twin_full", with_time_index=True)
-            twin(conn, "twin_notime", with_time_index=False)
-            twin(conn, "twin_heap", with_time_index=False, keys=False)
-        chosen = variants(leaf)
+            if args.copy:
+                chosen = copy_variants(conn)
+            else:
+                twin(conn, "twin_full", with_time_index=True)
+                twin(conn, "twin_notime", with_time_index=False)
+                twin(conn, "twin_heap", with_time_index=False, keys=False)
+                chosen = variants(leaf)
         if args.only:
             keep = set(args.only.split(","))
             chosen = [v for v in chosen if v.name in keep]
         # Warm-up: one batch each (plans, caches).
         for v in chosen:
-            run_one(v, encode(features[: v.batch]))
+            run_one(v, encode(features[: min(v.batch, 500)]))
         for rnd in range(args.rounds):
             k = rnd % len(chosen)
             for v in chosen[k:] + chosen[:k]:

@@ -33,6 +33,8 @@ class Variant:
     setup: Sequence[str] = ()
     # Hand the writer PredictionRecords (as the thread writer has them), decoded untimed.
     decoded: bool = False
+    # Pack the rows before the clock starts (the COPY variants: PostgreSQL's side alone).
+    pack: Callable[[list[Any]], list[bytes]] | None = None
     runs: list[dict[str, float]] = field(default_factory=list)
 
 

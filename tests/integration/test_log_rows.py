@@ -95,3 +95,40 @@ def test_a_row_that_cannot_be_written_is_refused_with_one_line(ctx, bad) -> None
         store.write_batch([row])
     store.close()
     assert store.count() == 0
+
+
+def test_rows_of_one_batch_keep_their_own_model_version_time_label_and_request(ctx) -> None:
+    # The packing reuses what rows of a request share; rows that share none of it must not
+    # take another row's values.
+    t1 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    t2 = datetime(2026, 12, 6, 13, 0, 0, 1, tzinfo=UTC)
+    ids = prediction_ids(8)
+    sent = [
+        PredictionRecord(
+            ids[k],
+            ("a", "b")[k % 2],
+            1 + k % 3,
+            (t1, t2)[k // 4],
+            {"x": k},
+            ("0", "1", "yes")[k % 3],
+            k / 10,
+            None,
+            None,
+            float(k),
+            (None, "r1", "r2")[k % 3],
+        )
+        for k in range(8)
+    ]
+    store = PredictionStore(ctx.db)
+    # Both forms in one batch, interleaved: records and encoded lines.
+    store.write_batch(
+        [r if k % 2 else EncodedRecord(orjson.dumps(r)) for k, r in enumerate(sent)]  # type: ignore[misc]
+    )
+    stored = _stored(store)
+    store.close()
+    for r in sent:
+        row = stored[r.id]
+        assert row["created_at"].replace(tzinfo=UTC) == r.created_at  # type: ignore[attr-defined]
+        for name in ("model_name", "version", "features", "prediction", "probability"):
+            assert row[name] == getattr(r, name), name
+        assert row["request_id"] == r.request_id

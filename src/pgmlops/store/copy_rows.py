@@ -83,6 +83,12 @@ def _stamp(value: str | datetime) -> bytes:
     return _STAMP(8, (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
 
 
+def _head(model: str, version: int, created: str | datetime) -> bytes:
+    """Fields 2-4 (model_name, version, created_at), which the rows of a request share."""
+    b_model = model.encode()
+    return _LEN(len(b_model)) + b_model + _INT4(4, version) + _stamp(created)
+
+
 def binary_rows(records: Sequence[PredictionRecord | EncodedRecord]) -> bytes:
     """The rows' bytes in COPY's binary format (no header, no trailer).
 
@@ -90,7 +96,11 @@ def binary_rows(records: Sequence[PredictionRecord | EncodedRecord]) -> bytes:
     """
     out: list[bytes] = []
     append = out.append
-    stamps: dict[Any, bytes] = {}  # the rows of one request share their time
+    # The rows of a request share their model, version and time, and a few labels and
+    # request ids repeat: each is packed once per call, not once per row.
+    heads: dict[Any, bytes] = {}
+    labels: dict[Any, bytes] = {}
+    texts: dict[Any, bytes] = {None: _NULL}
     null = _NULL
     for record in records:
         try:
@@ -99,39 +109,39 @@ def binary_rows(records: Sequence[PredictionRecord | EncodedRecord]) -> bytes:
             values = _ITEMS(loads(record.line)) if encoded else _ATTRS(record)  # type: ignore[union-attr]
             (rid, model, version, created, features, prediction, proba, conf, output, latency,
              request_id, key, role, paired) = values  # fmt: skip
-            stamp = stamps.get(created)
-            if stamp is None:
-                stamp = stamps[created] = _stamp(created)
+            head = heads.get((model, version, created))
+            if head is None:
+                head = heads[(model, version, created)] = _head(model, version, created)
             raw_id = fromhex(rid.replace("-", ""))
-            feats = dumps(features)
-            b_model = model.encode()
-            b_pred = prediction.encode()
             if len(raw_id) != 16:
                 raise ValueError(f"not a uuid: {rid!r}")
+            feats = dumps(features)
+            b_pred = labels.get(prediction)
+            if b_pred is None:
+                b_pred = labels[prediction] = _LEN(len(b := prediction.encode())) + b
             if output is None:
                 b_output = null
             else:
                 b_output = dumps(output)
                 b_output = _LEN(len(b_output) + 1) + b"\x01" + b_output
+            b_request = texts.get(request_id)
+            if b_request is None:
+                b_request = texts[request_id] = _text(request_id)
             append(
                 b"".join(
                     (
                         _START,
                         raw_id,
-                        _LEN(len(b_model)),
-                        b_model,
-                        _INT4(4, version),
-                        stamp,
+                        head,
                         _LEN(len(feats) + 1),  # jsonb's binary form: version 1, then the text
                         b"\x01",
                         feats,
-                        _LEN(len(b_pred)),
                         b_pred,
                         _float8(proba),
                         _float8(conf),
                         b_output,
                         _float8(latency),
-                        null if request_id is None else _text(request_id),
+                        b_request,
                         null if key is None else _text(key),
                         null if role is None else _text(role),
                         null if paired is None else _UUID + _uuid(paired),

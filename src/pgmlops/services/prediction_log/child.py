@@ -8,11 +8,13 @@ kill -9 alike), drains what it holds to the database or the spill file, and exit
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import select
 import signal
 import stat
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +34,8 @@ _READ_BYTES = 1 << 20
 # nothing changes, every IDLE_PUBLISH_S (the spill folder is looked at then).
 PUBLISH_EVERY_S = 0.05
 IDLE_PUBLISH_S = 1.0
+# The young generation's collection threshold here (Python's default is 700): see _tune_gc.
+GC_YOUNG = 10_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,21 @@ def _name_process() -> None:
         import ctypes
 
         ctypes.CDLL(None).prctl(15, b"pgmlops-log", 0, 0, 0)  # PR_SET_NAME
+
+
+def _tune_gc() -> None:
+    """Collect less often: the queue holds up to max_queue records that form no cycles.
+
+    Each queued row is a tracked object that outlives the young generation, so at the default
+    threshold the collector ran every 700 rows and rescanned the queue in its older passes
+    (bench/log_stages.py; bench/results/log-rate-wave3-writer.md). What the process inherited
+    (libraries, the serving process's heap) is frozen out of every pass.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, 10, 10)
+    # Python's default switch interval: the serving process shortens it for its event loop's
+    # latency; here it only makes the reading and writing threads trade the GIL more often.
+    sys.setswitchinterval(0.005)
 
 
 def _close_inherited_sockets(keep: int) -> None:
@@ -111,6 +130,7 @@ def run(
     # the writer runs: not at the first row, which may come in the middle of an outage.
     with contextlib.suppress(Exception):
         store.db.ensure_schema()
+    _tune_gc()
     writer.start()
     received, rest = 0, b""
     next_publish, published, last = 0.0, 0.0, None
