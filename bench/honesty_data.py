@@ -106,8 +106,8 @@ def _plotnine_diamonds() -> pd.DataFrame:
     return diamonds.copy()
 
 
-def real_source(name: str) -> Source:
-    """A statsmodels dataset: 60% trains the model, windows resample the other 40%."""
+def real_frame(name: str) -> tuple[pd.DataFrame, str, str, str]:
+    """A real dataset as the benches use it: (frame, target, categorical column, note)."""
     if name == "fair":
         raw = _statsmodels("fair")
         frame = raw.drop(columns=["affairs"]).assign(
@@ -143,6 +143,12 @@ def real_source(name: str) -> Source:
         )
     else:
         raise SystemExit(f"unknown dataset {name!r}: use demo, fair, randhie or diamonds")
+    return frame, target, categorical, note
+
+
+def real_source(name: str) -> Source:
+    """A statsmodels dataset: 60% trains the model, windows resample the other 40%."""
+    frame, target, categorical, note = real_frame(name)
     rng = np.random.default_rng(11)
     held = rng.random(len(frame)) < 0.4
     train, pool = frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)

@@ -16,6 +16,8 @@ same trained versions, so the only difference between columns is the gate.
     PYTHONPATH=src python bench/promotion_rates.py --null 400   # the gate's false-pass rate
     PYTHONPATH=src python bench/promotion_rates.py --small 10   # first versions, small real sets
     PYTHONPATH=src:bench python bench/promotion_rates.py --challenger 10  # champion vs challenger
+    PYTHONPATH=src:bench python bench/promotion_rates.py --challenger 10 --sets fair,randhie
+    PYTHONPATH=src:bench python bench/promotion_rates.py --null-challenger 40 --sets fair
 """
 
 from __future__ import annotations
@@ -164,15 +166,46 @@ def _small_sets() -> dict[str, tuple[pd.DataFrame, str]]:
             "breast_cancer (569 rows, binary)": (cancer, "target")}  # fmt: skip
 
 
-def small_first_versions(cases: int, folder: Path) -> dict[str, dict[str, tuple[int, str]]]:
-    """First versions on small real sets: real, shuffled labels, noise features (default policy)."""
+def _crossfit_parts(ctx: Context, version: Any, sizes: dict[str, int]) -> str:
+    """AUC of the out-of-fold training rows, of the held-out rows and of both pooled."""
+    from sklearn.metrics import roc_auc_score
+
+    from pgmlops.services.promotion import read_crossfit
+
+    if version.card.task != "binary" or "crossfit" not in version.files:
+        return ""
+    scores = read_crossfit(ctx, version)
+    truth = scores.y_true.astype(str) == str(version.card.positive_class)
+    held = sizes["candidate_holdout"] + sizes["candidate_validation"]
+    cut = len(truth) - held
+    auc = [roc_auc_score(truth[s], scores.proba[s]) for s in (slice(0, cut), slice(cut, None))]
+    pooled = roc_auc_score(truth, scores.proba)
+    rates = f"positive rate {truth[:cut].mean():.3f} / {truth[cut:].mean():.3f}"
+    means = f"mean score {scores.proba[:cut].mean():.3f} / {scores.proba[cut:].mean():.3f}"
+    aucs = f"AUC out-of-fold {auc[0]:.3f}, held-out {auc[1]:.3f}, pooled {pooled:.3f}"
+    return f"[{aucs}; {rates}; {means}]"
+
+
+def small_first_versions(
+    cases: int, folder: Path, sets: str = "", kinds: str = "real,shuffled,noise"
+) -> dict[str, dict[str, tuple[int, str]]]:
+    """First versions on small real sets: real, shuffled labels, noise features (default policy).
+
+    `sets` keeps the sets whose label contains one of its comma-separated words (all when
+    empty); `kinds` the candidates to train. Case i draws the same data whatever is kept.
+    """
     settings = Settings(
         database_url=f"sqlite:///{folder / 'small.db'}", artifact_root=str(folder / "art3")
     )
     ctx = Context(settings)
     out: dict[str, dict[str, tuple[int, str]]] = {}
-    for label, (frame, target) in _small_sets().items():
-        counts = {k: [0, ""] for k in ("real", "shuffled", "noise")}
+    chosen = {
+        label: v
+        for label, v in _small_sets().items()
+        if not sets or any(w and w in label for w in sets.split(","))
+    }
+    for label, (frame, target) in chosen.items():
+        counts = {k: [0, ""] for k in ("real", "shuffled", "noise") if k in kinds}
         for i in range(cases):
             rng = np.random.default_rng(500 + i)
             features = [c for c in frame.columns if c != target]
@@ -183,7 +216,7 @@ def small_first_versions(cases: int, folder: Path) -> dict[str, dict[str, tuple[
                 "noise": data.assign(**{c: rng.permutation(data[c].to_numpy()) for c in features}),
             }
             for kind, d in jobs.items():
-                if kind == "real" and i > 0:
+                if kind not in counts or (kind == "real" and i > 0):
                     continue  # the real set: same rows in every case (the split is by content)
                 name = f"{kind}{i}{label.split()[0]}"
                 path = folder / f"{name}.csv"
@@ -195,126 +228,14 @@ def small_first_versions(cases: int, folder: Path) -> dict[str, dict[str, tuple[
                 counts[kind][0] += int(decision[0].approved)
                 if not counts[kind][1]:
                     counts[kind][1] = decision[0].summary()
+                if VERBOSE or (decision[0].approved and kind != "real"):
+                    gate = decision[0].gates[0]
+                    parts = _crossfit_parts(
+                        ctx, ctx.registry.get_version(name, version), decision[1]
+                    )
+                    print(f"  {label} {kind} case {i}: {gate.detail} {parts}", flush=True)
             print(f"{label}: case {i + 1}/{cases}", flush=True)
         out[label] = {k: (int(v[0]), str(v[1])) for k, v in counts.items()}
-    ctx.close()
-    return out
-
-
-def _challenger_sets(churn_rows: int, sets: str) -> dict[str, tuple[pd.DataFrame, str]]:
-    """A real binary set bundled with scikit-learn (no download) and the embedded demo data.
-
-    breast_cancer is left out: 5% of it is about 17 training rows, too few for a single
-    split of the default model, so its champion predicts a constant and any model wins.
-    """
-    from sklearn import datasets
-
-    out: dict[str, tuple[pd.DataFrame, str]] = {}
-    if "digits" in sets:
-        digits = datasets.load_digits(as_frame=True).frame
-        digits["target"] = np.where(digits["target"] >= 5, "high", "low")
-        out["digits >= 5 (1,797 rows)"] = (digits, "target")
-    if "churn" in sets:
-        out[f"demo churn ({churn_rows:,} rows)"] = (make_churn(churn_rows, seed=77), "Exited")
-    return out
-
-
-def _holdout_only(ctx: Context, candidate: Any, champion: Any) -> bool:
-    """The gate as it was: the union of the two holdouts alone, one-sided 99%."""
-    from pgmlops.domain.gates import decide
-    from pgmlops.domain.predict import baseline_scores
-    from pgmlops.services.promotion import holdout_scores, read_holdout
-
-    names = [*candidate.card.feature_schema.names, *champion.card.feature_schema.names]
-    needed = list(dict.fromkeys([*names, candidate.card.target]))
-    parts = [read_holdout(ctx, v) for v in (candidate, champion)]
-    parts = [p[needed] for p in parts if all(c in p for c in needed)]
-    rows = pd.concat(parts, ignore_index=True).drop_duplicates().reset_index(drop=True)
-    target = candidate.card.target
-    cand = holdout_scores(ctx, candidate, rows, target)
-    champ = holdout_scores(ctx, champion, rows, target)
-    base = baseline_scores("binary", cand.y_true, cand.y_true, candidate.card.classes)
-    return decide(cand, champ, base, PromotionPolicy(challenger_confidence=0.99)).approved
-
-
-CHALLENGES = ("better", "identical", "worse")
-
-
-def challengers(
-    cases: int, folder: Path, churn_rows: int = 6_000, sets: str = "digits,churn"
-) -> dict[str, dict[str, Any]]:
-    """Champion vs challenger on real sets, default policy, the real promotion evaluation.
-
-    Per case, a 90% subsample of the set (its own seed) trains three versions: on all of it
-    (seed 0), on all of it again with another seed (split and model), and on a 5% subsample.
-    better = all vs the 5% champion; identical = the other-seed retrain vs the first;
-    worse = the 5% model vs the all-data champion. The true gain is the AUC difference on
-    the rows outside the subsample (never trained on by either).
-    """
-    from sklearn.metrics import roc_auc_score
-
-    from pgmlops.domain.schema import coerce_features
-    from pgmlops.services.commands import train_version
-    from pgmlops.services.promotion import version_engine
-
-    settings = Settings(
-        database_url=f"sqlite:///{folder / 'challenger.db'}", artifact_root=str(folder / "art4")
-    )
-    ctx = Context(settings)
-    out: dict[str, dict[str, Any]] = {}
-    for label, (frame, target) in _challenger_sets(churn_rows, sets).items():
-        hits = dict.fromkeys(CHALLENGES, 0)
-        before = dict.fromkeys(CHALLENGES, 0)
-        strict = dict.fromkeys(CHALLENGES, 0)
-        first: dict[str, str] = {}
-        gains: list[float] = []
-        rows: list[int] = []
-        for i in range(cases):
-            data = frame.sample(frac=0.9, random_state=700 + i)
-            unseen = frame.drop(index=data.index)
-            small = data.sample(frac=0.05, random_state=800 + i)
-            name = f"c{i}{label.split()[0]}"
-            versions = {}
-            for key, d, seed in (("full", data, 0), ("again", data, 1), ("small", small, 0)):
-                versions[key] = train_version(
-                    ctx, data=d.reset_index(drop=True), target=target, model_name=name,
-                    overrides={"seed": seed, "reference_folds": 0}, onnx=False, actor="b",
-                ).version  # fmt: skip
-            auc = {}
-            for key in ("full", "small"):
-                mv = versions[key]
-                x = coerce_features(unseen, mv.card.feature_schema)
-                proba = np.asarray(version_engine(ctx, mv).predict_frame(x).proba, dtype=float)
-                truth = unseen[target].astype(str).to_numpy() == str(mv.card.positive_class)
-                auc[key] = roc_auc_score(truth, proba[:, -1] if proba.ndim == 2 else proba)
-            gains.append(auc["full"] - auc["small"])
-            for kind, cand, champ in (
-                ("better", "full", "small"),
-                ("identical", "again", "full"),
-                ("worse", "small", "full"),
-            ):
-                decision, sizes = evaluate_challenge(ctx, versions[cand], versions[champ])
-                hits[kind] += int(decision.approved)
-                before[kind] += int(_holdout_only(ctx, versions[cand], versions[champ]))
-                ctx.settings.promotion = PromotionPolicy(challenger_confidence=0.99)
-                strict[kind] += int(
-                    evaluate_challenge(ctx, versions[cand], versions[champ])[0].approved
-                )
-                ctx.settings.promotion = POLICIES["default"]
-                if kind == "better":
-                    rows.append(sizes["rows"])
-                first.setdefault(kind, decision.summary())
-                if VERBOSE:
-                    print(f"  {label} {kind} {i} {sizes}: {decision.summary()}", flush=True)
-            print(f"{label}: case {i + 1}/{cases}", flush=True)
-        out[label] = {
-            "hits": hits,
-            "before": before,
-            "strict": strict,
-            "first": first,
-            "true_gain": (float(np.min(gains)), float(np.mean(gains)), float(np.max(gains))),
-            "rows": (min(rows), max(rows)),
-        }
     ctx.close()
     return out
 
@@ -326,44 +247,31 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print every decision")
     parser.add_argument("--null", type=int, default=0, help="only N random-score first versions")
     parser.add_argument("--small", type=int, default=0, help="N cases of small real sets")
+    parser.add_argument("--small-sets", default="", help="--small: only sets naming these")
+    parser.add_argument("--small-kinds", default="real,shuffled,noise", help="--small: kinds")
     parser.add_argument("--challenger", type=int, default=0, help="N champion/challenger cases")
+    parser.add_argument(
+        "--null-challenger", type=int, default=0, help="N cases of equal-skill challengers"
+    )
     parser.add_argument("--churn-rows", type=int, default=6_000, help="demo rows (--challenger)")
-    parser.add_argument("--sets", default="digits,churn", help="sets for --challenger")
+    parser.add_argument("--fraction", type=float, default=0.9, help="--challenger: rows per case")
+    parser.add_argument(
+        "--sets", default="digits,churn", help="digits, churn, fair, randhie (--challenger)"
+    )
     args = parser.parse_args()
     global VERBOSE
     VERBOSE = args.verbose
-    if args.challenger:
-        from honesty_rates import wilson
+    if args.challenger or args.null_challenger:
+        from challenger_rates import report
 
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            result = challengers(args.challenger, Path(tmp), args.churn_rows, args.sets)
-        head = "default policy (Wilson 95%) | before: holdouts, 0.99 | held-out rows, 0.99"
-        print(f"| data | candidate | {head} | first decision (default) |")
-        print("|---|---|---|---|---|---|")
-        for label, res in result.items():
-            lo_g, mean_g, hi_g = res["true_gain"]
-            gain = f"mean {mean_g:+.3f} (min {lo_g:+.3f}, max {hi_g:+.3f})"
-            print(f"| {label} | true AUC gain of full over 5% on unseen rows {gain}; ", end="")
-            print(f"evaluation rows {res['rows']} | | | | |")
-            for kind in CHALLENGES:
-                hits = res["hits"][kind]
-                lo, hi = wilson(hits, args.challenger)
-                cell = f"{hits}/{args.challenger} [{lo:.1%}, {hi:.1%}]"
-                old = res["before"][kind]
-                lo, hi = wilson(old, args.challenger)
-                was = f"{old}/{args.challenger} [{lo:.1%}, {hi:.1%}]"
-                lo, hi = wilson(res["strict"][kind], args.challenger)
-                strict = f"{res['strict'][kind]}/{args.challenger} [{lo:.1%}, {hi:.1%}]"
-                print(f"| {label} | {kind} | {cell} | {was} | {strict} | {res['first'][kind]} |")
-        print(f"({time.perf_counter() - started:.0f} s)")
+        report(args)
         return
     if args.small:
         from honesty_rates import wilson
 
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            out = small_first_versions(args.small, Path(tmp))
+            out = small_first_versions(args.small, Path(tmp), args.small_sets, args.small_kinds)
         for label, counts in out.items():
             for kind, (hits, first) in counts.items():
                 total = 1 if kind == "real" else args.small
