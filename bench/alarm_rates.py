@@ -33,17 +33,14 @@ from sklearn.metrics import roc_auc_score
 from honesty_rates import wilson  # bench/ is on sys.path when a script runs
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.performance import confidence
+from pgmlops.domain.monitoring.performance import confidence
 from pgmlops.domain.schema import coerce_features
 from pgmlops.services.commands import train_command
 from pgmlops.services.context import Context
-from pgmlops.services.labelled_performance import labelled_performance
-from pgmlops.services.monitoring_signals import (
-    confidence_signal,
-    estimated_performance,
-)
+from pgmlops.services.monitoring.labelled_performance import labelled_performance
+from pgmlops.services.monitoring.signals import confidence_signal, estimated_performance
 from pgmlops.services.promotion import version_engine
-from pgmlops.store.prediction_windows import PredictionWindow
+from pgmlops.store.monitoring.prediction_windows import PredictionWindow
 
 SIGNALS = ("labelled", "confidence", "estimated")
 

@@ -18,10 +18,10 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from pgmlops.config import load_settings
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.services.context import Context
 from pgmlops.services.inference import onnx_row_feeds
-from pgmlops.services.serving import load_version
+from pgmlops.services.serving.load import load_version
 
 
 def _load():

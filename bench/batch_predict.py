@@ -145,7 +145,7 @@ def main() -> int:
         ap.error("--rows and --runs must be at least 1")
 
     from pgmlops.domain.demo_data import make_churn
-    from pgmlops.store.predictions import PredictionStore
+    from pgmlops.store.prediction_log.predictions import PredictionStore
 
     workdir = Path(tempfile.mkdtemp(prefix="pgmlops-batch-"))
     machine_info = machine()

@@ -19,7 +19,7 @@ from honesty_rates import wilson
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.policies import PromotionPolicy
-from pgmlops.domain.records import ModelVersion
+from pgmlops.domain.registry.records import ModelVersion
 from pgmlops.services.context import Context
 from pgmlops.services.promotion import evaluate_challenge
 
@@ -83,8 +83,8 @@ def unseen_skill(ctx: Context, version: ModelVersion, unseen: pd.DataFrame) -> f
 
 def _holdout_only(ctx: Context, candidate: ModelVersion, champion: ModelVersion) -> bool:
     """The gate as it was: the union of the two holdouts alone, one-sided 99%."""
-    from pgmlops.domain.gates import decide
     from pgmlops.domain.predict import baseline_scores
+    from pgmlops.domain.promotion.gates import decide
     from pgmlops.services.promotion import holdout_scores, read_holdout
 
     names = [*candidate.card.feature_schema.names, *champion.card.feature_schema.names]

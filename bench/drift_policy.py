@@ -27,11 +27,11 @@ from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
-from pgmlops.services.monitoring import run_monitor
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.serving import load_version
-from pgmlops.services.triggers import drift_trigger
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.services.monitoring.run import run_monitor
+from pgmlops.services.retraining.triggers import drift_trigger
+from pgmlops.services.serving.load import load_version
+from pgmlops.services.serving.prediction import predict_records
+from pgmlops.store.prediction_log.predictions import PredictionStore
 
 HARM = 0.01
 SCENARIOS: dict[str, dict[str, Any]] = {

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.drift import DriftPolicy, build_profile, compare
+from pgmlops.domain.monitoring.drift import DriftPolicy, build_profile, compare
 from pgmlops.domain.schema import as_float32_grid
-from pgmlops.domain.training_frame import prepare_training_frame
+from pgmlops.domain.training.frame import prepare_training_frame
 
 FOUR = ["Age", "CreditScore", "Balance", "EstimatedSalary"]
 CASES = ("null", "one_0.2", "one_0.5", "balance_0.2", "four_0.2", "mix")

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from pgmlops.domain.drift import DriftPolicy, detect_drift
+from pgmlops.domain.monitoring.drift import DriftPolicy, detect_drift
 
 N_NUMERIC = 10
 N_CATEGORICAL = 10

@@ -123,7 +123,7 @@ def main() -> None:
 
     sys.path.insert(0, str(BENCH))
     from drift_speed import N_CATEGORICAL, N_NUMERIC, make_frames
-    from pgmlops.domain.drift import detect_drift
+    from pgmlops.domain.monitoring.drift import detect_drift
     from pgmlops.domain.policies import DriftPolicy
 
     reference, current = make_frames(args.rows, as_object=False)

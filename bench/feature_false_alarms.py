@@ -30,8 +30,8 @@ from honesty import RESULTS
 from honesty_bench import Bench
 from honesty_data import demo_source, real_source
 from honesty_rates import wilson
-from pgmlops.domain.drift import compare
-from pgmlops.services.monitoring import model_inputs
+from pgmlops.domain.monitoring.drift import compare
+from pgmlops.services.monitoring.run import model_inputs
 
 
 def features(bench: Bench, frame: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from honesty_bench import Bench, coerced, drift_trigger, label_text, signals
 from honesty_data import Draw
 from honesty_rates import Rate, Row, at_least, at_most
-from pgmlops.services.monitoring import assess_window
+from pgmlops.services.monitoring.run import assess_window
 
 # -- the sections -----------------------------------------------------------------------
 

@@ -17,10 +17,10 @@ from pgmlops.config import Settings
 from pgmlops.domain.metrics import Scores, evaluate
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
-from pgmlops.services.monitoring import MonitoringResult, assess_window, load_profile
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.serving import LoadedModel, load_version
-from pgmlops.store.prediction_windows import PredictionWindow
+from pgmlops.services.monitoring.run import MonitoringResult, assess_window, load_profile
+from pgmlops.services.serving.load import LoadedModel, load_version
+from pgmlops.services.serving.prediction import predict_records
+from pgmlops.store.monitoring.prediction_windows import PredictionWindow
 
 ACTOR = "bench-honesty"
 
@@ -223,6 +223,6 @@ def designs(profile: Any) -> list[tuple[str, Any]]:
 
 
 def drift_trigger() -> Callable[..., Any] | None:
-    from pgmlops.services import triggers
+    from pgmlops.services.retraining import triggers
 
     return getattr(triggers, "drift_trigger", None)

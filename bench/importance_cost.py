@@ -24,9 +24,9 @@ import numpy as np
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.importance import permutation_importance
 from pgmlops.domain.metrics import metric_value
-from pgmlops.domain.pipeline import build_pipeline, make_estimator
 from pgmlops.domain.predict import Outputs, predict_outputs, to_scores
-from pgmlops.domain.training_frame import prepare_training_frame
+from pgmlops.domain.training.frame import prepare_training_frame
+from pgmlops.domain.training.pipeline import build_pipeline, make_estimator
 
 
 def main() -> None:

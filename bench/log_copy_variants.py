@@ -1,9 +1,10 @@
 """COPY variants of bench/log_pg_cost.py: the writer's binary COPY into copies of the table.
 
-Each variant COPYs the same rows, packed as the writer packs them (store/copy_rows.py) before
-the clock starts, into a copy of `predictions` in a schema of its own that differs in one
-thing: its indexes, the features column's type (jsonb, json, text, bytea) or partitioning.
-What differs in the backend's CPU a row is what that thing costs PostgreSQL.
+Each variant COPYs the same rows, packed as the writer packs them
+(store/prediction_log/copy_rows.py) before the clock starts, into a copy of `predictions` in a
+schema of its own that differs in one thing: its indexes, the features column's type (jsonb, json,
+text, bytea) or partitioning. What differs in the backend's CPU a row is what that thing costs
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgmlops.store.copy_rows import COLUMNS, HEADER, TRAILER, binary_rows
+from pgmlops.store.prediction_log.copy_rows import COLUMNS, HEADER, TRAILER, binary_rows
 
 _COPY_ROWS = 20_000  # the writer's catch-up batch: one COPY, one commit
-_PART_ROWS = 500  # written in parts, as store/predictions.py does
+_PART_ROWS = 500  # written in parts, as store/prediction_log/predictions.py does
 _FEATURES = COLUMNS.index("features")
 INDEXES = {
     "pk": "ALTER TABLE {t} ADD PRIMARY KEY (id, created_at)",

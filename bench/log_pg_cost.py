@@ -40,11 +40,11 @@ from psycopg import sql
 from log_copy_variants import COPY_VARIANTS, copy_into, make_table
 from log_pg_variants import Variant, leaf_now, twin, variants
 from pgmlops.domain import demo_data
-from pgmlops.domain.records import PredictionRecord
-from pgmlops.services.prediction import prediction_ids
+from pgmlops.domain.registry.records import PredictionRecord
+from pgmlops.services.serving.prediction import prediction_ids
 from pgmlops.store.db import Database
-from pgmlops.store.predictions import PredictionStore
-from pgmlops.store.spill import EncodedRecord, as_record
+from pgmlops.store.prediction_log.predictions import PredictionStore
+from pgmlops.store.prediction_log.spill import EncodedRecord, as_record
 
 ADMIN_URL = os.environ.get(
     "PGMLOPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -13,9 +13,9 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
-from pgmlops.domain.records import PredictionRecord
-from pgmlops.store.predictions import insert_json_sql
-from pgmlops.store.spill import EncodedRecord, json_array
+from pgmlops.domain.registry.records import PredictionRecord
+from pgmlops.store.prediction_log.predictions import insert_json_sql
+from pgmlops.store.prediction_log.spill import EncodedRecord, json_array
 from pgmlops.store.tables import PredictionRow
 
 COLUMNS = [c.name for c in PredictionRow.__table__.columns]

@@ -59,10 +59,10 @@ def writer_rate(rows: int) -> dict[str, float]:
 
     from pgmlops.config import ServingConfig
     from pgmlops.domain.demo_data import make_churn
-    from pgmlops.domain.records import PredictionRecord
-    from pgmlops.services.prediction import prediction_ids
-    from pgmlops.services.prediction_log.child import LogProcessConfig
-    from pgmlops.services.prediction_log.process import ProcessLogWriter
+    from pgmlops.domain.registry.records import PredictionRecord
+    from pgmlops.services.serving.prediction import prediction_ids
+    from pgmlops.services.serving.prediction_log.child import LogProcessConfig
+    from pgmlops.services.serving.prediction_log.process import ProcessLogWriter
     from pgmlops.store.db import Database
 
     recreate_database()

@@ -31,9 +31,9 @@ from typing import Any
 import orjson
 
 import log_rate
-from pgmlops.services.prediction_log import child
-from pgmlops.store import predictions
-from pgmlops.store.spill import EncodedRecord
+from pgmlops.services.serving.prediction_log import child
+from pgmlops.store.prediction_log import predictions
+from pgmlops.store.prediction_log.spill import EncodedRecord
 
 CLK = os.sysconf("SC_CLK_TCK")
 acc: dict[str, float] = {}
@@ -107,9 +107,9 @@ def reader_thread_cpu(stop: threading.Event, seen: dict[str, float]) -> None:
 def parts() -> None:
     """The reading thread's per-row work and the packing, alone, default vs tuned collector."""
     from pgmlops.domain.demo_data import make_churn
-    from pgmlops.domain.records import PredictionRecord
-    from pgmlops.services.prediction import prediction_ids
-    from pgmlops.store.copy_rows import binary_rows
+    from pgmlops.domain.registry.records import PredictionRecord
+    from pgmlops.services.serving.prediction import prediction_ids
+    from pgmlops.store.prediction_log.copy_rows import binary_rows
     from serve_setup import FEATURES
 
     frame = make_churn(10_000, seed=7)

@@ -24,8 +24,8 @@ import psycopg
 
 from pgmlops.config import Settings
 from pgmlops.services.context import Context
-from pgmlops.services.monitoring import run_monitor
-from pgmlops.store import window_summary
+from pgmlops.services.monitoring.run import run_monitor
+from pgmlops.store.monitoring import window_summary
 
 ADMIN_URL = os.environ.get(
     "PGMLOPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

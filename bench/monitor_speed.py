@@ -39,18 +39,18 @@ from sqlalchemy.engine import make_url
 
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.partitions import period_of
-from pgmlops.domain.records import PredictionRecord
+from pgmlops.domain.registry.records import PredictionRecord
 from pgmlops.domain.schema import coerce_features
+from pgmlops.domain.serving.partitions import period_of
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
-from pgmlops.services.monitoring import run_monitor
-from pgmlops.services.monitoring_aggregates.hours import summarise_closed_hours
+from pgmlops.services.monitoring.aggregates.hours import summarise_closed_hours
+from pgmlops.services.monitoring.run import run_monitor
 from pgmlops.services.promotion import version_engine
 from pgmlops.store.db import normalize_url
-from pgmlops.store.partitions import PartitionStore
-from pgmlops.store.prediction_windows import read_window
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.monitoring.prediction_windows import read_window
+from pgmlops.store.prediction_log.partitions import PartitionStore
+from pgmlops.store.prediction_log.predictions import PredictionStore
 
 ADMIN_URL = os.environ.get(
     "PGMLOPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

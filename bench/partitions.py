@@ -32,14 +32,14 @@ from sqlalchemy.engine import make_url
 
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.partitions import TimeRange, period_of
-from pgmlops.domain.records import PredictionRecord
+from pgmlops.domain.registry.records import PredictionRecord
+from pgmlops.domain.serving.partitions import TimeRange, period_of
 from pgmlops.services.context import Context
-from pgmlops.services.prediction import prediction_ids
 from pgmlops.services.retention import drop_old_predictions
+from pgmlops.services.serving.prediction import prediction_ids
 from pgmlops.store.db import Database, normalize_url
-from pgmlops.store.partitions import PartitionStore
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.prediction_log.partitions import PartitionStore
+from pgmlops.store.prediction_log.predictions import PredictionStore
 
 ADMIN_URL = os.environ.get(
     "PGMLOPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -95,10 +95,10 @@ def components() -> list[tuple[str, float]]:
     from pgmlops.api.observability import request_id_var
     from pgmlops.config import load_settings
     from pgmlops.domain.decision import scale_one
-    from pgmlops.domain.records import PredictionRecord
+    from pgmlops.domain.registry.records import PredictionRecord
     from pgmlops.services.inference import onnx_row_feeds
-    from pgmlops.services.prediction import predict_records, unknown_categories
-    from pgmlops.services.prediction_log import PredictionLogWriter
+    from pgmlops.services.serving.prediction import predict_records, unknown_categories
+    from pgmlops.services.serving.prediction_log import PredictionLogWriter
 
     settings = load_settings()
     app = create_app(settings)

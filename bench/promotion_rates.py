@@ -138,9 +138,9 @@ def real_datasets(folder: Path) -> dict[str, bool]:
 
 def null_rate(trials: int, rows: int) -> dict[float, int]:
     """First versions with no skill at all (random scores), judged at two confidence levels."""
-    from pgmlops.domain.gates import decide
     from pgmlops.domain.metrics import Scores
     from pgmlops.domain.predict import baseline_scores
+    from pgmlops.domain.promotion.gates import decide
 
     passed = {0.95: 0, 0.99: 0}
     for t in range(trials):

@@ -25,10 +25,10 @@ from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.retraining import retrain
-from pgmlops.services.serving import load_version
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.services.retraining.runs import retrain
+from pgmlops.services.serving.load import load_version
+from pgmlops.services.serving.prediction import predict_records
+from pgmlops.store.prediction_log.predictions import PredictionStore
 
 PG_ADMIN = os.environ.get(
     "PGMLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -7,10 +7,10 @@ simulated watch period registers them again under a fresh model name on one thro
 SQLite registry, then at the service level (no HTTP):
 
 1. v1 is production and answers `--baseline` rows (scored by the served engine,
-   services/prediction.py, logged with the store, labels through the feedback service);
+   services/serving/prediction.py, logged with the store, labels through the feedback service);
 2. the new version is promoted (an audited alias move);
 3. rows arrive `--step` at a time, each with its true label, and after every step the
-   worker's check runs (services/rollback_watch.py `check_rollback`, the same call
+   worker's check runs (services/rollback/watch.py `check_rollback`, the same call
    `pgmlops worker` makes) — every step is one look, so the repeated testing is in the rate;
 4. the period ends at `--labels` labels, or at the first rollback.
 
@@ -38,18 +38,18 @@ from honesty_rates import wilson  # bench/ is on sys.path when a script runs
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.metrics import Scores, metric_value
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.domain.schema import coerce_features
 from pgmlops.services.commands import train_command
 from pgmlops.services.context import Context
-from pgmlops.services.feedback import LabelFor, record_labels
-from pgmlops.services.monitoring_signals import reference_outputs
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.request_counts import RequestCounter
-from pgmlops.services.rollback_watch import check_rollback
-from pgmlops.services.serving import LoadedModel, load_version
-from pgmlops.store.predictions import PredictionStore
-from pgmlops.store.serving_counts import ServingCountStore
+from pgmlops.services.monitoring.signals import reference_outputs
+from pgmlops.services.rollback.request_counts import RequestCounter
+from pgmlops.services.rollback.watch import check_rollback
+from pgmlops.services.serving.feedback import LabelFor, record_labels
+from pgmlops.services.serving.load import LoadedModel, load_version
+from pgmlops.services.serving.prediction import predict_records
+from pgmlops.store.prediction_log.predictions import PredictionStore
+from pgmlops.store.rollback.serving_counts import ServingCountStore
 
 RESULTS = Path(__file__).parent / "results" / "rollback.md"
 

@@ -42,9 +42,9 @@ def floor(setup: Setup, scale: float) -> dict[str, float]:
 
     from pgmlops.domain.schema import coerce_features
     from pgmlops.services.inference import onnx_row_feeds
-    from pgmlops.services.prediction import predict_records
     from pgmlops.services.promotion import version_engine
-    from pgmlops.services.serving import load_version
+    from pgmlops.services.serving.load import load_version
+    from pgmlops.services.serving.prediction import predict_records
 
     ctx, version = setup.ctx, setup.model_version
     serving = ctx.settings.serving

@@ -22,8 +22,8 @@ from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.services.commands import train_command
 from pgmlops.services.context import Context
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.serving import load_version
+from pgmlops.services.serving.load import load_version
+from pgmlops.services.serving.prediction import predict_records
 
 
 def main() -> None:

@@ -37,10 +37,10 @@ _EXPORTS: dict[str, str] = {
     # what it returns
     "Model": "pgmlops.model",
     "MonitoringResult": "pgmlops.model",
-    "ModelVersion": "pgmlops.domain.records",
-    "ModelOverview": "pgmlops.domain.records",
-    "AliasEvent": "pgmlops.domain.records",
-    "ModelCard": "pgmlops.domain.card",
+    "ModelVersion": "pgmlops.domain.registry.records",
+    "ModelOverview": "pgmlops.domain.registry.records",
+    "AliasEvent": "pgmlops.domain.registry.records",
+    "ModelCard": "pgmlops.domain.registry.card",
     "FeatureSchema": "pgmlops.domain.schema",
     "PromotionResult": "pgmlops.services.promotion",
     "TrainResult": "pgmlops.services.training",
@@ -118,8 +118,8 @@ if TYPE_CHECKING:
         versions,
     )
     from pgmlops.config import Settings, get_settings
-    from pgmlops.domain.card import ModelCard
-    from pgmlops.domain.records import AliasEvent, ModelOverview, ModelVersion
+    from pgmlops.domain.registry.card import ModelCard
+    from pgmlops.domain.registry.records import AliasEvent, ModelOverview, ModelVersion
     from pgmlops.domain.schema import FeatureSchema
     from pgmlops.errors import (
         ArtifactError,
@@ -138,7 +138,7 @@ if TYPE_CHECKING:
     )
     from pgmlops.model import Model, MonitoringResult
     from pgmlops.services.promotion import PromotionResult
-    from pgmlops.services.retraining import RetrainOutcome
+    from pgmlops.services.retraining.runs import RetrainOutcome
     from pgmlops.services.training import TrainResult
 
 

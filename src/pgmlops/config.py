@@ -14,7 +14,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pgmlops.domain.kinds import Task
-from pgmlops.domain.live_comparison import LivePolicy
+from pgmlops.domain.live.comparison import LivePolicy
 from pgmlops.domain.policies import DriftPolicy, PromotionPolicy, ThresholdPolicy
 from pgmlops.errors import ConfigError
 from pgmlops.retraining_config import RetrainingConfig
@@ -70,7 +70,7 @@ class TrainingConfig(_Section):
         description="folds of a cross-validation reported beside the holdout metrics; 0 or 1: none",
     )
     # Out-of-fold outputs of the training rows join the held-out rows in monitoring's
-    # reference (domain/crossfit.py): a 2.5x larger, nearly unbiased reference for about
+    # reference (domain/training/crossfit.py): a 2.5x larger, nearly unbiased reference for about
     # one extra fit of the model; 0 or 1 keeps the held-out rows alone.
     reference_folds: int = Field(
         3,

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from pydantic import ValidationError as PydanticValidationError
 
-from pgmlops.domain.card import ModelCard
-from pgmlops.domain.records import ModelVersion
+from pgmlops.domain.registry.card import ModelCard
+from pgmlops.domain.registry.records import ModelVersion
 from pgmlops.domain.schema import FeatureSchema
-from pgmlops.domain.served_fields import BOOLEAN_NOT_NUMBER, boolean_for_number
+from pgmlops.domain.serving.served_fields import BOOLEAN_NOT_NUMBER, boolean_for_number
 from pgmlops.errors import ConfigError, OutOfRangeWarning, ValidationError
-from pgmlops.services import monitoring as monitoring_service
 from pgmlops.services.inference import PipelineEngine, load_pipeline
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.serving import LoadedModel, load_version
+from pgmlops.services.monitoring import run as monitoring_service
+from pgmlops.services.serving.load import LoadedModel, load_version
+from pgmlops.services.serving.prediction import predict_records
 
 if TYPE_CHECKING:
     from pgmlops.services.context import Context
@@ -192,7 +192,7 @@ class MonitoringResult(monitoring_service.MonitoringResult):
 
         ``history`` (`Client.monitoring_history`) adds the drift and performance over time.
         """
-        from pgmlops.services.report import render_html
+        from pgmlops.services.monitoring.report import render_html
 
         return render_html(self, history or [])
 

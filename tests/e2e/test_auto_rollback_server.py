@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.promotion import promote
 from tests.e2e.serverproc import start_server, stop_server

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pgmlops.cli import app as cli_app
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.prediction_log.predictions import PredictionStore
 from pgmlops.store.tables import PredictionRow
 from tests.e2e.test_cli import Cli, assert_one_line_error
 
@@ -342,7 +342,7 @@ def test_batch_predict_fails_with_the_count_when_the_log_stays_away(
 def test_canary_rows_go_where_predict_sends_them_and_say_who_answered(
     cli: Cli, trained, ctx, tmp_path: Path
 ) -> None:
-    from pgmlops.services.deployment import deploy
+    from pgmlops.services.live.deployment import deploy
     from tests.e2e.serverproc import start_server, stop_server
 
     frame = scoring_frame(400)

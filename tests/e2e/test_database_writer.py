@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.errors import ArtifactError
 from pgmlops.services.commands import promote_command, train_command
-from pgmlops.services.retraining import enqueue_retrain
+from pgmlops.services.retraining.runs import enqueue_retrain
 from tests.tamper import rewrite_row, set_file, strip_signatures
 
 pytestmark = pytest.mark.e2e
@@ -164,7 +164,7 @@ def test_artifacts_sign_never_signs_a_planted_pickle_and_nothing_loads_it(
     pd.read_csv(churn_csv).drop(columns=["Exited"]).head(20).to_csv(prediction, index=False)
     scored = cli("predict", "--model-name", "churn", "--data", str(prediction), "--out", "o.csv")
     assert scored.returncode != 0 and "unsigned" in _error_lines(scored)[0]
-    from pgmlops.services.serving import load_version
+    from pgmlops.services.serving.load import load_version
 
     with pytest.raises(ArtifactError, match="unsigned"):
         load_version(ctx, ctx.registry.get_version("churn", v))
@@ -205,7 +205,7 @@ def test_a_fully_unsigned_version_is_listed_and_signed_only_with_its_digest(
         entry["digest"],
     )
     assert done.returncode == 0, done.stderr
-    from pgmlops.services.serving import load_version
+    from pgmlops.services.serving.load import load_version
 
     assert load_version(ctx, ctx.registry.get_version("churn", v)).version == v
 

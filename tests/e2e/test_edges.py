@@ -128,7 +128,7 @@ def test_bad_inputs_get_a_4xx_and_a_client_hanging_up_is_not_a_500(server, ctx) 
     assert 'status="499"' in metrics
     log = server.log.read_text()
     assert "Traceback" not in log and "ClientDisconnect" not in log
-    from pgmlops.store.predictions import PredictionStore
+    from pgmlops.store.prediction_log.predictions import PredictionStore
 
     history = PredictionStore(ctx.db).feedback_history(pid)
     assert [(h.label, h.superseded_at) for h in history] == [("0", None)]
@@ -136,7 +136,7 @@ def test_bad_inputs_get_a_4xx_and_a_client_hanging_up_is_not_a_500(server, ctx) 
 
 def test_feedback_beyond_the_bind_parameter_limit_is_answered_not_a_503(ctx) -> None:
     from pgmlops.errors import NotFoundError
-    from pgmlops.services.feedback import record_feedback
+    from pgmlops.services.serving.feedback import record_feedback
 
     unknown = [(str(uuid.uuid4()), "1") for _ in range(66_000)]
     with pytest.raises(NotFoundError, match="unknown prediction_id"):

@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.services.commands import promote_command, train_command
-from pgmlops.services.monitoring import run_monitor
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.services.monitoring.run import run_monitor
+from pgmlops.store.prediction_log.predictions import PredictionStore
 from pgmlops.store.tables import PredictionRow
 from tests.e2e.serverproc import Server, start_server, stop_server
 from tests.e2e.test_cli import Cli, assert_one_line_error

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pgmlops.domain.partitions import period_of
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.domain.serving.partitions import period_of
+from pgmlops.store.prediction_log.predictions import PredictionStore
 from tests.e2e.test_cli import Cli, assert_one_line_error
 from tests.integration.test_log_partitions import _records
 

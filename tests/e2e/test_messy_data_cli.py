@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from pgmlops.cli import app as cli_app
 from pgmlops.services.inference import PipelineEngine, load_pipeline
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.serving import load_version
+from pgmlops.services.serving.load import load_version
+from pgmlops.services.serving.prediction import predict_records
 
 pytestmark = pytest.mark.e2e
 

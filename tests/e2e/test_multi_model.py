@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.services.commands import train_command
 from tests.e2e.conftest import price_record
 from tests.e2e.serverproc import Server, server_env, start_server, stop_server

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
 from pgmlops.store.jobs import JobStore

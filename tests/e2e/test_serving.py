@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import select
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.records import PRODUCTION
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.domain.registry.records import PRODUCTION
+from pgmlops.store.prediction_log.predictions import PredictionStore
 from pgmlops.store.tables import PredictionRow
 from tests.e2e.serverproc import server_env, start_server, stop_server
 from tests.tamper import rewrite_files

@@ -30,7 +30,7 @@ import pytest
 
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.live import sticky_bucket
+from pgmlops.domain.live.modes import sticky_bucket
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
 from pgmlops.store.jobs import FAILED, SUCCEEDED, JobStore
@@ -425,7 +425,8 @@ def test_killing_a_replica_under_load_loses_no_acknowledged_prediction(hosts: Ho
     )
     # Acknowledged: every 200 is committed (or spilled and fsynced) before it is sent.
     assert _logged(hosts.settings.database_url, ids) == len(ids)
-    # The spill folder holds the survivor's own ledger (store/ledger.py), and no spilled rows.
+    # The spill folder holds the survivor's own ledger (store/prediction_log/ledger.py), and no
+    # spilled rows.
     spilled = [p for p in (hosts.homes["api-2"] / "spill").iterdir() if p.suffix == ".jsonl"]
     assert not spilled, "the survivor spilled rows"
     # The balancer took the dead replica out: only requests around the kill went unanswered

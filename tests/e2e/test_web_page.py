@@ -429,10 +429,10 @@ def _log_and_monitor(ctx, version: int, frames: list[pd.DataFrame]) -> None:
     """Score frames with the served version as the server does, log them, monitor each."""
     import time
 
-    from pgmlops.services.monitoring import run_monitor
-    from pgmlops.services.prediction import predict_records
-    from pgmlops.services.serving import load_version
-    from pgmlops.store.predictions import PredictionStore
+    from pgmlops.services.monitoring.run import run_monitor
+    from pgmlops.services.serving.load import load_version
+    from pgmlops.services.serving.prediction import predict_records
+    from pgmlops.store.prediction_log.predictions import PredictionStore
 
     model = load_version(ctx, ctx.registry.get_version("churn", version))
     names = model.card.feature_schema.names

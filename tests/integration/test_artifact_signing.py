@@ -15,13 +15,13 @@ import pytest
 from pydantic import SecretStr
 
 from pgmlops.config import Settings, load_settings
-from pgmlops.domain.records import PRODUCTION, StoredFile
+from pgmlops.domain.registry.records import PRODUCTION, StoredFile
 from pgmlops.errors import ArtifactError, ConfigError
 from pgmlops.services.artifact_signing import sign_artifacts_command
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
 from pgmlops.services.promotion import version_engine
-from pgmlops.services.serving import load_version
+from pgmlops.services.serving.load import load_version
 from pgmlops.store.keys import SigningKey
 from tests.tamper import set_file, strip_signatures
 

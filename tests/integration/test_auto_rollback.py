@@ -1,6 +1,6 @@
 """Automatic rollback (issue 25 §5): the worker's watch after a promotion, on both databases.
 
-Traffic is scored by the served version (services/prediction.py) and logged with the store,
+Traffic is scored by the served version (services/serving/prediction.py) and logged with the store,
 labels go through the feedback service: what the worker reads is what serving writes.
 """
 
@@ -16,17 +16,17 @@ from pgmlops import Client
 from pgmlops.api.app import create_app
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.services.commands import models_command
-from pgmlops.services.feedback import LabelFor, record_labels
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.request_counts import RequestCounter, outcome_of
-from pgmlops.services.rollback_watch import ROLLBACK_ACTOR, check_rollback
-from pgmlops.services.serving import load_version
+from pgmlops.services.rollback.request_counts import RequestCounter, outcome_of
+from pgmlops.services.rollback.watch import ROLLBACK_ACTOR, check_rollback
+from pgmlops.services.serving.feedback import LabelFor, record_labels
+from pgmlops.services.serving.load import load_version
+from pgmlops.services.serving.prediction import predict_records
 from pgmlops.services.worker import Worker
-from pgmlops.store.predictions import PredictionStore
-from pgmlops.store.rollback_verdicts import RollbackVerdictStore
-from pgmlops.store.serving_counts import ServingCountStore
+from pgmlops.store.prediction_log.predictions import PredictionStore
+from pgmlops.store.rollback.serving_counts import ServingCountStore
+from pgmlops.store.rollback.verdicts import RollbackVerdictStore
 from tests.integration.test_python_api import churn_version, register  # noqa: F401
 
 ACTOR = "test"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from pgmlops import Client
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.live import sticky_bucket
+from pgmlops.domain.live.modes import sticky_bucket
 from pgmlops.errors import ConfigError
 from pgmlops.services.batch import BatchRequest, run_batch_predict
 from pgmlops.store.tables import PredictionRow

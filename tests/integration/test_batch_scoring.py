@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 
-from pgmlops.domain.served_fields import BOOLEAN_NOT_NUMBER
+from pgmlops.domain.serving.served_fields import BOOLEAN_NOT_NUMBER
 from pgmlops.services.batch.scoring import score_chunk, validate_chunk
 from pgmlops.services.commands import train_command
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.serving import LoadedModel, load_version
+from pgmlops.services.serving.load import LoadedModel, load_version
+from pgmlops.services.serving.prediction import predict_records
 
 NUMERIC_CELLS = ["12", "1e3", "abc", "inf", "-inf", "nan", 1e39, -1e39, True, 5, 7.5, None, np.nan]
 TEXT_CELLS = ["France", "Mars", "", " France", "Fr\x00ance", 3, None]

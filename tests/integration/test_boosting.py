@@ -13,8 +13,8 @@ from pgmlops.errors import ConfigError, TrainingError
 from pgmlops.services.commands import train_command
 from pgmlops.services.context import Context
 from pgmlops.services.inference import OnnxEngine
-from pgmlops.services.onnx_export import disagreement
 from pgmlops.services.promotion import version_engine
+from pgmlops.services.training.onnx_export import disagreement
 
 LIBRARIES = ["xgboost", "lightgbm", "catboost"]
 # Few trees: the tests are about plumbing, not accuracy, and CatBoost's default is 1,000.

@@ -20,7 +20,7 @@ from pgmlops.errors import ConfigError
 from pgmlops.services.commands import train_version
 from pgmlops.services.context import Context
 from pgmlops.services.datasets import load_file
-from pgmlops.services.retraining import retrain
+from pgmlops.services.retraining.runs import retrain
 
 FEW_TREES = {"n_estimators": 20}
 
@@ -176,7 +176,7 @@ def test_xgboost_trains_through_xgboost_dask_and_its_onnx_copy_is_checked_like_a
         card = result.version.card
         # The local class, as a local run registers it: the card, ONNX check and serving
         # treat it like any XGBoost version.
-        assert card.estimator == "pgmlops.domain.xgb_labels.LabelledXGBClassifier"
+        assert card.estimator == "pgmlops.domain.training.xgb_labels.LabelledXGBClassifier"
         assert card.onnx.present, card.onnx.reason
         rows = pd.read_parquet(churn_parts / "part-0.parquet").head(20)
         with Client(settings=ctx.settings) as client:

@@ -11,11 +11,11 @@ from pgmlops import Client
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.services.batch.scoring import score_chunk
 from pgmlops.services.commands import train_command
-from pgmlops.services.monitoring import run_monitor
-from pgmlops.services.prediction import predict_records
+from pgmlops.services.monitoring.run import run_monitor
 from pgmlops.services.promotion import promote
-from pgmlops.services.serving import load_version
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.services.serving.load import load_version
+from pgmlops.services.serving.prediction import predict_records
+from pgmlops.store.prediction_log.predictions import PredictionStore
 
 THRESHOLD = 0.2
 

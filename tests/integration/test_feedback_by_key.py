@@ -19,12 +19,12 @@ from sqlalchemy import select, text
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.errors import ConfigError, NotFoundError, ValidationError
 from pgmlops.services.context import Context
-from pgmlops.services.feedback import LabelFor, record_labels
-from pgmlops.services.feedback_files import load_feedback_file
-from pgmlops.services.monitoring import run_monitor
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.serving import load_version
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.services.monitoring.run import run_monitor
+from pgmlops.services.serving.feedback import LabelFor, record_labels
+from pgmlops.services.serving.feedback_files import load_feedback_file
+from pgmlops.services.serving.load import load_version
+from pgmlops.services.serving.prediction import predict_records
+from pgmlops.store.prediction_log.predictions import PredictionStore
 from pgmlops.store.tables import PredictionRow
 from tests.integration.test_monitoring import production, trained_churn
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.errors import (
     ArtifactError,
     ConflictError,
@@ -20,9 +20,9 @@ from pgmlops.errors import (
     ValidationError,
 )
 from pgmlops.services.commands import models_command, promote_command, train_command
-from pgmlops.services.prediction import predict_records, prediction_ids
 from pgmlops.services.promotion import read_holdout, rollback, version_engine
-from pgmlops.services.serving import load_version
+from pgmlops.services.serving.load import load_version
+from pgmlops.services.serving.prediction import predict_records, prediction_ids
 
 ACTOR = "tester"
 

@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from pgmlops import Client
 from pgmlops.config import Settings
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.records import PredictionRecord
+from pgmlops.domain.registry.records import PredictionRecord
 from pgmlops.errors import NotFoundError
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.prediction_log.predictions import PredictionStore
 from tests.integration.test_live_deployments import _logged, _second_version
 from tests.integration.test_python_api import churn_version, register  # noqa: F401
 
@@ -352,7 +352,7 @@ def _better_challenger(client: Client, weak, strong) -> int:
 
 
 def _worker(settings: Settings, **policy: object):
-    from pgmlops.domain.live_comparison import LivePolicy
+    from pgmlops.domain.live.comparison import LivePolicy
     from pgmlops.services.context import Context
     from pgmlops.services.worker import Worker
 

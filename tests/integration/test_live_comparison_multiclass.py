@@ -18,9 +18,9 @@ from sklearn.metrics import f1_score
 
 from pgmlops import Client
 from pgmlops.config import Settings
-from pgmlops.domain.records import PRODUCTION, PredictionRecord
+from pgmlops.domain.registry.records import PRODUCTION, PredictionRecord
 from pgmlops.services.commands import train_command
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.prediction_log.predictions import PredictionStore
 
 CLASSES = ["setosa", "versicolor", "virginica"]
 

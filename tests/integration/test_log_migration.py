@@ -13,9 +13,9 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, text
 
 import pgmlops.store.db
-from pgmlops.domain.partitions import period_of
+from pgmlops.domain.serving.partitions import period_of
 from pgmlops.store.db import Database, normalize_url
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.prediction_log.predictions import PredictionStore
 from tests.conftest import REQUIRE_PG, _admin_engine, _pg_url
 from tests.integration.test_log_partitions import _records
 

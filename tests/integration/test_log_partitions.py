@@ -11,21 +11,21 @@ import pytest
 from sqlalchemy import text, update
 
 from pgmlops.config import Settings
-from pgmlops.domain.partitions import period_of
-from pgmlops.domain.records import PredictionRecord
+from pgmlops.domain.registry.records import PredictionRecord
+from pgmlops.domain.serving.partitions import period_of
 from pgmlops.errors import ConfigError
 from pgmlops.services.context import Context
-from pgmlops.services.prediction import prediction_ids
-from pgmlops.services.prediction_log import PredictionLogWriter
 from pgmlops.services.retention import (
     collect_garbage,
     drop_old_predictions,
     ensure_log_partitions,
     parse_age,
 )
+from pgmlops.services.serving.prediction import prediction_ids
+from pgmlops.services.serving.prediction_log import PredictionLogWriter
 from pgmlops.services.worker import Worker
-from pgmlops.store.partitions import PartitionStore
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.prediction_log.partitions import PartitionStore
+from pgmlops.store.prediction_log.predictions import PredictionStore
 from pgmlops.store.tables import FeedbackRow
 
 
@@ -245,7 +245,7 @@ def test_worker_creates_the_next_partitions_and_runs_retention(settings: Setting
 
 def test_spilled_rows_replay_into_the_partitioned_table(ctx, tmp_path: Path) -> None:
     """Rows spilled while the database was away go in once it is back, at their own time."""
-    from pgmlops.store.spill import SpillFolder
+    from pgmlops.store.prediction_log.spill import SpillFolder
 
     dead_worker = SpillFolder(tmp_path / "spill", pid=999_999_999)  # no such process
     dead_worker.prepare()

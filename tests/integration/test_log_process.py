@@ -8,10 +8,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgmlops.domain.records import PredictionRecord
-from pgmlops.services.prediction import prediction_ids
-from pgmlops.services.prediction_log import LogProcessConfig, ProcessLogWriter
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.domain.registry.records import PredictionRecord
+from pgmlops.services.serving.prediction import prediction_ids
+from pgmlops.services.serving.prediction_log import LogProcessConfig, ProcessLogWriter
+from pgmlops.store.prediction_log.predictions import PredictionStore
 
 
 def _records(n: int) -> list[PredictionRecord]:

@@ -1,7 +1,7 @@
 """What the log writer stores is what was logged: every column, from either form of a row.
 
-PostgreSQL takes batches by binary COPY (store/copy_rows.py), SQLite by INSERT; a row comes
-as a PredictionRecord (the thread writer) or as its encoded line (the logging process).
+PostgreSQL takes batches by binary COPY (store/prediction_log/copy_rows.py), SQLite by INSERT; a row
+comes as a PredictionRecord (the thread writer) or as its encoded line (the logging process).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from pgmlops.domain.records import PredictionRecord
+from pgmlops.domain.registry.records import PredictionRecord
 from pgmlops.errors import ValidationError
-from pgmlops.services.prediction import prediction_ids
-from pgmlops.services.prediction_log import PredictionLogWriter
-from pgmlops.store.copy_rows import COLUMNS
-from pgmlops.store.predictions import PredictionStore
-from pgmlops.store.spill import EncodedRecord
+from pgmlops.services.serving.prediction import prediction_ids
+from pgmlops.services.serving.prediction_log import PredictionLogWriter
+from pgmlops.store.prediction_log.copy_rows import COLUMNS
+from pgmlops.store.prediction_log.predictions import PredictionStore
+from pgmlops.store.prediction_log.spill import EncodedRecord
 from pgmlops.store.tables import PredictionRow
 
 

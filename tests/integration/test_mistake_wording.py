@@ -20,7 +20,7 @@ from pgmlops.config import Settings
 from pgmlops.errors import ConfigError
 from pgmlops.services.context import Context
 from pgmlops.services.retention import collect_garbage
-from pgmlops.services.serving import served_model_names
+from pgmlops.services.serving.load import served_model_names
 
 # A database URL whose path is a parameter's name: a quoted value is never rewritten.
 URL = "postgresql://someone@127.0.0.1/data"

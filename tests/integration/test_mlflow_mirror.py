@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from pgmlops import Client
 from pgmlops.cli import app as cli_app
 from pgmlops.config import Settings
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.services.mlflow_sync import VERSION_TAG, sync_command
 from tests.integration.test_python_api import churn_version, register  # noqa: F401
 

@@ -24,19 +24,19 @@ from typer.testing import CliRunner
 from pgmlops.api.monitoring_routes import router
 from pgmlops.cli import app as cli_app
 from pgmlops.config import Settings
-from pgmlops.domain.card import ModelCard
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.policies import DriftPolicy
-from pgmlops.domain.records import PredictionRecord
+from pgmlops.domain.registry.card import ModelCard
+from pgmlops.domain.registry.records import PredictionRecord
 from pgmlops.errors import ConfigError, DataError
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
-from pgmlops.services.monitoring import latest_run, run_history, run_monitor
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.serving import load_version
-from pgmlops.store.monitoring import MonitoringStore
-from pgmlops.store.prediction_windows import read_window
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.services.monitoring.run import latest_run, run_history, run_monitor
+from pgmlops.services.serving.load import load_version
+from pgmlops.services.serving.prediction import predict_records
+from pgmlops.store.monitoring.prediction_windows import read_window
+from pgmlops.store.monitoring.runs import MonitoringStore
+from pgmlops.store.prediction_log.predictions import PredictionStore
 
 ACTOR = "tester"
 SHIFTED_NUMERIC = {"Age", "CreditScore", "Balance", "EstimatedSalary"}

@@ -22,29 +22,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pgmlops.domain.card import ModelCard
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.records import ModelVersion, PredictionRecord
+from pgmlops.domain.registry.card import ModelCard
+from pgmlops.domain.registry.records import ModelVersion, PredictionRecord
 from pgmlops.errors import DataError
 from pgmlops.services.commands import promote_command
 from pgmlops.services.context import Context
-from pgmlops.services.monitoring import (
+from pgmlops.services.monitoring.aggregates import (
+    assess_summary,
+    reads_aggregates,
+    summarise_window,
+)
+from pgmlops.services.monitoring.run import (
     MonitoringResult,
     assess_window,
     load_profile,
     run_monitor,
 )
-from pgmlops.services.monitoring_aggregates import (
-    assess_summary,
-    reads_aggregates,
-    summarise_window,
-)
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.serving import load_version
+from pgmlops.services.serving.load import load_version
+from pgmlops.services.serving.prediction import predict_records
 from pgmlops.services.worker import Worker
-from pgmlops.store.log_summaries import hour_start, last_closed_hour
-from pgmlops.store.prediction_windows import read_window
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.monitoring.log_summaries import hour_start, last_closed_hour
+from pgmlops.store.monitoring.prediction_windows import read_window
+from pgmlops.store.prediction_log.predictions import PredictionStore
 from tests.integration.test_monitoring import (  # noqa: F401 (fixtures)
     ACTOR,
     log_traffic,
@@ -337,8 +337,8 @@ def test_regression_aggregates_agree_and_the_estimate_uses_a_sample(
 def _log_spend(ctx: Context, mv: ModelVersion, frame: pd.DataFrame) -> list[str]:
     import time
 
-    from pgmlops.services.prediction import predict_records
-    from pgmlops.services.serving import load_version
+    from pgmlops.services.serving.load import load_version
+    from pgmlops.services.serving.prediction import predict_records
 
     model = load_version(ctx, mv)
     rows = frame[mv.card.feature_schema.names].to_dict("records")

@@ -11,9 +11,9 @@ from pgmlops import Client
 from pgmlops.errors import OutOfRangeWarning, ValidationError
 from pgmlops.services.batch.scoring import score_chunk
 from pgmlops.services.commands import train_command
-from pgmlops.services.prediction import predict_records
 from pgmlops.services.promotion import promote
-from pgmlops.services.serving import LoadedModel, load_version
+from pgmlops.services.serving.load import LoadedModel, load_version
+from pgmlops.services.serving.prediction import predict_records
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pgmlops.domain.records import PredictionRecord
-from pgmlops.services.prediction import prediction_ids
-from pgmlops.services.prediction_log import PredictionLogWriter
+from pgmlops.domain.registry.records import PredictionRecord
+from pgmlops.services.serving.prediction import prediction_ids
+from pgmlops.services.serving.prediction_log import PredictionLogWriter
 from pgmlops.store.db import Database
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.prediction_log.predictions import PredictionStore
 
 
 def _records(n: int) -> list[PredictionRecord]:
@@ -219,7 +219,7 @@ def test_a_spill_file_of_unreadable_lines_does_not_count_as_the_database_recover
     (spill / "predictions-999999999.jsonl").write_bytes(b'{"id":"0190')
     writer = PredictionLogWriter(_unreachable_store(), spill, batch_size=50, flush_seconds=0.05)
     writer.submit(_records(10))  # the first batch finds the database gone
-    caplog.set_level("INFO", logger="pgmlops.services.prediction_log")
+    caplog.set_level("INFO", logger="pgmlops.services.serving.prediction_log")
     writer.start()
     try:
         deadline = time.monotonic() + 10

@@ -14,15 +14,15 @@ from typer.testing import CliRunner
 from pgmlops import Client
 from pgmlops.cli import app as cli_app
 from pgmlops.config import Settings
-from pgmlops.domain.card import ModelCard
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.card import ModelCard
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.errors import ArtifactError, ConfigError, NotFoundError, ValidationError
 from pgmlops.model import Model, MonitoringResult
 from pgmlops.services.commands import train_command
 from pgmlops.services.context import Context
-from pgmlops.services.prediction import predict_records
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.services.serving.prediction import predict_records
+from pgmlops.store.prediction_log.predictions import PredictionStore
 from tests.tamper import strip_signatures
 
 ACTOR = "test"
@@ -246,7 +246,7 @@ def test_monitor_returns_a_result_with_a_report_and_a_tidy_frame(
     traffic = make_churn(1_500, seed=31, numeric_shift=0.8)
     names = served.schema.names
     records = traffic[names].astype(object).where(traffic[names].notna(), None)
-    from pgmlops.services.serving import load_version
+    from pgmlops.services.serving.load import load_version
 
     loaded = load_version(ctx, served.model_version)
     _, logged = predict_records(
@@ -282,5 +282,5 @@ def test_a_model_is_a_plain_object_not_an_orm_row(client: Client, churn_version)
     register(client, churn_version, "churn")
     model = client.load("churn")
     assert isinstance(model, Model)
-    assert type(model.model_version).__module__ == "pgmlops.domain.records"
+    assert type(model.model_version).__module__ == "pgmlops.domain.registry.records"
     assert model.aliases == ("production",)

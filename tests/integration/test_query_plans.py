@@ -15,8 +15,8 @@ from sqlalchemy import text
 
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.services.context import Context
-from pgmlops.services.monitoring import run_monitor
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.services.monitoring.run import run_monitor
+from pgmlops.store.prediction_log.predictions import PredictionStore
 from pgmlops.store.statistics import refresh_statistics
 from tests.integration.test_monitoring import log_traffic, production, trained_churn
 

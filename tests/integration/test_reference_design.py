@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pgmlops.domain.drift import ReferenceProfile, compare
+from pgmlops.domain.monitoring.drift import ReferenceProfile, compare
 from pgmlops.services.commands import train_version
 from pgmlops.services.context import Context
-from pgmlops.services.monitoring import load_profile
-from pgmlops.services.serving import load_version
+from pgmlops.services.monitoring.run import load_profile
+from pgmlops.services.serving.load import load_version
 
 
 def test_training_stores_the_design_effect_of_repeated_feature_vectors(ctx: Context) -> None:

@@ -21,9 +21,9 @@ from pgmlops.api.retrain_routes import public, router
 from pgmlops.cli import app as cli_app
 from pgmlops.client import Client
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.services.context import Context
-from pgmlops.services.monitoring import run_monitor
+from pgmlops.services.monitoring.run import run_monitor
 from pgmlops.services.promotion import promote
 from tests.integration.test_retraining import ACTOR, QUIET, _train, configure, label, log_traffic
 

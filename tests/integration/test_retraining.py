@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from pgmlops.cli import app as cli_app
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.records import PRODUCTION, PredictionRecord
+from pgmlops.domain.registry.records import PRODUCTION, PredictionRecord
 from pgmlops.errors import ConflictError, DataError
 from pgmlops.retraining_config import (
     LiveSourceConfig,
@@ -34,16 +34,16 @@ from pgmlops.retraining_config import (
 )
 from pgmlops.services.commands import promote_command, train_command
 from pgmlops.services.context import Context
-from pgmlops.services.prediction import predict_records
 from pgmlops.services.retention import collect_garbage
-from pgmlops.services.retraining import enqueue_retrain, retrain, retrain_status
-from pgmlops.services.serving import load_version
-from pgmlops.services.triggers import evaluate_triggers
+from pgmlops.services.retraining.runs import enqueue_retrain, retrain, retrain_status
+from pgmlops.services.retraining.triggers import evaluate_triggers
+from pgmlops.services.serving.load import load_version
+from pgmlops.services.serving.prediction import predict_records
 from pgmlops.services.worker import RETENTION_LOCK, Worker, alive_lock
 from pgmlops.store.db import Database
 from pgmlops.store.jobs import JobStore
 from pgmlops.store.locks import named_lock
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.prediction_log.predictions import PredictionStore
 from pgmlops.store.retraining import RetrainingRunStore
 from pgmlops.store.tables import LeaseRow
 

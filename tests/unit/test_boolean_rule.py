@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pgmlops.domain.served_fields import BOOLEAN_NOT_NUMBER, boolean_for_number, is_boolean
+from pgmlops.domain.serving.served_fields import BOOLEAN_NOT_NUMBER, boolean_for_number, is_boolean
 
 
 def test_python_and_numpy_booleans_are_booleans_and_their_numbers_are_not() -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pgmlops.domain.design_effect import cluster_half, cluster_labels
-from pgmlops.domain.multivariate import domain_classifier
+from pgmlops.domain.monitoring.design_effect import cluster_half, cluster_labels
+from pgmlops.domain.monitoring.multivariate import domain_classifier
 
 NUMERIC = [f"x{i}" for i in range(6)]
 

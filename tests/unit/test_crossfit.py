@@ -12,8 +12,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pgmlops.domain.crossfit import cross_fitted_scores, refit_copy
 from pgmlops.domain.demo_data import make_churn
+from pgmlops.domain.training.crossfit import cross_fitted_scores, refit_copy
 
 
 def _card() -> SimpleNamespace:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pgmlops.domain.defined_metrics import undefined_metrics
+from pgmlops.domain.monitoring.defined_metrics import undefined_metrics
 
 CLASSES = ["0", "1"]
 

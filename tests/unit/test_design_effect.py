@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pgmlops.domain.design_effect import SampleDesign, pair_rows, sample_design
-from pgmlops.domain.drift import ReferenceProfile, build_profile, compare
-from pgmlops.domain.profile_design import with_designs
+from pgmlops.domain.monitoring.design_effect import SampleDesign, pair_rows, sample_design
+from pgmlops.domain.monitoring.drift import ReferenceProfile, build_profile, compare
+from pgmlops.domain.monitoring.profile_design import with_designs
 from pgmlops.domain.schema import FeatureSchema, FeatureSpec
 
 SCHEMA = FeatureSchema(

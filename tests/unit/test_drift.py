@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.drift import (
+from pgmlops.domain.monitoring.drift import (
     DriftPolicy,
     DriftReport,
     ReferenceProfile,
@@ -18,10 +18,10 @@ from pgmlops.domain.drift import (
     compare,
     detect_drift,
 )
-from pgmlops.domain.profile import MAX_SAMPLE_SIZE
-from pgmlops.domain.profile_records import NumericProfile
+from pgmlops.domain.monitoring.profile import MAX_SAMPLE_SIZE
+from pgmlops.domain.monitoring.profile_records import NumericProfile
 from pgmlops.domain.schema import FeatureSchema, FeatureSpec
-from pgmlops.domain.training_frame import prepare_training_frame
+from pgmlops.domain.training.frame import prepare_training_frame
 from pgmlops.errors import DataError
 
 SHIFTED_NUMERIC = ["Age", "CreditScore", "Balance", "EstimatedSalary"]

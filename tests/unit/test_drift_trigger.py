@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.drift import compare
-from pgmlops.domain.profile import build_profile
+from pgmlops.domain.monitoring.drift import compare
+from pgmlops.domain.monitoring.profile import build_profile
 from pgmlops.domain.schema import coerce_features
-from pgmlops.domain.training_frame import prepare_training_frame
+from pgmlops.domain.training.frame import prepare_training_frame
 from pgmlops.retraining_config import TriggerSwitches
-from pgmlops.services.monitoring import MonitoringResult
-from pgmlops.services.triggers import drift_trigger
+from pgmlops.services.monitoring.run import MonitoringResult
+from pgmlops.services.retraining.triggers import drift_trigger
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgmlops.domain.pipeline import make_estimator, parse_params
+from pgmlops.domain.training.pipeline import make_estimator, parse_params
 from pgmlops.errors import ConfigError
 
 

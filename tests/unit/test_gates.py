@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
-from pgmlops.domain.gates import Decision, PromotionPolicy, decide
 from pgmlops.domain.metrics import Scores, alert_rate, at_alert_rate, metric_value
-from pgmlops.domain.paired_bootstrap import BOOTSTRAP_MAX_ROWS, paired_bootstrap
+from pgmlops.domain.promotion.gates import Decision, PromotionPolicy, decide
+from pgmlops.domain.promotion.paired_bootstrap import BOOTSTRAP_MAX_ROWS, paired_bootstrap
 from pgmlops.errors import ConfigError
 
 CLASSES = ("no", "yes")

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pgmlops.domain.drift import compare
 from pgmlops.domain.intervals import (
     concat_scores,
     delong,
@@ -17,8 +16,9 @@ from pgmlops.domain.intervals import (
     reference_outputs,
 )
 from pgmlops.domain.metrics import Scores, metric_value
-from pgmlops.domain.performance import confidence
-from pgmlops.domain.profile import build_profile
+from pgmlops.domain.monitoring.drift import compare
+from pgmlops.domain.monitoring.performance import confidence
+from pgmlops.domain.monitoring.profile import build_profile
 from pgmlops.domain.schema import FeatureSchema, FeatureSpec
 
 CLASSES = ("0", "1")

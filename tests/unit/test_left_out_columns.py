@@ -10,8 +10,8 @@ from pydantic import ValidationError as PydanticValidationError
 from pgmlops.config import ServingConfig
 from pgmlops.domain.demo_data import make_churn
 from pgmlops.domain.schema import FeatureSchema, key_text
-from pgmlops.domain.training_frame import prepare_training_frame
-from pgmlops.services.record_model import ENTITY_KEY_FIELD, record_model
+from pgmlops.domain.training.frame import prepare_training_frame
+from pgmlops.services.serving.record_model import ENTITY_KEY_FIELD, record_model
 
 RAW = make_churn(500, seed=5).assign(
     Region="EU", Notes=np.nan, customer_ref=lambda f: "C-" + f["CustomerId"].astype(str)

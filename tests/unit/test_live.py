@@ -7,7 +7,13 @@ import random
 import pytest
 
 from pgmlops.config import Settings
-from pgmlops.domain.live import Deployment, canary_rows, check_alias, parse_share, sticky_bucket
+from pgmlops.domain.live.modes import (
+    Deployment,
+    canary_rows,
+    check_alias,
+    parse_share,
+    sticky_bucket,
+)
 from pgmlops.errors import ConfigError
 
 

@@ -1,11 +1,11 @@
-"""The live comparison's statistics (domain/live_comparison.py), without a database."""
+"""The live comparison's statistics (domain/live/comparison.py), without a database."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pgmlops.domain.live_comparison import (
+from pgmlops.domain.live.comparison import (
     LivePolicy,
     agreement,
     gain_interval,

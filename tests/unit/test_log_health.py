@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from pgmlops.config import load_settings
-from pgmlops.domain.log_health import LogFacts, log_risks
+from pgmlops.domain.serving.log_health import LogFacts, log_risks
 from pgmlops.errors import ConfigError
 
 HEALTHY = LogFacts(

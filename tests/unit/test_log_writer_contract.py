@@ -5,11 +5,11 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from pgmlops.services.prediction_log import PredictionLogWriter, ProcessLogWriter
-from pgmlops.services.prediction_log.child import LogProcessConfig
-from pgmlops.services.prediction_log.contract import AcknowledgedLog, PredictionLog
+from pgmlops.services.serving.prediction_log import PredictionLogWriter, ProcessLogWriter
+from pgmlops.services.serving.prediction_log.child import LogProcessConfig
+from pgmlops.services.serving.prediction_log.contract import AcknowledgedLog, PredictionLog
 from pgmlops.store.db import Database
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.store.prediction_log.predictions import PredictionStore
 
 
 def test_the_thread_writer_is_an_acknowledging_prediction_log(tmp_path: Path) -> None:

@@ -14,12 +14,12 @@ from pgmlops.cli.options import cli_message
 from pgmlops.config import ServingConfig
 from pgmlops.domain.categories import looks_boolean, near_duplicates
 from pgmlops.domain.dates import ISO, date_features, detect_format, to_days
-from pgmlops.domain.pipeline import build_pipeline, make_estimator
 from pgmlops.domain.schema import ReadOptions, coerce_features
-from pgmlops.domain.training_frame import prepare_training_frame
+from pgmlops.domain.training.frame import prepare_training_frame
+from pgmlops.domain.training.pipeline import build_pipeline, make_estimator
 from pgmlops.errors import ConfigError, DataError
 from pgmlops.services.datasets import load_file, sniff_decimal, sniff_delimiter
-from pgmlops.services.record_model import record_model
+from pgmlops.services.serving.record_model import record_model
 
 N = 120
 
@@ -303,7 +303,7 @@ def test_an_unsplit_header_hints_at_sep() -> None:
 
 
 def test_retraining_rows_keep_dates_and_spellings_as_training_read_them() -> None:
-    from pgmlops.services.training_data import validate_rows
+    from pgmlops.services.retraining.data import validate_rows
 
     frame = messy_frame()
     _, _, schema = prepare_training_frame(frame, "y")

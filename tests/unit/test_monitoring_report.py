@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 import pytest
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.drift import compare
+from pgmlops.domain.monitoring.drift import compare
+from pgmlops.domain.monitoring.profile import build_profile
 from pgmlops.domain.policies import DriftPolicy
-from pgmlops.domain.profile import build_profile
 from pgmlops.domain.schema import coerce_features
-from pgmlops.domain.training_frame import prepare_training_frame
-from pgmlops.services.monitoring import HistoryPoint, MonitoringResult, distributions
-from pgmlops.services.report import bar_chart, render_html
+from pgmlops.domain.training.frame import prepare_training_frame
+from pgmlops.services.monitoring.report import bar_chart, render_html
+from pgmlops.services.monitoring.run import HistoryPoint, MonitoringResult, distributions
 
 
 def _result(**drift_knobs: object) -> MonitoringResult:

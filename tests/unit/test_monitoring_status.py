@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.drift import compare
-from pgmlops.domain.labelled_views import MAX_RESIDUAL_POINTS, labelled_view
+from pgmlops.domain.monitoring.drift import compare
+from pgmlops.domain.monitoring.labelled_views import MAX_RESIDUAL_POINTS, labelled_view
+from pgmlops.domain.monitoring.profile import build_profile
+from pgmlops.domain.monitoring.status import Status, judge_metrics, overall_status
 from pgmlops.domain.policies import DriftPolicy
-from pgmlops.domain.profile import build_profile
 from pgmlops.domain.schema import coerce_features
-from pgmlops.domain.status import Status, judge_metrics, overall_status
-from pgmlops.domain.training_frame import prepare_training_frame
+from pgmlops.domain.training.frame import prepare_training_frame
 
 QUIET = {"drop": 0.0, "limit": 0.1, "degraded": False}
 

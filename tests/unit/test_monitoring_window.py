@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from pgmlops.errors import ConfigError
-from pgmlops.services.monitoring import check_window, window_of
+from pgmlops.services.monitoring.run import check_window, window_of
 
 
 def test_a_window_is_the_newest_rows_or_a_duration_or_the_default() -> None:

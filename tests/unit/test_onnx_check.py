@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pgmlops.services.onnx_export import CHECK_ROWS, check_rows
+from pgmlops.services.training.onnx_export import CHECK_ROWS, check_rows
 
 
 def test_a_holdout_up_to_the_bound_is_checked_on_every_row() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pgmlops.domain.partitions import TimeRange, missing, period_of, wanted, wholly_before
+from pgmlops.domain.serving.partitions import TimeRange, missing, period_of, wanted, wholly_before
 
 
 def _d(*args: int) -> datetime:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from pgmlops.domain.performance import (
+from pgmlops.domain.monitoring.performance import (
     Calibration,
     calibrate,
     confidence,
@@ -204,7 +204,7 @@ def test_direct_loss_estimation_follows_the_error_where_it_grows():
 def test_the_estimates_null_is_narrower_than_the_labelled_metrics_and_centred() -> None:
     from pgmlops.domain.intervals import null_differences
     from pgmlops.domain.metrics import Scores
-    from pgmlops.domain.performance import estimate_null
+    from pgmlops.domain.monitoring.performance import estimate_null
 
     p, truth = calibrated_world(21, n=8_000)
     scores = Scores(
@@ -232,7 +232,7 @@ def test_a_weighted_estimate_counts_each_row_as_often_as_its_weight() -> None:
 
 
 def test_the_estimates_null_costs_the_same_at_ten_million_rows() -> None:
-    from pgmlops.domain.performance import estimate_null
+    from pgmlops.domain.monitoring.performance import estimate_null
 
     p, _ = calibrated_world(23, n=2_000)
     # Drawn as counts over the 2,000 reference rows, not as 10M indices (~1 GB, minutes).

@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pgmlops.cli.progress import spinner, steps, wanted
-from pgmlops.domain.boosting import iteration_fit_params
+from pgmlops.domain.training.boosting import iteration_fit_params
 
 
 def test_each_step_stays_as_a_line_with_its_elapsed_time_and_iteration_count() -> None:

@@ -15,12 +15,12 @@ import pytest
 from sklearn import datasets
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.gates import Decision, PromotionPolicy, decide, min_effect
 from pgmlops.domain.metrics import Scores
-from pgmlops.domain.pipeline import build_pipeline, make_estimator
 from pgmlops.domain.predict import baseline_scores, class_columns
-from pgmlops.domain.split import split_rows
-from pgmlops.domain.threshold import ThresholdPolicy, tune_threshold
+from pgmlops.domain.promotion.gates import Decision, PromotionPolicy, decide, min_effect
+from pgmlops.domain.training.pipeline import build_pipeline, make_estimator
+from pgmlops.domain.training.split import split_rows
+from pgmlops.domain.training.threshold import ThresholdPolicy, tune_threshold
 
 FAST = {"max_iter": 40}  # a real gradient-boosting model, cheap enough to fit 40 times
 TRIALS = 20
@@ -220,7 +220,7 @@ def test_a_better_regression_model_is_promoted_and_a_worse_one_refused():
 
 
 def test_refusal_says_how_many_rows_would_make_a_real_gain_significant() -> None:
-    from pgmlops.domain.gates import first_version_remedy
+    from pgmlops.domain.promotion.gates import first_version_remedy
 
     text = first_version_remedy(400, mean=0.04, low=-0.01, needed=0.01)
     # half-width 0.05 must shrink to 0.03: 400 * (0.05 / 0.03)^2 = 1,112 rows
@@ -229,7 +229,7 @@ def test_refusal_says_how_many_rows_would_make_a_real_gain_significant() -> None
 
 
 def test_refusal_of_no_gain_says_more_rows_would_not_help() -> None:
-    from pgmlops.domain.gates import first_version_remedy
+    from pgmlops.domain.promotion.gates import first_version_remedy
 
     text = first_version_remedy(400, mean=-0.02, low=-0.07, needed=0.01)
     assert "more rows of the same kind would not change it" in text

@@ -7,15 +7,15 @@ import pandas as pd
 import pytest
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.pipeline import (
+from pgmlops.domain.schema import coerce_features
+from pgmlops.domain.training.frame import infer_task, prepare_training_frame
+from pgmlops.domain.training.pipeline import (
     build_pipeline,
     make_estimator,
     parse_params,
     snap_thresholds_to_float32,
 )
-from pgmlops.domain.schema import coerce_features
-from pgmlops.domain.split import split_rows
-from pgmlops.domain.training_frame import infer_task, prepare_training_frame
+from pgmlops.domain.training.split import split_rows
 from pgmlops.errors import ConfigError, DataError
 
 

@@ -7,7 +7,7 @@ import pydantic
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from pgmlops.domain.threshold import ThresholdPolicy, tune_threshold
+from pgmlops.domain.training.threshold import ThresholdPolicy, tune_threshold
 
 
 @pytest.fixture

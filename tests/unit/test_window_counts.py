@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from pgmlops.domain.binned_metrics import (
+from pgmlops.domain.monitoring.binned_metrics import (
     ScoreBins,
     binary_metrics,
     cbpe_from_bins,
     regression_metrics,
     score_edges,
 )
-from pgmlops.domain.performance import estimate_performance, fit_calibration
-from pgmlops.domain.profile import numeric_profile
-from pgmlops.domain.window_counts import (
+from pgmlops.domain.monitoring.performance import estimate_performance, fit_calibration
+from pgmlops.domain.monitoring.profile import numeric_profile
+from pgmlops.domain.monitoring.window_counts import (
     NumericCells,
     cell_points,
     cells_distance,

@@ -14,10 +14,10 @@ from pgmlops.api.deps import get_client, require_admin, sees_details
 from pgmlops.api.errors import json_response
 from pgmlops.api.observability import rollback_metrics
 from pgmlops.api.request_body import require_json_if_body
-from pgmlops.domain.card import engine_label
 from pgmlops.domain.redact import public_text
+from pgmlops.domain.registry.card import engine_label
 from pgmlops.services.commands import model_detail, promotion_summary, rollback_summary
-from pgmlops.services.deployment import deploy_summary
+from pgmlops.services.live.deployment import deploy_summary
 
 router = APIRouter()
 admin = APIRouter(dependencies=[Depends(require_admin)])

@@ -32,19 +32,19 @@ from pgmlops.api.openapi import build_openapi
 from pgmlops.config import Settings, get_settings
 from pgmlops.errors import PgmlopsError
 from pgmlops.services.context import Context
-from pgmlops.services.live_traffic import ShadowScorer
-from pgmlops.services.prediction_log import (
+from pgmlops.services.live.traffic import ShadowScorer
+from pgmlops.services.retention import ensure_log_partitions
+from pgmlops.services.rollback.request_counts import RequestCounter
+from pgmlops.services.serving.load import ModelHolder, served_model_names
+from pgmlops.services.serving.prediction_log import (
     LogProcessConfig,
     PredictionLogWriter,
     ProcessLogWriter,
 )
-from pgmlops.services.prediction_log.contract import PredictionLog
-from pgmlops.services.reload_watch import AliasWatcher
-from pgmlops.services.request_counts import RequestCounter
-from pgmlops.services.retention import ensure_log_partitions
-from pgmlops.services.serving import ModelHolder, served_model_names
-from pgmlops.store.predictions import PredictionStore
-from pgmlops.store.serving_counts import ServingCountStore
+from pgmlops.services.serving.prediction_log.contract import PredictionLog
+from pgmlops.services.serving.reload_watch import AliasWatcher
+from pgmlops.store.prediction_log.predictions import PredictionStore
+from pgmlops.store.rollback.serving_counts import ServingCountStore
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pgmlops.api.deps import get_client
 
 if TYPE_CHECKING:
-    from pgmlops.services.live_comparison import LiveComparison
+    from pgmlops.services.live.comparison import LiveComparison
 
 router = APIRouter(tags=["monitoring"])
 
@@ -58,6 +58,6 @@ def compare_report(
     version: VersionQuery = None,
 ) -> Any:
     """The live comparison as the self-contained HTML report `compare --live --html` writes."""
-    from pgmlops.services.report.live import render_live_html
+    from pgmlops.services.monitoring.report.live import render_live_html
 
     return HTMLResponse(render_live_html(_compare(request, model_name, since, version).to_dict()))

@@ -211,7 +211,7 @@ def rollback_metrics(ctx: Any) -> bytes:
 
     Empty when the database does not answer: /metrics never fails for it.
     """
-    from pgmlops.services.rollback_watch import rollback_totals
+    from pgmlops.services.rollback.watch import rollback_totals
 
     try:
         totals = rollback_totals(ctx)

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from pgmlops.services.serving import ModelHolder
+from pgmlops.services.serving.load import ModelHolder
 
 _PROBLEM = {"content": {"application/json": {"schema": {"type": "object"}}}}
 _LABEL = {"anyOf": [{"type": "string"}, {"type": "number"}]}

@@ -18,13 +18,13 @@ from pgmlops.api.errors import HTTPProblem, error_status
 from pgmlops.api.observability import request_id_var
 from pgmlops.api.request_body import read_body, read_json, validate_body
 from pgmlops.config import ServingConfig
-from pgmlops.domain.records import PredictionRecord
-from pgmlops.services.feedback import labels_from_json, record_labels
-from pgmlops.services.live_traffic import Answer, ShadowJob, answer_canary, mark
-from pgmlops.services.prediction import predict_records
-from pgmlops.services.prediction_log.contract import AcknowledgedLog, PredictionLog
-from pgmlops.services.request_counts import outcome_of
-from pgmlops.services.serving import LiveModel, LoadedModel
+from pgmlops.domain.registry.records import PredictionRecord
+from pgmlops.services.live.traffic import Answer, ShadowJob, answer_canary, mark
+from pgmlops.services.rollback.request_counts import outcome_of
+from pgmlops.services.serving.feedback import labels_from_json, record_labels
+from pgmlops.services.serving.load import LiveModel, LoadedModel
+from pgmlops.services.serving.prediction import predict_records
+from pgmlops.services.serving.prediction_log.contract import AcknowledgedLog, PredictionLog
 
 router = APIRouter()
 # Batches above this size are predicted off the event loop so small requests keep flowing.

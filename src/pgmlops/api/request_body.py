@@ -14,9 +14,9 @@ from fastapi import Request
 from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.api.errors import HTTPProblem, pydantic_errors
-from pgmlops.domain.served_fields import BOOLEAN_NOT_NUMBER, boolean_for_number
+from pgmlops.domain.serving.served_fields import BOOLEAN_NOT_NUMBER, boolean_for_number
 from pgmlops.errors import ValidationError
-from pgmlops.services.serving import LoadedModel
+from pgmlops.services.serving.load import LoadedModel
 
 
 def require_json(request: Request) -> None:

@@ -17,7 +17,7 @@ from pgmlops.api.deps import get_client, get_ctx, require_admin, sees_details
 from pgmlops.api.request_body import require_json_if_body
 from pgmlops.config import check_model_name
 from pgmlops.domain.redact import public_text
-from pgmlops.services.retraining import enqueue_retrain
+from pgmlops.services.retraining.runs import enqueue_retrain
 
 router = APIRouter(tags=["retraining"], dependencies=[Depends(require_admin)])
 # Where the triggers stand is what the page shows anyone, like /monitoring/drift.

@@ -42,7 +42,7 @@ def compare(
     result = open_client(config).compare(model_name, live=True, since=since, version=version)
     summary = result.to_dict()
     if html is not None:
-        from pgmlops.services.report.live import render_live_html
+        from pgmlops.services.monitoring.report.live import render_live_html
 
         html.write_text(render_live_html(summary), encoding="utf-8")
         typer.echo(f"report written to {html}", err=as_json)

@@ -28,7 +28,7 @@ def feedback(
     as_json: JsonOpt = False,
 ) -> None:
     """Load true labels for logged predictions from a CSV file."""
-    from pgmlops.services.feedback_files import load_feedback_file
+    from pgmlops.services.serving.feedback_files import load_feedback_file
 
     result = load_feedback_file(open_context(config), file, key=key, model_name=model_name)
     if as_json:

@@ -12,7 +12,7 @@ from pgmlops.cli.progress import QuietOpt, spinner, wanted
 
 if TYPE_CHECKING:
     from pgmlops.model import MonitoringResult
-    from pgmlops.services.monitoring import HistoryPoint
+    from pgmlops.services.monitoring.run import HistoryPoint
 
 
 @handled
@@ -53,7 +53,7 @@ def monitor(
     if fail_on is not None and fail_on not in ("warning", "degraded"):
         raise ConfigError(f"--fail-on must be 'warning' or 'degraded', got {fail_on!r}")
 
-    from pgmlops.services.monitoring import check_window
+    from pgmlops.services.monitoring.run import check_window
 
     # A bad window is refused before any step line, named by the flag that set it.
     try:

@@ -166,7 +166,7 @@ def deploy(
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy a challenger (--shadow or --canary SHARE), --stop it, or set --alias NAME."""
-    from pgmlops.services.deployment import deploy_summary
+    from pgmlops.services.live.deployment import deploy_summary
 
     event = open_client(config).deploy(
         model_name,

@@ -65,7 +65,7 @@ def serve(
     """Serve the production version over HTTP (also: uvicorn pgmlops.api:app)."""
     from pgmlops.api.server import run_server
     from pgmlops.config import load_settings
-    from pgmlops.services.serving import served_model_names
+    from pgmlops.services.serving.load import served_model_names
 
     settings = load_settings(config)
     s = settings.serving

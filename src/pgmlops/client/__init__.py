@@ -18,7 +18,13 @@ from pgmlops.client.live import LiveDeployments
 from pgmlops.client.references import default_actor, parse_reference
 from pgmlops.client.retraining import Retraining
 from pgmlops.config import Settings, check_model_name, get_settings
-from pgmlops.domain.records import PRODUCTION, AliasEvent, AliasState, ModelOverview, ModelVersion
+from pgmlops.domain.registry.records import (
+    PRODUCTION,
+    AliasEvent,
+    AliasState,
+    ModelOverview,
+    ModelVersion,
+)
 from pgmlops.errors import ConfigError, DataError, NotFoundError
 
 if TYPE_CHECKING:
@@ -26,10 +32,10 @@ if TYPE_CHECKING:
 
     from pgmlops.model import Model, MonitoringResult
     from pgmlops.services.context import Context
-    from pgmlops.services.monitoring import HistoryPoint
+    from pgmlops.services.monitoring.run import HistoryPoint
     from pgmlops.services.promotion import PromotionResult
     from pgmlops.services.training import Progress, TrainResult
-    from pgmlops.store.rollback_verdicts import RollbackVerdict
+    from pgmlops.store.rollback.verdicts import RollbackVerdict
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -236,7 +242,7 @@ class Client(LiveDeployments, Retraining):
 
     def refused_rollbacks(self, model_name: str | None = None) -> list[RollbackVerdict]:
         """Automatic rollbacks not made because the previous version failed verification."""
-        from pgmlops.services.rollback_watch import refused_rollbacks
+        from pgmlops.services.rollback.watch import refused_rollbacks
 
         return refused_rollbacks(self.context, self._name(model_name))
 
@@ -277,7 +283,7 @@ class Client(LiveDeployments, Retraining):
         or None for `monitoring.window`. `store=False` records no monitoring run.
         """
         from pgmlops.model import MonitoringResult
-        from pgmlops.services.monitoring import run_monitor, window_of
+        from pgmlops.services.monitoring.run import run_monitor, window_of
 
         last, since = window_of(window)
         result = run_monitor(
@@ -294,14 +300,14 @@ class Client(LiveDeployments, Retraining):
         self, model_name: str | None = None, limit: int = 50
     ) -> list[HistoryPoint]:
         """The newest ``limit`` stored monitoring runs as time-series points, oldest first."""
-        from pgmlops.services.monitoring import run_history
+        from pgmlops.services.monitoring.run import run_history
 
         return run_history(self.context, self._name(model_name), limit)
 
     def latest_monitoring_run(self, model_name: str | None = None) -> MonitoringResult | None:
         """The newest stored monitoring run, or None when the model was never monitored."""
         from pgmlops.model import MonitoringResult
-        from pgmlops.services.monitoring import latest_run
+        from pgmlops.services.monitoring.run import latest_run
 
         result = latest_run(self.context, self._name(model_name))
         return MonitoringResult.from_result(result) if result is not None else None

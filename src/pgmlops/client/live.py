@@ -9,9 +9,9 @@ from pgmlops.client.references import default_actor
 from pgmlops.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pgmlops.domain.records import AliasEvent, AliasState
+    from pgmlops.domain.registry.records import AliasEvent, AliasState
     from pgmlops.services.context import Context
-    from pgmlops.services.live_comparison import LiveComparison
+    from pgmlops.services.live.comparison import LiveComparison
 
 
 class LiveDeployments:
@@ -45,7 +45,7 @@ class LiveDeployments:
         Audited in the alias history; every serving worker and host follows within
         `serving.reload_poll_seconds` (at once on PostgreSQL, by NOTIFY).
         """
-        from pgmlops.services.deployment import deploy
+        from pgmlops.services.live.deployment import deploy
 
         return deploy(
             self.context,
@@ -80,7 +80,7 @@ class LiveDeployments:
         Shadow traffic is compared record by record (paired bootstrap), canary traffic
         unpaired; see docs/live-deployments.md.
         """
-        from pgmlops.services.live_comparison import live_comparison, parse_since
+        from pgmlops.services.live.comparison import live_comparison, parse_since
 
         if not live:
             raise ConfigError(

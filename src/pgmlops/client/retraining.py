@@ -8,7 +8,7 @@ from pgmlops.client.references import default_actor
 
 if TYPE_CHECKING:
     from pgmlops.services.context import Context
-    from pgmlops.services.retraining import RetrainOutcome
+    from pgmlops.services.retraining.runs import RetrainOutcome
     from pgmlops.services.training import Progress
 
 
@@ -38,7 +38,7 @@ class Retraining:
         `allow_feedback_only` (default `retraining.allow_feedback_only`) trains from feedback
         and live rows when the original data source cannot be read.
         """
-        from pgmlops.services.retraining import mode_of, retrain
+        from pgmlops.services.retraining.runs import mode_of, retrain
 
         mode = mode_of(force=force, if_needed=if_needed)  # refused before any database work
         return retrain(
@@ -55,12 +55,12 @@ class Retraining:
 
         A run whose process died is marked failed first.
         """
-        from pgmlops.services.retraining import retrain_status
+        from pgmlops.services.retraining.runs import retrain_status
 
         return retrain_status(self.context, self._name(model_name), limit)
 
     def retrain_triggers(self, model_name: str | None = None) -> dict[str, Any]:
         """Where each retraining trigger stands now, changing nothing ("3,000 of 5,000 ...")."""
-        from pgmlops.services.triggers import trigger_status
+        from pgmlops.services.retraining.triggers import trigger_status
 
         return trigger_status(self.context, self._name(model_name)).to_dict()

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pgmlops.domain.card import ModelCard
 from pgmlops.domain.metrics import Scores
+from pgmlops.domain.registry.card import ModelCard
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pgmlops.domain import signing
-from pgmlops.domain.card_document import CARD_ROLE
-from pgmlops.domain.records import ModelVersion, StoredFile
-from pgmlops.domain.signing import MIN_KEY_BYTES, key_id
+from pgmlops.domain.registry import signing
+from pgmlops.domain.registry.card_document import CARD_ROLE
+from pgmlops.domain.registry.records import ModelVersion, StoredFile
+from pgmlops.domain.registry.signing import MIN_KEY_BYTES, key_id
 from pgmlops.errors import ArtifactError, ConfigError
 from pgmlops.services.context import Context
-from pgmlops.store.cards import card_bytes, store_card
+from pgmlops.store.registry.cards import card_bytes, store_card
 
 log = logging.getLogger(__name__)
 

@@ -10,22 +10,22 @@ import pandas as pd
 from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.config import TrainingConfig, describe_validation_error
-from pgmlops.domain.card import engine_label, onnx_rejection
-from pgmlops.domain.live import CHALLENGER, Deployment
-from pgmlops.domain.pipeline import parse_params
-from pgmlops.domain.records import (
+from pgmlops.domain.live.modes import CHALLENGER, Deployment
+from pgmlops.domain.redact import redact_secrets
+from pgmlops.domain.registry.card import engine_label, onnx_rejection
+from pgmlops.domain.registry.records import (
     PRODUCTION,
     AliasEvent,
     AliasState,
     ModelOverview,
     ModelVersion,
 )
-from pgmlops.domain.redact import redact_secrets
+from pgmlops.domain.training.pipeline import parse_params
 from pgmlops.errors import ConfigError
 from pgmlops.services.context import Context
 from pgmlops.services.datasets import frame_dataset, load_dataset
 from pgmlops.services.promotion import PromotionResult, production_at, promote, rollback
-from pgmlops.services.rollback_watch import refused_rollbacks
+from pgmlops.services.rollback.watch import refused_rollbacks
 from pgmlops.services.training import Progress, TrainResult, train_model
 
 KEY_METRICS = {
@@ -101,7 +101,7 @@ def train_version(
             raise ConfigError(
                 "training.engine dask reads Parquet files or a database table, not a DataFrame"
             )
-        from pgmlops.services.dask_training.train import train_on_dask
+        from pgmlops.services.training.dask.train import train_on_dask
 
         return train_on_dask(
             ctx, data, target, cfg, query=query, model_name=name, actor=actor, progress=progress

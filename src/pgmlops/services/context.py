@@ -9,7 +9,7 @@ from pgmlops.config import Settings
 from pgmlops.store.artifacts import ArtifactStore
 from pgmlops.store.db import Database
 from pgmlops.store.keys import SigningKey, default_key_file
-from pgmlops.store.registry import RegistryStore
+from pgmlops.store.registry.versions import RegistryStore
 
 if TYPE_CHECKING:
     from pgmlops.services.mlflow_sync import MlflowMirror

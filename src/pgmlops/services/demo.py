@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.errors import PromotionRefused
 from pgmlops.services.commands import promote_command, train_command
 

@@ -8,10 +8,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from pgmlops.domain.card import ModelCard
 from pgmlops.domain.dates import PARTS as DATE_PARTS
 from pgmlops.domain.dates import date_features
 from pgmlops.domain.predict import Outputs, class_columns, predict_outputs
+from pgmlops.domain.registry.card import ModelCard
 from pgmlops.domain.schema import MISSING_CATEGORY, FeatureSchema, coerce_features
 from pgmlops.errors import ArtifactError
 

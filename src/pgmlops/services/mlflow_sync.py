@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgmlops.domain.pipeline import serving_pipeline
-from pgmlops.domain.records import AliasEvent, ModelVersion
 from pgmlops.domain.redact import redact_secrets
+from pgmlops.domain.registry.records import AliasEvent, ModelVersion
+from pgmlops.domain.training.pipeline import serving_pipeline
 from pgmlops.errors import ConfigError, StoreError
 from pgmlops.store.artifacts import ArtifactStore
-from pgmlops.store.registry import RegistryStore
+from pgmlops.store.registry.versions import RegistryStore
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pgmlops.domain.gates import Decision, decide
 from pgmlops.domain.metrics import Scores
 from pgmlops.domain.predict import baseline_scores, to_scores
-from pgmlops.domain.records import PRODUCTION, AliasEvent, ModelVersion
+from pgmlops.domain.promotion.gates import Decision, decide
+from pgmlops.domain.registry.records import PRODUCTION, AliasEvent, ModelVersion
 from pgmlops.domain.schema import coerce_features
-from pgmlops.domain.split import on_training_side
+from pgmlops.domain.training.split import on_training_side
 from pgmlops.errors import ArtifactError, ConfigError, DataError, NotFoundError, PromotionRefused
 from pgmlops.services.context import Context
 from pgmlops.services.inference import OnnxEngine, PipelineEngine, load_pipeline
@@ -188,7 +188,7 @@ def verify_servable(ctx: Context, version: ModelVersion) -> None:
     workers will load must load in onnxruntime and reproduce the (verified) pipeline's
     predictions on the version's own holdout rows it was checked on when training kept it.
     """
-    from pgmlops.services.onnx_export import TOLERANCE, check_rows, disagreement
+    from pgmlops.services.training.onnx_export import TOLERANCE, check_rows, disagreement
 
     for role in version.files:
         ctx.artifacts.read(version, role)

@@ -21,14 +21,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgmlops.domain.partitions import wanted, wholly_before
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
+from pgmlops.domain.serving.partitions import wanted, wholly_before
 from pgmlops.errors import ConfigError, PgmlopsError
 from pgmlops.services.context import Context
 from pgmlops.services.promotion import production_stack
-from pgmlops.store.log_summaries import forget_before
-from pgmlops.store.partitions import PartitionStore
-from pgmlops.store.retention import RetentionStore, VersionFiles
+from pgmlops.store.monitoring.log_summaries import forget_before
+from pgmlops.store.prediction_log.partitions import PartitionStore
+from pgmlops.store.registry.retention import RetentionStore, VersionFiles
 from pgmlops.store.retraining import RetrainingRunStore
 
 
@@ -111,7 +111,7 @@ def collect_garbage(
 
 def parse_age(text: str) -> timedelta:
     """'90d', '12w' or '36h' as a timedelta; ConfigError naming the option otherwise."""
-    from pgmlops.services.monitoring import parse_duration
+    from pgmlops.services.monitoring.run import parse_duration
 
     try:
         return parse_duration(text)

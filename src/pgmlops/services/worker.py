@@ -7,7 +7,7 @@ log's partitions created ahead (hourly) and runs retention (`gc`: model backups 
 `retention.keep`, log partitions older than `retention.predictions_days`) every
 `retention.schedule_seconds`, so nobody has to run `pgmlops gc`. Every
 `rollback.check_seconds` it also judges each model's promotion under watch and may restore
-the previous production version (services/rollback_watch.py). `stop()` (SIGTERM) lets the
+the previous production version (services/rollback/watch.py). `stop()` (SIGTERM) lets the
 job in hand finish and then exits; a worker killed outright leaves its run and job to be
 marked failed by the next worker or retrain that starts, or by a running worker within a
 minute. Each worker holds a liveness lock while it runs (PostgreSQL: a session advisory lock,
@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.errors import ConflictError, PgmlopsError
 from pgmlops.services.context import Context
-from pgmlops.services.monitoring_aggregates.hours import summarise_closed_hours
+from pgmlops.services.monitoring.aggregates.hours import summarise_closed_hours
 from pgmlops.services.retention import collect_garbage, ensure_log_partitions
-from pgmlops.services.retraining import recover_stale_runs, retrain
-from pgmlops.services.triggers import next_due, schedule_anchor
+from pgmlops.services.retraining.runs import recover_stale_runs, retrain
+from pgmlops.services.retraining.triggers import next_due, schedule_anchor
 from pgmlops.store.jobs import Job, JobStore, worker_identity
 from pgmlops.store.locks import holder_gone, named_lock
 
@@ -199,7 +199,7 @@ class Worker:
         raise PgmlopsError(f"unknown job kind {job.kind!r} (expected one of {', '.join(KINDS)})")
 
     def _monitor(self, name: str, last: int | None = None) -> dict[str, Any]:
-        from pgmlops.services.monitoring import run_monitor
+        from pgmlops.services.monitoring.run import run_monitor
 
         result = run_monitor(self.ctx, name, last=last, store_run=True)
         self.stats.monitor_runs += 1
@@ -311,7 +311,7 @@ class Worker:
         live = self.ctx.settings.live
         if not live.promotion:
             return
-        from pgmlops.services.live_promotion import check_live_promotion
+        from pgmlops.services.live.promotion import check_live_promotion
 
         for name in self.watched_models():
             if self.stopping or now < self._next_live.get(name, now):
@@ -352,7 +352,7 @@ class Worker:
 
     def watch_promotions(self, now: datetime) -> None:
         """Every `rollback.check_seconds`: judge each model's promotion under watch."""
-        from pgmlops.services.rollback_watch import check_rollback
+        from pgmlops.services.rollback.watch import check_rollback
 
         cfg = self.ctx.settings.rollback
         if not cfg.auto_rollback or (self._next_watch is not None and now < self._next_watch):

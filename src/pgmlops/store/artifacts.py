@@ -2,7 +2,7 @@
 
 Nothing a registry row says is taken on trust: a URI must name a blob inside this store's
 `objects/` folder (no other scheme, no path outside the root), the bytes must match the
-row's sha256, and a version's files must carry a valid HMAC signature (domain/signing.py)
+row's sha256, and a version's files must carry a valid HMAC signature (domain/registry/signing.py)
 under a key the database never holds before anything deserialises them.
 """
 
@@ -18,8 +18,8 @@ from dataclasses import replace
 
 from fsspec.core import url_to_fs
 
-from pgmlops.domain import signing
-from pgmlops.domain.records import ModelVersion, StoredFile
+from pgmlops.domain.registry import signing
+from pgmlops.domain.registry.records import ModelVersion, StoredFile
 from pgmlops.errors import ArtifactError, ConfigError, SigningKeyError
 from pgmlops.store.keys import SigningKey
 

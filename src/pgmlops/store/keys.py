@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fsspec.core import url_to_fs
 
-from pgmlops.domain.signing import MIN_KEY_BYTES
+from pgmlops.domain.registry.signing import MIN_KEY_BYTES
 from pgmlops.errors import ConfigError, SigningKeyError
 
 log = logging.getLogger(__name__)

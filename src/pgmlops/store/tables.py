@@ -149,8 +149,8 @@ class PredictionRow(Base):
     """The prediction log.
 
     On PostgreSQL the table is range-partitioned on created_at (migration 0002; partitions in
-    store/partitions.py) and its primary key is (id, created_at), since a partitioned table's
-    unique keys must hold the partition key; `id` alone stays unique in practice (UUIDs).
+    store/prediction_log/partitions.py) and its primary key is (id, created_at), since a partitioned
+    table's unique keys must hold the partition key; `id` alone stays unique in practice (UUIDs).
     """
 
     __tablename__ = "predictions"
@@ -209,7 +209,8 @@ class FeedbackRow(Base):
 
 
 class LogSummaryRow(Base):
-    """One closed hour of one version's prediction log, summarised (store/log_summaries.py).
+    """One closed hour of one version's prediction log, summarised
+    (store/monitoring/log_summaries.py).
 
     ``spec`` names the points and categories the cells were counted on, so a change of the
     monitoring spec never mixes counts; ``rows`` is checked against the log before use.
@@ -223,7 +224,8 @@ class LogSummaryRow(Base):
     # Whole hours since 1970 (UTC).
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     rows: Mapped[int] = mapped_column(BigInteger)
-    # numpy arrays in an .npz (store/log_summaries.py pack): PostgreSQL never looks inside.
+    # numpy arrays in an .npz (store/monitoring/log_summaries.py pack): PostgreSQL never looks
+    # inside.
     cells: Mapped[bytes] = mapped_column(LargeBinary)
     written_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -1,6 +1,6 @@
 """`pgmlops predict --canary`: the challenger answers the canary's share of rows, as /predict.
 
-Which rows go to the challenger is decided by the server's own rule (domain/live.py
+Which rows go to the challenger is decided by the server's own rule (domain/live/modes.py
 `canary_rows`): by the hash of the sticky key when the deployment has one, so a key gets the
 same version in a batch as on /predict, else each row at random with the canary's share.
 Every output row says which version and role answered it; the log keeps role `canary` for the
@@ -19,12 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pgmlops.config import ServingConfig
-from pgmlops.domain.live import CHALLENGER, Deployment, canary_rows
+from pgmlops.domain.live.modes import CHALLENGER, Deployment, canary_rows
 from pgmlops.domain.schema import key_text
 from pgmlops.errors import ConfigError, PgmlopsError
 from pgmlops.services.batch.scoring import ChunkResult, score_chunk
 from pgmlops.services.context import Context
-from pgmlops.services.serving import LoadedModel, load_version
+from pgmlops.services.serving.load import LoadedModel, load_version
 
 log = logging.getLogger(__name__)
 

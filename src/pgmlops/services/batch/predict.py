@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from pgmlops.domain.records import PRODUCTION
+from pgmlops.domain.registry.records import PRODUCTION
 from pgmlops.errors import ConfigError, NotFoundError, StoreError, ValidationError
 from pgmlops.services.batch.canary import (
     ROLE_COLUMNS,
@@ -26,8 +26,8 @@ from pgmlops.services.batch.scoring import score_chunk
 from pgmlops.services.batch.sinks import check_output, open_output, open_rejects
 from pgmlops.services.batch.sources import open_source
 from pgmlops.services.context import Context
-from pgmlops.services.serving import LoadedModel, load_version
-from pgmlops.store.predictions import PredictionStore
+from pgmlops.services.serving.load import LoadedModel, load_version
+from pgmlops.store.prediction_log.predictions import PredictionStore
 
 # Rows per chunk: large enough that per-chunk costs vanish, small enough to bound memory.
 DEFAULT_CHUNK_ROWS = 50_000

@@ -23,13 +23,13 @@ from pgmlops.config import ServingConfig
 from pgmlops.domain.categories import FALSE_TEXT, TRUE_TEXT, canonical_series
 from pgmlops.domain.dates import ISO, to_days
 from pgmlops.domain.decision import answer_scale
-from pgmlops.domain.records import PredictionRecord
+from pgmlops.domain.registry.records import PredictionRecord
 from pgmlops.domain.schema import FLOAT32_MAX, FeatureSpec, key_text
-from pgmlops.domain.served_fields import BOOLEAN_NOT_NUMBER, is_boolean
+from pgmlops.domain.serving.served_fields import BOOLEAN_NOT_NUMBER, is_boolean
 from pgmlops.errors import ValidationError
-from pgmlops.services.prediction import prediction_ids
-from pgmlops.services.record_model import MAX_KEY_LENGTH
-from pgmlops.services.serving import LoadedModel
+from pgmlops.services.serving.load import LoadedModel
+from pgmlops.services.serving.prediction import prediction_ids
+from pgmlops.services.serving.record_model import MAX_KEY_LENGTH
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,19 @@ import numpy as np
 import pandas as pd
 
 from pgmlops.config import TrainingConfig
-from pgmlops.domain.boosting import iteration_fit_params, library_fit_errors
-from pgmlops.domain.card import DataFingerprint
 from pgmlops.domain.metrics import evaluate
-from pgmlops.domain.outliers import handle_outliers
-from pgmlops.domain.pipeline import build_pipeline, make_estimator, snap_thresholds_to_float32
 from pgmlops.domain.predict import predict_outputs, to_scores
+from pgmlops.domain.registry.card import DataFingerprint
 from pgmlops.domain.schema import FeatureSchema, ReadOptions
-from pgmlops.domain.split import MIN_CLASS_ROWS, split_rows
-from pgmlops.domain.training_frame import left_out_notes, prepare_training_frame
+from pgmlops.domain.training.boosting import iteration_fit_params, library_fit_errors
+from pgmlops.domain.training.frame import left_out_notes, prepare_training_frame
+from pgmlops.domain.training.outliers import handle_outliers
+from pgmlops.domain.training.pipeline import (
+    build_pipeline,
+    make_estimator,
+    snap_thresholds_to_float32,
+)
+from pgmlops.domain.training.split import MIN_CLASS_ROWS, split_rows
 from pgmlops.errors import DataError, TrainingError
 from pgmlops.services.artifact_signing import signing_key_for_writing
 from pgmlops.services.context import Context
@@ -185,9 +189,9 @@ def train_model(
         y_cv = pd.concat([y_train, y.iloc[split.validation]], ignore_index=True)
         cv_metrics = _cross_validate(cfg, x_cv, y_cv, schema, new_estimator)
 
-    from pgmlops.domain.crossfit import with_cross_fitted
-    from pgmlops.domain.profile import build_profile
-    from pgmlops.domain.profile_design import with_designs
+    from pgmlops.domain.monitoring.profile import build_profile
+    from pgmlops.domain.monitoring.profile_design import with_designs
+    from pgmlops.domain.training.crossfit import with_cross_fitted
 
     fitted = Fitted(
         pipeline=pipeline,

@@ -17,17 +17,17 @@ import numpy as np
 import pandas as pd
 
 from pgmlops.config import TrainingConfig
-from pgmlops.domain.card import DataFingerprint, ModelCard, OnnxInfo, SplitInfo
 from pgmlops.domain.importance import IMPORTANCE_ROWS, permutation_importance
 from pgmlops.domain.metrics import PRIMARY_METRIC, Scores, confusion, evaluate, metric_value
 from pgmlops.domain.predict import Outputs, baseline_scores, predict_outputs, to_scores
-from pgmlops.domain.records import ModelVersion, StoredFile
 from pgmlops.domain.redact import redact_secrets
+from pgmlops.domain.registry.card import DataFingerprint, ModelCard, OnnxInfo, SplitInfo
+from pgmlops.domain.registry.records import ModelVersion, StoredFile
 from pgmlops.domain.schema import FeatureSchema
-from pgmlops.domain.threshold import tune_threshold
+from pgmlops.domain.training.threshold import tune_threshold
 from pgmlops.services.context import Context
 from pgmlops.services.inference import dump_pipeline
-from pgmlops.services.onnx_export import export_onnx
+from pgmlops.services.training.onnx_export import export_onnx
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -90,7 +90,7 @@ class _ScoringCard:
 class Fitted:
     """A fitted pipeline and the held-out rows that judge it, however it was trained.
 
-    The single-process path holds every row; the Dask path (services/dask_training) holds
+    The single-process path holds every row; the Dask path (services/training/dask) holds
     bounded samples of the validation and holdout rows and profiles the training rows itself.
     """
 
@@ -133,7 +133,7 @@ def register_fitted(
     if schema.task != "regression":
         step("tuning threshold and calibration on the validation split")
         val_out = predict_outputs(pipeline, scoring, x_val)
-        from pgmlops.domain.performance import fit_calibration
+        from pgmlops.domain.monitoring.performance import fit_calibration
 
         if schema.task == "binary":
             positive = (schema.classes or [])[1]
@@ -160,7 +160,7 @@ def register_fitted(
 
     importance = permutation_importance(score_blocks, x_hold, y_hold, primary, seed=cfg.seed)
 
-    from pgmlops.domain.performance import confidence
+    from pgmlops.domain.monitoring.performance import confidence
 
     hold_conf = (
         confidence(hold_out.proba, schema.task, threshold) if hold_out.proba is not None else None
@@ -216,7 +216,7 @@ def register_fitted(
     val_out = predict_outputs(pipeline, scoring, x_val)
     # Validation and holdout rows together: neither trained the model, and twice the rows
     # halve the reference's own noise (a 4,000-row holdout AUC can be 0.01 off the truth);
-    # then the training rows' out-of-fold outputs (domain/crossfit.py).
+    # then the training rows' out-of-fold outputs (domain/training/crossfit.py).
     held = concat_scores(to_scores(scoring, val_out, y_val), hold_scores)
     pooled = fitted.crossed(held, scoring)
     files.update(_monitoring_references(ctx, schema, (x_val, y_val, val_out), held, pooled, cfg))
@@ -281,7 +281,7 @@ def _monitoring_references(
     training rows' out-of-fold scores (or ``held`` itself when there are none).
     """
     from pgmlops.domain.intervals import reference_outputs
-    from pgmlops.domain.performance import fit_loss_models
+    from pgmlops.domain.monitoring.performance import fit_loss_models
 
     x_val, y_val, val_out = validation
     ref = reference_outputs(pooled, seed=cfg.seed)

@@ -5,8 +5,8 @@ Revises: 0003
 Create Date: 2026-11-28
 
 Monitoring a window on PostgreSQL sums each closed hour's stored cells instead of scanning its
-rows again (store/log_summaries.py). A new, empty table: nothing to move. SQLite gets it too
-(unused there: SQLite reads rows).
+rows again (store/monitoring/log_summaries.py). A new, empty table: nothing to move. SQLite gets it
+too (unused there: SQLite reads rows).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ branch_labels = None
 depends_on = None
 
 
-# The hour expression of store/window_cells.py's HOUR_OF (without the alias).
+# The hour expression of store/monitoring/window_cells.py's HOUR_OF (without the alias).
 _HOUR = "((floor(date_part('epoch', created_at) / 3600))::bigint)"
 
 

@@ -1,0 +1,1 @@
+"""Live deployments, pure: modes, canary rows, the live comparison."""

@@ -1,0 +1,1 @@
+"""Monitoring, pure: reference profiles, drift, performance, status."""

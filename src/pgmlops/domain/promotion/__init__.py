@@ -1,0 +1,1 @@
+"""Promotion, pure: the champion/challenger gates."""

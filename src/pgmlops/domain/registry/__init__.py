@@ -1,0 +1,1 @@
+"""What a registered version is: its card, records and signatures."""

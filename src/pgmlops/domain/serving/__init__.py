@@ -1,0 +1,1 @@
+"""Serving, pure: request fields, ranges, the prediction log's health."""

@@ -1,0 +1,1 @@
+"""Training, pure: the training frame, the pipeline, splits, thresholds."""

@@ -1,0 +1,1 @@
+"""Live deployments: deploy, canary and shadow traffic, compare, promote."""

@@ -1,0 +1,1 @@
+"""Monitoring runs, their signals, aggregates and the HTML report."""

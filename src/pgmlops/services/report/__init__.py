@@ -1,6 +1,0 @@
-"""The self-contained HTML monitoring report (`pgmlops monitor --html`, GET /monitoring/report)."""
-
-from pgmlops.services.report.charts import bar_chart
-from pgmlops.services.report.document import render_html
-
-__all__ = ["bar_chart", "render_html"]

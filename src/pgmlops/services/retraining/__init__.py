@@ -1,0 +1,1 @@
+"""Retraining: triggers, the retraining set and its runs."""

@@ -1,0 +1,1 @@
+"""Automatic rollback: the watch after a promotion and its signals."""

@@ -1,0 +1,1 @@
+"""Serving: load and swap the version, answer, log, take feedback."""

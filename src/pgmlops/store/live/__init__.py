@@ -1,0 +1,1 @@
+"""Live deployments' figures, stored per hour."""

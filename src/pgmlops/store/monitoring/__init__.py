@@ -1,0 +1,1 @@
+"""Monitoring's reads and records: windows, summaries, runs."""

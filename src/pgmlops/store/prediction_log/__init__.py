@@ -1,0 +1,1 @@
+"""The prediction log's rows: inserts, spill, partitions, labels."""

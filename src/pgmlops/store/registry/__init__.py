@@ -1,0 +1,1 @@
+"""The registry's tables: versions, aliases and their moves, cards."""

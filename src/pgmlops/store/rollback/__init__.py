@@ -1,0 +1,1 @@
+"""Automatic rollback's records: serving counts and verdicts."""
