@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +82,36 @@ def test_no_module_in_src_or_bench_is_over_400_lines() -> None:
     assert "src/pgmlops/client/__init__.py" in lines  # the walk did find the modules
     over = {path: n for path, n in lines.items() if n > MAX_MODULE_LINES}
     assert not over, f"modules over {MAX_MODULE_LINES} lines (split them by content): {over}"
+
+
+# Issue 23 §2: inside each layer, a capability's modules live in one package named for it
+# (docs/architecture.md, "Where each capability lives").
+LAYERS = ("domain", "services", "store")
+
+
+def _capability_packages(layer: str) -> list[str]:
+    root = Path(pgmlops.__file__).parent / layer
+    # migrations/ is Alembic's, not a capability.
+    found = (p.name for p in root.iterdir() if (p / "__init__.py").is_file())
+    return sorted(name for name in found if name != "migrations")
+
+
+def test_each_capability_package_says_what_it_holds() -> None:
+    root = Path(pgmlops.__file__).parent
+    for layer in LAYERS:
+        for package in _capability_packages(layer):
+            init = root / layer / package / "__init__.py"
+            assert ast.get_docstring(ast.parse(init.read_text())), f"{layer}/{package}"
+
+
+def test_a_module_named_for_a_capability_sits_in_its_package() -> None:
+    # A `services/live_*.py` beside `services/live/` is the scattering the regroup ended.
+    root = Path(pgmlops.__file__).parent
+    for layer in LAYERS:
+        packages = set(_capability_packages(layer))
+        strays = [
+            path.name
+            for path in (root / layer).glob("*.py")
+            if any(path.stem.startswith(f"{package}_") for package in packages)
+        ]
+        assert strays == [], f"{layer}/: {strays} belong in their capability's package"
