@@ -44,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     "FeatureSchema": "pgmlops.domain.schema",
     "PromotionResult": "pgmlops.services.promotion",
     "TrainResult": "pgmlops.services.training",
-    "RetrainOutcome": "pgmlops.services.retraining",
+    "RetrainOutcome": "pgmlops.services.retraining.runs",
     # settings and errors
     "Settings": "pgmlops.config",
     "get_settings": "pgmlops.config",
