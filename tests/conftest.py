@@ -145,6 +145,17 @@ def fresh_postgres_database() -> Iterator[str]:
         engine.dispose()
 
 
+def replace_postgres_database(name: str, template: str) -> None:
+    """Drop the database `name` and create it again as a copy of `template`."""
+    from sqlalchemy import text
+
+    engine = _admin_engine()
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    engine.dispose()
+
+
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path):
     from pgmlops.config import Settings

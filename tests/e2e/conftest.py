@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from pgmlops.services.commands import promote_command, train_command
+from tests.e2e.registry_copy import Snapshots
 from tests.e2e.serverproc import Server, start_server, stop_server
 
 
@@ -22,16 +24,29 @@ def small_churn_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def snapshots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snapshots]:
+    """Registries trained once per session (tests/e2e/registry_copy.py), copied per test."""
+    with ExitStack() as stack:
+        yield Snapshots(stack, tmp_path_factory.mktemp("snapshots"))
+
+
 @pytest.fixture
-def trained(ctx, small_churn_csv: Path) -> dict:
-    """Two registered versions of `churn`; v1 is production."""
-    kw = {"data": str(small_churn_csv), "target": "Exited", "model_name": "churn", "actor": "t"}
-    v1 = train_command(ctx, **kw, overrides={"params": {"max_iter": 40}})
-    promote_command(
-        ctx, model_name="churn", version=v1["version"], force=False, reason=None, actor="t"
-    )
-    v2 = train_command(ctx, **kw, overrides={"params": {"max_iter": 60}, "seed": 1})
-    return {"v1": v1["version"], "v2": v2["version"]}
+def trained(ctx, small_churn_csv: Path, snapshots: Snapshots) -> dict:
+    """Two registered versions of `churn`; v1 is production (this test's own copy)."""
+
+    def build(source) -> dict:
+        kw = {"data": str(small_churn_csv), "target": "Exited", "model_name": "churn"}
+        v1 = train_command(source, **kw, actor="t", overrides={"params": {"max_iter": 40}})
+        promote_command(
+            source, model_name="churn", version=v1["version"], force=False, reason=None, actor="t"
+        )
+        v2 = train_command(
+            source, **kw, actor="t", overrides={"params": {"max_iter": 60}, "seed": 1}
+        )
+        return {"v1": v1["version"], "v2": v2["version"]}
+
+    return dict(snapshots.restore(ctx, "trained", build))
 
 
 @pytest.fixture
@@ -74,10 +89,14 @@ def prices_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def two_models(ctx, small_churn_csv: Path, prices_csv: Path) -> None:
+def two_models(ctx, small_churn_csv: Path, prices_csv: Path, snapshots: Snapshots) -> None:
     """`churn` (binary) and `prices` (regression, other columns), v1 of each in production."""
-    train_and_promote(ctx, small_churn_csv, "Exited", "churn", params={"max_iter": 40})
-    train_and_promote(ctx, prices_csv, "price", "prices")
+
+    def build(source) -> None:
+        train_and_promote(source, small_churn_csv, "Exited", "churn", params={"max_iter": 40})
+        train_and_promote(source, prices_csv, "price", "prices")
+
+    snapshots.restore(ctx, "two_models", build)
 
 
 @pytest.fixture
