@@ -95,6 +95,18 @@ def test_train_promote_models_and_rollback_through_the_cli(cli: Cli, csv: Path) 
     assert models["history"][1]["reason"] == "try the forest"
 
 
+def test_a_training_note_is_printed_once_and_names_the_flag(
+    cli: Cli, csv: Path, tmp_path: Path
+) -> None:
+    semicolons = tmp_path / "semicolons.csv"
+    pd.read_csv(csv).to_csv(semicolons, sep=";", index=False)
+    result = cli("train", "--data", str(semicolons), "--target", "Exited", "--no-onnx")
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert output.count("separated by ';'") == 1, output
+    assert "(sniffed; --sep overrides)" in output and "sep=" not in output
+
+
 @pytest.mark.parametrize(
     ("make", "extra", "code", "words"),
     [

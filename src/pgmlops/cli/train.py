@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -67,6 +68,9 @@ def train(
     """Train, evaluate and register a candidate version."""
     from pgmlops.services.commands import train_summary
 
+    # The command prints every note below, in flag terms; without a handler, training's own
+    # log line reaches stderr through logging's last resort and says it a second time.
+    logging.getLogger("pgmlops.services.training").addHandler(logging.NullHandler())
     with steps(wanted(as_json, quiet)) as progress:
         result = open_client(config).train_run(
             data,
