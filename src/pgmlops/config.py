@@ -79,14 +79,17 @@ class TrainingConfig(_Section):
         description="folds whose out-of-fold outputs join monitoring's reference; 0 or 1: "
         "held-out rows only",
     )
-    # Prediction drift's reference (docs/monitoring.md, repeated rows): held-out outputs, or
-    # every labelled row's out-of-fold output. The latter has power on repeated rows but
-    # alarmed on 25 of 40 in-distribution 5,000-row randhie windows (fold models differ
-    # from the final one), so it is opt-in.
-    output_reference: Literal["held_out", "out_of_fold"] = Field(
-        "held_out",
-        description="outputs prediction drift compares with: validation and holdout rows', or "
-        "also the training rows' out-of-fold outputs (needs reference_folds >= 2)",
+    # Prediction drift's reference (docs/monitoring.md, repeated rows). `served`: every
+    # labelled row's output as traffic gets it (the final model's on repeated training
+    # vectors, out-of-fold on vectors seen once). Out-of-fold alone alarmed on 25 of 40
+    # in-distribution 5,000-row randhie windows (fold models answer a repeated vector
+    # differently from the final model); held-out alone is a few clusters with no power.
+    output_reference: Literal["served", "held_out", "out_of_fold"] = Field(
+        "served",
+        description="outputs prediction drift compares with: every labelled row's as traffic "
+        "would be served them (served; needs reference_folds >= 2, else held_out), the "
+        "validation and holdout rows' alone (held_out), or the training rows' out-of-fold "
+        "outputs with them (out_of_fold)",
     )
     imbalance: Literal["none", "class_weight", "smote"] = Field(
         "none", description="class imbalance handling, applied to the training rows only"

@@ -89,6 +89,51 @@ def test_prediction_drift_on_repeated_rows_is_quiet_in_distribution_and_sees_a_s
     assert outputs_moved >= 8
 
 
+def _alarms_and_detections(ctx: Context, rows: pd.DataFrame, version, windows: int) -> tuple:
+    """Prediction-drift alarms on ``windows`` resamples of ``rows``, and on older-tilted ones."""
+    profile = load_profile(ctx, version)
+    model = load_version(ctx, version)
+    names = version.card.feature_schema.names
+    rng = np.random.default_rng(2)
+    z = ((rows["age"] - rows["age"].mean()) / rows["age"].std()).to_numpy()
+    older = np.exp(0.25 * z) / np.exp(0.25 * z).sum()
+    alarms, moved = 0, 0
+    for _ in range(windows):
+        same = rows.iloc[rng.choice(len(rows), 5_000)].reset_index(drop=True)
+        shifted = rows.iloc[rng.choice(len(rows), 5_000, p=older)].reset_index(drop=True)
+        for window, counter in ((same, "alarms"), (shifted, "moved")):
+            scores = np.asarray(model.engine.predict_frame(window[names]).predicted, dtype=float)
+            report = compare(profile, window[names], scores=scores)
+            assert report.output is not None
+            if counter == "alarms":
+                alarms += report.output.drifted
+            else:
+                moved += report.output.drifted
+    return alarms, moved
+
+
+def test_by_default_prediction_drift_compares_outputs_as_served_quiet_yet_seeing_a_shift(
+    ctx: Context,
+) -> None:
+    # Traffic repeats the training people, so it is answered with the final model's own
+    # outputs on their vectors: the reference must hold those, for every labelled row.
+    rows = _panel(5)
+    result = train_version(
+        ctx, data=rows, target="spend", model_name="panel", actor="t", onnx=False,
+        overrides={"params": {"max_iter": 60}},
+    )  # fmt: skip
+    profile = load_profile(ctx, result.version)
+    split = result.version.card.split
+    assert profile.output is not None and profile.output.design is not None
+    assert profile.output.design.rows == "served"
+    assert profile.output.distribution.n == split.train_rows + split.validation_rows + (
+        split.holdout_rows
+    )
+    alarms, moved = _alarms_and_detections(ctx, rows, result.version, 10)
+    assert alarms <= 1
+    assert moved >= 8
+
+
 def test_a_version_from_before_out_of_fold_outputs_still_tests_them_and_says_so(
     ctx: Context,
 ) -> None:

@@ -19,6 +19,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+# Which rows, scored how, make prediction drift's reference (docs/monitoring.md).
+OutputRows = Literal["served", "held_out", "out_of_fold"]
+
 
 class SampleDesign(BaseModel):
     """How a reference was drawn: the design effect of its repeated rows and its share."""
@@ -30,10 +33,11 @@ class SampleDesign(BaseModel):
         1.0, gt=0.0, le=1.0, description="the reference's share of the training data's rows"
     )
     distinct: int | None = Field(None, description="distinct feature vectors in the reference")
-    rows: Literal["held_out", "out_of_fold"] | None = Field(
+    rows: OutputRows | None = Field(
         None,
-        description="outputs only: held-out rows' outputs, or every labelled row's out-of-fold "
-        "outputs (None: a version trained before this was recorded: held-out rows)",
+        description="outputs only: every labelled row's output as traffic would be served it "
+        "(served), the held-out rows' alone (held_out), or every labelled row's out-of-fold "
+        "output (out_of_fold); None: a version trained before this was recorded: held-out rows",
     )
 
     @property
@@ -48,6 +52,15 @@ def cluster_sizes(x: pd.DataFrame) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     hashed = pd.util.hash_pandas_object(x, index=False).to_numpy(dtype=np.uint64)
     return np.unique(hashed, return_counts=True)[1]
+
+
+def repeated_rows(x: pd.DataFrame) -> np.ndarray:
+    """True for each row whose feature vector appears more than once in ``x``."""
+    if len(x) == 0:
+        return np.zeros(0, dtype=bool)
+    hashed = pd.util.hash_pandas_object(x, index=False).to_numpy(dtype=np.uint64)
+    _, inverse, counts = np.unique(hashed, return_inverse=True, return_counts=True)
+    return counts[inverse.ravel()] > 1
 
 
 def cluster_labels(x: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pgmlops.domain.monitoring.design_effect import sample_design
+from pgmlops.domain.monitoring.design_effect import OutputRows, sample_design
 from pgmlops.domain.monitoring.profile_records import ReferenceProfile
 
 
@@ -14,18 +14,17 @@ def with_designs(
     x_out: pd.DataFrame,
     total_rows: int,
     *,
-    out_of_fold: bool = False,
+    rows: OutputRows = "held_out",
 ) -> ReferenceProfile:
     """``profile`` knowing its samples: features drawn as ``x_ref``, outputs on ``x_out``.
 
-    ``out_of_fold``: the outputs are every labelled row's, each from a model that did not
-    fit it (domain/training/crossfit.py), rather than the held-out rows' alone.
+    ``rows``: how the outputs were taken: every labelled row's as served
+    (domain/training/crossfit.py served_scores), every labelled row's out of fold, or the held-out
+    rows' alone.
     """
     update: dict[str, object] = {"design": sample_design(x_ref, total_rows)}
     if profile.output is not None:
-        design = sample_design(x_out, total_rows).model_copy(
-            update={"rows": "out_of_fold" if out_of_fold else "held_out"}
-        )
+        design = sample_design(x_out, total_rows).model_copy(update={"rows": rows})
         output = profile.output.model_copy(update={"design": design})
         update["output"] = output
     return profile.model_copy(update=update)

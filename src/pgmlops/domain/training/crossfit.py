@@ -23,6 +23,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from pgmlops.domain.intervals import REFERENCE_ROWS, concat_scores
 from pgmlops.domain.metrics import Scores
+from pgmlops.domain.monitoring.design_effect import repeated_rows
 from pgmlops.domain.predict import predict_outputs, to_scores
 from pgmlops.domain.training.pipeline import snap_thresholds_to_float32
 
@@ -100,3 +101,36 @@ def with_cross_fitted(
         return held_out
     crossed = cross_fitted_scores(pipeline, card, x, y, folds=folds, seed=seed)
     return held_out if crossed is None else concat_scores(crossed, held_out)
+
+
+def served_scores(pipeline: Any, card: Any, x: pd.DataFrame, pooled: Scores) -> Scores:
+    """``pooled`` (training rows ``x`` out of fold, then held-out rows) as traffic is served.
+
+    Traffic that repeats a training feature vector is answered by the final model, which fitted
+    that vector's copies: its output, not a fold model's, is what such a row gets, so repeated
+    vectors take it. A vector seen once stands for the vectors traffic brings that training
+    never saw (Good-Turing: their share of traffic is about the share of rows seen once), whose
+    outputs are the final model's on unseen rows: out-of-fold outputs stand in. Held-out rows
+    already hold the final model's outputs.
+    """
+    n = len(x)
+    take = np.concatenate([repeated_rows(x), np.zeros(len(pooled) - n, dtype=bool)])
+    final = to_scores(card, predict_outputs(pipeline, card, x), pooled.y_true[:n])
+    # Held-out rows' places take their own (already final) values.
+    predicted = np.where(take, _padded(final.predicted, pooled.predicted), pooled.predicted)
+    proba = pooled.proba
+    if proba is not None and final.proba is not None:
+        shape = (-1,) + (1,) * (np.ndim(proba) - 1)
+        proba = np.where(take.reshape(shape), _padded(final.proba, proba), proba)
+    return Scores(
+        task=pooled.task,
+        y_true=pooled.y_true,
+        predicted=predicted,
+        proba=proba,
+        classes=pooled.classes,
+    )
+
+
+def _padded(head: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """``head`` followed by the rest of ``whole`` (same length as ``whole``)."""
+    return np.concatenate([np.asarray(head), np.asarray(whole)[len(head) :]])

@@ -191,7 +191,7 @@ def train_model(
 
     from pgmlops.domain.monitoring.profile import build_profile
     from pgmlops.domain.monitoring.profile_design import with_designs
-    from pgmlops.domain.training.crossfit import with_cross_fitted
+    from pgmlops.domain.training.crossfit import served_scores, with_cross_fitted
 
     fitted = Fitted(
         pipeline=pipeline,
@@ -212,17 +212,18 @@ def train_model(
         ),
         notes=notes,
         cv_metrics=cv_metrics,
-        profile=lambda scores, conf, out_of_fold: with_designs(
+        profile=lambda scores, conf, rows: with_designs(
             build_profile(x_train, schema, scores=scores, confidence=conf, seed=cfg.seed),
             x_train,
             # The rows of the scores, in the order register_fitted pools them.
-            pd.concat([x_train, x_val, x_hold] if out_of_fold else [x_val, x_hold]),
+            pd.concat([x_val, x_hold] if rows == "held_out" else [x_train, x_val, x_hold]),
             len(x),
-            out_of_fold=out_of_fold,
+            rows=rows,
         ),
         crossed=lambda held, scoring: with_cross_fitted(
             held, pipeline, scoring, x_train, y_train, folds=cfg.reference_folds, seed=cfg.seed
         ),
+        served=lambda pooled, scoring: served_scores(pipeline, scoring, x_train, pooled),
     )
     return register_fitted(
         ctx, fitted, cfg, model_name=model_name, actor=actor, source=dataset.source,

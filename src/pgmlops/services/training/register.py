@@ -106,9 +106,11 @@ class Fitted:
     data: DataFingerprint
     notes: list[str]
     cv_metrics: dict[str, float] | None
-    # (output scores, their confidence, whether they are every row's out-of-fold outputs)
-    profile: Callable[[np.ndarray, np.ndarray | None, bool], Any]
+    # (output scores, their confidence, which rows they are: design_effect.OutputRows)
+    profile: Callable[[np.ndarray, np.ndarray | None, str], Any]
     crossed: Callable[[Scores, Any], Scores]
+    # pooled scores -> the same rows' scores as served (domain/training/crossfit.py)
+    served: Callable[[Scores, Any], Scores] | None = None
 
 
 def register_fitted(
@@ -221,12 +223,9 @@ def register_fitted(
     pooled = fitted.crossed(held, scoring)
     files.update(_monitoring_references(ctx, schema, (x_val, y_val, val_out), held, pooled, cfg))
     step("profiling the reference data for drift monitoring")
-    # Prediction drift's reference: the held-out outputs, or (training.output_reference) the
-    # pooled ones: the split keeps copies of a feature vector together, so held-out rows
-    # are a sample of few clusters on repeated data, every row's output the whole mix.
-    out = pooled if cfg.output_reference == "out_of_fold" else held
+    out, rows = _output_reference(fitted, cfg.output_reference, held, pooled, scoring)
     out_conf = confidence(out.proba, schema.task, threshold) if out.proba is not None else None
-    profile = fitted.profile(_score_vector(out, schema.task), out_conf, len(out) > len(held))
+    profile = fitted.profile(_score_vector(out, schema.task), out_conf, rows)
     holdout_frame = x_hold.assign(**{target: y_hold}).reset_index(drop=True)
     step("storing artifacts and registering the version")
     files["model"] = ctx.artifacts.put(dump_pipeline(pipeline))
@@ -297,6 +296,22 @@ def _monitoring_references(
         )
         files["loss_model"] = ctx.artifacts.put(dump_pipeline(models))
     return files
+
+
+def _output_reference(
+    fitted: Fitted, choice: str, held: Scores, pooled: Scores, scoring: Any
+) -> tuple[Scores, str]:
+    """Prediction drift's reference scores and which rows they are (docs/monitoring.md).
+
+    The split keeps copies of a feature vector together, so held-out rows alone are a few
+    clusters on repeated data; every labelled row's output is the whole mix. Without
+    out-of-fold scores (reference_folds < 2, or a Dask fit) the held-out ones are all there is.
+    """
+    if choice == "held_out" or len(pooled) == len(held):
+        return held, "held_out"
+    if choice == "out_of_fold" or fitted.served is None:
+        return pooled, "out_of_fold"
+    return fitted.served(pooled, scoring), "served"
 
 
 def scores_frame(scores: Scores) -> pd.DataFrame:

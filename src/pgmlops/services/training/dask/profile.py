@@ -94,7 +94,7 @@ def profile_partitions(
     *,
     seed: int,
 ) -> ReferenceProfile:
-    """The profile domain/profile.build_profile gives, computed from the cluster's partitions."""
+    """The profile monitoring/profile.build_profile gives, from the cluster's partitions."""
     numeric, categorical = schema.numeric, schema.categorical
     chunks = rows[schema.names].to_delayed()
     totals = _tree([dask.delayed(_moments)(c, numeric, categorical) for c in chunks], _add)

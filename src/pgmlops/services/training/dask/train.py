@@ -151,7 +151,7 @@ def train_partitions(
         dask_interface(path, schema.task),
     )
 
-    def profile(scores: Any, conf: Any, _out_of_fold: bool) -> Any:
+    def profile(scores: Any, conf: Any, _rows: str) -> Any:
         return profile_partitions(train_rows, x_train, schema, scores, conf, seed=cfg.seed)
 
     fitted = Fitted(
