@@ -284,3 +284,32 @@ def test_a_model_is_a_plain_object_not_an_orm_row(client: Client, churn_version)
     assert isinstance(model, Model)
     assert type(model.model_version).__module__ == "pgmlops.domain.registry.records"
     assert model.aliases == ("production",)
+
+
+def test_batch_scoring_labels_and_clean_up_are_client_methods(
+    client: Client, churn_version, tmp_path: Path
+) -> None:
+    version = register(client, churn_version, "churn")
+    rows = make_churn(60, seed=4)
+    data = tmp_path / "score.csv"
+    rows.drop(columns=["Exited"]).to_csv(data, index=False)
+    out = tmp_path / "answers.csv"
+
+    summary = client.predict_batch(str(data), str(out))
+    assert (summary.model_name, summary.version) == ("churn", version)
+    assert summary.rows == summary.written == summary.logged == 60
+    answers = pd.read_csv(out)
+    assert len(answers) == 60 and answers["prediction_id"].is_unique
+
+    labels = tmp_path / "labels.csv"
+    answers.assign(label=rows["Exited"].to_numpy())[["prediction_id", "label"]].to_csv(
+        labels, index=False
+    )
+    stored = client.feedback(labels)
+    assert (stored["stored"], stored["replaced"]) == (60, 0)
+    assert client.feedback(labels)["replaced"] == 60
+
+    kept = client.collect_garbage(predictions_older_than="90d", dry_run=True)
+    assert kept["dry_run"] is True
+    with pytest.raises(ConfigError, match="predictions_older_than 'soon' is not an age"):
+        client.collect_garbage(predictions_older_than="soon")

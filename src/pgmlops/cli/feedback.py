@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pgmlops.cli.options import ConfigOpt, JsonOpt, ModelOpt, handled, open_context, print_json
+from pgmlops.cli.options import ConfigOpt, JsonOpt, ModelOpt, handled, open_client, print_json
 
 
 @handled
@@ -28,9 +28,8 @@ def feedback(
     as_json: JsonOpt = False,
 ) -> None:
     """Load true labels for logged predictions from a CSV file."""
-    from pgmlops.services.serving.feedback_files import load_feedback_file
-
-    result = load_feedback_file(open_context(config), file, key=key, model_name=model_name)
+    with open_client(config) as client:
+        result = client.feedback(file, key=key, model_name=model_name)
     if as_json:
         print_json(result)
         return

@@ -15,7 +15,7 @@ from pgmlops.cli.options import (
     ModelOpt,
     SepOpt,
     handled,
-    open_context,
+    open_client,
     print_json,
 )
 from pgmlops.cli.progress import QuietOpt, rows_bar, wanted
@@ -76,31 +76,25 @@ def predict(
     quiet: QuietOpt = False,
 ) -> None:
     """Score a file or a query with a registered version; log every row like /predict."""
-    from pgmlops.services.batch import DEFAULT_CHUNK_ROWS, BatchRequest, run_batch_predict
-
-    request = BatchRequest(
-        data=data,
-        out=out,
-        model_name=model_name,
-        version=version,
-        alias=alias,
-        query=query,
-        id_column=id_column,
-        log=not no_log,
-        chunk_rows=DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows,
-        on_error=on_error,  # type: ignore[arg-type]  # checked by the service
-        rejects=rejects,
-        sep=sep,
-        encoding=encoding,
-        decimal=decimal,
-        canary=canary,
-    )
-    ctx = open_context(config)
-    try:
-        with rows_bar(wanted(as_json, quiet)) as progress:
-            summary = run_batch_predict(ctx, request, progress)
-    finally:
-        ctx.close()
+    with open_client(config) as client, rows_bar(wanted(as_json, quiet)) as progress:
+        summary = client.predict_batch(
+            data,
+            out,
+            model_name=model_name,
+            version=version,
+            alias=alias,
+            query=query,
+            id_column=id_column,
+            log=not no_log,
+            chunk_rows=chunk_rows,
+            on_error=on_error,  # type: ignore[arg-type]  # checked by the service
+            rejects=rejects,
+            sep=sep,
+            encoding=encoding,
+            decimal=decimal,
+            canary=canary,
+            progress=progress,
+        )
     if as_json:
         print_json(summary.to_dict())
         return

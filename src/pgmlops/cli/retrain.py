@@ -142,18 +142,14 @@ def gc(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete old unaliased versions and the artifacts only they used."""
-    from pgmlops.services.retention import collect_garbage, parse_age
-
-    age = parse_age(predictions_older_than) if predictions_older_than is not None else None
-    ctx = open_context(config)
-    result = collect_garbage(
-        ctx,
-        model_name,
-        keep=keep,
-        recent_days=recent_days,
-        predictions_older_than=age,
-        dry_run=dry_run,
-    )
+    with open_client(config) as client:
+        result = client.collect_garbage(
+            model_name,
+            keep=keep,
+            recent_days=recent_days,
+            predictions_older_than=predictions_older_than,
+            dry_run=dry_run,
+        )
     if as_json:
         print_json(result)
         return

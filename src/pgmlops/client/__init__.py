@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pgmlops.client.live import LiveDeployments
+from pgmlops.client.operations import Operations
 from pgmlops.client.references import default_actor, parse_reference
 from pgmlops.client.retraining import Retraining
 from pgmlops.config import Settings, check_model_name, get_settings
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 
-class Client(LiveDeployments, Retraining):
+class Client(LiveDeployments, Retraining, Operations):
     """One registry (database + artifact store), from settings or a database URL.
 
     `Client()` uses `get_settings()` (pgmlops.yaml and PGMLOPS_* variables);
