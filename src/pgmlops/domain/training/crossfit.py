@@ -113,15 +113,16 @@ def served_scores(pipeline: Any, card: Any, x: pd.DataFrame, pooled: Scores) -> 
     outputs are the final model's on unseen rows: out-of-fold outputs stand in. Held-out rows
     already hold the final model's outputs.
     """
-    n = len(x)
-    take = np.concatenate([repeated_rows(x), np.zeros(len(pooled) - n, dtype=bool)])
-    final = to_scores(card, predict_outputs(pipeline, card, x), pooled.y_true[:n])
-    # Held-out rows' places take their own (already final) values.
-    predicted = np.where(take, _padded(final.predicted, pooled.predicted), pooled.predicted)
-    proba = pooled.proba
-    if proba is not None and final.proba is not None:
-        shape = (-1,) + (1,) * (np.ndim(proba) - 1)
-        proba = np.where(take.reshape(shape), _padded(final.proba, proba), proba)
+    repeated = np.flatnonzero(repeated_rows(x))
+    predicted = np.array(pooled.predicted, copy=True)
+    proba = None if pooled.proba is None else np.array(pooled.proba, copy=True)
+    if len(repeated):
+        # Only the repeated vectors are scored again; the rest keep their pooled values.
+        out = predict_outputs(pipeline, card, x.iloc[repeated])
+        final = to_scores(card, out, pooled.y_true[repeated])
+        predicted[repeated] = final.predicted
+        if proba is not None and final.proba is not None:
+            proba[repeated] = final.proba
     return Scores(
         task=pooled.task,
         y_true=pooled.y_true,
@@ -129,8 +130,3 @@ def served_scores(pipeline: Any, card: Any, x: pd.DataFrame, pooled: Scores) -> 
         proba=proba,
         classes=pooled.classes,
     )
-
-
-def _padded(head: np.ndarray, whole: np.ndarray) -> np.ndarray:
-    """``head`` followed by the rest of ``whole`` (same length as ``whole``)."""
-    return np.concatenate([np.asarray(head), np.asarray(whole)[len(head) :]])
