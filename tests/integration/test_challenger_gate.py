@@ -9,6 +9,7 @@ from sklearn import datasets
 
 from pgmlops.errors import PromotionRefused
 from pgmlops.services.commands import promote_command, train_command
+from pgmlops.services.promotion import evaluate_challenge, evaluation_rows
 
 ACTOR = "tester"
 
@@ -88,3 +89,28 @@ def test_refuses_worse_model(ctx, digits: pd.DataFrame) -> None:
     with pytest.raises(PromotionRefused) as refused:
         _promote(ctx, "worse", _train(ctx, digits.sample(frac=0.05, random_state=1), "worse"))
     assert "is below 0" in str(refused.value)
+
+
+def test_rows_repeating_a_feature_vector_are_resampled_as_one(ctx, churn_csv) -> None:
+    # Panel data: each customer's features come back three times with outcomes that differ.
+    # Both models answer the copies alike, so the copies are one observation of the gain.
+    churn = pd.read_csv(churn_csv).sample(n=1_500, random_state=3)
+    copies = []
+    for k in range(3):
+        copy = churn.copy()
+        flip = np.random.default_rng(k).random(len(copy)) < 0.3 * (k > 0)
+        copy.loc[flip, "Exited"] = 1 - copy.loc[flip, "Exited"]
+        copies.append(copy)
+    panel = pd.concat(copies, ignore_index=True)
+    champ = _train(ctx, panel.sample(frac=0.1, random_state=1), "panel", target="Exited")
+    cand = _train(ctx, panel, "panel", target="Exited")
+    _, sizes = evaluate_challenge(
+        ctx, ctx.registry.get_version("panel", cand), ctx.registry.get_version("panel", champ)
+    )
+    rows, _ = evaluation_rows(
+        ctx, ctx.registry.get_version("panel", cand), ctx.registry.get_version("panel", champ)
+    )
+    features = ctx.registry.get_version("panel", cand).card.feature_schema.names
+    assert sizes["distinct_vectors"] == len(rows[features].drop_duplicates())
+    # Copies with the same outcome are one row to the evaluation; those that differ remain.
+    assert sizes["distinct_vectors"] < 0.7 * sizes["rows"]

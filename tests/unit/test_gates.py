@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from pgmlops.domain.metrics import Scores, alert_rate, at_alert_rate, metric_value
 from pgmlops.domain.promotion.gates import Decision, PromotionPolicy, decide
-from pgmlops.domain.promotion.paired_bootstrap import BOOTSTRAP_MAX_ROWS, paired_bootstrap
+from pgmlops.domain.promotion.paired_bootstrap import (
+    BOOTSTRAP_MAX_ROWS,
+    paired_bootstrap,
+    row_clusters,
+)
 from pgmlops.errors import ConfigError
 
 CLASSES = ("no", "yes")
@@ -298,6 +303,55 @@ def test_a_huge_holdout_is_subsampled_so_the_interval_costs_the_same():
 
     # Twice the rows would shrink the interval by sqrt(2) if all were resampled.
     assert width(2 * BOOTSTRAP_MAX_ROWS) > 0.85 * width(BOOTSTRAP_MAX_ROWS)
+
+
+def _repeated(scores: Scores, times: int) -> Scores:
+    """Every row `times` times over, as panel data repeats an entity's feature vector."""
+    return scores.take(np.repeat(np.arange(len(scores)), times))
+
+
+def test_repeated_rows_are_one_observation_of_the_gain_not_many(truth):
+    champion, candidate = model(truth[:800], 0.8, seed=1), model(truth[:800], 1.0, seed=2)
+    clusters = np.repeat(np.arange(800), 5)
+
+    def width(cand: Scores, champ: Scores, labels: np.ndarray | None = None) -> float:
+        low, _, high = paired_bootstrap(
+            "roc_auc", cand, champ, rounds=600, confidence=0.95, seed=0, clusters=labels
+        )
+        return high - low
+
+    distinct = width(candidate, champion)
+    five = (_repeated(candidate, 5), _repeated(champion, 5))
+    # Drawn row by row, five copies look like five times the evidence: the interval shrinks
+    # by about sqrt(5); drawn by cluster it stays what the 800 distinct rows support.
+    assert width(*five) < 0.6 * distinct
+    assert width(*five, clusters) == pytest.approx(distinct, rel=0.15)
+
+
+def test_cluster_draws_equal_row_draws_when_no_row_repeats(truth):
+    champion, candidate = model(truth, 0.8, seed=1), model(truth, 1.0, seed=2)
+    rows = paired_bootstrap("roc_auc", candidate, champion, rounds=300, confidence=0.9, seed=4)
+    labels = np.arange(N)[::-1]  # any labelling of distinct rows draws the same resamples
+    by_cluster = paired_bootstrap(
+        "roc_auc", candidate, champion, rounds=300, confidence=0.9, seed=4, clusters=labels
+    )
+    assert by_cluster == rows
+
+
+def test_cluster_labels_must_cover_every_row(truth):
+    champion, candidate = model(truth, 0.8, seed=1), model(truth, 1.0, seed=2)
+    with pytest.raises(ValueError, match="clusters has 3 labels"):
+        paired_bootstrap(
+            "roc_auc", candidate, champion, rounds=10, confidence=0.9, seed=0,
+            clusters=np.arange(3),
+        )  # fmt: skip
+
+
+def test_rows_repeating_a_feature_vector_share_a_cluster_whatever_their_index():
+    x = pd.DataFrame({"age": [30, 41, 30, 30], "plan": ["a", "b", "a", "b"]}, index=[7, 3, 9, 1])
+    labels = row_clusters(x)
+    assert labels.tolist() == [0, 1, 0, 2]
+    assert row_clusters(x.iloc[:0]).size == 0
 
 
 def test_scores_from_different_rows_are_refused(truth):

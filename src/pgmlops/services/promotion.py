@@ -12,6 +12,7 @@ import pandas as pd
 from pgmlops.domain.metrics import Scores
 from pgmlops.domain.predict import baseline_scores, to_scores
 from pgmlops.domain.promotion.gates import Decision, decide
+from pgmlops.domain.promotion.paired_bootstrap import row_clusters
 from pgmlops.domain.registry.records import PRODUCTION, AliasEvent, ModelVersion
 from pgmlops.domain.schema import coerce_features
 from pgmlops.domain.training.split import on_training_side
@@ -160,11 +161,21 @@ def evaluate_challenge(
         # a few hundred rows give the holdout alone too little power (docs/promotion.md).
         cand_scores = read_crossfit(ctx, candidate)
         sizes = {**sizes, "crossfit_rows": len(cand_scores), "rows": len(cand_scores)}
+    clusters = None
+    if len(cand_scores) == len(rows):
+        # Rows repeating a feature vector (panel data: one entity, many periods) are
+        # resampled together, or the interval would be too narrow (docs/promotion.md).
+        names = [*card.feature_schema.names]
+        if champion is not None:
+            names += [n for n in champion.card.feature_schema.names if n not in names]
+        clusters = row_clusters(rows[[n for n in names if n in rows]])
+        sizes = {**sizes, "distinct_vectors": int(clusters.max()) + 1 if len(clusters) else 0}
     y_true = cand_scores.y_true
     # The baseline's prior comes from the evaluation rows themselves: the best constant
     # predictor there, a slightly stricter bar than the training prior.
     base = baseline_scores(card.task, y_true, y_true, card.classes)
-    return decide(cand_scores, champ_scores, base, ctx.settings.promotion), sizes
+    policy = ctx.settings.promotion
+    return decide(cand_scores, champ_scores, base, policy, clusters=clusters), sizes
 
 
 def read_crossfit(ctx: Context, version: ModelVersion) -> Scores:

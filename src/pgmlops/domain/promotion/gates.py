@@ -84,6 +84,8 @@ def decide(
     champion: Scores | None,
     baseline: Scores | None,
     policy: PromotionPolicy,
+    *,
+    clusters: np.ndarray | None = None,
 ) -> Decision:
     """Run every applicable gate on scores computed on the same holdout rows.
 
@@ -94,7 +96,8 @@ def decide(
     thresholded metric (recall, precision, f1, accuracy) judges the candidate re-cut to flag
     the same share of rows as the champion does (see `_guard_gate`). Any metric that is nan
     on these rows fails its gate: no evidence, no promotion. With no champion, no baseline
-    and no floors there is nothing to refuse on.
+    and no floors there is nothing to refuse on. `clusters` labels rows that repeat a
+    feature vector; the intervals then resample whole clusters (see `paired_bootstrap`).
     """
     task = candidate.task
     policy.check(task)
@@ -113,12 +116,14 @@ def decide(
             gates.append(_guard_gate(name, candidate, champion, cand, champ, tolerance))
     elif baseline is not None and base is not None:
         gates.append(
-            _baseline_gate(primary, candidate, baseline, cand[primary], base[primary], policy)
+            _baseline_gate(
+                primary, candidate, baseline, cand[primary], base[primary], policy, clusters
+            )
         )
     for name, floor in policy.floors.items():
         gates.append(_floor_gate(name, cand[name], floor))
     if champion is not None and policy.bootstrap:
-        gates.append(_bootstrap_gate(primary, candidate, champion, policy))
+        gates.append(_bootstrap_gate(primary, candidate, champion, policy, clusters))
     return Decision(
         approved=all(g.passed for g in gates),
         primary_metric=primary,
@@ -217,6 +222,7 @@ def _baseline_gate(
     cand: float,
     base: float,
     policy: PromotionPolicy,
+    clusters: np.ndarray | None,
 ) -> GateResult:
     needed = min_effect(name, policy.baseline_margin, base) if not _missing(base) else math.nan
     numbers: dict[str, float | None] = {
@@ -234,7 +240,7 @@ def _baseline_gate(
     head = f"{name} {cand:.4f} vs dummy baseline {base:.4f}: gain over baseline {gain:+.4f}"
     if not policy.bootstrap:
         return GateResult("baseline", big_enough, f"{head}, {effect}", numbers)
-    low, mean, high = _interval(name, candidate, baseline, policy)
+    low, mean, high = _interval(name, candidate, baseline, policy, clusters=clusters)
     numbers |= {"low": low, "mean": mean, "high": high, "confidence": policy.confidence}
     if _missing(low, high):
         return GateResult("baseline", False, _undefined(name, numbers), numbers)
@@ -273,10 +279,14 @@ def first_version_remedy(rows: int, mean: float, low: float, needed: float) -> s
 
 
 def _bootstrap_gate(
-    name: str, candidate: Scores, champion: Scores, policy: PromotionPolicy
+    name: str,
+    candidate: Scores,
+    champion: Scores,
+    policy: PromotionPolicy,
+    clusters: np.ndarray | None,
 ) -> GateResult:
     confidence = policy.challenger_confidence
-    low, mean, high = _interval(name, candidate, champion, policy, confidence)
+    low, mean, high = _interval(name, candidate, champion, policy, confidence, clusters)
     numbers = {
         "low": low,
         "mean": mean,
@@ -303,6 +313,7 @@ def _interval(
     other: Scores,
     policy: PromotionPolicy,
     confidence: float | None = None,
+    clusters: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
     return paired_bootstrap(
         name,
@@ -312,6 +323,7 @@ def _interval(
         confidence=policy.confidence if confidence is None else confidence,
         seed=policy.seed,
         sided=1,
+        clusters=clusters,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from pgmlops.domain.metrics import LOWER_IS_BETTER, Scores, check_metric, resampled_metric
 
@@ -25,6 +26,7 @@ def paired_bootstrap(
     confidence: float,
     seed: int,
     sided: int = 2,
+    clusters: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
     """(low, mean, high) of the improvement on `metric` (positive = better) over resamples.
 
@@ -35,25 +37,40 @@ def paired_bootstrap(
     reflects the difference between them rather than the noise of the holdout itself.
     Resamples where the metric is undefined (e.g. one class drawn) are skipped; all nan
     when none is left. Holdouts above BOOTSTRAP_MAX_ROWS rows are subsampled first.
+
+    `clusters` (one integer label per row, as `row_clusters` gives) makes each resample
+    draw whole clusters: rows that repeat a feature vector get the same answer from each
+    model and, on panel data, related truths, so they are one observation of the gain,
+    not many; drawing them one by one makes the interval too narrow. With every row its
+    own cluster the resamples are the row bootstrap's, draw for draw.
     """
     check_metric(metric, candidate.task)
     require_same_rows(candidate, champion, "champion")
     if rounds < 1 or not 0 < confidence < 1 or sided not in (1, 2):
         raise ValueError(f"need rounds >= 1 and 0 < confidence < 1, got {rounds}, {confidence}")
+    if clusters is not None and len(clusters) != len(candidate):
+        raise ValueError(f"clusters has {len(clusters)} labels for {len(candidate)} rows")
     rng = np.random.default_rng(seed)
     if len(candidate) > BOOTSTRAP_MAX_ROWS:
         rows = np.sort(rng.choice(len(candidate), BOOTSTRAP_MAX_ROWS, replace=False))
         candidate, champion = candidate.take(rows), champion.take(rows)
+        clusters = None if clusters is None else clusters[rows]
     n = len(candidate)
+    if clusters is not None:
+        # Labels in order of first appearance, so that all-distinct rows draw as above.
+        clusters = pd.factorize(np.asarray(clusters))[0]
+    k = n if clusters is None else int(clusters.max()) + 1
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     block = max(1, _BLOCK_CELLS // n)
     diffs: list[np.ndarray] = []
     for start in range(0, rounds, block):
         size = min(block, rounds - start)
-        drawn = rng.integers(0, n, size=(size, n))
-        # Row counts per resample: offsetting each round's indices lets one bincount do all.
-        drawn += (np.arange(size) * n)[:, None]
-        counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n).astype(float)
+        drawn = rng.integers(0, k, size=(size, k))
+        # Counts per resample: offsetting each round's indices lets one bincount do all.
+        drawn += (np.arange(size) * k)[:, None]
+        counts = np.bincount(drawn.ravel(), minlength=size * k).reshape(size, k).astype(float)
+        if clusters is not None:
+            counts = counts[:, clusters]  # a row is drawn as often as its cluster
         cand = resampled_metric(metric, candidate, counts)
         champ = resampled_metric(metric, champion, counts)
         diffs.append(sign * (cand - champ))
@@ -64,6 +81,14 @@ def paired_bootstrap(
     tail = (1 - confidence) / sided
     low, high = np.quantile(values, [tail, 1 - tail])
     return (float(low), float(values.mean()), float(high))
+
+
+def row_clusters(x: pd.DataFrame) -> np.ndarray:
+    """One label per row of ``x``, shared by the rows that repeat a feature vector."""
+    if len(x) == 0:
+        return np.zeros(0, dtype=np.int64)
+    hashed = pd.util.hash_pandas_object(x, index=False).to_numpy(dtype=np.uint64)
+    return pd.factorize(hashed)[0].astype(np.int64)
 
 
 def require_same_rows(candidate: Scores, other: Scores, role: str) -> None:
