@@ -174,7 +174,7 @@ def _crossfit_parts(ctx: Context, version: Any, sizes: dict[str, int]) -> str:
 
     if version.card.task != "binary" or "crossfit" not in version.files:
         return ""
-    scores = read_crossfit(ctx, version)
+    scores, _ = read_crossfit(ctx, version)
     truth = scores.y_true.astype(str) == str(version.card.positive_class)
     held = sizes["candidate_holdout"] + sizes["candidate_validation"]
     cut = len(truth) - held

@@ -53,3 +53,23 @@ def test_refuses_shuffled_labels_and_names_the_remedy(
     message = str(refused.value)
     assert "on 442 rows" in message and "one-sided 99% CI" in message
     assert "force the promotion, with a reason" in message
+
+
+def test_judges_repeated_feature_vectors_as_one_observation(ctx, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from pgmlops.services.promotion import read_crossfit
+
+    # 150 patients, each seen three times with different outcomes (panel data).
+    frame = datasets.load_diabetes(as_frame=True, scaled=False).frame.iloc[:150]
+    rng = np.random.default_rng(1)
+    visits = [frame.assign(target=frame["target"] + rng.normal(0, 20, 150)) for _ in range(3)]
+    path = tmp_path / "panel.csv"
+    pd.concat(visits, ignore_index=True).to_csv(path, index=False)
+    _first(ctx, path, "panel")
+    version = ctx.registry.latest_version("panel")
+    scores, clusters = read_crossfit(ctx, version)
+    assert len(scores) == 450 and clusters is not None
+    assert len(np.unique(clusters)) == 150  # each patient's three rows share one label
+    evaluation = ctx.registry.promotion_events("panel")[-1].details["evaluation"]
+    assert evaluation["distinct_vectors"] == 150

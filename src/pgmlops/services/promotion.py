@@ -159,16 +159,16 @@ def evaluate_challenge(
         # A first version is judged on every labelled row, each scored by a model that did
         # not fit it (training rows out of fold, validation and holdout by the final model):
         # a few hundred rows give the holdout alone too little power (docs/promotion.md).
-        cand_scores = read_crossfit(ctx, candidate)
+        cand_scores, clusters = read_crossfit(ctx, candidate)
         sizes = {**sizes, "crossfit_rows": len(cand_scores), "rows": len(cand_scores)}
-    clusters = None
-    if len(cand_scores) == len(rows):
+    else:
         # Rows repeating a feature vector (panel data: one entity, many periods) are
         # resampled together, or the interval would be too narrow (docs/promotion.md).
         names = [*card.feature_schema.names]
         if champion is not None:
             names += [n for n in champion.card.feature_schema.names if n not in names]
         clusters = row_clusters(rows[[n for n in names if n in rows]])
+    if clusters is not None:
         sizes = {**sizes, "distinct_vectors": int(clusters.max()) + 1 if len(clusters) else 0}
     y_true = cand_scores.y_true
     # The baseline's prior comes from the evaluation rows themselves: the best constant
@@ -178,8 +178,9 @@ def evaluate_challenge(
     return decide(cand_scores, champ_scores, base, policy, clusters=clusters), sizes
 
 
-def read_crossfit(ctx: Context, version: ModelVersion) -> Scores:
-    """The version's out-of-sample scores of all its labelled rows (training's `crossfit`)."""
+def read_crossfit(ctx: Context, version: ModelVersion) -> tuple[Scores, np.ndarray | None]:
+    """A version's out-of-sample scores of all its labelled rows (training's `crossfit`),
+    and the rows' feature-vector labels (None for versions trained before they were kept)."""
     frame = pd.read_parquet(io.BytesIO(ctx.artifacts.read(version, "crossfit")))
     card = version.card
     columns = [c for c in frame.columns if c.startswith("proba_")]
@@ -187,9 +188,11 @@ def read_crossfit(ctx: Context, version: ModelVersion) -> Scores:
     if proba is not None and card.task == "binary":
         proba = proba[:, -1]
     classes = tuple(card.classes) if card.classes else None
-    return Scores(
+    scores = Scores(
         card.task, frame["y_true"].to_numpy(), frame["predicted"].to_numpy(), proba, classes
     )
+    clusters = frame["vector"].to_numpy(dtype=np.int64) if "vector" in frame else None
+    return scores, clusters
 
 
 def verify_servable(ctx: Context, version: ModelVersion) -> None:

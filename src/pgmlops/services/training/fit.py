@@ -224,6 +224,7 @@ def train_model(
             held, pipeline, scoring, x_train, y_train, folds=cfg.reference_folds, seed=cfg.seed
         ),
         served=lambda pooled, scoring: served_scores(pipeline, scoring, x_train, pooled),
+        x_train=x_train,
     )
     return register_fitted(
         ctx, fitted, cfg, model_name=model_name, actor=actor, source=dataset.source,

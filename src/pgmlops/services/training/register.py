@@ -20,6 +20,7 @@ from pgmlops.config import TrainingConfig
 from pgmlops.domain.importance import IMPORTANCE_ROWS, permutation_importance
 from pgmlops.domain.metrics import PRIMARY_METRIC, Scores, confusion, evaluate, metric_value
 from pgmlops.domain.predict import Outputs, baseline_scores, predict_outputs, to_scores
+from pgmlops.domain.promotion.paired_bootstrap import row_clusters
 from pgmlops.domain.redact import redact_secrets
 from pgmlops.domain.registry.card import DataFingerprint, ModelCard, OnnxInfo, SplitInfo
 from pgmlops.domain.registry.records import ModelVersion, StoredFile
@@ -111,6 +112,7 @@ class Fitted:
     crossed: Callable[[Scores, Any], Scores]
     # pooled scores -> the same rows' scores as served (domain/training/crossfit.py)
     served: Callable[[Scores, Any], Scores] | None = None
+    x_train: pd.DataFrame | None = None  # None where the training rows stay on a cluster
 
 
 def register_fitted(
@@ -221,7 +223,11 @@ def register_fitted(
     # then the training rows' out-of-fold outputs (domain/training/crossfit.py).
     held = concat_scores(to_scores(scoring, val_out, y_val), hold_scores)
     pooled = fitted.crossed(held, scoring)
-    files.update(_monitoring_references(ctx, schema, (x_val, y_val, val_out), held, pooled, cfg))
+    # The pooled rows' features, in the order crossed() pools them: training, then held.
+    parts = None if fitted.x_train is None else [fitted.x_train, x_val, x_hold]
+    files.update(
+        _monitoring_references(ctx, schema, (x_val, y_val, val_out), held, pooled, cfg, parts)
+    )
     step("profiling the reference data for drift monitoring")
     out, rows = _output_reference(fitted, cfg.output_reference, held, pooled, scoring)
     out_conf = confidence(out.proba, schema.task, threshold) if out.proba is not None else None
@@ -273,6 +279,7 @@ def _monitoring_references(
     held: Scores,
     pooled: Scores,
     cfg: TrainingConfig,
+    pooled_rows: list[pd.DataFrame] | None = None,
 ) -> dict[str, StoredFile]:
     """Out-of-sample outputs for monitoring's intervals, and the regression loss models (DLE).
 
@@ -288,7 +295,11 @@ def _monitoring_references(
     if len(pooled) > len(held):
         # Every labelled row scored by a model that did not fit it: a first version is
         # judged on these (services/promotion.py), not on the holdout alone.
-        files["crossfit"] = ctx.artifacts.put(_parquet(scores_frame(pooled)))
+        frame = scores_frame(pooled)
+        if pooled_rows is not None and sum(map(len, pooled_rows)) == len(pooled):
+            # Which rows repeat a feature vector: the gate resamples those together.
+            frame["vector"] = row_clusters(pd.concat(pooled_rows, ignore_index=True))
+        files["crossfit"] = ctx.artifacts.put(_parquet(frame))
     if schema.task == "regression":
         # The loss models learn on validation rows only, so the holdout is fresh to them.
         models = fit_loss_models(
