@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pgmlops.domain.monitoring.design_effect import SampleDesign, pair_rows, sample_design
+from pgmlops.domain.monitoring.design_effect import (
+    SampleDesign,
+    counted_design,
+    pair_rows,
+    sample_design,
+)
 from pgmlops.domain.monitoring.drift import ReferenceProfile, build_profile, compare
 from pgmlops.domain.monitoring.profile_design import with_designs
 from pgmlops.domain.schema import FeatureSchema, FeatureSpec
@@ -51,6 +56,13 @@ def test_the_design_effect_is_the_size_weighted_mean_cluster_size() -> None:
     assert design.inflation == pytest.approx(0.5 + 0.5 * 2.5)
     distinct = sample_design(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), total_rows=3)
     assert distinct.deff == 1.0 and distinct.inflation == 1.0
+
+
+def test_the_sums_alone_give_the_design_of_rows_counted_elsewhere() -> None:
+    # What the Dask trainer sends back from its partitions: rows, sum(c^2), distinct vectors.
+    frame = pd.DataFrame({"x": [1.0] * 3 + [2.0] * 1, "g": ["a"] * 3 + ["b"]})
+    assert counted_design(4, 9.0 + 1.0, 2, total_rows=8) == sample_design(frame, total_rows=8)
+    assert counted_design(0, 0.0, 0, total_rows=8) == sample_design(frame.iloc[:0], 8)
 
 
 def test_a_clustered_reference_no_longer_alarms_on_windows_from_its_own_population() -> None:

@@ -98,9 +98,18 @@ def labelled_design(labels: np.ndarray, share: float | None) -> SampleDesign:
 def sample_design(x: pd.DataFrame, total_rows: int) -> SampleDesign:
     """The design of reference rows ``x`` taken, as whole clusters, from ``total_rows``."""
     counts = cluster_sizes(x).astype(np.float64)
-    deff = float(np.sum(counts**2) / np.sum(counts)) if counts.size else 1.0
-    share = min(1.0, len(x) / total_rows) if total_rows and len(x) else 1.0
-    return SampleDesign(deff=max(deff, 1.0), share=share, distinct=int(counts.size))
+    return counted_design(len(x), float(np.sum(counts**2)), int(counts.size), total_rows)
+
+
+def counted_design(rows: int, squares: float, distinct: int, total_rows: int) -> SampleDesign:
+    """The design of ``rows`` reference rows in ``distinct`` clusters with sum(c^2) ``squares``.
+
+    The sums alone, so rows counted where they live (a Dask cluster's partitions) need not
+    come to one process; taken, as whole clusters, from ``total_rows``.
+    """
+    deff = squares / rows if rows else 1.0
+    share = min(1.0, rows / total_rows) if total_rows and rows else 1.0
+    return SampleDesign(deff=max(deff, 1.0), share=share, distinct=distinct)
 
 
 def output_reference_note(design: SampleDesign | None) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pgmlops.domain.monitoring.design_effect import OutputRows, sample_design
+from pgmlops.domain.monitoring.design_effect import OutputRows, SampleDesign, sample_design
 from pgmlops.domain.monitoring.profile_records import ReferenceProfile
 
 
@@ -22,9 +22,25 @@ def with_designs(
     (domain/training/crossfit.py served_scores), every labelled row's out of fold, or the held-out
     rows' alone.
     """
-    update: dict[str, object] = {"design": sample_design(x_ref, total_rows)}
+    return with_feature_design(
+        profile, sample_design(x_ref, total_rows), x_out, total_rows, rows=rows
+    )
+
+
+def with_feature_design(
+    profile: ReferenceProfile,
+    design: SampleDesign,
+    x_out: pd.DataFrame,
+    total_rows: int,
+    *,
+    rows: OutputRows = "held_out",
+) -> ReferenceProfile:
+    """``profile`` with the features' ``design`` counted elsewhere, outputs on ``x_out``.
+
+    For a reference whose rows are not all in this process (services/training/dask/design.py).
+    """
+    update: dict[str, object] = {"design": design}
     if profile.output is not None:
-        design = sample_design(x_out, total_rows).model_copy(update={"rows": rows})
-        output = profile.output.model_copy(update={"design": design})
-        update["output"] = output
+        out = sample_design(x_out, total_rows).model_copy(update={"rows": rows})
+        update["output"] = profile.output.model_copy(update={"design": out})
     return profile.model_copy(update=update)
