@@ -71,10 +71,11 @@ def test_a_dask_trained_version_is_registered_servable_and_carded_like_a_local_o
     single = tmp_path / "whole.parquet"
     whole.to_parquet(single, index=False)
     assert card.data.sha256 == load_file(str(single)).sha256
-    local = train_version(
+    local_version = train_version(
         ctx, data=str(single), target="Exited", model_name="churn", actor="t",
         overrides={"estimator": "lightgbm", "params": FEW_TREES, "reference_folds": 0},
-    ).version.card  # fmt: skip
+    ).version  # fmt: skip
+    local = local_version.card
     assert card.split == local.split
     # Exact sums over partitions: the schema matches up to the last bits of a float's std.
     for ours, theirs in zip(
@@ -93,6 +94,12 @@ def test_a_dask_trained_version_is_registered_servable_and_carded_like_a_local_o
     assert sum(by_name["Geography"]["counts"].values()) == profile["n_rows"]
     age = by_name["Age"]
     assert age["grid_counts"][-1] == sum(age["psi_counts"]) == age["n"] - age["n_missing"]
+    # Distinct rows: the reference is worth its rows (deff 1), as the local run records.
+    local_profile = json.loads(ctx.artifacts.get(local_version.files["reference"]))
+    assert profile["design"]["deff"] == 1.0
+    assert profile["design"]["distinct"] == profile["n_rows"]
+    assert profile["design"] == local_profile["design"]
+    assert profile["output"]["design"] == local_profile["output"]["design"]
     with Client(settings=ctx.settings) as client:
         model = client.load(f"churn/{result.version.version}")
         assert len(model.predict(whole.drop(columns=["Exited"]).head(5))) == 5
@@ -189,6 +196,56 @@ def test_xgboost_trains_through_xgboost_dask_and_its_onnx_copy_is_checked_like_a
         assert card.metrics["accuracy"] > 0.4
     finally:
         ctx.close()
+
+
+def test_a_dask_reference_on_repeated_rows_records_the_design_a_local_run_records(
+    tmp_path: Path, dask_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgmlops.services.monitoring.run import load_profile
+    from pgmlops.services.training.dask import frames
+
+    # 800 customers, each row 3 times (panel data), shuffled so a vector's copies sit in
+    # different partitions: only counts added across partitions see clusters of 3.
+    k = 3
+    people = make_churn(800, seed=8)
+    rows = people.loc[people.index.repeat(k)].sample(frac=1.0, random_state=1)
+    folder = tmp_path / "panel"
+    folder.mkdir()
+    for i in range(4):
+        rows.iloc[i * 600 : (i + 1) * 600].to_parquet(folder / f"part-{i}.parquet", index=False)
+    single = tmp_path / "panel.parquet"
+    rows.to_parquet(single, index=False)
+    # Held-out samples of 150 rows (of about 480 each), so the outputs' reference is a sample.
+    monkeypatch.setattr(frames, "MAX_HELD_ROWS", 150)
+    ctx = Context(_sqlite_settings(tmp_path))
+    try:
+        dask_v = _train(ctx, str(folder), dask_address, estimator="lightgbm").version
+        local_v = train_version(
+            ctx, data=str(single), target="Exited", model_name="churn", actor="t",
+            overrides={"estimator": "lightgbm", "params": FEW_TREES, "reference_folds": 0},
+        ).version  # fmt: skip
+        ours, theirs = load_profile(ctx, dask_v), load_profile(ctx, local_v)
+    finally:
+        ctx.close()
+    split = dask_v.card.split
+    assert split.train_rows == local_v.card.split.train_rows
+    assert ours.design is not None and theirs.design is not None
+    # The split keeps a vector's copies on one side, so every training cluster has k rows:
+    # deff is k exactly, not about k. Integer counts of the same rows: no tolerance needed.
+    assert ours.design.deff == k and ours.design.distinct == split.train_rows // k
+    assert ours.design == theirs.design
+    assert ours.design.share == pytest.approx(split.train_rows / len(rows))
+    assert ours.inflation == pytest.approx(ours.design.share + (1 - ours.design.share) * k)
+    # The outputs' reference is the held-out samples' scores; the samples are cut on the
+    # split's content keys, so a sampled vector keeps all k copies (a row sample would not).
+    assert ours.output is not None and ours.output.design is not None
+    held = split.validation_rows + split.holdout_rows
+    assert held < len(rows) - split.train_rows  # sampled
+    assert ours.output.design.rows == "held_out"
+    assert ours.output.design.deff == k and ours.output.design.distinct == held // k
+    assert ours.output.design.share == pytest.approx(held / len(rows))
+    assert theirs.output is not None and theirs.output.design is not None
+    assert theirs.output.design.deff == k
 
 
 @pytest.mark.e2e

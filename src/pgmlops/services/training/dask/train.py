@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from pgmlops.config import TrainingConfig
 from pgmlops.domain.registry.card import DataFingerprint
 from pgmlops.domain.schema import FeatureSchema
@@ -105,7 +107,9 @@ def train_partitions(
     started: float,
 ) -> TrainResult:
     """Schema, split, fit and register from a Dask DataFrame, on a connected client."""
+    from pgmlops.domain.monitoring.profile_design import with_feature_design
     from pgmlops.services.training.dask import frames
+    from pgmlops.services.training.dask.design import counted_feature_design
     from pgmlops.services.training.dask.fit import fit_on_cluster, force_categories
     from pgmlops.services.training.dask.profile import profile_partitions
 
@@ -151,8 +155,23 @@ def train_partitions(
         dask_interface(path, schema.task),
     )
 
+    # Rows with a target: a local run's len(x), the whole the references are shares of.
+    labelled = sum(counts.values())
+
     def profile(scores: Any, conf: Any, _rows: str) -> Any:
-        return profile_partitions(train_rows, x_train, schema, scores, conf, seed=cfg.seed)
+        """The profile and its designs (design_effect.py), as a local run records them.
+
+        Features: every training row's cluster sizes, counted on the cluster. Outputs: the
+        reference is the scores of the held-out samples and nothing else, so their design
+        is that of exactly those rows, measured, not estimated; and as the samples are cut on
+        the split's content keys, a sampled vector comes with every copy on its side, so its
+        cluster sizes are the population's (a row sample would cut clusters into pieces and
+        understate deff). Their share is the sample's rows of all labelled rows.
+        """
+        built = profile_partitions(train_rows, x_train, schema, scores, conf, seed=cfg.seed)
+        design = counted_feature_design(train_rows[schema.names], labelled)
+        held = pd.concat([x_val, x_hold], ignore_index=True)
+        return with_feature_design(built, design, held, labelled, rows="held_out")
 
     fitted = Fitted(
         pipeline=pipeline,
