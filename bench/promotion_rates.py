@@ -166,6 +166,17 @@ def _small_sets() -> dict[str, tuple[pd.DataFrame, str]]:
             "breast_cancer (569 rows, binary)": (cancer, "target")}  # fmt: skip
 
 
+def _subsampled_sets(rows: int) -> dict[str, tuple[pd.DataFrame, str]]:
+    """bench/honesty.py's fair and randhie, each case a fresh `rows`-row sample: weak signal."""
+    from honesty_data import real_frame
+
+    out = {}
+    for name, task in (("fair", "binary"), ("randhie", "regression")):
+        frame, target, _, _ = real_frame(name)
+        out[f"{name} ({rows} of {len(frame):,} rows, {task}, sampled per case)"] = (frame, target)
+    return out
+
+
 def _crossfit_parts(ctx: Context, version: Any, sizes: dict[str, int]) -> str:
     """AUC of the out-of-fold training rows, of the held-out rows and of both pooled."""
     from sklearn.metrics import roc_auc_score
@@ -187,21 +198,28 @@ def _crossfit_parts(ctx: Context, version: Any, sizes: dict[str, int]) -> str:
 
 
 def small_first_versions(
-    cases: int, folder: Path, sets: str = "", kinds: str = "real,shuffled,noise"
+    cases: int,
+    folder: Path,
+    sets: str = "",
+    kinds: str = "real,shuffled,noise",
+    sample_rows: int = 0,
 ) -> dict[str, dict[str, tuple[int, str]]]:
     """First versions on small real sets: real, shuffled labels, noise features (default policy).
 
     `sets` keeps the sets whose label contains one of its comma-separated words (all when
     empty); `kinds` the candidates to train. Case i draws the same data whatever is kept.
+    `sample_rows` adds fair and randhie, each case a new sample of that many rows (so
+    'real' is judged in every case: the gate's power on a weak signal).
     """
     settings = Settings(
         database_url=f"sqlite:///{folder / 'small.db'}", artifact_root=str(folder / "art3")
     )
     ctx = Context(settings)
     out: dict[str, dict[str, tuple[int, str]]] = {}
+    pool = _small_sets() | (_subsampled_sets(sample_rows) if sample_rows else {})
     chosen = {
         label: v
-        for label, v in _small_sets().items()
+        for label, v in pool.items()
         if not sets or any(w and w in label for w in sets.split(","))
     }
     for label, (frame, target) in chosen.items():
@@ -209,14 +227,16 @@ def small_first_versions(
         for i in range(cases):
             rng = np.random.default_rng(500 + i)
             features = [c for c in frame.columns if c != target]
-            data = frame.sample(frac=1.0, random_state=500 + i).reset_index(drop=True)
+            sampled = "sampled per case" in label
+            share = {"n": sample_rows} if sampled else {"frac": 1.0}
+            data = frame.sample(**share, random_state=500 + i).reset_index(drop=True)
             jobs = {
                 "real": data,
                 "shuffled": data.assign(**{target: rng.permutation(data[target].to_numpy())}),
                 "noise": data.assign(**{c: rng.permutation(data[c].to_numpy()) for c in features}),
             }
             for kind, d in jobs.items():
-                if kind not in counts or (kind == "real" and i > 0):
+                if kind not in counts or (kind == "real" and i > 0 and not sampled):
                     continue  # the real set: same rows in every case (the split is by content)
                 name = f"{kind}{i}{label.split()[0]}"
                 path = folder / f"{name}.csv"
@@ -249,6 +269,9 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=0, help="N cases of small real sets")
     parser.add_argument("--small-sets", default="", help="--small: only sets naming these")
     parser.add_argument("--small-kinds", default="real,shuffled,noise", help="--small: kinds")
+    parser.add_argument(
+        "--small-rows", type=int, default=0, help="--small: add fair and randhie samples of N rows"
+    )
     parser.add_argument("--challenger", type=int, default=0, help="N champion/challenger cases")
     parser.add_argument(
         "--null-challenger", type=int, default=0, help="N cases of equal-skill challengers"
@@ -271,10 +294,12 @@ def main() -> None:
 
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            out = small_first_versions(args.small, Path(tmp), args.small_sets, args.small_kinds)
+            out = small_first_versions(
+                args.small, Path(tmp), args.small_sets, args.small_kinds, args.small_rows
+            )
         for label, counts in out.items():
             for kind, (hits, first) in counts.items():
-                total = 1 if kind == "real" else args.small
+                total = 1 if kind == "real" and "sampled" not in label else args.small
                 lo, hi = wilson(hits, total)
                 print(f"| {label} | {kind} | {hits}/{total} [{lo:.1%}, {hi:.1%}] | {first} |")
         print(f"({time.perf_counter() - started:.0f} s)")

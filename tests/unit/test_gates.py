@@ -305,6 +305,19 @@ def test_a_huge_holdout_is_subsampled_so_the_interval_costs_the_same():
     assert width(2 * BOOTSTRAP_MAX_ROWS) > 0.85 * width(BOOTSTRAP_MAX_ROWS)
 
 
+def test_a_strict_level_draws_enough_resamples_to_reach_its_tail(truth):
+    champion, candidate = model(truth, 0.8, seed=1), model(truth, 1.0, seed=2)
+
+    def bound(rounds: int, confidence: float) -> tuple[float, float, float]:
+        return paired_bootstrap(
+            "roc_auc", candidate, champion, rounds=rounds, confidence=confidence, seed=3, sided=1
+        )
+
+    # At 0.999 a thousand resamples would leave one beyond the bound: 5,000 are drawn.
+    assert bound(1_000, 0.999) == bound(5_000, 0.999)
+    assert bound(1_000, 0.95) != bound(5_000, 0.95)  # a wide tail keeps the rounds asked for
+
+
 def _repeated(scores: Scores, times: int) -> Scores:
     """Every row `times` times over, as panel data repeats an entity's feature vector."""
     return scores.take(np.repeat(np.arange(len(scores)), times))

@@ -15,6 +15,12 @@ _BLOCK_CELLS = 2_000_000
 # near 10 s of CPU per pair (it grows as rows x rounds), and a subsample only widens the
 # interval, so it can refuse a tiny real gain but never approve a spurious one.
 BOOTSTRAP_MAX_ROWS = 100_000
+# A bound at level c is the (1 - c) quantile of the resampled gains: at least this many
+# resamples should lie beyond it, or the bound is mostly Monte Carlo noise (at 0.999 a
+# thousand rounds leave one). Rounds are raised for that within _TAIL_CELLS rows x rounds,
+# about 5 s of CPU on a 2-core VM for an AUC.
+TAIL_DRAWS = 5
+_TAIL_CELLS = 50_000_000
 
 
 def paired_bootstrap(
@@ -36,7 +42,8 @@ def paired_bootstrap(
     Both models are scored on the same resampled rows in each round, so the interval
     reflects the difference between them rather than the noise of the holdout itself.
     Resamples where the metric is undefined (e.g. one class drawn) are skipped; all nan
-    when none is left. Holdouts above BOOTSTRAP_MAX_ROWS rows are subsampled first.
+    when none is left. Holdouts above BOOTSTRAP_MAX_ROWS rows are subsampled first. `rounds`
+    is raised where the tail beyond a bound would hold fewer than TAIL_DRAWS resamples.
 
     `clusters` (one integer label per row, as `row_clusters` gives) makes each resample
     draw whole clusters: rows that repeat a feature vector get the same answer from each
@@ -56,6 +63,8 @@ def paired_bootstrap(
         candidate, champion = candidate.take(rows), champion.take(rows)
         clusters = None if clusters is None else clusters[rows]
     n = len(candidate)
+    tail = (1 - confidence) / sided
+    rounds = max(rounds, min(math.ceil(TAIL_DRAWS / tail), _TAIL_CELLS // n))
     if clusters is not None:
         # Labels in order of first appearance, so that all-distinct rows draw as above.
         clusters = pd.factorize(np.asarray(clusters))[0]
@@ -78,7 +87,6 @@ def paired_bootstrap(
     values = values[~np.isnan(values)]
     if values.size == 0:
         return (math.nan, math.nan, math.nan)
-    tail = (1 - confidence) / sided
     low, high = np.quantile(values, [tail, 1 - tail])
     return (float(low), float(values.mean()), float(high))
 
