@@ -1,7 +1,7 @@
 """CLI start-up: registry commands run without loading the ML stack.
 
-The test suite and operators start many short `pgmlops` processes; scikit-learn, SciPy and
-pandas cost seconds of imports each, and registry commands (models, db) use none of them.
+The test suite and operators start many short `pgmlops` processes; scikit-learn, SciPy,
+pandas and numpy cost seconds of imports each, and registry commands (models, db) use none.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ML_STACK = ("sklearn", "scipy", "pandas")
+ML_STACK = ("sklearn", "scipy", "pandas", "numpy")
 
 # Runs the commands in one fresh interpreter, then imports the modules that
 # `models --history` (refused rollbacks) and `models --card` (model cards) go through on a

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from pgmlops.domain import categories as cat
@@ -20,7 +19,8 @@ if TYPE_CHECKING:
 
 MISSING_CATEGORY = "__missing__"
 # The largest finite float32: serving may compute in float32, so inputs must fit it.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+# float(numpy.finfo(numpy.float32).max), written out so that reading a schema needs no numpy.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 class FeatureSpec(BaseModel):
