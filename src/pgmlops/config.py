@@ -14,8 +14,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pgmlops.domain.kinds import Task
-from pgmlops.domain.live.comparison import LivePolicy
-from pgmlops.domain.policies import DriftPolicy, PromotionPolicy, ThresholdPolicy
+from pgmlops.domain.policies import DriftPolicy, LivePolicy, PromotionPolicy, ThresholdPolicy
 from pgmlops.errors import ConfigError
 from pgmlops.retraining_config import RetrainingConfig
 from pgmlops.rollback_config import RollbackConfig

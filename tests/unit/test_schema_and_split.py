@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pgmlops.domain.demo_data import make_churn
-from pgmlops.domain.schema import coerce_features
+from pgmlops.domain.schema import FLOAT32_MAX, coerce_features
 from pgmlops.domain.training.frame import infer_task, prepare_training_frame
 from pgmlops.domain.training.pipeline import (
     build_pipeline,
@@ -17,6 +17,11 @@ from pgmlops.domain.training.pipeline import (
 )
 from pgmlops.domain.training.split import split_rows
 from pgmlops.errors import ConfigError, DataError
+
+
+def test_float32_max_is_the_largest_finite_float32() -> None:
+    # Written out in schema.py (no numpy at import); it must stay numpy's value.
+    assert float(np.finfo(np.float32).max) == FLOAT32_MAX
 
 
 def test_drops_identifier_constant_and_empty_columns_with_reasons() -> None:

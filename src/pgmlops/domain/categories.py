@@ -8,9 +8,12 @@ serving, batch scoring and retraining map every incoming value through the same 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+# pandas is imported by the functions that call it: the feature spec (and so every model card a
+# registry command reads) uses this module's canonicaliser, which needs no pandas.
+if TYPE_CHECKING:
+    import pandas as pd
 
 TRUE_WORDS = frozenset({"true", "yes", "y", "t", "1"})
 FALSE_WORDS = frozenset({"false", "no", "n", "f", "0"})
@@ -43,6 +46,8 @@ def boolean_text(value: Any) -> str | None:
 
 def looks_boolean(col: pd.Series) -> bool:
     """A bool column, or text whose values are two of one yes/no vocabulary (True/False, 0/1)."""
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(col):
         return True
     if pd.api.types.is_numeric_dtype(col):
@@ -66,6 +71,8 @@ def as_boolean_text(col: pd.Series) -> pd.Series:
 
 def merge_spellings(text: pd.Series) -> tuple[pd.Series, list[str]]:
     """Values stripped and case-folded to their most frequent spelling; and what merged."""
+    import pandas as pd
+
     stripped = text.str.strip()
     stripped = stripped.mask(stripped == "", pd.NA)
     counts = stripped.value_counts(dropna=True)

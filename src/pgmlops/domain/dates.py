@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
 from sklearn.base import BaseEstimator, TransformerMixin
+
+# Defined with the kinds, which model cards read without scikit-learn; still importable here.
+from pgmlops.domain.kinds import DateSpec as DateSpec
 
 ISO = "ISO8601"
 PARTS = ("year", "month", "day_of_week", "day_of_year", "days_since")
@@ -28,15 +30,6 @@ _TIMES = ("", " %H:%M", " %H:%M:%S")
 _DATE_SHARE = 0.98
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 _DAY = pd.Timedelta(days=1)
-
-
-class DateSpec(BaseModel):
-    """How training read a date column: its format and the reference day for `days_since`."""
-
-    format: str
-    reference: str
-    reference_days: float
-    ambiguous: bool = False
 
 
 # Dates with an English month name ("Aug 18, 2024", "18 Aug 2024", "August 18, 2024",

@@ -11,10 +11,14 @@ one positive. With ``t = 0.5`` the score is the probability and the confidence |
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pgmlops.domain.kinds import Task
+
+# numpy is imported by the functions that compute: settings import this module for the risk
+# bands (serving_config), and reading settings should not load numpy.
+if TYPE_CHECKING:
+    import numpy as np
 
 # The band whose lower bound is the threshold's place on the decision score.
 THRESHOLD_SCORE = 0.5
@@ -23,6 +27,8 @@ DEFAULT_RISK_LEVELS: dict[str, float] = {"low": 0.0, "medium": 0.5, "high": 0.75
 
 def decision_score(proba: np.ndarray, threshold: float | None) -> np.ndarray:
     """P(positive) on the threshold's scale: ``t`` maps to 0.5, below it to [0, 0.5)."""
+    import numpy as np
+
     t = 0.5 if threshold is None else float(threshold)
     p = np.asarray(proba, dtype=np.float64)
     # Room on each side of the threshold; a threshold at 0 or 1 leaves none on one side.
@@ -39,6 +45,8 @@ def confidence(proba: np.ndarray, task: Task, threshold: float | None = None) ->
     Binary: the distance of P(positive) from the tuned ``threshold`` (0.5 when None), as a
     share of the room on that side; multiclass: the top probability (the class chosen).
     """
+    import numpy as np
+
     if task == "regression":
         raise ValueError("confidence needs class probabilities; a regression model has none")
     values = np.asarray(proba, dtype=np.float64)
@@ -50,6 +58,8 @@ def confidence(proba: np.ndarray, task: Task, threshold: float | None = None) ->
 
 def risk_levels(values: np.ndarray, levels: Mapping[str, float]) -> list[str]:
     """Per value, the name of the highest band whose lower bound is at or below it."""
+    import numpy as np
+
     ordered = sorted(levels.items(), key=lambda kv: kv[1])
     names = np.array([name for name, _ in ordered], dtype=object)
     bounds = np.array([lower for _, lower in ordered], dtype=np.float64)
@@ -64,6 +74,8 @@ def answer_scale(
 
     Binary: risk bands of the decision score; multiclass: bands of the top probability.
     """
+    import numpy as np
+
     values = np.asarray(proba, dtype=np.float64)
     if task == "binary":
         score = decision_score(values, threshold)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, Field
 
-from pgmlops.domain.metrics import improvement
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 # Bounded cost: features x repeats predictions on at most this many rows.
 IMPORTANCE_ROWS = 2_000
@@ -42,6 +43,13 @@ def permutation_importance(
     block: every shuffled copy goes through the model in one call, since a call's fixed cost
     dominates at a few hundred rows.
     """
+    # Imported here: the model card holds FeatureImportance, and reading cards (registry
+    # commands) should not load pandas and scikit-learn (metrics).
+    import numpy as np
+    import pandas as pd
+
+    from pgmlops.domain.metrics import improvement
+
     rng = np.random.default_rng(seed)
     if len(x) > rows:
         pick = np.sort(rng.choice(len(x), rows, replace=False))

@@ -209,3 +209,27 @@ class PromotionPolicy(BaseModel):
             check_metric(name, task, f"promotion.guard_metrics.{name}")
         for name in self.floors:
             check_metric(name, task, f"promotion.floors.{name}")
+
+
+class LivePolicy(BaseModel):
+    """The `live` section of pgmlops.yaml: the live comparison and opt-in live promotion."""
+
+    promotion: bool = Field(
+        False,
+        description="let `pgmlops worker` promote the challenger on live evidence (opt-in)",
+    )
+    # 200 labels: below that an AUC difference's interval is ~0.1 wide on churn-like data,
+    # too loose to act on; the worker waits rather than promote on luck.
+    min_labels: int = Field(
+        200, ge=10, description="labelled records each version needs before an interval is drawn"
+    )
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="two-sided confidence of the live gain's interval"
+    )
+    bootstrap_rounds: int = Field(
+        1000, ge=100, le=100_000, description="bootstrap resamples of the live gain"
+    )
+    seed: int = Field(0, ge=0, description="seed of the bootstrap (same data, same interval)")
+    check_seconds: float = Field(
+        300.0, gt=0.0, description="how often the worker looks at the live evidence"
+    )

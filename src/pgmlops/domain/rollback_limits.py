@@ -11,8 +11,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from scipy.stats import norm
-
 
 @dataclass(frozen=True)
 class SignalVerdict:
@@ -28,6 +26,10 @@ def wilson(hits: int, total: int, alpha: float) -> tuple[float, float]:
     """Two one-sided (1 - alpha) Wilson bounds of a proportion; (0, 1) with no trials."""
     if total <= 0:
         return 0.0, 1.0
+    # Imported here: the rollback watch's records are read by `pgmlops models --history`,
+    # which should not load SciPy.
+    from scipy.stats import norm
+
     z = float(norm.ppf(1.0 - alpha))
     p = hits / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
 from pgmlops.domain import categories as cat
-from pgmlops.domain.dates import DateSpec, as_days
-from pgmlops.domain.kinds import Kind, Task
+from pgmlops.domain.kinds import DateSpec, Kind, Task
 from pgmlops.errors import DataError
+
+# pandas is imported by the functions that call it: every model card holds a FeatureSchema, and
+# reading cards (registry commands) should not load pandas.
+if TYPE_CHECKING:
+    import pandas as pd
 
 MISSING_CATEGORY = "__missing__"
 # The largest finite float32: serving may compute in float32, so inputs must fit it.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+# float(numpy.finfo(numpy.float32).max), written out so that reading a schema needs no numpy.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 class FeatureSpec(BaseModel):
@@ -169,12 +172,16 @@ def key_text(value: object) -> str | None:
 
 
 def blank_to_nan(col: pd.Series) -> pd.Series:
+    import pandas as pd
+
     as_text = col.astype("string").str.strip()
     return as_text.mask(as_text == "", pd.NA)
 
 
 def is_number_column(col: pd.Series) -> bool:
     """Numbers, not booleans (pandas counts bool as numeric)."""
+    import pandas as pd
+
     return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
 
 
@@ -190,6 +197,8 @@ def as_float32_grid(values: pd.Series) -> pd.Series:
 
 def coerce_features(df: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     """Shape new rows exactly as training saw them: same columns, order, types, missing tokens."""
+    import pandas as pd
+
     missing = [n for n in schema.names if n not in df.columns]
     if missing:
         raise DataError(f"missing feature column(s): {', '.join(missing)}")
@@ -220,6 +229,9 @@ def coerce_features(df: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
 
 def _dates(col: pd.Series, spec: FeatureSpec) -> pd.Series:
     """A date column (text, datetimes, or days as logged) as days since 1970-01-01 UTC."""
+    # Imported here: dates loads scikit-learn (DateFeatures), which reading a schema does not need.
+    from pgmlops.domain.dates import as_days
+
     assert spec.date is not None
     days = as_days(col, spec.date.format)
     bad = days.isna() & blank_to_nan(col.astype("string")).notna()

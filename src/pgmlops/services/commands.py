@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import ValidationError as PydanticValidationError
 
 from pgmlops.config import TrainingConfig, describe_validation_error
@@ -20,13 +19,17 @@ from pgmlops.domain.registry.records import (
     ModelOverview,
     ModelVersion,
 )
-from pgmlops.domain.training.pipeline import parse_params
 from pgmlops.errors import ConfigError
 from pgmlops.services.context import Context
-from pgmlops.services.datasets import frame_dataset, load_dataset
-from pgmlops.services.promotion import PromotionResult, production_at, promote, rollback
-from pgmlops.services.rollback.watch import refused_rollbacks
-from pgmlops.services.training import Progress, TrainResult, train_model
+
+# Training, promotion and the rollback watch (pandas, scikit-learn, SciPy) are imported by the
+# functions that use them: each CLI process imports this module, and a registry command (models,
+# rollback) should not pay seconds of imports for the ML stack it never runs.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pgmlops.services.promotion import PromotionResult
+    from pgmlops.services.training import Progress, TrainResult
 
 KEY_METRICS = {
     "binary": ["roc_auc", "pr_auc", "recall", "precision", "f1"],
@@ -85,6 +88,12 @@ def train_version(
     `sep`/`encoding`/`decimal`: a CSV's delimiter, encoding and decimal mark, sniffed when
     not given.
     """
+    import pandas as pd
+
+    from pgmlops.domain.training.pipeline import parse_params
+    from pgmlops.services.datasets import frame_dataset, load_dataset
+    from pgmlops.services.training import train_model
+
     base = ctx.settings.training
     extra: dict[str, Any] = dict(overrides or {})
     if params:
@@ -165,6 +174,8 @@ def promote_command(
     actor: str,
 ) -> dict[str, Any]:
     """Promote through the gates and summarise the outcome."""
+    from pgmlops.services.promotion import promote
+
     name = model_name or ctx.settings.model_name
     result = promote(ctx, name, version, actor=actor, force=force, reason=reason)
     return promotion_summary(result)
@@ -186,6 +197,8 @@ def rollback_command(
     ctx: Context, *, model_name: str | None, reason: str | None, actor: str
 ) -> dict[str, Any]:
     """Roll production back one step and summarise the move."""
+    from pgmlops.services.promotion import rollback
+
     name = model_name or ctx.settings.model_name
     return rollback_summary(rollback(ctx, name, actor=actor, reason=reason))
 
@@ -283,6 +296,8 @@ def model_detail(
                 entry["history"] + [_refusal_row(v) for v in refusals], key=lambda h: h["at"]
             )
         if at:
+            from pgmlops.services.promotion import production_at
+
             production = [e for e in events if e.alias == PRODUCTION]
             entry["production_at"] = {
                 "at": at,
@@ -318,6 +333,8 @@ def models_command(
     ctx: Context, *, model_name: str | None, history: bool = False, at: str | None = None
 ) -> dict[str, Any]:
     """Registered models, their versions and (optionally) the production history."""
+    from pgmlops.services.rollback.watch import refused_rollbacks
+
     out: dict[str, Any] = {"models": []}
     for m in ctx.registry.list_models(model_name):
         events = ctx.registry.alias_history(m.name) if history or at else None

@@ -14,41 +14,19 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
 from scipy.stats import ks_2samp
 
 from pgmlops.domain.metrics import Scores, improvement, metric_value, resampled_metric
 from pgmlops.domain.monitoring.drift_tests import js_distance
+
+# Defined with the other policy sections, which settings read without SciPy; still importable here.
+from pgmlops.domain.policies import LivePolicy
 
 Pairing = Literal["paired", "unpaired"]
 # Resamples drawn at once: rounds x rows counts, bounded to ~40 MB at 100,000 rows.
 _CHUNK = 50
 # Bins of a score distribution: probabilities on tenths, regression values on pooled deciles.
 _BINS = 10
-
-
-class LivePolicy(BaseModel):
-    """The `live` section of pgmlops.yaml: the live comparison and opt-in live promotion."""
-
-    promotion: bool = Field(
-        False,
-        description="let `pgmlops worker` promote the challenger on live evidence (opt-in)",
-    )
-    # 200 labels: below that an AUC difference's interval is ~0.1 wide on churn-like data,
-    # too loose to act on; the worker waits rather than promote on luck.
-    min_labels: int = Field(
-        200, ge=10, description="labelled records each version needs before an interval is drawn"
-    )
-    confidence: float = Field(
-        0.95, gt=0.5, lt=1.0, description="two-sided confidence of the live gain's interval"
-    )
-    bootstrap_rounds: int = Field(
-        1000, ge=100, le=100_000, description="bootstrap resamples of the live gain"
-    )
-    seed: int = Field(0, ge=0, description="seed of the bootstrap (same data, same interval)")
-    check_seconds: float = Field(
-        300.0, gt=0.0, description="how often the worker looks at the live evidence"
-    )
 
 
 @dataclass(frozen=True)

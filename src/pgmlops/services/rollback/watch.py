@@ -26,8 +26,6 @@ from pgmlops.domain.rollback_limits import (
 )
 from pgmlops.errors import ArtifactError, ConflictError, NotFoundError
 from pgmlops.services.context import Context
-from pgmlops.services.promotion import production_stack, rollback
-from pgmlops.services.rollback.signals import watch_signals
 from pgmlops.store.rollback.verdicts import RollbackVerdict, RollbackVerdictStore
 
 log = logging.getLogger(__name__)
@@ -52,6 +50,10 @@ class WatchResult:
 
 def watched_move(ctx: Context, name: str, now: datetime) -> tuple[AliasEvent, int] | str:
     """The production move under watch and its rollback target, or why there is none."""
+    # Imported here, as in check_rollback: refused_rollbacks (`pgmlops models --history`)
+    # reads stored verdicts and should not load promotion's scikit-learn.
+    from pgmlops.services.promotion import production_stack
+
     history = ctx.registry.alias_history(name, PRODUCTION)
     if not history:
         return "no production version"
@@ -69,6 +71,9 @@ def watched_move(ctx: Context, name: str, now: datetime) -> tuple[AliasEvent, in
 
 def check_rollback(ctx: Context, name: str, now: datetime | None = None) -> WatchResult:
     """Judge one model's latest promotion; roll back when a signal crosses its limit."""
+    from pgmlops.services.promotion import rollback
+    from pgmlops.services.rollback.signals import watch_signals
+
     cfg = ctx.settings.rollback
     if not cfg.auto_rollback:
         return WatchResult(name, "off", "automatic rollback is off (rollback.auto_rollback)")
