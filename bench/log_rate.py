@@ -7,8 +7,12 @@ Run: ``PYTHONPATH=src .venv/bin/python bench/log_rate.py --only writer|serve [--
     serving defaults: batch 500, queue 200,000, log_when_full wait) on a fresh database;
     this process offers it `--writer-rows` rows (the demo churn features, 10,000 a request,
     encoded on this side as a serving process encodes them) as fast as it takes them. The
-    sustained rate is rows written per second between 10% and 90% of the rows written
-    (the `written` counter the logging process publishes), and end to end.
+    records are built before the clock (a serving process builds them while scoring, and
+    (b)'s scoring rate counts that); `offer` — encoding, buffering, writing the pipe — is
+    timed. The sustained rate is rows written per second between 10% and 90% of the rows
+    written (the `written` counter the logging process publishes), and end to end; CPU a
+    row between those marks for the logging process, PostgreSQL's backends and this
+    process (`offer_us`, the serving side's share).
 (b) **serve**: the issue's run: `pgmlops serve --workers 2`, PostgreSQL, default settings;
     `--records` records sent to /predict in requests of 10,000 by `--clients` clients.
     Reported: rows answered (200), rows refused (503), the rows of the answered ids in
@@ -85,7 +89,7 @@ def writer_rate(rows: int) -> dict[str, float]:
     marks: dict[float, float] = {}
     done = threading.Event()
 
-    cpu: dict[float, tuple[float, float]] = {}
+    cpu: dict[float, tuple[float, float, float]] = {}
     conn = psycopg.connect(db_url(), autocommit=True)
     backends = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
     backends += " AND pid <> pg_backend_pid()"
@@ -99,24 +103,28 @@ def writer_rate(rows: int) -> dict[str, float]:
                     marks[frac] = time.monotonic()
                     pids = [r[0] for r in conn.execute(backends).fetchall()]
                     child = cpu_s(int(stats["process_pid"]))  # type: ignore[call-overload]
-                    cpu[frac] = (child, sum(cpu_s(p) for p in pids))
+                    cpu[frac] = (child, sum(cpu_s(p) for p in pids), time.process_time())
             time.sleep(0.02)
 
+    # The requests' records are built before the clock: a serving process builds them while
+    # scoring (its rate counts them); the log's work starts at offer, which encodes them.
+    now = datetime.now(UTC)
+    requests = []
+    for _ in range(0, rows, REQUEST_ROWS):
+        ids = prediction_ids(REQUEST_ROWS)
+        requests.append(
+            [
+                PredictionRecord(ids[k], "default", 1, now, f, "0", 0.3, 0.4, None, 0.5, "bench")
+                for k, f in enumerate(features)
+            ]
+        )
     threading.Thread(target=watch, daemon=True).start()
     t0 = time.monotonic()
-    sent = 0
-    while sent < rows:
-        now = datetime.now(UTC)
-        ids = prediction_ids(REQUEST_ROWS)
-        batch = [
-            PredictionRecord(ids[k], "default", 1, now, f, "0", 0.3, 0.4, None, 0.5, "bench")
-            for k, f in enumerate(features)
-        ]
+    for batch in requests:
         while not writer.offer(batch):  # as a waiting request does (log_when_full: wait)
             writer._send()
             time.sleep(0.005)
         writer._send()
-        sent += REQUEST_ROWS
     if not writer.flush(600):
         raise RuntimeError("the writer did not drain within 600 s")
     total = time.monotonic() - t0
@@ -133,6 +141,8 @@ def writer_rate(rows: int) -> dict[str, float]:
         # CPU a row between the marks: the logging process, and PostgreSQL's backend(s).
         "log_process_us": 1e6 * (cpu[0.9][0] - cpu[0.1][0]) / between,
         "backend_us": 1e6 * (cpu[0.9][1] - cpu[0.1][1]) / between,
+        # This process: the serving side's share (encoding each row, writing the pipe).
+        "offer_us": 1e6 * (cpu[0.9][2] - cpu[0.1][2]) / between,
     }
 
 
@@ -297,8 +307,14 @@ def main() -> None:
     say(f"load average at end: {loadavg()}")
     for name, res in results.items():
         if res["writer"]:
-            for key in ("sustained_rows_s", "end_to_end_rows_s", "log_process_us", "backend_us"):
-                runs = [r[key] for r in res["writer"]]
+            for key in (
+                "sustained_rows_s",
+                "end_to_end_rows_s",
+                "log_process_us",
+                "backend_us",
+                "offer_us",
+            ):
+                runs = [r[key] for r in res["writer"] if key in r]
                 worst = max(runs) if key.endswith("_us") else min(runs)  # CPU: more is worse
                 say(
                     f"{name}: writer {key} median {statistics.median(runs):,.1f}, "
