@@ -33,6 +33,7 @@ import orjson
 
 from pgmlops.domain.registry.records import PredictionRecord
 from pgmlops.services.serving.prediction_log.child import LogProcessConfig, run
+from pgmlops.services.serving.prediction_log.pipe_buffer import PipeBuffer
 from pgmlops.services.serving.prediction_log.writer import COUNTERS
 from pgmlops.store.prediction_log.ledger import SETTLED, SETTLED_BY_CHILD, TAKEN, Ledger
 
@@ -49,7 +50,6 @@ _SETTLED = ("written", "spilled", "lost", "rejected")
 # A thread does it, not the request path: counts that change with no request coming in
 # (a spill file replayed or quarantined after traffic stopped) must reach /metrics too.
 _REPORT_EVERY_S = 1.0
-_NEWLINE = ord("\n")
 
 
 class ProcessLogWriter:
@@ -76,7 +76,7 @@ class ProcessLogWriter:
         self._snapshot = self._mp.Array("c", _SNAPSHOT_BYTES)
         self._proc: Any = None
         self._fd = -1
-        self._out = bytearray()
+        self._out = PipeBuffer()
         self._unsent = 0  # rows in self._out
         self._sent = 0  # rows written to the pipe of the current process
         self._scheduled = False
@@ -125,10 +125,9 @@ class ProcessLogWriter:
         n = len(records)
         if self._ledger is not None:
             self._ledger.add(TAKEN, n)
-        lines = [orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records]
+        rows = b"".join([orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records])
         with self._lock:
-            for line in lines:
-                self._out += line
+            self._out.append(rows)
             self._unsent += n
             self._queued_unreported += n
         if not self._scheduled:
@@ -280,16 +279,12 @@ class ProcessLogWriter:
             if not self._out or self._fd < 0:
                 return
             try:
-                n = os.write(self._fd, self._out)
-            except BlockingIOError:
-                n = 0
+                rows, partial = self._out.write_to(self._fd)
             except OSError:
                 self._replace_dead()
-                n = 0
-            if n:
-                rows = self._out.count(b"\n", 0, n)
-                self._partial = self._out[n - 1] != _NEWLINE
-                del self._out[:n]
+                rows, partial = 0, None
+            if partial is not None:
+                self._partial = partial
                 self._unsent -= rows
                 self._sent += rows
             if not self._out or self._stopped:
@@ -323,8 +318,7 @@ class ProcessLogWriter:
                 self._past[k] += int(snap.get(k, 0))
             if self._partial:
                 # The row half written to the old pipe: the new process must start at a line.
-                cut = self._out.find(b"\n") + 1
-                del self._out[:cut]
+                self._out.drop_partial_row()
                 self._unsent -= 1
                 unsettled += 1
             self._own_lost += unsettled
