@@ -314,7 +314,7 @@ def main() -> None:
                 "backend_us",
                 "offer_us",
             ):
-                runs = [r[key] for r in res["writer"] if key in r]
+                runs = [r[key] for r in res["writer"]]
                 worst = max(runs) if key.endswith("_us") else min(runs)  # CPU: more is worse
                 say(
                     f"{name}: writer {key} median {statistics.median(runs):,.1f}, "
